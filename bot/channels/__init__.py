@@ -1,0 +1,1 @@
+"""Channel adapters: each turns a provider's update into an Inbound and sends outbox rows."""

@@ -1,0 +1,193 @@
+"""The command line: `veivis chat`, `veivis flows check`, `veivis flows test`.
+
+Wiring only: it reads arguments and the environment, opens the store, loads flows and hands
+over to the pipeline and channels. Errors a person can fix are printed plainly, never as a
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from .channels.console import CHANNEL as CONSOLE
+from .channels.console import ConsoleSender
+from .demo import DEMO_USER_PHONE, seed_demo
+from .engine import load
+from .engine.model import FlowSet
+from .flowtest import run_all
+from .phone import PhoneError, normalise_phone, pretty_phone
+from .pipeline import FlowRequest, Inbound, Pipeline, system_clock
+from .store import Store
+
+log = logging.getLogger("veivis")
+
+
+def default_flows_dir() -> Path:
+    env = os.environ.get("VEIVIS_FLOWS")
+    if env:
+        return Path(env)
+    here = Path("flows")
+    if here.is_dir():
+        return here
+    return Path(__file__).resolve().parent.parent / "flows"
+
+
+def default_db() -> str:
+    return os.environ.get("VEIVIS_DB", "veivis.db")
+
+
+def _print_diagnostics(report_diags: Sequence[object], stream: object = sys.stdout) -> None:
+    for d in report_diags:
+        print(d, file=stream)  # type: ignore[call-overload]
+
+
+def load_flows_or_explain(flows_dir: Path) -> FlowSet | None:
+    report = load([flows_dir])
+    if report.errors or report.flowset is None:
+        _print_diagnostics(report.errors, sys.stderr)
+        if report.flowset is None and not report.errors:
+            print(f"{flows_dir}: no system texts file (system.yaml) found", file=sys.stderr)
+        print(f"The flows in {flows_dir} have errors; fix them, then try again "
+              "(veivis flows check shows them all).", file=sys.stderr)
+        return None
+    return report.flowset
+
+
+# -- veivis flows check / test ------------------------------------------------------------------
+
+def cmd_flows_check(args: argparse.Namespace) -> int:
+    paths = args.paths or [str(default_flows_dir())]
+    report = load(paths)
+    _print_diagnostics(report.diagnostics)
+    n_err, n_warn = len(report.errors), len(report.warnings)
+    flows = len(report.flowset.flows) if report.flowset else 0
+    print(f"{flows} flows checked: {n_err} errors, {n_warn} warnings", file=sys.stderr)
+    return 1 if n_err else 0
+
+
+def cmd_flows_test(args: argparse.Namespace) -> int:
+    flows_dir = Path(args.flows) if args.flows else default_flows_dir()
+    flowset = load_flows_or_explain(flows_dir)
+    if flowset is None:
+        return 1
+    paths = args.paths or [str(flows_dir / "tests")]
+    ran, failures = asyncio.run(run_all(paths, flowset))
+    for f in failures:
+        print(f)
+    passed = ran - len({f.split(":", 1)[0] for f in failures})
+    print(f"{passed} passed, {ran - passed} failed")
+    if ran == 0:
+        print("no transcripts found under " + ", ".join(map(str, paths)), file=sys.stderr)
+        return 1
+    return 1 if failures else 0
+
+
+# -- veivis chat --------------------------------------------------------------------------------
+
+async def _read_line(interactive: bool) -> str | None:
+    if interactive:
+        try:
+            return await asyncio.to_thread(input, "du> ")
+        except EOFError:
+            return None
+    line = await asyncio.to_thread(sys.stdin.readline)
+    if line == "":
+        return None
+    return line.rstrip("\r\n")
+
+
+async def chat(args: argparse.Namespace) -> int:
+    flows = load_flows_or_explain(Path(args.flows) if args.flows else default_flows_dir())
+    if flows is None:
+        return 1
+    try:
+        phone = normalise_phone(args.user) if args.user else DEMO_USER_PHONE
+    except PhoneError as e:
+        print(f"--user: {e}", file=sys.stderr)
+        return 2
+    if args.flow and flows.get(args.flow) is None:
+        print(f"--flow: there is no flow '{args.flow}'; there are: "
+              f"{', '.join(sorted(flows.flows))}", file=sys.stderr)
+        return 2
+    clock = system_clock
+    store = await Store.open(args.db)
+    try:
+        if not args.no_demo and store.created:
+            await seed_demo(store, clock())
+        interactive = sys.stdin.isatty()
+        sender = ConsoleSender(store, sys.stdout, clock, as_json=args.json)
+        if interactive and not args.json:
+            print(f"Veivis, lokal chat. Du skriver som {pretty_phone(phone)}. "
+                  "Skriv /slutt for å avslutte.\n")
+        async with Pipeline(store, flows, clock) as pipeline:
+            if args.flow:
+                await pipeline.submit(FlowRequest(CONSOLE, phone, args.flow))
+                await sender.drain()
+            while True:
+                line = await _read_line(interactive)
+                if line is None:
+                    break
+                if interactive and line.strip().lower() in ("/slutt", "/quit", "/exit"):
+                    break
+                await pipeline.submit(Inbound(CONSOLE, phone, line, f"console-{uuid.uuid4()}"))
+                await sender.drain()
+    finally:
+        await store.close()
+    return 0
+
+
+# -- parser -------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="veivis", description="Veivis: chat bot for young people "
+                                "with an activity duty (SMS and Telegram).")
+    p.add_argument("-v", "--verbose", action="store_true", help="log what happens (no texts)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("chat", help="chat with the bot in this terminal")
+    c.add_argument("--db", default=default_db(), help="SQLite file (default: veivis.db)")
+    c.add_argument("--user", help="chat as this phone number (default: the demo user)")
+    c.add_argument("--flow", help="start this flow at once (to preview it)")
+    c.add_argument("--json", action="store_true", help="one JSON object per bot message")
+    c.add_argument("--no-demo", action="store_true", help="do not add demo data to a new db")
+    c.add_argument("--flows", help="folder with flow files (default: flows/)")
+    c.set_defaults(func=lambda a: asyncio.run(chat(a)))
+
+    f = sub.add_parser("flows", help="check and test flow files")
+    fs = f.add_subparsers(dest="flows_command", required=True)
+    fc = fs.add_parser("check", help="check flow files; exit 1 on errors")
+    fc.add_argument("paths", nargs="*", help="files or folders (default: flows/)")
+    fc.set_defaults(func=cmd_flows_check)
+    ft = fs.add_parser("test", help="run transcript tests (flows/tests/)")
+    ft.add_argument("paths", nargs="*", help="transcript files or folders")
+    ft.add_argument("--flows", help="folder with flow files (default: flows/)")
+    ft.set_defaults(func=cmd_flows_test)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # a plain line for a person; the traceback only with --verbose
+        log.debug("failed", exc_info=True)
+        print(f"veivis: {type(e).__name__}: {e}", file=sys.stderr)
+        if args.verbose:
+            raise
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

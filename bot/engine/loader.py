@@ -1,0 +1,657 @@
+"""Loads flow files (YAML) into the flow model and checks them.
+
+Every problem becomes a Diagnostic `path:line: error|warning: message`; nothing here raises on
+bad input, whatever a file holds. Structural checks live here; plain-language rules are added
+by other checkers that receive the loaded FlowSet.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from .answers import NO_VALUE, YES_VALUE, parse_yesno
+from .model import Flow, FlowSet, Kind, Option, Pos, Step, Texts
+from .systemtexts import SYSTEM_TEXTS
+from .templates import GLOBAL_VARIABLES, NAME, variables_in
+
+_ID = re.compile(r"[a-z0-9][a-z0-9_\-]*")
+_SAVE = re.compile(NAME)
+
+FLOW_KEYS = {"id", "title", "description", "anonymous", "steps"}
+TEXTS_KEYS = {"id", "title", "description", "texts"}
+STEP_KEYS = {
+    "id", "say", "ask", "type", "save", "options", "hint", "optional",
+    "min", "max", "next", "start_flow", "end",
+}
+OPTION_KEYS = {"text", "value", "also"}
+KINDS = [k.value for k in Kind]
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    path: str
+    line: int
+    severity: str  # "error" | "warning"
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.severity}: {self.message}"
+
+
+@dataclass
+class Report:
+    """What loading produced: the usable flows and every finding."""
+
+    flowset: FlowSet | None
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "warning"]
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def line_of_key(node: Any, key: Any, default: int) -> int:
+    try:
+        return int(node.lc.key(key)[0]) + 1
+    except Exception:
+        return default
+
+
+def line_of_value(node: Any, key: Any, default: int) -> int:
+    try:
+        return int(node.lc.value(key)[0]) + 1
+    except Exception:
+        return default
+
+
+def line_of_item(node: Any, i: int, default: int) -> int:
+    try:
+        return int(node.lc.item(i)[0]) + 1
+    except Exception:
+        return default
+
+
+def _line(node: Any, default: int) -> int:
+    try:
+        return int(node.lc.line) + 1
+    except Exception:
+        return default
+
+
+def _type_name(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true/false"
+    if isinstance(v, int | float):
+        return "a number"
+    if isinstance(v, str):
+        return "text"
+    if isinstance(v, list):
+        return "a list"
+    if isinstance(v, dict):
+        return "a mapping (key: value)"
+    if v is None:
+        return "nothing"
+    return "a value of another kind"
+
+
+class FileChecker:
+    """Checks and builds one file; records diagnostics with this file's path."""
+
+    def __init__(self, path: str, diags: list[Diagnostic]) -> None:
+        self.path = path
+        self.diags = diags
+        self.failed = False
+
+    def error(self, line: int, msg: str) -> None:
+        self.failed = True
+        self.diags.append(Diagnostic(self.path, line, "error", msg))
+
+    def failed_at(self, line: int) -> bool:
+        return any(d.path == self.path and d.line == line and d.severity == "error"
+                   for d in self.diags)
+
+    def warning(self, line: int, msg: str) -> None:
+        self.diags.append(Diagnostic(self.path, line, "warning", msg))
+
+    # -- typed getters --------------------------------------------------------------------
+    def get_str(self, node: CommentedMap, key: str, line: int, *, required: bool = False,
+                what: str = "") -> str | None:
+        if key not in node:
+            if required:
+                self.error(line, f"{what}missing required key '{key}'")
+            return None
+        v = node[key]
+        vline = line_of_value(node, key, line)
+        if isinstance(v, bool) or not isinstance(v, str | int | float):
+            self.error(vline, f"{what}'{key}' must be text, not {_type_name(v)}")
+            return None
+        s = str(v)
+        if not s.strip():
+            self.error(vline, f"{what}'{key}' is empty; write a text or remove the key")
+            return None
+        return s
+
+    def get_bool(self, node: CommentedMap, key: str, line: int, what: str = "") -> bool:
+        if key not in node:
+            return False
+        v = node[key]
+        if not isinstance(v, bool):
+            self.error(line_of_value(node, key, line),
+                       f"{what}'{key}' must be true or false, not {_type_name(v)}")
+            return False
+        return v
+
+    def get_int(self, node: CommentedMap, key: str, line: int, what: str = "") -> int | None:
+        if key not in node:
+            return None
+        v = node[key]
+        if isinstance(v, bool) or not isinstance(v, int):
+            self.error(line_of_value(node, key, line),
+                       f"{what}'{key}' must be a whole number, not {_type_name(v)}")
+            return None
+        return int(v)
+
+    def unknown_keys(self, node: CommentedMap, allowed: set[str], line: int, what: str) -> None:
+        for k in node:
+            if str(k) not in allowed:
+                self.error(line_of_key(node, k, line),
+                           f"unknown key '{k}' in {what}{did_you_mean(str(k), allowed)}")
+
+
+def read_yaml(path: str, chk: FileChecker) -> Any:
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as e:
+        chk.error(1, f"cannot read file: {e.strerror or e}")
+        return None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        chk.error(line, "the file is not UTF-8 text; save it as UTF-8")
+        return None
+    try:
+        return YAML(typ="rt").load(text)
+    except MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        problem = (e.problem or e.context or "YAML syntax error").strip()
+        chk.error(line, f"YAML syntax error: {problem}{_yaml_hint(problem)}")
+    except YAMLError as e:
+        chk.error(1, f"YAML error: {str(e).splitlines()[0] if str(e) else 'unreadable'}")
+    except RecursionError:
+        chk.error(1, "the file nests too deeply to read")
+    except Exception as e:  # ruamel can raise odd things on odd bytes; never a traceback
+        chk.error(1, f"cannot read YAML: {type(e).__name__}")
+    return None
+
+
+def _yaml_hint(problem: str) -> str:
+    if "\\t" in problem or "'\\t'" in problem:
+        return "; use spaces, not tabs, to indent"
+    if "duplicate key" in problem:
+        return "; each key may appear only once"
+    if "mapping values are not allowed" in problem:
+        return "; put text that contains ': ' in quotes"
+    return ""
+
+
+def _check_template(chk: FileChecker, text: str, line: int, known: set[str],
+                    where: str, anonymous_saves: set[str] | None = None) -> None:
+    for name, valid in variables_in(text):
+        if not valid:
+            chk.error(line, f"{where}: '{{{name}}}' is not a variable; variables are written like "
+                            f"{{fornavn}}; write {{{{ and }}}} for a literal brace")
+        elif anonymous_saves is not None and name in anonymous_saves:
+            chk.error(line, f"{where}: '{{{name}}}' repeats an anonymous answer; anonymous "
+                            "answers are never shown back")
+        elif name not in known:
+            chk.error(line, f"{where}: unknown variable '{{{name}}}'"
+                            f"{did_you_mean(name, known)}")
+    if text.count("{") - text.count("{{") * 2 != text.count("}") - text.count("}}") * 2:
+        chk.error(line, f"{where}: unmatched brace; write {{{{ and }}}} for a literal brace")
+
+
+def _build_option(chk: FileChecker, item: Any, line: int, step_id: str) -> Option | None:
+    what = f"option of step '{step_id}': "
+    if isinstance(item, bool) or item is None:
+        chk.error(line, f"{what}must be text or a mapping with 'text', not {_type_name(item)}")
+        return None
+    if isinstance(item, str | int | float):
+        s = str(item).strip()
+        if not s:
+            chk.error(line, f"{what}empty option; write a text")
+            return None
+        return Option(text=s, value=s, pos=Pos(chk.path, line))
+    if isinstance(item, CommentedMap):
+        chk.unknown_keys(item, OPTION_KEYS, line, "an option")
+        text = chk.get_str(item, "text", line, required=True, what=what)
+        value = chk.get_str(item, "value", line, what=what) or text
+        also: list[str] = []
+        if "also" in item:
+            a = item["also"]
+            if isinstance(a, CommentedSeq) and all(
+                isinstance(x, str | int) and not isinstance(x, bool) for x in a
+            ):
+                also = [str(x) for x in a]
+            else:
+                chk.error(line_of_value(item, "also", line),
+                          f"{what}'also' must be a list of words")
+        if text is None or value is None:
+            return None
+        return Option(text=text.strip(), value=value.strip(), also=tuple(also),
+                      pos=Pos(chk.path, line))
+    chk.error(line, f"{what}must be text or a mapping with 'text', not {_type_name(item)}")
+    return None
+
+
+_YES_KEYS = {YES_VALUE}
+_NO_KEYS = {NO_VALUE}
+
+
+def _route_key(kind: Kind, key: Any, options: Sequence[Option]) -> str | None:
+    """The answer value a `next:` key stands for, or None if it fits no answer."""
+    k = str(key).strip()
+    if kind is Kind.YESNO:
+        v = parse_yesno(k)
+        return v
+    if kind is Kind.CHOICE:
+        for i, o in enumerate(options, start=1):
+            if k in (o.value, o.text, str(i)):
+                return o.value
+    return None
+
+
+def _build_step(chk: FileChecker, node: Any, line: int, index: int) -> tuple[Step | None, dict[str, Any]]:
+    """Build one step; returns the step and raw bits (route keys with lines) for later checks."""
+    extra: dict[str, Any] = {}
+    if not isinstance(node, CommentedMap):
+        chk.error(line, f"step {index + 1} must be a mapping with 'id' and 'say' or 'ask', "
+                        f"not {_type_name(node)}")
+        return None, extra
+    chk.unknown_keys(node, STEP_KEYS, line, "a step")
+    sid = chk.get_str(node, "id", line, required=True, what=f"step {index + 1}: ")
+    if sid is None:
+        return None, extra
+    what = f"step '{sid}': "
+    if not _ID.fullmatch(sid):
+        chk.error(line_of_value(node, "id", line),
+                  f"{what}id may hold only small letters a-z, digits, '_' and '-'")
+    say = chk.get_str(node, "say", line, what=what)
+    ask = chk.get_str(node, "ask", line, what=what)
+    if "say" in node and "ask" in node:
+        chk.error(line_of_key(node, "ask", line),
+                  f"{what}has both 'say' and 'ask'; split it into two steps")
+    text = ask if ask is not None else say
+    kind: Kind | None = None
+    type_line = line_of_value(node, "type", line)
+    tname = chk.get_str(node, "type", line, what=what)
+    if "ask" in node:
+        if tname is None and "type" not in node:
+            chk.error(line, f"{what}asks a question but has no 'type' (one of: {', '.join(KINDS)})")
+        elif tname is not None:
+            if tname in KINDS:
+                kind = Kind(tname)
+            else:
+                chk.error(type_line, f"{what}unknown type '{tname}'; use one of: "
+                                     f"{', '.join(KINDS)}{did_you_mean(tname, KINDS)}")
+    elif "type" in node:
+        chk.error(type_line, f"{what}'type' belongs to a question; use 'ask' instead of 'say'")
+    for key in ("save", "options", "hint", "optional", "min", "max"):
+        if key in node and "ask" not in node:
+            chk.error(line_of_key(node, key, line), f"{what}'{key}' belongs to a question "
+                                                     "(a step with 'ask')")
+    save = chk.get_str(node, "save", line, what=what)
+    if save is not None and not _SAVE.fullmatch(save):
+        chk.error(line_of_value(node, "save", line),
+                  f"{what}save name '{save}' may hold only small letters, digits and '_'")
+        save = None
+    if save is not None and save in GLOBAL_VARIABLES:
+        chk.error(line_of_value(node, "save", line),
+                  f"{what}save name '{save}' is taken by a built-in variable; pick another")
+    hint = chk.get_str(node, "hint", line, what=what)
+    optional = chk.get_bool(node, "optional", line, what)
+    lo = chk.get_int(node, "min", line, what)
+    hi = chk.get_int(node, "max", line, what)
+    if (lo is not None or hi is not None) and kind not in (Kind.NUMBER, Kind.SCALE, None):
+        chk.error(line_of_key(node, "min" if lo is not None else "max", line),
+                  f"{what}'min' and 'max' belong to number and scale questions")
+    if kind is Kind.SCALE:
+        lo = 1 if lo is None else lo
+        hi = 5 if hi is None else hi
+        if not (0 <= lo < hi <= 10):
+            chk.error(line, f"{what}a scale goes from 0 or 1 up to at most 10")
+    if lo is not None and hi is not None and lo > hi:
+        chk.error(line_of_value(node, "min", line), f"{what}'min' is larger than 'max'")
+
+    options: list[Option] = []
+    if "options" in node:
+        raw = node["options"]
+        oline = line_of_value(node, "options", line)
+        if kind is not None and kind is not Kind.CHOICE:
+            chk.error(line_of_key(node, "options", line),
+                      f"{what}'options' belong to a 'choice' question, this one is '{kind.value}'")
+        if not isinstance(raw, CommentedSeq):
+            chk.error(oline, f"{what}'options' must be a list (each line starting with '- ')")
+        else:
+            seen: dict[str, int] = {}
+            for i, item in enumerate(raw):
+                il = line_of_item(raw, i, oline)
+                opt = _build_option(chk, item, il, sid)
+                if opt is None:
+                    continue
+                key = opt.value.casefold()
+                if key in seen:
+                    chk.error(il, f"{what}option '{opt.value}' is listed twice "
+                                  f"(first at line {seen[key]})")
+                    continue
+                seen[key] = il
+                options.append(opt)
+    if kind is Kind.CHOICE and not options and not chk.failed_at(line):
+        chk.error(line, f"{what}a 'choice' question needs 'options' (a list of at least two)")
+    elif kind is Kind.CHOICE and len(options) == 1:
+        chk.error(line_of_key(node, "options", line),
+                  f"{what}a 'choice' question needs at least two options")
+
+    nxt: str | None = None
+    routes: list[tuple[str, str]] = []
+    if "next" in node:
+        raw = node["next"]
+        nline = line_of_value(node, "next", line)
+        if isinstance(raw, CommentedMap):
+            if kind not in (Kind.YESNO, Kind.CHOICE):
+                chk.error(nline, f"{what}'next' can depend on the answer only for 'yesno' and "
+                                 "'choice' questions; give one step id instead")
+            else:
+                for k in raw:
+                    kl = line_of_key(raw, k, nline)
+                    target = raw[k]
+                    if not isinstance(target, str) or isinstance(target, bool):
+                        chk.error(line_of_value(raw, k, kl),
+                                  f"{what}'next' for '{k}' must be a step id")
+                        continue
+                    value = _route_key(kind, k, options)
+                    if value is None:
+                        if kind is Kind.YESNO:
+                            chk.error(kl, f"{what}'{k}' is not an answer to a yes/no question; "
+                                          "use 'ja' or 'nei'")
+                        elif options:
+                            chk.error(kl, f"{what}'{k}' is not one of the options"
+                                          f"{did_you_mean(str(k), [o.value for o in options])}")
+                        continue
+                    routes.append((value, target))
+                    extra.setdefault("targets", []).append((target, kl))
+        elif isinstance(raw, str):
+            nxt = raw
+            extra.setdefault("targets", []).append((raw, nline))
+        else:
+            chk.error(nline, f"{what}'next' must be a step id, not {_type_name(raw)}")
+    start_flow = chk.get_str(node, "start_flow", line, what=what)
+    if start_flow is not None:
+        extra["start_flow_line"] = line_of_value(node, "start_flow", line)
+    end = chk.get_bool(node, "end", line, what)
+    if end and "next" in node:
+        chk.error(line_of_key(node, "end", line), f"{what}has both 'end' and 'next'; keep one")
+    if start_flow is not None and ("ask" in node or "next" in node):
+        chk.error(line_of_key(node, "start_flow", line),
+                  f"{what}'start_flow' leaves this flow, so it cannot have 'ask' or 'next'")
+    if text is None and start_flow is None and not end and "say" not in node and "ask" not in node:
+        chk.error(line, f"{what}does nothing; give it 'say', 'ask', 'start_flow' or 'end'")
+    if text is not None:
+        extra["text_line"] = line_of_value(node, "ask" if ask is not None else "say", line)
+    if hint is not None:
+        extra["hint_line"] = line_of_value(node, "hint", line)
+    if save is not None:
+        extra["save_line"] = line_of_value(node, "save", line)
+    step = Step(
+        id=sid, pos=Pos(chk.path, line), text=text, kind=kind, save=save,
+        options=tuple(options), hint=hint, optional=optional, min=lo, max=hi, next=nxt,
+        routes=tuple(routes), start_flow=start_flow, end=end,
+    )
+    return step, extra
+
+
+def _successors(flow_steps: Sequence[Step], i: int) -> list[str]:
+    s = flow_steps[i]
+    if s.end or s.start_flow:
+        return []
+    out = [t for _, t in s.routes]
+    if s.next:
+        out.append(s.next)
+    elif i + 1 < len(flow_steps):
+        # default: the following step (also for route values not listed)
+        if not s.routes or s.kind is not None:
+            out.append(flow_steps[i + 1].id)
+    return out
+
+
+def _check_graph(chk: FileChecker, flow_id: str, steps: Sequence[Step],
+                 extras: Sequence[dict[str, Any]]) -> None:
+    ids = {s.id for s in steps}
+    for s, ex in zip(steps, extras, strict=True):
+        for target, tline in ex.get("targets", []):
+            if target not in ids:
+                chk.error(tline, f"step '{s.id}' goes to '{target}', which does not exist"
+                                 f"{did_you_mean(target, ids)}")
+    if not steps:
+        return
+    # reachability from the first step
+    index = {s.id: i for i, s in enumerate(steps)}
+    seen = {steps[0].id}
+    todo = [0]
+    while todo:
+        i = todo.pop()
+        for t in _successors(steps, i):
+            if t in index and t not in seen:
+                seen.add(t)
+                todo.append(index[t])
+    for s in steps:
+        if s.id not in seen:
+            chk.warning(s.pos.line, f"step '{s.id}' can never be reached; link to it with "
+                                    "'next' or remove it")
+    # a loop of steps that never wait for an answer would run forever
+    silent = {s.id for s in steps if s.kind is None}
+    state: dict[str, int] = {}
+
+    def visit(sid: str, path: list[str]) -> None:
+        state[sid] = 1
+        for t in _successors(steps, index[sid]):
+            if t not in silent or t not in index:
+                continue
+            if state.get(t) == 1:
+                cyc = [*path[path.index(t):], t] if t in path else [sid, t]
+                chk.error(steps[index[t]].pos.line,
+                          f"steps {' -> '.join(cyc)} go round in a loop without a question")
+            elif t not in state:
+                visit(t, [*path, t])
+        state[sid] = 2
+
+    for sid in silent:
+        if sid not in state:
+            visit(sid, [sid])
+
+
+def _load_flow(chk: FileChecker, doc: CommentedMap,
+               digest: str) -> tuple[Flow | None, list[dict[str, Any]]]:
+    chk.unknown_keys(doc, FLOW_KEYS, 1, "a flow")
+    fid = chk.get_str(doc, "id", 1, required=True)
+    title = chk.get_str(doc, "title", 1, required=True)
+    desc = chk.get_str(doc, "description", 1) or ""
+    anonymous = chk.get_bool(doc, "anonymous", 1)
+    if fid is not None and not _ID.fullmatch(fid):
+        chk.error(line_of_value(doc, "id", 1),
+                  "flow id may hold only small letters a-z, digits, '_' and '-'")
+    if "steps" not in doc:
+        chk.error(1, "missing required key 'steps'")
+        return None, []
+    raw = doc["steps"]
+    sline = line_of_value(doc, "steps", 1)
+    if not isinstance(raw, CommentedSeq):
+        chk.error(sline, f"'steps' must be a list of steps, not {_type_name(raw)}")
+        return None, []
+    if not raw:
+        chk.error(sline, "'steps' is empty; a flow needs at least one step")
+        return None, []
+    steps: list[Step] = []
+    extras: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    for i, node in enumerate(raw):
+        line = line_of_item(raw, i, sline)
+        step, ex = _build_step(chk, node, line, i)
+        if step is None:
+            continue
+        if step.id in seen:
+            chk.error(line, f"step id '{step.id}' is used twice (first at line {seen[step.id]})")
+            continue
+        seen[step.id] = line
+        steps.append(step)
+        extras.append(ex)
+    _check_graph(chk, fid or "?", steps, extras)
+    # variables: globals plus answers saved in this flow (never anonymous ones)
+    saves = {s.save for s in steps if s.save}
+    known = set(GLOBAL_VARIABLES) | (set() if anonymous else saves)
+    anon = saves if anonymous else None
+    for s, ex in zip(steps, extras, strict=True):
+        if s.text is not None:
+            _check_template(chk, s.text, ex["text_line"], known, f"step '{s.id}'", anon)
+        if s.hint is not None:
+            _check_template(chk, s.hint, ex["hint_line"], known, f"step '{s.id}' hint", anon)
+    save_lines: dict[str, int] = {}
+    for s, ex in zip(steps, extras, strict=True):
+        if s.save:
+            if s.save in save_lines:
+                chk.warning(ex["save_line"], f"step '{s.id}' saves '{s.save}' again (also at "
+                                              f"line {save_lines[s.save]}); the last answer wins")
+            else:
+                save_lines[s.save] = ex["save_line"]
+    if fid is None or title is None or not steps:
+        return None, extras
+    flow = Flow(id=fid, title=title, pos=Pos(chk.path, 1), steps=tuple(steps), version=digest,
+                anonymous=anonymous, description=desc,
+                index={s.id: i for i, s in enumerate(steps)})
+    return flow, extras
+
+
+def _load_texts(chk: FileChecker, doc: CommentedMap) -> Texts | None:
+    chk.unknown_keys(doc, TEXTS_KEYS, 1, "the system texts file")
+    raw = doc["texts"]
+    tline = line_of_value(doc, "texts", 1)
+    if not isinstance(raw, CommentedMap):
+        chk.error(tline, "'texts' must be a mapping of name: text")
+        return None
+    texts: dict[str, str] = {}
+    positions: dict[str, Pos] = {}
+    for k in raw:
+        key = str(k)
+        kl = line_of_key(raw, k, tline)
+        if key not in SYSTEM_TEXTS:
+            chk.error(kl, f"unknown system text '{key}'{did_you_mean(key, SYSTEM_TEXTS)}")
+            continue
+        s = chk.get_str(raw, k, kl, what=f"system text '{key}': ")
+        if s is None:
+            continue
+        vl = line_of_value(raw, k, kl)
+        _check_template(chk, s, vl, set(GLOBAL_VARIABLES) | SYSTEM_TEXTS[key],
+                        f"system text '{key}'")
+        texts[key] = s
+        positions[key] = Pos(chk.path, vl)
+    for key in SYSTEM_TEXTS:
+        if key not in texts and key not in raw:
+            chk.error(tline, f"system text '{key}' is missing")
+    if len(texts) != len(SYSTEM_TEXTS):
+        return None
+    return Texts(pos=Pos(chk.path, 1), texts=texts, positions=positions)
+
+
+def flow_files(paths: Sequence[str | Path]) -> list[str]:
+    """The flow files under the given paths (folders: their *.yaml/*.yml, not sub-folders)."""
+    out: list[str] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            out.extend(str(f) for f in sorted(path.iterdir())
+                       if f.suffix in (".yaml", ".yml") and f.is_file())
+        else:
+            out.append(str(path))
+    return out
+
+
+def load(paths: Sequence[str | Path]) -> Report:
+    """Load and check every flow under `paths`. Never raises for what a file holds."""
+    diags: list[Diagnostic] = []
+    flows: dict[str, Flow] = {}
+    first_seen: dict[str, Pos] = {}
+    texts: Texts | None = None
+    texts_seen = False
+    starts: list[tuple[FileChecker, Flow, list[dict[str, Any]]]] = []
+    files = flow_files(paths)
+    for f in files:
+        chk = FileChecker(f, diags)
+        if not Path(f).exists():
+            chk.error(1, "no such file or folder")
+            continue
+        doc = read_yaml(f, chk)
+        if chk.failed:
+            continue
+        if doc is None:
+            chk.error(1, "the file is empty; a flow needs 'id', 'title' and 'steps'")
+            continue
+        if not isinstance(doc, CommentedMap):
+            chk.error(_line(doc, 1), f"a flow file must be a mapping with 'id', 'title' and "
+                                     f"'steps', not {_type_name(doc)}")
+            continue
+        if "texts" in doc:
+            texts_seen = True
+            t = _load_texts(chk, doc)
+            if t is not None and texts is not None:
+                chk.error(1, f"system texts are defined twice (also in {texts.pos.path})")
+            elif t is not None:
+                texts = t
+            continue
+        digest = hashlib.sha256(Path(f).read_bytes()).hexdigest()[:12]
+        flow, extras = _load_flow(chk, doc, digest)
+        if flow is None:
+            continue
+        if flow.id in first_seen:
+            chk.error(line_of_value(doc, "id", 1),
+                      f"flow id '{flow.id}' is used twice (first in {first_seen[flow.id]})")
+            continue
+        first_seen[flow.id] = Pos(f, line_of_value(doc, "id", 1))
+        starts.append((chk, flow, extras))
+        if not chk.failed:
+            flows[flow.id] = flow
+    # cross-file: flows that start other flows
+    for chk, flow, extras in starts:
+        for s, ex in zip(flow.steps, extras, strict=False):
+            if s.start_flow and s.start_flow not in first_seen:
+                chk.error(ex.get("start_flow_line", s.pos.line),
+                          f"step '{s.id}' starts flow '{s.start_flow}', which does not exist"
+                          f"{did_you_mean(s.start_flow, first_seen)}")
+                flows.pop(flow.id, None)
+    if files and not texts_seen and flows:
+        first = files[0]
+        diags.append(Diagnostic(first, 1, "warning",
+                                "no system texts file (with 'texts:') among these files; the "
+                                "bot needs one (flows/system.yaml) to run"))
+    diags.sort(key=lambda d: (d.path, d.line))
+    flowset = FlowSet(flows=flows, texts=texts) if texts is not None else None
+    return Report(flowset=flowset, diagnostics=diags)

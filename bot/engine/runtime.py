@@ -1,0 +1,379 @@
+"""The pure conversation step: (flows, state, event, now, context) -> new state, replies, effects.
+
+No I/O, no clock reads, no randomness: the same inputs give the same outputs, so a
+conversation can be replayed from its inputs. Global words are handled here, before any flow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from . import answers as A
+from .model import Flow, FlowSet, Kind, Step
+from .templates import render
+
+# -- values in and out ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """One user's conversation: where they are and what the bot waits for."""
+
+    flow: str | None = None
+    version: str | None = None
+    step: str | None = None
+    answers: Mapping[str, str] = field(default_factory=dict)
+    tries: int = 0
+    pending: str | None = None  # "erase": waiting for a yes/no to SLETT
+    stopped: bool = False
+    greeted: bool = False
+    started_at: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {}
+        for k in self.__slots__:
+            v = getattr(self, k)
+            if v not in (None, False, 0, {}):
+                d[k] = dict(v) if k == "answers" else v
+        return d
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> State:
+        known = {k: d[k] for k in cls.__slots__ if k in d}
+        if "answers" in known:
+            known["answers"] = {str(k): str(v) for k, v in dict(known["answers"]).items()}
+        return cls(**known)
+
+
+@dataclass(frozen=True, slots=True)
+class UserText:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class StartFlow:
+    flow_id: str
+
+
+Event = UserText | StartFlow
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    text: str
+    choices: tuple[str, ...] = ()
+    numbered: bool = False  # show the choices as a numbered list where there are no buttons
+
+
+@dataclass(frozen=True, slots=True)
+class SaveAnswer:
+    """An answer that belongs to the user (not anonymous), e.g. where to meet."""
+
+    flow: str
+    key: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class AnonymousAnswer:
+    """An answer to an anonymous flow: stored with no link to the user."""
+
+    flow: str
+    key: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetStopped:
+    stopped: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EraseUser:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class FlowEnded:
+    flow: str
+    completed: bool
+
+
+Effect = SaveAnswer | AnonymousAnswer | SetStopped | EraseUser | FlowEnded
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    state: State
+    replies: tuple[Reply, ...] = ()
+    effects: tuple[Effect, ...] = ()
+    sensitive: bool = False  # the inbound text is an anonymous answer: never log or keep it
+
+
+# -- global words -----------------------------------------------------------------------------
+
+KEYWORDS: dict[str, str] = {
+    "hjelp": "help", "help": "help", "hjelpe": "help",
+    "stopp": "stop", "stop": "stop", "stans": "stop", "unsubscribe": "stop",
+    "start": "start", "unstop": "start", "begynn": "start",
+    "slett": "erase", "slett meg": "erase", "slett alt": "erase", "delete": "erase",
+    "meny": "menu", "menu": "menu", "hovedmeny": "menu",
+}
+
+MENU_FLOW = "menu"
+WELCOME_FLOW = "welcome"
+MAX_CHAIN = 64  # steps run in a row without waiting; the checker forbids silent loops
+
+
+def keyword(text: str) -> str | None:
+    """The global word a message is, if the whole message is one (any case, any punctuation)."""
+    if len(text) > 40:
+        return None
+    return KEYWORDS.get(A.normalise(text))
+
+
+# -- the step ---------------------------------------------------------------------------------
+
+
+class _Out:
+    """Collects replies and effects while a step runs."""
+
+    __slots__ = ("effects", "replies")
+
+    def __init__(self) -> None:
+        self.replies: list[Reply] = []
+        self.effects: list[Effect] = []
+
+    def result(self, state: State, sensitive: bool = False) -> Result:
+        return Result(state, tuple(self.replies), tuple(self.effects), sensitive)
+
+
+def step(flows: FlowSet, state: State, event: Event, now: datetime,
+         ctx: Mapping[str, str]) -> Result:
+    """Run one event against a user's state. Pure and deterministic."""
+    out = _Out()
+    if isinstance(event, StartFlow):
+        if state.stopped:
+            return out.result(state)
+        return out.result(_start(flows, state, event.flow_id, now, ctx, out))
+
+    text = event.text
+    current = flows.get(state.flow) if state.flow else None
+    sensitive = bool(current and current.anonymous)
+    kw = keyword(text)
+    if kw is not None:
+        return out.result(_global(flows, state, kw, now, ctx, out), sensitive)
+    if state.stopped:
+        return out.result(state, sensitive)  # a stopped user gets nothing until START
+    if state.pending == "erase":
+        return out.result(_confirm_erase(flows, state, text, out), sensitive)
+    if state.flow is None:
+        if not A.normalise(text) and not text.strip():
+            return out.result(state)  # empty message while idle: nothing to answer
+        first = WELCOME_FLOW if not state.greeted and flows.get(WELCOME_FLOW) else MENU_FLOW
+        if flows.get(first) is None:
+            out.replies.append(Reply(_sys(flows, "nothing_running", ctx)))
+            return out.result(replace(state, greeted=True))
+        return out.result(_start(flows, state, first, now, ctx, out))
+    st = current.step(state.step or "") if current else None
+    if current is None or st is None or not st.is_question:
+        # the flow or the step was removed while the user was in it: move them on safely
+        out.replies.append(Reply(_sys(flows, "flow_changed", ctx)))
+        out.effects.append(FlowEnded(state.flow, False))
+        return out.result(_idle(state), sensitive)
+    if current.version != state.version:
+        state = replace(state, version=current.version)
+    return out.result(_answer(flows, current, st, state, text, now, ctx, out), sensitive)
+
+
+def _sys(flows: FlowSet, key: str, ctx: Mapping[str, str],
+         extra: Mapping[str, str] | None = None) -> str:
+    values = {**ctx, **extra} if extra else ctx
+    return render(flows.texts[key], values)
+
+
+def _idle(state: State) -> State:
+    return replace(state, flow=None, version=None, step=None, answers={}, tries=0,
+                   started_at=None, greeted=True)
+
+
+def _global(flows: FlowSet, state: State, kw: str, now: datetime, ctx: Mapping[str, str],
+            out: _Out) -> State:
+    if kw == "help":
+        out.replies.append(Reply(_sys(flows, "help", ctx)))
+        return replace(state, greeted=True)
+    if kw == "stop":
+        if state.stopped:
+            return state
+        out.replies.append(Reply(_sys(flows, "stopped", ctx)))
+        out.effects.append(SetStopped(True))
+        if state.flow:
+            out.effects.append(FlowEnded(state.flow, False))
+        return replace(_idle(state), stopped=True, pending=None)
+    if kw == "start":
+        if state.stopped:
+            out.replies.append(Reply(_sys(flows, "started", ctx)))
+            out.effects.append(SetStopped(False))
+            return replace(state, stopped=False)
+        kw = "menu"
+    if kw == "erase":
+        out.replies.append(Reply(_sys(flows, "erase_confirm", ctx), ("Ja", "Nei")))
+        return replace(state, pending="erase")
+    # menu
+    if state.stopped:
+        return state
+    if state.flow:
+        out.effects.append(FlowEnded(state.flow, False))
+    if flows.get(MENU_FLOW) is None:
+        out.replies.append(Reply(_sys(flows, "nothing_running", ctx)))
+        return _idle(state)
+    return _start(flows, _idle(state), MENU_FLOW, now, ctx, out)
+
+
+def _confirm_erase(flows: FlowSet, state: State, text: str, out: _Out) -> State:
+    if A.parse_yesno(text) == A.YES_VALUE:
+        out.replies.append(Reply(_sys(flows, "erased", {})))
+        out.effects.append(EraseUser())
+        return State(greeted=True)
+    out.replies.append(Reply(_sys(flows, "erase_kept", {})))
+    return replace(state, pending=None)
+
+
+def _start(flows: FlowSet, state: State, flow_id: str, now: datetime, ctx: Mapping[str, str],
+           out: _Out) -> State:
+    flow = flows.get(flow_id)
+    if flow is None:
+        return state
+    if state.flow and state.flow != flow_id:
+        out.effects.append(FlowEnded(state.flow, False))
+    fresh = replace(state, flow=flow.id, version=flow.version, step=None, answers={}, tries=0,
+                    pending=None, greeted=True, started_at=now.isoformat(timespec="seconds"))
+    return _run_from(flows, flow, flow.first, fresh, now, ctx, out, depth=0)
+
+
+def _choices(st: Step) -> tuple[str, ...]:
+    if st.kind is Kind.CHOICE:
+        return tuple(o.text for o in st.options)
+    if st.kind is Kind.YESNO:
+        return ("Ja", "Nei")
+    if st.kind is Kind.SCALE:
+        lo, hi = st.min or 1, st.max or 5
+        return tuple(str(i) for i in range(lo, hi + 1))
+    return ()
+
+
+def _values(flow: Flow, state: State, ctx: Mapping[str, str]) -> Mapping[str, str]:
+    if flow.anonymous or not state.answers:
+        return ctx
+    return {**ctx, **state.answers}
+
+
+def _run_from(flows: FlowSet, flow: Flow, st: Step | None, state: State, now: datetime,
+              ctx: Mapping[str, str], out: _Out, depth: int) -> State:
+    """Say steps in order from `st` until a question waits or the flow ends."""
+    for _ in range(MAX_CHAIN):
+        if st is None:
+            out.effects.append(FlowEnded(flow.id, True))
+            return _idle(state)
+        if st.text is not None:
+            out.replies.append(Reply(render(st.text, _values(flow, state, ctx)), _choices(st),
+                                     st.kind is Kind.CHOICE))
+        if st.is_question:
+            return replace(state, step=st.id, tries=0)
+        if st.start_flow is not None:
+            out.effects.append(FlowEnded(flow.id, True))
+            target = flows.get(st.start_flow)
+            if target is None or depth > 4:
+                return _idle(state)
+            nxt = replace(state, flow=target.id, version=target.version, step=None, answers={},
+                          tries=0, started_at=now.isoformat(timespec="seconds"))
+            return _run_from(flows, target, target.first, nxt, now, ctx, out, depth + 1)
+        if st.end:
+            st = None
+            continue
+        st = flow.step(st.next) if st.next else flow.following(st.id)
+    return _idle(state)  # unreachable for checked flows
+
+
+def _answer(flows: FlowSet, flow: Flow, st: Step, state: State, text: str, now: datetime,
+            ctx: Mapping[str, str], out: _Out) -> State:
+    value: str | None
+    kind = st.kind
+    if kind is Kind.TEXT:
+        cleaned = A.clean(text)
+        value = cleaned if cleaned and not (st.optional and A.is_skip(text)) else None
+    elif kind is Kind.YESNO:
+        value = A.parse_yesno(text)
+    elif kind is Kind.CHOICE:
+        opt = A.parse_choice(text, st.options)
+        value = opt.value if opt else None
+    elif kind is Kind.SCALE:
+        n = A.parse_scale(text, st.min if st.min is not None else 1,
+                          st.max if st.max is not None else 5)
+        value = None if n is None else str(n)
+    else:  # NUMBER
+        n = A.parse_number(text)
+        if n is not None and (st.min is not None and n < st.min
+                              or st.max is not None and n > st.max):
+            n = None
+        value = None if n is None else str(n)
+
+    if value is None:
+        if st.optional and A.is_skip(text):
+            out.replies.append(Reply(_sys(flows, "skipped", ctx)))
+            return _advance(flows, flow, st, state, None, now, ctx, out)
+        tries = state.tries + 1
+        if tries >= 2:
+            key = "stuck_optional" if st.optional else "stuck"
+            out.replies.append(Reply(_sys(flows, key, ctx), _choices(st),
+                                     st.kind is Kind.CHOICE))
+        else:
+            out.replies.append(Reply(_reask(flows, st, _values(flow, state, ctx)), _choices(st),
+                                     st.kind is Kind.CHOICE))
+        return replace(state, tries=tries)
+    return _advance(flows, flow, st, state, value, now, ctx, out)
+
+
+def _reask(flows: FlowSet, st: Step, values: Mapping[str, str]) -> str:
+    if st.hint:
+        return render(st.hint, values)
+    if st.kind is Kind.YESNO:
+        return _sys(flows, "reask_yesno", values)
+    if st.kind is Kind.CHOICE:
+        return _sys(flows, "reask_choice", values, {"antall": str(len(st.options))})
+    if st.kind is Kind.SCALE:
+        return _sys(flows, "reask_scale", values,
+                    {"min": str(st.min or 1), "max": str(st.max or 5)})
+    if st.kind is Kind.NUMBER:
+        if st.min is not None and st.max is not None:
+            return _sys(flows, "reask_number_range", values,
+                        {"min": str(st.min), "max": str(st.max)})
+        return _sys(flows, "reask_number", values)
+    return _sys(flows, "reask_text", values)
+
+
+def _advance(flows: FlowSet, flow: Flow, st: Step, state: State, value: str | None,
+             now: datetime, ctx: Mapping[str, str], out: _Out) -> State:
+    answers = state.answers
+    if value is not None and st.save:
+        if flow.anonymous:
+            out.effects.append(AnonymousAnswer(flow.id, st.save, value))
+        else:
+            out.effects.append(SaveAnswer(flow.id, st.save, value))
+            answers = {**answers, st.save: value}
+    state = replace(state, answers=answers, tries=0)
+    target: str | None = None
+    if value is not None:
+        for v, t in st.routes:
+            if v == value:
+                target = t
+                break
+    if target is None:
+        target = st.next
+    nxt = flow.step(target) if target else flow.following(st.id)
+    if st.end:
+        nxt = None
+    return _run_from(flows, flow, nxt, state, now, ctx, out, depth=0)

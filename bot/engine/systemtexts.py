@@ -1,0 +1,24 @@
+"""The system texts every installation must define in flows/system.yaml, and their variables."""
+
+from __future__ import annotations
+
+# key -> variables the text may use (beyond the global ones)
+SYSTEM_TEXTS: dict[str, frozenset[str]] = {
+    "help": frozenset(),
+    "stopped": frozenset(),
+    "started": frozenset(),
+    "erase_confirm": frozenset(),
+    "erased": frozenset(),
+    "erase_kept": frozenset(),
+    "reask_yesno": frozenset(),
+    "reask_choice": frozenset({"antall"}),
+    "reask_scale": frozenset({"min", "max"}),
+    "reask_number": frozenset(),
+    "reask_number_range": frozenset({"min", "max"}),
+    "reask_text": frozenset(),
+    "stuck": frozenset(),
+    "stuck_optional": frozenset(),
+    "skipped": frozenset(),
+    "flow_changed": frozenset(),
+    "nothing_running": frozenset(),
+}

@@ -1,0 +1,42 @@
+"""Phone numbers in E.164 form (+47 by default), with plain error messages."""
+
+from __future__ import annotations
+
+import re
+
+_SEPARATORS = re.compile(r"[\s\-().]")
+
+
+class PhoneError(ValueError):
+    pass
+
+
+def normalise_phone(raw: str, default_country: str = "47") -> str:
+    """'912 34 567' -> '+4791234567'; '0047 912 34 567' -> '+4791234567'."""
+    s = _SEPARATORS.sub("", raw.strip())
+    if s.startswith("00"):
+        s = "+" + s[2:]
+    if s.startswith("+"):
+        digits = s[1:]
+        if not digits.isdigit() or not 8 <= len(digits) <= 15:
+            raise PhoneError(f"'{raw}' is not a phone number (expected + and 8 to 15 digits)")
+        if digits.startswith("47") and len(digits) != 10:
+            raise PhoneError(f"'{raw}': a Norwegian number has 8 digits after +47")
+        return s
+    if not s.isdigit():
+        raise PhoneError(f"'{raw}' is not a phone number (only digits, spaces and + allowed)")
+    if len(s) == 8:
+        return f"+{default_country}{s}"
+    if len(s) == 10 and s.startswith("47"):
+        return "+" + s
+    raise PhoneError(f"'{raw}' is not a phone number (a Norwegian number has 8 digits)")
+
+
+def pretty_phone(e164: str) -> str:
+    """'+4791234567' -> '912 34 567' (Norwegian mobile), '+4722334455' -> '22 33 44 55'."""
+    if e164.startswith("+47") and len(e164) == 11:
+        d = e164[3:]
+        if d[0] in "49":
+            return f"{d[:3]} {d[3:5]} {d[5:]}"
+        return f"{d[:2]} {d[2:4]} {d[4:6]} {d[6:]}"
+    return e164

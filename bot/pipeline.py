@@ -1,0 +1,263 @@
+"""The inbound pipeline: the one way in for every channel and the scheduler.
+
+It owns ordering and persistence around the pure engine: messages are queued, taken in
+batches by a single worker (so one user's messages are handled in order, and a batch of
+different users shares one transaction: group commit), deduplicated by provider message id,
+stepped through the engine, and their state, log and outbox rows written together.
+A caller's `submit()` returns only after its message is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+from .engine import answers
+from .engine.model import FlowSet
+from .engine.runtime import (
+    AnonymousAnswer,
+    EraseUser,
+    Reply,
+    SaveAnswer,
+    SetStopped,
+    StartFlow,
+    State,
+    UserText,
+)
+from .engine.runtime import step as engine_step
+from .privacy import mask_address
+from .store import AnonymousRow, Changes, OutRow, Store, UserContext
+from .timefmt import meeting_time
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One message from a user, as a channel adapter hands it over."""
+
+    channel: str
+    address: str
+    text: str
+    provider_id: str
+    received_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FlowRequest:
+    """Start a flow for a user (scheduler, CLI, preview)."""
+
+    channel: str
+    address: str
+    flow_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """What happened to one submitted item, after commit."""
+
+    replies: tuple[Reply, ...] = ()
+    duplicate: bool = False
+    user_id: int | None = None
+
+
+Item = Inbound | FlowRequest
+
+
+@dataclass
+class _Pending:
+    item: Item
+    future: asyncio.Future[Handled] = field(repr=False)
+
+
+def context_values(ctx: UserContext | None, lang: str) -> dict[str, str]:
+    if ctx is None:
+        return {}
+    out: dict[str, str] = {}
+    if ctx.first_name:
+        out["fornavn"] = ctx.first_name
+    if ctx.veileder:
+        out["veileder"] = ctx.veileder
+    if ctx.office:
+        out["kontor"] = ctx.office
+    if ctx.meeting_at is not None:
+        out["møtetid"] = meeting_time(ctx.meeting_at, lang)
+    if ctx.meeting_place:
+        out["møtested"] = ctx.meeting_place
+    return out
+
+
+class Pipeline:
+    def __init__(self, store: Store, flows: FlowSet, clock: Clock = system_clock,
+                 max_batch: int = 256) -> None:
+        self.store = store
+        self.flows = flows
+        self.clock = clock
+        self.max_batch = max_batch
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.processed = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._worker is None:
+            self._worker = asyncio.create_task(self._run(), name="veivis-pipeline")
+
+    async def stop(self) -> None:
+        """Finish what is queued, then stop."""
+        if self._worker is None:
+            return
+        await self._queue.join()
+        self._worker.cancel()
+        try:
+            await self._worker
+        except asyncio.CancelledError:
+            pass
+        self._worker = None
+
+    async def __aenter__(self) -> Pipeline:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- the way in --------------------------------------------------------------------------
+    async def submit(self, item: Item) -> Handled:
+        fut: asyncio.Future[Handled] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(item, fut))
+        if self._worker is None:
+            await self.start()
+        return await fut
+
+    async def _run(self) -> None:
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._process_all(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _process_all(self, batch: list[_Pending]) -> None:
+        todo = batch
+        while todo:
+            try:
+                todo = await self._process(todo)
+            except Exception:
+                if len(todo) == 1:
+                    log.exception("could not process an inbound item; it stays unhandled")
+                    if not todo[0].future.done():
+                        todo[0].future.set_exception(RuntimeError("processing failed"))
+                    return
+                # isolate the item that fails: one at a time
+                log.warning("a batch of %d failed; retrying one by one", len(todo))
+                for p in todo:
+                    await self._process_all([p])
+                return
+
+    async def _process(self, batch: list[_Pending]) -> list[_Pending]:
+        """Process a batch in one transaction; returns items left for the next one."""
+        now = self.clock()
+        results: list[tuple[_Pending, Handled]] = []
+        leftover: list[_Pending] = []
+        async with self.store.batch(now) as b:
+            users = await b.users_for((p.item.channel, p.item.address) for p in batch)
+            seen: set[tuple[str, str]] = set()
+            by_channel: dict[str, list[str]] = {}
+            for p in batch:
+                if isinstance(p.item, Inbound):
+                    by_channel.setdefault(p.item.channel, []).append(p.item.provider_id)
+            for ch, pids in by_channel.items():
+                seen.update((ch, pid) for pid in await b.seen(ch, pids))
+            uids = list({u.id for u in users.values()})
+            raw_states = await b.states(uids)
+            ctxs = await b.contexts(uids)
+            states: dict[int, State] = {}
+            changes = Changes()
+            erased: set[int] = set()
+            vars_cache: dict[int, dict[str, str]] = {}
+            for i, p in enumerate(batch):
+                item = p.item
+                user = users[item.channel, item.address]
+                if user.id in erased:
+                    leftover = batch[i:]  # the user is gone: their next message makes a new one
+                    break
+                if isinstance(item, Inbound):
+                    key = (item.channel, item.provider_id)
+                    if key in seen:
+                        results.append((p, Handled(duplicate=True, user_id=user.id)))
+                        continue
+                    seen.add(key)
+                    event: UserText | StartFlow = UserText(item.text)
+                else:
+                    event = StartFlow(item.flow_id)
+                state = states.get(user.id)
+                if state is None:
+                    state = State.from_json(raw_states.get(user.id, {}))
+                    if user.stopped != state.stopped:  # stopped outside a chat (carrier STOP)
+                        state = replace(state, stopped=user.stopped)
+                values = vars_cache.get(user.id)
+                if values is None:
+                    values = vars_cache[user.id] = context_values(ctxs.get(user.id),
+                                                                  user.language)
+                res = engine_step(self.flows, state, event, now, values)
+                states[user.id] = res.state
+                if isinstance(item, Inbound):
+                    text = None if res.sensitive else answers.clean(item.text)
+                    changes.inbound.append((user.id, item.channel, item.provider_id, text,
+                                            (item.received_at or now).isoformat()))
+                office = ctxs[user.id].office if user.id in ctxs else None
+                for eff in res.effects:
+                    if isinstance(eff, SaveAnswer):
+                        changes.answers.append((user.id, eff.flow, eff.key, eff.value))
+                    elif isinstance(eff, AnonymousAnswer):
+                        changes.anonymous.append(AnonymousRow(eff.flow, eff.key, eff.value,
+                                                              office))
+                    elif isinstance(eff, SetStopped):
+                        changes.stopped[user.id] = eff.stopped
+                    elif isinstance(eff, EraseUser):
+                        erased.add(user.id)
+                for r in res.replies:
+                    changes.outbox.append(OutRow(user.id, user.channel, user.address, r.text,
+                                                 r.choices, r.numbered, now))
+                results.append((p, Handled(res.replies, False, user.id)))
+                log.info("handled %s from %s on %s: %d replies",
+                         "message" if isinstance(item, Inbound) else f"start {item.flow_id}",
+                         mask_address(item.address), item.channel, len(res.replies))
+            if erased:
+                _forget(changes, erased)
+            changes.erased = sorted(erased)
+            changes.states = {uid: json.dumps(s.to_json(), ensure_ascii=False)
+                              for uid, s in states.items() if uid not in erased}
+            await b.write(changes)
+        self.batches += 1
+        self.processed += len(results)
+        for p, h in results:
+            if not p.future.done():
+                p.future.set_result(h)
+        return leftover
+
+
+def _forget(ch: Changes, erased: set[int]) -> None:
+    """Drop what a batch would have written about users who asked to be erased in it."""
+    ch.inbound = [(None if u in erased else u, c, pid, None if u in erased else t, at)
+                  for u, c, pid, t, at in ch.inbound]
+    ch.answers = [a for a in ch.answers if a[0] not in erased]
+    ch.stopped = {u: v for u, v in ch.stopped.items() if u not in erased}
+    ch.outbox = [OutRow(None, o.channel, o.address, o.text, o.choices, o.numbered, o.due_at)
+                 if o.user_id in erased else o for o in ch.outbox]

@@ -1,0 +1,47 @@
+"""The one writer of anonymous data.
+
+It receives no user: only the flow, the question, the value, the time (which it coarsens to the
+ISO week) and the office. Rows get random ids and are inserted in random order, so neither
+row ids nor insert order can be matched to a user's messages.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import aiosqlite
+
+OSLO = ZoneInfo("Europe/Oslo")
+_rng = secrets.SystemRandom()
+
+
+@dataclass(frozen=True, slots=True)
+class AnonymousRow:
+    flow: str
+    question: str
+    value: str
+    office: str | None = None
+
+
+def iso_week(now: datetime) -> str:
+    y, w, _ = now.astimezone(OSLO).isocalendar()
+    return f"{y}-W{w:02d}"
+
+
+async def write_anonymous(conn: aiosqlite.Connection, rows: Sequence[AnonymousRow],
+                          now: datetime) -> None:
+    """Store anonymous rows inside the caller's transaction. Takes no user by design."""
+    if not rows:
+        return
+    week = iso_week(now)
+    shuffled = list(rows)
+    _rng.shuffle(shuffled)
+    await conn.executemany(
+        "INSERT INTO anonymous_answers (id, flow, question, value, week, office) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [(secrets.randbits(62), r.flow, r.question, r.value, week, r.office) for r in shuffled],
+    )

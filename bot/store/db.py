@@ -1,0 +1,369 @@
+"""The SQLite store (aiosqlite, WAL): the only code that writes SQL.
+
+The pipeline works in batches: one `Batch` is one transaction, opened with BEGIN IMMEDIATE,
+in which it reads what it needs for every message of the batch with a few set-wise queries
+and writes every change with executemany. So the cost of a round-trip to the database thread
+is paid per batch, not per statement (group commit). A message's changes are never split
+across transactions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from .anonymous import AnonymousRow, write_anonymous
+from .migrations import MIGRATIONS
+
+log = logging.getLogger(__name__)
+
+PHONE_CHANNELS = ("sms", "console")
+
+
+def iso(dt: datetime) -> str:
+    """Times are stored as UTC ISO text, so they sort and compare as text."""
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(UTC)
+    return dt.isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    id: int
+    channel: str
+    address: str
+    first_name: str | None
+    language: str
+    stopped: bool
+
+
+@dataclass(frozen=True, slots=True)
+class UserContext:
+    """What flows may show about the user: their first name, veileder, office, next meeting."""
+
+    first_name: str | None = None
+    veileder: str | None = None
+    office: str | None = None
+    meeting_at: datetime | None = None
+    meeting_place: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutRow:
+    user_id: int | None
+    channel: str
+    address: str
+    text: str
+    choices: Sequence[str]
+    numbered: bool
+    due_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    id: int
+    user_id: int | None
+    channel: str
+    address: str
+    text: str
+    choices: tuple[str, ...]
+    numbered: bool
+    tries: int
+
+
+@dataclass
+class Changes:
+    """Everything a batch writes, in one transaction."""
+
+    inbound: list[tuple[int | None, str, str, str | None, str]] = field(default_factory=list)
+    states: dict[int, str] = field(default_factory=dict)
+    outbox: list[OutRow] = field(default_factory=list)
+    answers: list[tuple[int, str, str, str]] = field(default_factory=list)
+    anonymous: list[AnonymousRow] = field(default_factory=list)
+    stopped: dict[int, bool] = field(default_factory=dict)
+    erased: list[int] = field(default_factory=list)
+
+
+class Batch:
+    """One open transaction of the pipeline."""
+
+    def __init__(self, conn: aiosqlite.Connection, now: datetime) -> None:
+        self.conn = conn
+        self.now = now
+
+    async def users_for(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], UserRow]:
+        """The users behind (channel, address) keys; creates the ones not seen before.
+
+        Phone channels (sms, console) find a user by phone, Telegram by chat id. A user who
+        writes on another channel than before gets replies on the new one.
+        """
+        keys = list(dict.fromkeys(keys))
+        found: dict[tuple[str, str], UserRow] = {}
+        for attempt in range(2):
+            by_phone = [a for c, a in keys if c in PHONE_CHANNELS]
+            by_chat = [a for c, a in keys if c not in PHONE_CHANNELS]
+            rows: list[Any] = []
+            for col, vals in (("phone", by_phone), ("telegram_chat_id", by_chat)):
+                for chunk in _chunks(vals, 500):
+                    q = (f"SELECT id, channel, {col}, first_name, language, stopped FROM users "
+                         f"WHERE {col} IN ({','.join('?' * len(chunk))})")
+                    async with self.conn.execute(q, chunk) as cur:
+                        rows.extend((col, r) for r in await cur.fetchall())
+            index = {(col, r[2]): r for col, r in rows}
+            missing = []
+            moved = []
+            for ch, addr in keys:
+                col = "phone" if ch in PHONE_CHANNELS else "telegram_chat_id"
+                r = index.get((col, addr))
+                if r is None:
+                    missing.append((ch, addr))
+                    continue
+                if r[1] != ch:
+                    moved.append((ch, r[0]))
+                found[ch, addr] = UserRow(r[0], ch, addr, r[3], r[4], bool(r[5]))
+            if moved:
+                await self.conn.executemany("UPDATE users SET channel = ? WHERE id = ?", moved)
+            if not missing or attempt == 1:
+                break
+            now = iso(self.now)
+            await self.conn.executemany(
+                "INSERT INTO users (phone, telegram_chat_id, channel, created_at) "
+                "VALUES (?, ?, ?, ?)",
+                [(a if c in PHONE_CHANNELS else None, None if c in PHONE_CHANNELS else a, c, now)
+                 for c, a in missing],
+            )
+            keys = missing
+        return found
+
+    async def seen(self, channel: str, provider_ids: Sequence[str]) -> set[str]:
+        """Which of these provider message ids were processed before."""
+        out: set[str] = set()
+        for chunk in _chunks(list(provider_ids), 500):
+            q = (f"SELECT provider_id FROM inbound WHERE channel = ? AND provider_id IN "
+                 f"({','.join('?' * len(chunk))})")
+            async with self.conn.execute(q, [channel, *chunk]) as cur:
+                out.update(r[0] for r in await cur.fetchall())
+        return out
+
+    async def states(self, user_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        out: dict[int, dict[str, Any]] = {}
+        for chunk in _chunks(list(user_ids), 500):
+            q = (f"SELECT user_id, state FROM conversations WHERE user_id IN "
+                 f"({','.join('?' * len(chunk))})")
+            async with self.conn.execute(q, chunk) as cur:
+                for uid, s in await cur.fetchall():
+                    out[uid] = json.loads(s)
+        return out
+
+    async def contexts(self, user_ids: Sequence[int]) -> dict[int, UserContext]:
+        out: dict[int, UserContext] = {}
+        now = iso(self.now)
+        for chunk in _chunks(list(user_ids), 400):
+            marks = ",".join("?" * len(chunk))
+            q = f"""
+                SELECT u.id, u.first_name, v.name, o.name, m.starts_at, m.place
+                FROM users u
+                LEFT JOIN veiledere v ON v.id = u.veileder_id
+                LEFT JOIN offices o ON o.id = v.office_id
+                LEFT JOIN meetings m ON m.id = (
+                    SELECT id FROM meetings WHERE user_id = u.id AND status = 'planned'
+                    AND starts_at >= ? ORDER BY starts_at LIMIT 1)
+                WHERE u.id IN ({marks})"""
+            async with self.conn.execute(q, [now, *chunk]) as cur:
+                for uid, first, vname, office, starts, place in await cur.fetchall():
+                    out[uid] = UserContext(
+                        first_name=first, veileder=vname, office=office,
+                        meeting_at=datetime.fromisoformat(starts) if starts else None,
+                        meeting_place=place,
+                    )
+        return out
+
+    async def write(self, ch: Changes) -> None:
+        c = self.conn
+        now = iso(self.now)
+        for uid in ch.erased:
+            await _erase(c, uid)
+        if ch.inbound:
+            await c.executemany(
+                "INSERT OR IGNORE INTO inbound (user_id, channel, provider_id, text, received_at)"
+                " VALUES (?, ?, ?, ?, ?)", ch.inbound)
+        if ch.states:
+            await c.executemany(
+                "INSERT INTO conversations (user_id, state, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (user_id) DO UPDATE SET state = excluded.state, "
+                "updated_at = excluded.updated_at",
+                [(uid, s, now) for uid, s in ch.states.items()])
+        if ch.stopped:
+            await c.executemany("UPDATE users SET stopped = ? WHERE id = ?",
+                                [(int(v), uid) for uid, v in ch.stopped.items()])
+        if ch.answers:
+            await c.executemany(
+                "INSERT INTO answers (user_id, flow, key, value, saved_at) VALUES (?, ?, ?, ?, ?)",
+                [(*a, now) for a in ch.answers])
+        if ch.outbox:
+            await c.executemany(
+                "INSERT INTO outbox (user_id, channel, address, text, choices, numbered, "
+                "created_at, due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(o.user_id, o.channel, o.address, o.text,
+                  json.dumps(list(o.choices), ensure_ascii=False) if o.choices else None,
+                  int(o.numbered), now, iso(o.due_at)) for o in ch.outbox])
+        await write_anonymous(c, ch.anonymous, self.now)
+
+
+async def _erase(c: aiosqlite.Connection, uid: int) -> None:
+    """SLETT: remove a user's personal data. Anonymous rows hold nothing to remove.
+
+    The inbound log keeps the provider message ids (not personal; needed so a retried webhook
+    is not processed again) but loses the user link and the text.
+    """
+    await c.execute("UPDATE inbound SET user_id = NULL, text = NULL WHERE user_id = ?", (uid,))
+    await c.execute("DELETE FROM outbox WHERE user_id = ? AND status != 'pending'", (uid,))
+    await c.execute("UPDATE outbox SET user_id = NULL WHERE user_id = ?", (uid,))
+    await c.execute("DELETE FROM users WHERE id = ?", (uid,))
+
+
+def _chunks(seq: Sequence[Any], n: int) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(seq), n):
+        yield seq[i:i + n]
+
+
+class Store:
+    """An open database. Use `await Store.open(path)`; `close()` when done."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: str) -> None:
+        self.conn = conn
+        self.path = path
+        self.created = False  # True when this open created the schema (a new database)
+
+    @classmethod
+    async def open(cls, path: str | Path) -> Store:
+        p = str(path)
+        if p != ":memory:":
+            Path(p).parent.mkdir(parents=True, exist_ok=True)
+        conn = await aiosqlite.connect(p, isolation_level=None)
+        await conn.execute("PRAGMA journal_mode = WAL")
+        await conn.execute("PRAGMA synchronous = NORMAL")
+        await conn.execute("PRAGMA foreign_keys = ON")
+        await conn.execute("PRAGMA busy_timeout = 5000")
+        store = cls(conn, p)
+        await store.migrate()
+        return store
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+    async def schema_version(self) -> int:
+        async with self.conn.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def migrate(self) -> None:
+        current = await self.schema_version()
+        self.created = current == 0
+        for version, sql in enumerate(MIGRATIONS, start=1):
+            if version <= current:
+                continue
+            await self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                for stmt in _statements(sql):
+                    await self.conn.execute(stmt)
+                await self.conn.execute(f"PRAGMA user_version = {version}")
+                await self.conn.execute("COMMIT")
+            except BaseException:
+                await self.conn.execute("ROLLBACK")
+                raise
+            log.info("database migrated to version %d", version)
+
+    @asynccontextmanager
+    async def batch(self, now: datetime) -> AsyncIterator[Batch]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        await self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield Batch(self.conn, now)
+        except BaseException:
+            await self.conn.execute("ROLLBACK")
+            raise
+        await self.conn.execute("COMMIT")
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        await self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            await self.conn.execute("ROLLBACK")
+            raise
+        await self.conn.execute("COMMIT")
+
+    # -- outbox ------------------------------------------------------------------------------
+    async def due_outbox(self, channel: str, now: datetime, limit: int = 100) -> list[OutboxItem]:
+        async with self.conn.execute(
+            "SELECT id, user_id, channel, address, text, choices, numbered, tries FROM outbox "
+            "WHERE status = 'pending' AND channel = ? AND due_at <= ? ORDER BY id LIMIT ?",
+            (channel, iso(now), limit),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [OutboxItem(r[0], r[1], r[2], r[3], r[4],
+                           tuple(json.loads(r[5])) if r[5] else (), bool(r[6]), r[7])
+                for r in rows]
+
+    async def mark_sent(self, ids: Sequence[int], now: datetime,
+                        provider_ids: Sequence[str | None] | None = None) -> None:
+        pids = provider_ids or [None] * len(ids)
+        async with self.transaction() as c:
+            await c.executemany(
+                "UPDATE outbox SET status = 'sent', sent_at = ?, provider_id = ?, "
+                "tries = tries + 1 WHERE id = ? AND status = 'pending'",
+                [(iso(now), p, i) for i, p in zip(ids, pids, strict=True)])
+
+    # -- people and meetings (the meetings issue grows this) --------------------------------
+    async def add_office(self, name: str) -> int:
+        async with self.transaction() as c:
+            await c.execute("INSERT OR IGNORE INTO offices (name) VALUES (?)", (name,))
+            async with c.execute("SELECT id FROM offices WHERE name = ?", (name,)) as cur:
+                row = await cur.fetchone()
+        assert row is not None
+        return int(row[0])
+
+    async def add_veileder(self, name: str, work_phone: str, office_id: int) -> int:
+        async with self.transaction() as c:
+            cur = await c.execute(
+                "INSERT INTO veiledere (name, work_phone, office_id) VALUES (?, ?, ?)",
+                (name, work_phone, office_id))
+        return int(cur.lastrowid or 0)
+
+    async def add_user(self, *, phone: str, channel: str, first_name: str | None,
+                       last_name: str | None, veileder_id: int | None, now: datetime) -> int:
+        async with self.transaction() as c:
+            cur = await c.execute(
+                "INSERT INTO users (phone, channel, first_name, last_name, veileder_id, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (phone, channel, first_name, last_name, veileder_id, iso(now)))
+        return int(cur.lastrowid or 0)
+
+    async def add_meeting(self, *, user_id: int, veileder_id: int | None, starts_at: datetime,
+                          place: str | None, kind: str) -> int:
+        async with self.transaction() as c:
+            cur = await c.execute(
+                "INSERT INTO meetings (user_id, veileder_id, starts_at, place, kind) "
+                "VALUES (?, ?, ?, ?, ?)", (user_id, veileder_id, iso(starts_at), place, kind))
+        return int(cur.lastrowid or 0)
+
+    # -- reading, for the CLI and tests ------------------------------------------------------
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        async with self.conn.execute(sql, params) as cur:
+            return [tuple(r) for r in await cur.fetchall()]
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a migration script into statements (no semicolons inside our SQL text)."""
+    lines = [ln for ln in sql.splitlines() if not ln.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

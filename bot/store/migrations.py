@@ -1,0 +1,94 @@
+"""Versioned schema migrations, applied in order at start (PRAGMA user_version).
+
+Add a new entry at the end; never edit one that has shipped. Keep the SQL portable (no
+SQLite-only types) so a PostgreSQL backend can follow.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: the walking skeleton
+    """
+    CREATE TABLE offices (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE
+    );
+    CREATE TABLE veiledere (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        work_phone TEXT UNIQUE,
+        office_id INTEGER REFERENCES offices(id)
+    );
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        phone TEXT UNIQUE,
+        telegram_chat_id TEXT UNIQUE,
+        channel TEXT NOT NULL,
+        first_name TEXT,
+        last_name TEXT,
+        language TEXT NOT NULL DEFAULT 'nb',
+        veileder_id INTEGER REFERENCES veiledere(id) ON DELETE SET NULL,
+        stopped INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE meetings (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        veileder_id INTEGER REFERENCES veiledere(id),
+        starts_at TEXT NOT NULL,
+        place TEXT,
+        kind TEXT NOT NULL DEFAULT 'followup',
+        status TEXT NOT NULL DEFAULT 'planned'
+    );
+    CREATE INDEX meetings_user ON meetings(user_id, starts_at);
+    CREATE TABLE conversations (
+        user_id INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+        state TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE inbound (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER REFERENCES users(id) ON DELETE SET NULL,
+        channel TEXT NOT NULL,
+        provider_id TEXT NOT NULL,
+        text TEXT,
+        received_at TEXT NOT NULL,
+        UNIQUE (channel, provider_id)
+    );
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER REFERENCES users(id) ON DELETE SET NULL,
+        channel TEXT NOT NULL,
+        address TEXT NOT NULL,
+        text TEXT NOT NULL,
+        choices TEXT,
+        numbered INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        due_at TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        tries INTEGER NOT NULL DEFAULT 0,
+        provider_id TEXT,
+        last_error TEXT,
+        sent_at TEXT
+    );
+    CREATE INDEX outbox_due ON outbox(status, channel, due_at);
+    CREATE TABLE answers (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        flow TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        saved_at TEXT NOT NULL
+    );
+    CREATE INDEX answers_user ON answers(user_id);
+    -- Anonymous answers: no user, no exact time (ISO week only), random ids.
+    CREATE TABLE anonymous_answers (
+        id INTEGER PRIMARY KEY,
+        flow TEXT NOT NULL,
+        question TEXT NOT NULL,
+        value TEXT NOT NULL,
+        week TEXT NOT NULL,
+        office TEXT
+    );
+    """,
+]
