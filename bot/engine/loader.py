@@ -192,9 +192,17 @@ def read_yaml(path: str, chk: FileChecker) -> Any:
     try:
         return YAML(typ="rt").load(text)
     except MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line = mark.line + 1 if mark is not None else 1
         problem = (e.problem or e.context or "YAML syntax error").strip()
+        mark = e.problem_mark or e.context_mark
+        at_end = "stream end" in problem or "end of stream" in problem
+        if at_end and e.context_mark is not None:
+            # something opened earlier was never closed: point at where it opened
+            mark = e.context_mark
+            ctx = e.context or ""
+            opened = ("a '['" if "sequence" in ctx else "a '{'" if "mapping" in ctx
+                      else "a quote" if "quoted" in ctx else "something")
+            problem = f"{opened} on this line is never closed"
+        line = mark.line + 1 if mark is not None else 1
         chk.error(line, f"YAML syntax error: {problem}{_yaml_hint(problem)}")
     except YAMLError as e:
         chk.error(1, f"YAML error: {str(e).splitlines()[0] if str(e) else 'unreadable'}")
@@ -368,7 +376,7 @@ def _build_step(chk: FileChecker, node: Any, line: int, index: int) -> tuple[Ste
                 options.append(opt)
     if kind is Kind.CHOICE and not options and not chk.failed_at(line):
         chk.error(line, f"{what}a 'choice' question needs 'options' (a list of at least two)")
-    elif kind is Kind.CHOICE and len(options) == 1:
+    elif kind is Kind.CHOICE and len(options) == 1 and len(node["options"]) == 1:
         chk.error(line_of_key(node, "options", line),
                   f"{what}a 'choice' question needs at least two options")
 
@@ -485,9 +493,9 @@ def _check_graph(chk: FileChecker, flow_id: str, steps: Sequence[Step],
                 visit(t, [*path, t])
         state[sid] = 2
 
-    for sid in silent:
-        if sid not in state:
-            visit(sid, [sid])
+    for s in steps:  # in file order, so the same loop is always reported at the same line
+        if s.id in silent and s.id not in state:
+            visit(s.id, [s.id])
 
 
 def _load_flow(chk: FileChecker, doc: CommentedMap,

@@ -19,8 +19,9 @@ MIGRATIONS: list[str] = [
         work_phone TEXT UNIQUE,
         office_id INTEGER REFERENCES offices(id)
     );
+    -- AUTOINCREMENT: an erased user's id is never given to someone else
     CREATE TABLE users (
-        id INTEGER PRIMARY KEY,
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
         phone TEXT UNIQUE,
         telegram_chat_id TEXT UNIQUE,
         channel TEXT NOT NULL,

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from bot.engine import load
+from bot.engine.model import FlowSet
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOWS = ROOT / "flows"
+NOW = datetime(2026, 11, 23, 11, 0, tzinfo=UTC)  # Monday 12.00 in Oslo
+
+
+@pytest.fixture(scope="session")
+def flows() -> FlowSet:
+    report = load([FLOWS])
+    assert not report.errors, [str(d) for d in report.errors]
+    assert report.flowset is not None
+    return report.flowset
+
+
+class ManualClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: datetime = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()

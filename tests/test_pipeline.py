@@ -1,0 +1,202 @@
+"""The pipeline and store together: what survives a restart, what is processed once, what is kept."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bot.demo import DEMO_USER_PHONE, seed_demo
+from bot.engine import State, UserText, step
+from bot.engine.model import FlowSet
+from bot.pipeline import FlowRequest, Inbound, Pipeline
+from bot.store import Store
+from bot.store.migrations import MIGRATIONS
+
+from .conftest import NOW, ManualClock
+
+U = DEMO_USER_PHONE
+
+
+def texts(h: object) -> list[str]:
+    return [r.text for r in h.replies]  # type: ignore[attr-defined]
+
+
+async def open_seeded(path: Path) -> Store:
+    store = await Store.open(path)
+    if store.created:
+        await seed_demo(store, NOW)
+    return store
+
+
+async def test_conversation_survives_a_restart(tmp_path: Path, flows: FlowSet,
+                                               clock: ManualClock) -> None:
+    db = tmp_path / "v.db"
+    store = await open_seeded(db)
+    async with Pipeline(store, flows, clock) as p:
+        await p.submit(FlowRequest("console", U, "first_meeting_survey"))
+        await p.submit(Inbound("console", U, "ja", "m1"))
+        await p.submit(Inbound("console", U, "ja", "m2"))
+    await store.close()  # the process ends here
+
+    store = await open_seeded(db)
+    assert not store.created
+    async with Pipeline(store, flows, clock) as p:
+        h = await p.submit(Inbound("console", U, "nei", "m3"))
+    assert texts(h) == ["Fikk du vite hva du har rett til, og hva du må gjøre?"]
+    await store.close()
+
+
+async def test_a_repeated_provider_id_is_processed_once(tmp_path: Path, flows: FlowSet,
+                                                        clock: ManualClock) -> None:
+    store = await open_seeded(tmp_path / "v.db")
+    async with Pipeline(store, flows, clock) as p:
+        await p.submit(FlowRequest("console", U, "menu"))
+        first = await p.submit(Inbound("sms", U, "1", "SM123"))
+        again = await p.submit(Inbound("sms", U, "1", "SM123"))
+        # both copies in the same batch, as a retried webhook racing the first
+        a, b = await asyncio.gather(p.submit(Inbound("sms", U, "hjelp", "SM9")),
+                                    p.submit(Inbound("sms", U, "hjelp", "SM9")))
+    assert not first.duplicate and again.duplicate and again.replies == ()
+    assert sorted([a.duplicate, b.duplicate]) == [False, True]
+    rows = await store.fetchall("SELECT count(*) FROM inbound WHERE provider_id = 'SM123'")
+    assert rows == [(1,)]
+    sent = await store.fetchall("SELECT text FROM outbox WHERE channel = 'sms'")
+    assert len(sent) == 2  # one answer to '1', one help text
+    await store.close()
+
+
+async def test_anonymous_answers_leave_no_text_behind(tmp_path: Path, flows: FlowSet,
+                                                      clock: ManualClock) -> None:
+    store = await open_seeded(tmp_path / "v.db")
+    secret = "Veilederen var sen og ufin"
+    async with Pipeline(store, flows, clock) as p:
+        await p.submit(FlowRequest("console", U, "first_meeting_survey"))
+        for i, t in enumerate(["ja", "ja", "nei", "ja", "ja", "ja", "ja", "4", secret]):
+            await p.submit(Inbound("console", U, t, f"a{i}"))
+    inbound = await store.fetchall("SELECT text FROM inbound ORDER BY id")
+    assert len(inbound) == 9 and all(t is None for (t,) in inbound)  # nothing typed in it kept
+    conv = await store.fetchall("SELECT state FROM conversations")
+    assert secret not in str(conv)
+    anon = await store.fetchall("SELECT flow, question, value, week, office "
+                                "FROM anonymous_answers ORDER BY question")
+    assert ("first_meeting_survey", "kommentar", secret, "2026-W48", "NAV Gjøvik") in anon
+    assert len(anon) == 8
+    cols = [r[1] for r in await store.fetchall("PRAGMA table_info(anonymous_answers)")]
+    assert cols == ["id", "flow", "question", "value", "week", "office"]
+    await store.close()
+
+
+async def test_erase_removes_the_person_but_keeps_anonymous_rows(tmp_path: Path, flows: FlowSet,
+                                                                 clock: ManualClock) -> None:
+    store = await open_seeded(tmp_path / "v.db")
+    async with Pipeline(store, flows, clock) as p:
+        await p.submit(Inbound("console", U, "hei", "e1"))
+        await p.submit(Inbound("console", U, "2", "e2"))
+        await p.submit(Inbound("console", U, "ja", "e3"))
+        await p.submit(Inbound("console", U, "ja", "e4"))
+        await p.submit(Inbound("console", U, "SLETT", "e5"))
+        h = await p.submit(Inbound("console", U, "ja", "e6"))
+        assert "slettet" in texts(h)[0]
+        # the same person writes again: a new, empty user
+        h2 = await p.submit(Inbound("console", U, "hei", "e7"))
+    assert h2.user_id != h.user_id
+    for table in ("meetings", "answers"):
+        assert await store.fetchall(f"SELECT count(*) FROM {table}") == [(0,)]
+    assert await store.fetchall("SELECT first_name FROM users") == [(None,)]
+    old = await store.fetchall("SELECT user_id, text FROM inbound WHERE provider_id < 'e7'")
+    assert old and all(r == (None, None) for r in old)
+    assert await store.fetchall("SELECT count(*) FROM anonymous_answers") == [(1,)]
+    pending = await store.fetchall("SELECT user_id, text FROM outbox WHERE status = 'pending' "
+                                   "AND text LIKE 'Ferdig%'")
+    assert pending and pending[0][0] is None  # the confirmation still goes out
+    await store.close()
+
+
+async def test_many_users_at_once_each_in_order(tmp_path: Path, flows: FlowSet,
+                                                clock: ManualClock) -> None:
+    """Concurrent users share batches; every user's replies equal a one-by-one replay."""
+    store = await Store.open(tmp_path / "v.db")
+    rng = random.Random(7)
+    words = ["hei", "1", "2", "3", "ja", "nei", "meny", "hjelp", "kanskje", "4", "stopp",
+             "start"]
+    users = [f"+47400{i:05d}" for i in range(60)]
+    scripts = {u: [rng.choice(words) for _ in range(8)] for u in users}
+    async with Pipeline(store, flows, clock, max_batch=32) as p:
+        async def run(u: str) -> list[str]:
+            out: list[str] = []
+            for i, t in enumerate(scripts[u]):
+                out.extend(texts(await p.submit(Inbound("sms", u, t, f"{u}-{i}"))))
+            return out
+        results = await asyncio.gather(*(run(u) for u in users))
+        assert p.batches < 60 * 8  # group commit happened
+    for u, got in zip(users, results, strict=True):
+        state, expected = State(), []
+        for t in scripts[u]:
+            r = step(flows, state, UserText(t), NOW, {})
+            state = r.state
+            expected.extend(x.text for x in r.replies)
+        assert got == expected, u
+    await store.close()
+
+
+async def test_a_failing_message_is_rolled_back_alone(tmp_path: Path, flows: FlowSet,
+                                                      clock: ManualClock) -> None:
+    """A write that fails half-way leaves nothing of that message and spares the others."""
+    store = await open_seeded(tmp_path / "v.db")
+    await store.conn.execute(
+        "CREATE TRIGGER boom BEFORE INSERT ON outbox WHEN NEW.address = '+4740000666' "
+        "BEGIN SELECT RAISE(ABORT, 'disk on fire'); END")
+    async with Pipeline(store, flows, clock) as p:
+        ok, bad = await asyncio.gather(
+            p.submit(Inbound("sms", "+4740000001", "hei", "ok1")),
+            p.submit(Inbound("sms", "+4740000666", "hei", "bad1")),
+            return_exceptions=True)
+    assert not isinstance(ok, BaseException) and isinstance(bad, RuntimeError)
+    for table, col in (("inbound", "provider_id"), ("users", "phone")):
+        rows = await store.fetchall(f"SELECT {col} FROM {table}")
+        assert ("bad1",) not in rows and ("+4740000666",) not in rows
+    assert ("ok1",) in await store.fetchall("SELECT provider_id FROM inbound")
+    await store.close()
+
+
+async def test_user_stopped_outside_the_chat_gets_nothing(tmp_path: Path, flows: FlowSet,
+                                                          clock: ManualClock) -> None:
+    store = await open_seeded(tmp_path / "v.db")
+    async with store.transaction() as c:
+        await c.execute("UPDATE users SET stopped = 1")
+    async with Pipeline(store, flows, clock) as p:
+        h = await p.submit(FlowRequest("console", U, "first_meeting_survey"))
+        h2 = await p.submit(Inbound("console", U, "hei", "s1"))
+    assert h.replies == () and h2.replies == ()
+    await store.close()
+
+
+async def test_schema_is_migrated_once_and_in_wal_mode(tmp_path: Path) -> None:
+    db = tmp_path / "v.db"
+    store = await Store.open(db)
+    assert store.created and await store.schema_version() == len(MIGRATIONS)
+    await store.close()
+    store = await Store.open(db)
+    assert not store.created
+    await store.close()
+    with sqlite3.connect(db) as c:
+        assert c.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+@pytest.mark.parametrize("text", ["", "x" * 5000, "👍👍👍", "\x00\x07\x1b", "hei Привет مرحبا 你好"])
+async def test_odd_messages_never_crash(tmp_path: Path, flows: FlowSet, clock: ManualClock,
+                                        text: str) -> None:
+    store = await open_seeded(tmp_path / "v.db")
+    async with Pipeline(store, flows, clock) as p:
+        await p.submit(FlowRequest("console", U, "first_meeting_survey"))
+        h = await p.submit(Inbound("console", U, text, "odd"))
+        h2 = await p.submit(Inbound("console", U, "ja", "after"))
+    assert len(h.replies) <= 2
+    assert texts(h2)  # the conversation goes on
+    stored = await store.fetchall("SELECT length(text) FROM inbound WHERE provider_id = 'odd'")
+    assert stored[0][0] is None or stored[0][0] <= 2000
+    await store.close()
