@@ -97,7 +97,7 @@ async def _read_line(interactive: bool) -> str | None:
             return await asyncio.to_thread(input, "du> ")
         except EOFError:
             return None
-    line = await asyncio.to_thread(sys.stdin.readline)
+    line: str = await asyncio.to_thread(sys.stdin.readline)
     if line == "":
         return None
     return line.rstrip("\r\n")

@@ -29,7 +29,7 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from .demo import DEMO_USER_PHONE, seed_demo
-from .engine.loader import Diagnostic, FileChecker, line_of_item, read_yaml, flow_files
+from .engine.loader import Diagnostic, FileChecker, flow_files, line_of_item, read_yaml
 from .engine.model import FlowSet
 from .engine.runtime import Reply
 from .pipeline import FlowRequest, Inbound, Pipeline
@@ -62,7 +62,7 @@ def _squash(s: str) -> str:
 def parse_transcript(path: str, diags: list[Diagnostic]) -> Transcript | None:
     chk = FileChecker(path, diags)
     doc = read_yaml(path, chk)
-    if chk.failed:
+    if chk.failed():
         return None
     if not isinstance(doc, CommentedMap):
         chk.error(1, "a transcript must be a mapping with 'conversation'")
@@ -98,7 +98,7 @@ def parse_transcript(path: str, diags: list[Diagnostic]) -> Transcript | None:
                 choices = tuple(str(x) for x in c)
             if b is not None:
                 turns.append(Turn(line, bot=b, choices=choices))
-    if chk.failed:
+    if chk.failed():
         return None
     return Transcript(path, name, flow, tuple(turns))
 

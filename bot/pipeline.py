@@ -10,6 +10,7 @@ A caller's `submit()` returns only after its message is committed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -120,10 +121,8 @@ class Pipeline:
             return
         await self._queue.join()
         self._worker.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await self._worker
-        except asyncio.CancelledError:
-            pass
         self._worker = None
 
     async def __aenter__(self) -> Pipeline:

@@ -34,7 +34,8 @@ def expectations(path: Path) -> list[tuple[int, str, str]]:
 
 
 @pytest.mark.parametrize("fixture", fixtures(), ids=lambda p: p.stem)
-def test_broken_flow_is_reported_at_its_line(fixture: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_broken_flow_is_reported_at_its_line(fixture: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
     target = fixture.parent if fixture.parent != BROKEN else fixture
     report = load([target.relative_to(ROOT)])

@@ -68,7 +68,7 @@ def test_stop_then_nothing_until_start(flows: FlowSet) -> None:
 
 
 def test_stop_twice_answers_once(flows: FlowSet) -> None:
-    state, out = say(flows, State(), "stopp", "STOPP")
+    _, out = say(flows, State(), "stopp", "STOPP")
     assert len(out) == 1
 
 
@@ -110,7 +110,7 @@ def test_optional_question_can_be_skipped(flows: FlowSet) -> None:
     state, _ = say(flows, state, "ja", "ja", "ja", "ja", "ja", "ja", "5")
     assert state.step == "kommentar"
     r = step(flows, state, UserText("hopp"), NOW, CTX)
-    assert [x.text for x in r.replies][0] == "Ok, vi hopper over det."
+    assert r.replies[0].text == "Ok, vi hopper over det."
     assert not any(isinstance(e, AnonymousAnswer) and e.key == "kommentar" for e in r.effects)
     assert FlowEnded("first_meeting_survey", True) in r.effects
 

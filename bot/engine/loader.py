@@ -119,10 +119,13 @@ class FileChecker:
     def __init__(self, path: str, diags: list[Diagnostic]) -> None:
         self.path = path
         self.diags = diags
-        self.failed = False
+        self.errors = 0
+
+    def failed(self) -> bool:
+        return self.errors > 0
 
     def error(self, line: int, msg: str) -> None:
-        self.failed = True
+        self.errors += 1
         self.diags.append(Diagnostic(self.path, line, "error", msg))
 
     def failed_at(self, line: int) -> bool:
@@ -289,7 +292,8 @@ def _route_key(kind: Kind, key: Any, options: Sequence[Option]) -> str | None:
     return None
 
 
-def _build_step(chk: FileChecker, node: Any, line: int, index: int) -> tuple[Step | None, dict[str, Any]]:
+def _build_step(chk: FileChecker, node: Any, line: int,
+                index: int) -> tuple[Step | None, dict[str, Any]]:
     """Build one step; returns the step and raw bits (route keys with lines) for later checks."""
     extra: dict[str, Any] = {}
     if not isinstance(node, CommentedMap):
@@ -393,7 +397,7 @@ def _build_step(chk: FileChecker, node: Any, line: int, index: int) -> tuple[Ste
                 for k in raw:
                     kl = line_of_key(raw, k, nline)
                     target = raw[k]
-                    if not isinstance(target, str) or isinstance(target, bool):
+                    if not isinstance(target, str):
                         chk.error(line_of_value(raw, k, kl),
                                   f"{what}'next' for '{k}' must be a step id")
                         continue
@@ -445,10 +449,8 @@ def _successors(flow_steps: Sequence[Step], i: int) -> list[str]:
     out = [t for _, t in s.routes]
     if s.next:
         out.append(s.next)
-    elif i + 1 < len(flow_steps):
-        # default: the following step (also for route values not listed)
-        if not s.routes or s.kind is not None:
-            out.append(flow_steps[i + 1].id)
+    elif i + 1 < len(flow_steps):  # the following step (also for answers not listed)
+        out.append(flow_steps[i + 1].id)
     return out
 
 
@@ -618,7 +620,7 @@ def load(paths: Sequence[str | Path]) -> Report:
             chk.error(1, "no such file or folder")
             continue
         doc = read_yaml(f, chk)
-        if chk.failed:
+        if chk.failed():
             continue
         if doc is None:
             chk.error(1, "the file is empty; a flow needs 'id', 'title' and 'steps'")
@@ -645,7 +647,7 @@ def load(paths: Sequence[str | Path]) -> Report:
             continue
         first_seen[flow.id] = Pos(f, line_of_value(doc, "id", 1))
         starts.append((chk, flow, extras))
-        if not chk.failed:
+        if not chk.failed():
             flows[flow.id] = flow
     # cross-file: flows that start other flows
     for chk, flow, extras in starts:

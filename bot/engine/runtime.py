@@ -316,8 +316,8 @@ def _answer(flows: FlowSet, flow: Flow, st: Step, state: State, text: str, now: 
         value = None if n is None else str(n)
     else:  # NUMBER
         n = A.parse_number(text)
-        if n is not None and (st.min is not None and n < st.min
-                              or st.max is not None and n > st.max):
+        if n is not None and ((st.min is not None and n < st.min)
+                              or (st.max is not None and n > st.max)):
             n = None
         value = None if n is None else str(n)
 
