@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import logging
 import os
+import shutil
 import sys
 import uuid
 from collections.abc import Sequence
@@ -122,7 +123,8 @@ async def chat(args: argparse.Namespace) -> int:
         if not args.no_demo and store.created:
             await seed_demo(store, clock())
         interactive = sys.stdin.isatty()
-        sender = ConsoleSender(store, sys.stdout, clock, as_json=args.json)
+        width = shutil.get_terminal_size().columns if interactive else None
+        sender = ConsoleSender(store, sys.stdout, clock, as_json=args.json, width=width)
         if interactive and not args.json:
             print(f"Veivis, lokal chat. Du skriver som {pretty_phone(phone)}. "
                   "Skriv /slutt for å avslutte.\n")
