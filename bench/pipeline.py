@@ -157,7 +157,7 @@ async def run_naive(db: Path, script: dict[str, list[str]]) -> float:
 
 
 def run_engine(flows: FlowSet, answers: int) -> float:
-    start = step(flows, State(greeted=True), StartFlow("first_meeting_survey"), NOW, {}).state
+    start = step(flows, State(consent=True), StartFlow("first_meeting_survey"), NOW, {}).state
     inputs = ["ja", "jepp", "ja", "nei", "ja", "ok", "nope", "4", "Fint møte"]
     t0 = time.perf_counter()
     done = 0

@@ -20,9 +20,9 @@ from pathlib import Path
 from .channels.console import CHANNEL as CONSOLE
 from .channels.console import ConsoleSender
 from .demo import DEMO_USER_PHONE, seed_demo
-from .engine import load
 from .engine.model import FlowSet
 from .flowtest import run_all
+from .i18n import default_messages_dir, load_all
 from .phone import PhoneError, normalise_phone, pretty_phone
 from .pipeline import FlowRequest, Inbound, Pipeline, system_clock
 from .store import Store
@@ -49,8 +49,13 @@ def _print_diagnostics(report_diags: Sequence[object], stream: object = sys.stdo
         print(d, file=stream)  # type: ignore[call-overload]
 
 
+def messages_dir(flows_dir: Path) -> Path:
+    env = os.environ.get("VEIVIS_MESSAGES")
+    return Path(env) if env else default_messages_dir(flows_dir)
+
+
 def load_flows_or_explain(flows_dir: Path) -> FlowSet | None:
-    report = load([flows_dir])
+    report = load_all([flows_dir], messages_dir(flows_dir))
     if report.errors or report.flowset is None:
         _print_diagnostics(report.errors, sys.stderr)
         if report.flowset is None and not report.errors:
@@ -65,9 +70,18 @@ def load_flows_or_explain(flows_dir: Path) -> FlowSet | None:
 
 def cmd_flows_check(args: argparse.Namespace) -> int:
     paths = args.paths or [str(default_flows_dir())]
-    report = load(paths)
+    if args.messages:
+        messages: Path | None = Path(args.messages)
+    elif not args.paths:
+        messages = messages_dir(default_flows_dir())
+    else:
+        messages = None  # checking chosen files: translations only with --messages
+    report = load_all(paths, messages)
     _print_diagnostics(report.diagnostics)
     n_err, n_warn = len(report.errors), len(report.warnings)
+    if report.lix:
+        print("readability (LIX, lower is easier; aim for 35 or less): " + ", ".join(
+            f"{fid} {v:.0f}" for fid, v in sorted(report.lix.items())), file=sys.stderr)
     flows = len(report.flowset.flows) if report.flowset else 0
     print(f"{flows} flows checked: {n_err} errors, {n_warn} warnings", file=sys.stderr)
     return 1 if n_err else 0
@@ -166,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     fs = f.add_subparsers(dest="flows_command", required=True)
     fc = fs.add_parser("check", help="check flow files; exit 1 on errors")
     fc.add_argument("paths", nargs="*", help="files or folders (default: flows/)")
+    fc.add_argument("--messages", help="translations folder to check against "
+                                       "(default with no paths: messages/)")
     fc.set_defaults(func=cmd_flows_check)
     ft = fs.add_parser("test", help="run transcript tests (flows/tests/)")
     ft.add_argument("paths", nargs="*", help="transcript files or folders")

@@ -24,12 +24,15 @@ from .engine.runtime import (
     EraseUser,
     Reply,
     SaveAnswer,
+    SetConsent,
+    SetLanguage,
     SetStopped,
     StartFlow,
     State,
     UserText,
 )
 from .engine.runtime import step as engine_step
+from .phone import pretty_phone
 from .privacy import mask_address
 from .store import AnonymousRow, Changes, OutRow, Store, UserContext
 from .timefmt import meeting_time
@@ -89,6 +92,8 @@ def context_values(ctx: UserContext | None, lang: str) -> dict[str, str]:
         out["fornavn"] = ctx.first_name
     if ctx.veileder:
         out["veileder"] = ctx.veileder
+    if ctx.work_phone:
+        out["jobbtelefon"] = pretty_phone(ctx.work_phone)
     if ctx.office:
         out["kontor"] = ctx.office
     if ctx.meeting_at is not None:
@@ -213,11 +218,13 @@ class Pipeline:
                 values = vars_cache.get(user.id)
                 if values is None:
                     values = vars_cache[user.id] = context_values(ctxs.get(user.id),
-                                                                  user.language)
+                                                                  state.lang)
                 res = engine_step(self.flows, state, event, now, values)
                 states[user.id] = res.state
                 if isinstance(item, Inbound):
-                    text = None if res.sensitive else answers.clean(item.text)
+                    # kept only with consent, and never inside an anonymous flow
+                    keep = res.state.consent is True and not res.sensitive
+                    text = answers.clean(item.text) if keep else None
                     changes.inbound.append((user.id, item.channel, item.provider_id, text,
                                             (item.received_at or now).isoformat()))
                 office = ctxs[user.id].office if user.id in ctxs else None
@@ -229,6 +236,11 @@ class Pipeline:
                                                               office))
                     elif isinstance(eff, SetStopped):
                         changes.stopped[user.id] = eff.stopped
+                    elif isinstance(eff, SetLanguage):
+                        changes.language[user.id] = eff.lang
+                        vars_cache.pop(user.id, None)  # dates in the new language
+                    elif isinstance(eff, SetConsent):
+                        changes.consent[user.id] = eff.consent
                     elif isinstance(eff, EraseUser):
                         erased.add(user.id)
                 for r in res.replies:
@@ -258,5 +270,7 @@ def _forget(ch: Changes, erased: set[int]) -> None:
                   for u, c, pid, t, at in ch.inbound]
     ch.answers = [a for a in ch.answers if a[0] not in erased]
     ch.stopped = {u: v for u, v in ch.stopped.items() if u not in erased}
+    ch.language = {u: v for u, v in ch.language.items() if u not in erased}
+    ch.consent = {u: v for u, v in ch.consent.items() if u not in erased}
     ch.outbox = [OutRow(None, o.channel, o.address, o.text, o.choices, o.numbered, o.due_at)
                  if o.user_id in erased else o for o in ch.outbox]

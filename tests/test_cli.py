@@ -21,16 +21,26 @@ def veivis(*args: str, stdin: str = "", cwd: Path = ROOT) -> subprocess.Complete
 def test_chat_reads_lines_and_prints_json(tmp_path: Path) -> None:
     db = tmp_path / "chat.db"
     p = veivis("chat", "--db", str(db), "--json", "--flows", str(ROOT / "flows"),
-               stdin="hei\n1\n")
+               "--flow", "menu", stdin="1\n")
     assert p.returncode == 0, p.stderr
     msgs = [json.loads(line) for line in p.stdout.splitlines()]
     assert msgs[0]["text"] == "Hva vil du gjøre?"
-    assert msgs[0]["choices"] == ["Se neste møte", "Svare på spørsmål om første møte",
-                                  "Lese om Veivis"]
+    assert msgs[0]["choices"] == ["Se møtene mine", "Sende melding til veilederen",
+                                  "Si hva du synes (anonymt)", "Hva er aktivitetsplikt?", "Hjelp"]
     assert msgs[0]["to"] == "+4791234567"
     # the demo data: a first meeting with Kari at NAV Gjøvik on the next working day at 10.00
     assert msgs[1]["text"].startswith("Neste møte med Kari Nordmann er ")
     assert "kl. 10.00" in msgs[1]["text"] and "choices" not in msgs[1]
+
+
+def test_first_contact_is_the_welcome(tmp_path: Path) -> None:
+    p = veivis("chat", "--db", str(tmp_path / "w.db"), "--json", stdin="hei\n3\nja\n")
+    msgs = [json.loads(line) for line in p.stdout.splitlines()]
+    assert msgs[0]["text"].startswith("Hei! Jeg er Veivis")
+    assert msgs[1]["choices"] == ["Bokmål", "Nynorsk", "English"]
+    # English from the moment it is chosen
+    assert msgs[2]["text"].startswith("I store your number")
+    assert msgs[-1]["text"] == "Thank you! Write MENU to see what I can do."
 
 
 def test_chat_preview_a_flow_and_continue_after_restart(tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ def say(flows: FlowSet, state: State, *texts: str) -> tuple[State, list[str]]:
 
 
 def in_survey(flows: FlowSet) -> State:
-    r = step(flows, State(greeted=True), StartFlow("first_meeting_survey"), NOW, CTX)
+    r = step(flows, State(consent=True), StartFlow("first_meeting_survey"), NOW, CTX)
     state, _ = say(flows, r.state, "ja")
     assert state.step == "viktigst"
     return state
@@ -90,7 +90,7 @@ def test_menu_word_leaves_the_flow(flows: FlowSet) -> None:
     state = in_survey(flows)
     r = step(flows, state, UserText("meny"), NOW, CTX)
     assert FlowEnded("first_meeting_survey", False) in r.effects
-    assert r.state.flow == "menu" and r.replies[0].choices[0] == "Se neste møte"
+    assert r.state.flow == "menu" and r.replies[0].choices[0] == "Se møtene mine"
     assert r.replies[0].numbered
 
 
@@ -128,16 +128,34 @@ def test_survey_answers_are_anonymous_effects_and_not_kept_in_state(flows: FlowS
 
 
 def test_declining_the_survey_ends_it_politely(flows: FlowSet) -> None:
-    r = step(flows, State(greeted=True), StartFlow("first_meeting_survey"), NOW, CTX)
+    r = step(flows, State(consent=True), StartFlow("first_meeting_survey"), NOW, CTX)
     state, out = say(flows, r.state, "nei takk")
     assert out == ["Helt greit. Takk for nå!"] and state.flow is None
 
 
-def test_idle_message_opens_the_menu_and_empty_is_ignored(flows: FlowSet) -> None:
+def test_first_contact_welcomes_then_messages_open_the_menu(flows: FlowSet) -> None:
     r = step(flows, State(), UserText(""), NOW, CTX)
     assert r.replies == ()
     r = step(flows, State(), UserText("hei"), NOW, CTX)
+    assert r.state.flow == "welcome" and r.replies[0].text.startswith("Hei! Jeg er Veivis")
+    r = step(flows, State(consent=True), UserText("hei"), NOW, CTX)
     assert r.state.flow == "menu"
+
+
+def test_welcome_sets_language_and_consent(flows: FlowSet) -> None:
+    from bot.engine.runtime import SetConsent, SetLanguage
+    state, _ = say(flows, State(), "hei")
+    r = step(flows, state, UserText("nynorsk"), NOW, CTX)
+    assert SetLanguage("nn") in r.effects and r.state.lang == "nn"
+    state, _ = say(flows, r.state)
+    r = step(flows, state, UserText("nei"), NOW, CTX)
+    assert SetConsent(False) in r.effects and SetStopped(True) in r.effects
+    assert r.state.stopped and r.state.consent is False
+    assert "START" in r.replies[-1].text  # told how to come back, in nynorsk
+    # START again: the next message asks again
+    state, _ = say(flows, r.state, "start")
+    r = step(flows, state, UserText("hei"), NOW, CTX)
+    assert r.state.flow == "welcome"
 
 
 def test_step_is_deterministic(flows: FlowSet) -> None:
@@ -158,7 +176,7 @@ def test_user_text_is_never_a_template(tmp_path: Path, flows: FlowSet) -> None:
     report = load([FLOWS / "system.yaml", tmp_path / "echo.yaml"])
     assert report.flowset is not None, [str(d) for d in report.diagnostics]
     fs = report.flowset
-    r = step(fs, State(greeted=True), StartFlow("echo"), NOW, CTX)
+    r = step(fs, State(consent=True), StartFlow("echo"), NOW, CTX)
     r = step(fs, r.state, UserText("{kontor} {0.__class__} %s"), NOW, CTX)
     assert r.replies[0].text == "Du skrev {kontor} {0.__class__} %s."
     assert SaveAnswer("echo", "sted", "{kontor} {0.__class__} %s") in r.effects
@@ -187,7 +205,7 @@ steps:
 
 def test_flow_edited_while_user_is_in_it(tmp_path: Path) -> None:
     v1 = _edited(tmp_path, V1)
-    r = step(v1, State(greeted=True), StartFlow("f"), NOW, {})
+    r = step(v1, State(consent=True), StartFlow("f"), NOW, {})
     r = step(v1, r.state, UserText("ja"), NOW, {})
     assert r.state.step == "b"
     # the question the user is at still exists: they go on from there

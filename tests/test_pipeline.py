@@ -46,7 +46,7 @@ async def test_conversation_survives_a_restart(tmp_path: Path, flows: FlowSet,
     assert not store.created
     async with Pipeline(store, flows, clock) as p:
         h = await p.submit(Inbound("console", U, "nei", "m3"))
-    assert texts(h) == ["Fikk du vite hva du har rett til, og hva du må gjøre?"]
+    assert texts(h) == ["3 av 8. Fikk du vite hva du har rett til, og hva du må gjøre?"]
     await store.close()
 
 
@@ -94,10 +94,12 @@ async def test_erase_removes_the_person_but_keeps_anonymous_rows(tmp_path: Path,
                                                                  clock: ManualClock) -> None:
     store = await open_seeded(tmp_path / "v.db")
     async with Pipeline(store, flows, clock) as p:
-        await p.submit(Inbound("console", U, "hei", "e1"))
-        await p.submit(Inbound("console", U, "2", "e2"))
-        await p.submit(Inbound("console", U, "ja", "e3"))
+        await p.submit(Inbound("console", U, "hei", "e1"))  # welcome
+        await p.submit(Inbound("console", U, "bokmål", "e2"))
+        await p.submit(Inbound("console", U, "ja", "e3"))  # consent
+        await p.submit(FlowRequest("console", U, "first_meeting_survey"))
         await p.submit(Inbound("console", U, "ja", "e4"))
+        await p.submit(Inbound("console", U, "ja", "e4b"))
         await p.submit(Inbound("console", U, "SLETT", "e5"))
         h = await p.submit(Inbound("console", U, "ja", "e6"))
         assert "slettet" in texts(h)[0]

@@ -17,15 +17,16 @@ FLOWSET: FlowSet = _report.flowset
 
 
 def all_states(flows: FlowSet) -> list[State]:
-    states = [State(), State(greeted=True), State(stopped=True), State(pending="erase")]
+    states = [State(), State(consent=True), State(stopped=True), State(pending="erase"),
+              State(consent=True, lang="nn"), State(consent=False, lang="en")]
     for f in flows.flows.values():
         for s in f.steps:
             if s.is_question:
                 for tries in (0, 1, 2):
                     states.append(State(flow=f.id, version=f.version, step=s.id, tries=tries,
-                                        greeted=True))
-                states.append(State(flow=f.id, version="old", step=s.id, greeted=True))
-    states.append(State(flow="gone", version="x", step="nowhere", greeted=True))
+                                        consent=True))
+                states.append(State(flow=f.id, version="old", step=s.id, consent=True))
+    states.append(State(flow="gone", version="x", step="nowhere", consent=True))
     return states
 
 

@@ -35,10 +35,11 @@ _YES = {_collapse(w) for w in (
     "yes", "yep", "yup", "yeah", "ya", "ye", "y", "j",
     "ok", "okei", "okey", "oki", "okay", "k", "greit", "gjerne", "sikkert", "klart",
     "selvfølgelig", "absolutt", "stemmer", "riktig", "definitivt", "sure", "yess",
+    "jau", "jaudå", "gjerne", "sjølvsagt", "yeah", "yea", "indeed", "correct",
 )}
 _NO = {_collapse(w) for w in (
     "nei", "næ", "næh", "neh", "nope", "nah", "no", "n", "neida", "nej", "nix", "niks",
-    "ikke", "aldri", "never", "nej",
+    "ikke", "aldri", "never", "ikkje", "nei takk", "nope", "not",
 )}
 _NEUTRAL = {_collapse(w) for w in (
     "takk", "da", "så", "det", "thanks", "please", "vel", "bare", "egentlig", "hehe", "haha",

@@ -20,7 +20,8 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from .answers import NO_VALUE, YES_VALUE, parse_yesno
-from .model import Flow, FlowSet, Kind, Option, Pos, Step, Texts
+from .language import Wordlist, check_flowset
+from .model import Checklist, Flow, FlowSet, Kind, Option, Pos, Step, Texts
 from .systemtexts import SYSTEM_TEXTS
 from .templates import GLOBAL_VARIABLES, NAME, variables_in
 
@@ -31,8 +32,10 @@ FLOW_KEYS = {"id", "title", "description", "anonymous", "steps"}
 TEXTS_KEYS = {"id", "title", "description", "texts"}
 STEP_KEYS = {
     "id", "say", "ask", "type", "save", "options", "hint", "optional",
-    "min", "max", "next", "start_flow", "end",
+    "min", "max", "next", "start_flow", "end", "explains", "checklist",
 }
+WORDLIST_KEYS = {"id", "title", "description", "avoid", "explain"}
+CHECKLIST_KEYS = {"id", "title", "description", "items"}
 OPTION_KEYS = {"text", "value", "also"}
 KINDS = [k.value for k in Kind]
 
@@ -54,6 +57,7 @@ class Report:
 
     flowset: FlowSet | None
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    lix: dict[str, float] = field(default_factory=dict)  # readability of each flow
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -172,6 +176,20 @@ class FileChecker:
                        f"{what}'{key}' must be a whole number, not {_type_name(v)}")
             return None
         return int(v)
+
+    def get_words(self, node: CommentedMap, key: str, line: int, what: str = "") -> tuple[str, ...]:
+        """A word or a list of words."""
+        if key not in node:
+            return ()
+        v = node[key]
+        if isinstance(v, str) and v.strip():
+            return (v.strip(),)
+        if isinstance(v, CommentedSeq) and v and all(isinstance(x, str) and x.strip()
+                                                      for x in v):
+            return tuple(x.strip() for x in v)
+        self.error(line_of_value(node, key, line),
+                   f"{what}'{key}' must be a word or a list of words")
+        return ()
 
     def unknown_keys(self, node: CommentedMap, allowed: set[str], line: int, what: str) -> None:
         for k in node:
@@ -421,6 +439,10 @@ def _build_step(chk: FileChecker, node: Any, line: int,
     if start_flow is not None:
         extra["start_flow_line"] = line_of_value(node, "start_flow", line)
     end = chk.get_bool(node, "end", line, what)
+    explains = chk.get_words(node, "explains", line, what)
+    checklist = chk.get_words(node, "checklist", line, what)
+    if checklist:
+        extra["checklist_line"] = line_of_value(node, "checklist", line)
     if end and "next" in node:
         chk.error(line_of_key(node, "end", line), f"{what}has both 'end' and 'next'; keep one")
     if start_flow is not None and ("ask" in node or "next" in node):
@@ -437,7 +459,10 @@ def _build_step(chk: FileChecker, node: Any, line: int,
     step = Step(
         id=sid, pos=Pos(chk.path, line), text=text, kind=kind, save=save,
         options=tuple(options), hint=hint, optional=optional, min=lo, max=hi, next=nxt,
-        routes=tuple(routes), start_flow=start_flow, end=end,
+        routes=tuple(routes), start_flow=start_flow, end=end, explains=explains,
+        checklist=checklist,
+        text_pos=Pos(chk.path, extra["text_line"]) if "text_line" in extra else None,
+        hint_pos=Pos(chk.path, extra["hint_line"]) if "hint_line" in extra else None,
     )
     return step, extra
 
@@ -592,6 +617,38 @@ def _load_texts(chk: FileChecker, doc: CommentedMap) -> Texts | None:
     return Texts(pos=Pos(chk.path, 1), texts=texts, positions=positions)
 
 
+def file_texts(path: str | Path) -> tuple[list[tuple[int, str, str]], list[Diagnostic]]:
+    """Every user-facing text in one flow file: (line, context, bokmål text).
+
+    Contexts: 'flow.step' (the text), 'flow.step.hint', 'flow.step.VALUE' (an option),
+    'system.KEY' (a system text). Translations are looked up by (context, text).
+    """
+    diags: list[Diagnostic] = []
+    chk = FileChecker(str(path), diags)
+    doc = read_yaml(str(path), chk)
+    out: list[tuple[int, str, str]] = []
+    if chk.failed() or not isinstance(doc, CommentedMap):
+        return out, diags
+    if "texts" in doc:
+        texts = _load_texts(chk, doc)
+        if texts is not None:
+            out.extend((texts.positions[k].line, f"system.{k}", v) for k, v in texts.texts.items())
+        return out, diags
+    if "steps" not in doc:
+        return out, diags
+    flow, _ = _load_flow(chk, doc, "")
+    if flow is None:
+        return out, diags
+    for s in flow.steps:
+        if s.text is not None:
+            out.append(((s.text_pos or s.pos).line, f"{flow.id}.{s.id}", s.text))
+        if s.hint is not None:
+            out.append(((s.hint_pos or s.pos).line, f"{flow.id}.{s.id}.hint", s.hint))
+        for o in s.options:
+            out.append(((o.pos or s.pos).line, f"{flow.id}.{s.id}.{o.value}", o.text))
+    return out, diags
+
+
 def flow_files(paths: Sequence[str | Path]) -> list[str]:
     """The flow files under the given paths (folders: their *.yaml/*.yml, not sub-folders)."""
     out: list[str] = []
@@ -605,13 +662,56 @@ def flow_files(paths: Sequence[str | Path]) -> list[str]:
     return out
 
 
-def load(paths: Sequence[str | Path]) -> Report:
-    """Load and check every flow under `paths`. Never raises for what a file holds."""
+def _load_mapping(chk: FileChecker, doc: CommentedMap, key: str,
+                  what: str) -> tuple[dict[str, str], dict[str, Pos]] | None:
+    raw = doc[key]
+    kline = line_of_value(doc, key, 1)
+    if not isinstance(raw, CommentedMap):
+        chk.error(kline, f"'{key}' must be a mapping of {what}")
+        return None
+    out: dict[str, str] = {}
+    pos: dict[str, Pos] = {}
+    for k in raw:
+        kl = line_of_key(raw, k, kline)
+        v = chk.get_str(raw, k, kl, what=f"'{k}': ")
+        if v is not None:
+            out[str(k)] = " ".join(v.split())
+            pos[str(k)] = Pos(chk.path, kl)
+    return out, pos
+
+
+def _load_wordlist(chk: FileChecker, doc: CommentedMap) -> Wordlist:
+    chk.unknown_keys(doc, WORDLIST_KEYS, 1, "the word list")
+    avoid = _load_mapping(chk, doc, "avoid", "word: plainer word") if "avoid" in doc else None
+    explain = (_load_mapping(chk, doc, "explain", "word: what it means")
+               if "explain" in doc else None)
+    return Wordlist(avoid=avoid[0] if avoid else {}, explain=explain[0] if explain else {},
+                    pos=Pos(chk.path, 1))
+
+
+def _load_checklist(chk: FileChecker, doc: CommentedMap) -> Checklist | None:
+    chk.unknown_keys(doc, CHECKLIST_KEYS, 1, "the checklist")
+    got = _load_mapping(chk, doc, "items", "item_id: what the veileder does")
+    if got is None:
+        return None
+    for k, p in got[1].items():
+        if not _ID.fullmatch(k):
+            chk.error(p.line, f"checklist item '{k}': use small letters a-z, digits and '_'")
+    return Checklist(items=got[0], positions=got[1])
+
+
+def load(paths: Sequence[str | Path], *, language: bool = True) -> Report:
+    """Load and check every flow under `paths`. Never raises for what a file holds.
+
+    With `language`, the plain-language rules (bot.engine.language) run over every text.
+    """
     diags: list[Diagnostic] = []
     flows: dict[str, Flow] = {}
     first_seen: dict[str, Pos] = {}
     texts: Texts | None = None
     texts_seen = False
+    wordlist: Wordlist | None = None
+    checklist: Checklist | None = None
     starts: list[tuple[FileChecker, Flow, list[dict[str, Any]]]] = []
     files = flow_files(paths)
     for f in files:
@@ -637,6 +737,16 @@ def load(paths: Sequence[str | Path]) -> Report:
             elif t is not None:
                 texts = t
             continue
+        if "avoid" in doc or "explain" in doc:
+            if wordlist is not None:
+                chk.error(1, "a second word list; keep all words in one file")
+            wordlist = _load_wordlist(chk, doc)
+            continue
+        if "items" in doc:
+            if checklist is not None:
+                chk.error(1, "a second checklist; keep all items in one file")
+            checklist = _load_checklist(chk, doc)
+            continue
         digest = hashlib.sha256(Path(f).read_bytes()).hexdigest()[:12]
         flow, extras = _load_flow(chk, doc, digest)
         if flow is None:
@@ -649,7 +759,8 @@ def load(paths: Sequence[str | Path]) -> Report:
         starts.append((chk, flow, extras))
         if not chk.failed():
             flows[flow.id] = flow
-    # cross-file: flows that start other flows
+    # cross-file: flows that start other flows, steps that name checklist items
+    covered: set[str] = set()
     for chk, flow, extras in starts:
         for s, ex in zip(flow.steps, extras, strict=False):
             if s.start_flow and s.start_flow not in first_seen:
@@ -657,11 +768,29 @@ def load(paths: Sequence[str | Path]) -> Report:
                           f"step '{s.id}' starts flow '{s.start_flow}', which does not exist"
                           f"{did_you_mean(s.start_flow, first_seen)}")
                 flows.pop(flow.id, None)
+            for item in s.checklist:
+                if checklist is not None and item not in checklist.items:
+                    chk.error(ex.get("checklist_line", s.pos.line),
+                              f"step '{s.id}': '{item}' is not an item of the checklist"
+                              f"{did_you_mean(item, checklist.items)}")
+                covered.add(item)
+    if checklist is not None and flows:
+        for item, pos in checklist.positions.items():
+            if item not in covered:
+                diags.append(Diagnostic(pos.path, pos.line, "warning",
+                                        f"checklist item '{item}' is served by no step; add "
+                                        f"'checklist: {item}' to the step that serves it"))
     if files and not texts_seen and flows:
         first = files[0]
         diags.append(Diagnostic(first, 1, "warning",
                                 "no system texts file (with 'texts:') among these files; the "
                                 "bot needs one (flows/system.yaml) to run"))
+    flowset = (FlowSet(flows=flows, texts=texts, checklist=checklist)
+               if texts is not None else None)
+    lix: dict[str, float] = {}
+    if language and flowset is not None:
+        findings, lix = check_flowset(flowset, wordlist or Wordlist())
+        diags.extend(Diagnostic(f.pos.path, f.pos.line, f.severity, f.message)
+                     for f in findings)
     diags.sort(key=lambda d: (d.path, d.line))
-    flowset = FlowSet(flows=flows, texts=texts) if texts is not None else None
-    return Report(flowset=flowset, diagnostics=diags)
+    return Report(flowset=flowset, diagnostics=diags, lix=lix)

@@ -60,6 +60,10 @@ class Step:
     routes: tuple[tuple[str, str], ...] = ()
     start_flow: str | None = None
     end: bool = False
+    explains: tuple[str, ...] = ()  # words this step explains (allowed in the flow then)
+    checklist: tuple[str, ...] = ()  # checklist items this step serves
+    text_pos: Pos | None = None
+    hint_pos: Pos | None = None
 
     @property
     def is_question(self) -> bool:
@@ -106,11 +110,22 @@ class Texts:
 
 
 @dataclass(frozen=True, slots=True)
+class Checklist:
+    """The veileder checklist: item id -> what it says (flows/sjekkliste.yaml)."""
+
+    items: dict[str, str]
+    positions: dict[str, Pos]
+
+
+@dataclass(frozen=True, slots=True)
 class FlowSet:
     """Every loaded flow plus the system texts: what the engine runs on."""
 
     flows: dict[str, Flow]
     texts: Texts
+    checklist: Checklist | None = None
+    # lang -> (context, bokmål text) -> translation; filled from messages/*.po
+    catalogs: dict[str, dict[tuple[str, str], str]] = field(default_factory=dict)
 
     def get(self, flow_id: str) -> Flow | None:
         return self.flows.get(flow_id)

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from . import answers as A
-from .model import Flow, FlowSet, Kind, Step
+from .model import Flow, FlowSet, Kind, Option, Step
 from .templates import render
 
 # -- values in and out ------------------------------------------------------------------------
@@ -29,14 +29,15 @@ class State:
     tries: int = 0
     pending: str | None = None  # "erase": waiting for a yes/no to SLETT
     stopped: bool = False
-    greeted: bool = False
+    consent: bool | None = None  # None: not asked yet (the welcome flow asks)
+    lang: str = "nb"
     started_at: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {}
         for k in self.__slots__:
             v = getattr(self, k)
-            if v not in (None, False, 0, {}):
+            if (k == "consent" and v is not None) or v not in (None, False, 0, {}, "nb"):
                 d[k] = dict(v) if k == "answers" else v
         return d
 
@@ -97,12 +98,23 @@ class EraseUser:
 
 
 @dataclass(frozen=True, slots=True)
+class SetLanguage:
+    lang: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetConsent:
+    consent: bool
+
+
+@dataclass(frozen=True, slots=True)
 class FlowEnded:
     flow: str
     completed: bool
 
 
-Effect = SaveAnswer | AnonymousAnswer | SetStopped | EraseUser | FlowEnded
+Effect = (SaveAnswer | AnonymousAnswer | SetStopped | EraseUser | FlowEnded | SetLanguage
+          | SetConsent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,10 +133,23 @@ KEYWORDS: dict[str, str] = {
     "start": "start", "unstop": "start", "begynn": "start",
     "slett": "erase", "slett meg": "erase", "slett alt": "erase", "delete": "erase",
     "meny": "menu", "menu": "menu", "hovedmeny": "menu",
+    "språk": "language", "sprak": "language", "language": "language", "målform": "language",
 }
 
 MENU_FLOW = "menu"
 WELCOME_FLOW = "welcome"
+LANGUAGE_FLOW = "language"
+LANGUAGES = ("nb", "nn", "en")
+SAVE_LANGUAGE = "språk"  # reserved save names: the answer changes the user's settings
+SAVE_CONSENT = "samtykke"
+
+
+def tr(flows: FlowSet, lang: str, context: str, text: str) -> str:
+    """The text in the user's language (bokmål is the source; a missing one falls back)."""
+    if lang == "nb":
+        return text
+    cat = flows.catalogs.get(lang)
+    return cat.get((context, text), text) if cat else text
 MAX_CHAIN = 64  # steps run in a row without waiting; the checker forbids silent loops
 
 
@@ -173,15 +198,16 @@ def step(flows: FlowSet, state: State, event: Event, now: datetime,
     if state.flow is None:
         if not A.normalise(text) and not text.strip():
             return out.result(state)  # empty message while idle: nothing to answer
-        first = WELCOME_FLOW if not state.greeted and flows.get(WELCOME_FLOW) else MENU_FLOW
+        first = (WELCOME_FLOW if state.consent is not True and flows.get(WELCOME_FLOW)
+                 else MENU_FLOW)
         if flows.get(first) is None:
-            out.replies.append(Reply(_sys(flows, "nothing_running", ctx)))
-            return out.result(replace(state, greeted=True))
+            out.replies.append(Reply(_sys(flows, state, "nothing_running", ctx)))
+            return out.result(state)
         return out.result(_start(flows, state, first, now, ctx, out))
     st = current.step(state.step or "") if current else None
     if current is None or st is None or not st.is_question:
         # the flow or the step was removed while the user was in it: move them on safely
-        out.replies.append(Reply(_sys(flows, "flow_changed", ctx)))
+        out.replies.append(Reply(_sys(flows, state, "flow_changed", ctx)))
         out.effects.append(FlowEnded(state.flow, False))
         return out.result(_idle(state), sensitive)
     if current.version != state.version:
@@ -189,56 +215,58 @@ def step(flows: FlowSet, state: State, event: Event, now: datetime,
     return out.result(_answer(flows, current, st, state, text, now, ctx, out), sensitive)
 
 
-def _sys(flows: FlowSet, key: str, ctx: Mapping[str, str],
+def _sys(flows: FlowSet, state: State, key: str, ctx: Mapping[str, str],
          extra: Mapping[str, str] | None = None) -> str:
     values = {**ctx, **extra} if extra else ctx
-    return render(flows.texts[key], values)
+    return render(tr(flows, state.lang, f"system.{key}", flows.texts[key]), values)
 
 
 def _idle(state: State) -> State:
     return replace(state, flow=None, version=None, step=None, answers={}, tries=0,
-                   started_at=None, greeted=True)
+                   started_at=None)
 
 
 def _global(flows: FlowSet, state: State, kw: str, now: datetime, ctx: Mapping[str, str],
             out: _Out) -> State:
     if kw == "help":
-        out.replies.append(Reply(_sys(flows, "help", ctx)))
-        return replace(state, greeted=True)
+        out.replies.append(Reply(_sys(flows, state, "help", ctx)))
+        return state
     if kw == "stop":
         if state.stopped:
             return state
-        out.replies.append(Reply(_sys(flows, "stopped", ctx)))
+        out.replies.append(Reply(_sys(flows, state, "stopped", ctx)))
         out.effects.append(SetStopped(True))
         if state.flow:
             out.effects.append(FlowEnded(state.flow, False))
         return replace(_idle(state), stopped=True, pending=None)
     if kw == "start":
         if state.stopped:
-            out.replies.append(Reply(_sys(flows, "started", ctx)))
+            out.replies.append(Reply(_sys(flows, state, "started", ctx)))
             out.effects.append(SetStopped(False))
             return replace(state, stopped=False)
         kw = "menu"
     if kw == "erase":
-        out.replies.append(Reply(_sys(flows, "erase_confirm", ctx), ("Ja", "Nei")))
+        out.replies.append(Reply(_sys(flows, state, "erase_confirm", ctx),
+                                 _yesno_labels(flows, state)))
         return replace(state, pending="erase")
-    # menu
+    # menu or language: leave the flow the user is in and start that one
     if state.stopped:
         return state
+    target = LANGUAGE_FLOW if kw == "language" else MENU_FLOW
     if state.flow:
         out.effects.append(FlowEnded(state.flow, False))
-    if flows.get(MENU_FLOW) is None:
-        out.replies.append(Reply(_sys(flows, "nothing_running", ctx)))
+    if flows.get(target) is None:
+        out.replies.append(Reply(_sys(flows, state, "nothing_running", ctx)))
         return _idle(state)
-    return _start(flows, _idle(state), MENU_FLOW, now, ctx, out)
+    return _start(flows, _idle(state), target, now, ctx, out)
 
 
 def _confirm_erase(flows: FlowSet, state: State, text: str, out: _Out) -> State:
     if A.parse_yesno(text) == A.YES_VALUE:
-        out.replies.append(Reply(_sys(flows, "erased", {})))
+        out.replies.append(Reply(_sys(flows, state, "erased", {})))
         out.effects.append(EraseUser())
-        return State(greeted=True)
-    out.replies.append(Reply(_sys(flows, "erase_kept", {})))
+        return State(lang=state.lang)
+    out.replies.append(Reply(_sys(flows, state, "erase_kept", {})))
     return replace(state, pending=None)
 
 
@@ -250,15 +278,27 @@ def _start(flows: FlowSet, state: State, flow_id: str, now: datetime, ctx: Mappi
     if state.flow and state.flow != flow_id:
         out.effects.append(FlowEnded(state.flow, False))
     fresh = replace(state, flow=flow.id, version=flow.version, step=None, answers={}, tries=0,
-                    pending=None, greeted=True, started_at=now.isoformat(timespec="seconds"))
+                    pending=None, started_at=now.isoformat(timespec="seconds"))
     return _run_from(flows, flow, flow.first, fresh, now, ctx, out, depth=0)
 
 
-def _choices(st: Step) -> tuple[str, ...]:
+def _yesno_labels(flows: FlowSet, state: State) -> tuple[str, str]:
+    return (_sys(flows, state, "yes", {}), _sys(flows, state, "no", {}))
+
+
+def _options(flows: FlowSet, flow: Flow, st: Step, lang: str) -> tuple[Option, ...]:
+    """The options in the user's language; the bokmål words are understood as well."""
+    if lang == "nb":
+        return st.options
+    return tuple(Option(tr(flows, lang, f"{flow.id}.{st.id}.{o.value}", o.text), o.value,
+                        (o.text, *o.also), o.pos) for o in st.options)
+
+
+def _choices(flows: FlowSet, flow: Flow, st: Step, state: State) -> tuple[str, ...]:
     if st.kind is Kind.CHOICE:
-        return tuple(o.text for o in st.options)
+        return tuple(o.text for o in _options(flows, flow, st, state.lang))
     if st.kind is Kind.YESNO:
-        return ("Ja", "Nei")
+        return _yesno_labels(flows, state)
     if st.kind is Kind.SCALE:
         lo, hi = st.min or 1, st.max or 5
         return tuple(str(i) for i in range(lo, hi + 1))
@@ -279,8 +319,9 @@ def _run_from(flows: FlowSet, flow: Flow, st: Step | None, state: State, now: da
             out.effects.append(FlowEnded(flow.id, True))
             return _idle(state)
         if st.text is not None:
-            out.replies.append(Reply(render(st.text, _values(flow, state, ctx)), _choices(st),
-                                     st.kind is Kind.CHOICE))
+            text = tr(flows, state.lang, f"{flow.id}.{st.id}", st.text)
+            out.replies.append(Reply(render(text, _values(flow, state, ctx)),
+                                     _choices(flows, flow, st, state), st.kind is Kind.CHOICE))
         if st.is_question:
             return replace(state, step=st.id, tries=0)
         if st.start_flow is not None:
@@ -308,7 +349,7 @@ def _answer(flows: FlowSet, flow: Flow, st: Step, state: State, text: str, now: 
     elif kind is Kind.YESNO:
         value = A.parse_yesno(text)
     elif kind is Kind.CHOICE:
-        opt = A.parse_choice(text, st.options)
+        opt = A.parse_choice(text, _options(flows, flow, st, state.lang))
         value = opt.value if opt else None
     elif kind is Kind.SCALE:
         n = A.parse_scale(text, st.min if st.min is not None else 1,
@@ -323,42 +364,54 @@ def _answer(flows: FlowSet, flow: Flow, st: Step, state: State, text: str, now: 
 
     if value is None:
         if st.optional and A.is_skip(text):
-            out.replies.append(Reply(_sys(flows, "skipped", ctx)))
+            out.replies.append(Reply(_sys(flows, state, "skipped", ctx)))
             return _advance(flows, flow, st, state, None, now, ctx, out)
         tries = state.tries + 1
+        choices = _choices(flows, flow, st, state)
         if tries >= 2:
             key = "stuck_optional" if st.optional else "stuck"
-            out.replies.append(Reply(_sys(flows, key, ctx), _choices(st),
+            out.replies.append(Reply(_sys(flows, state, key, ctx), choices,
                                      st.kind is Kind.CHOICE))
         else:
-            out.replies.append(Reply(_reask(flows, st, _values(flow, state, ctx)), _choices(st),
-                                     st.kind is Kind.CHOICE))
+            out.replies.append(Reply(_reask(flows, flow, st, state, _values(flow, state, ctx)),
+                                     choices, st.kind is Kind.CHOICE))
         return replace(state, tries=tries)
     return _advance(flows, flow, st, state, value, now, ctx, out)
 
 
-def _reask(flows: FlowSet, st: Step, values: Mapping[str, str]) -> str:
+def _reask(flows: FlowSet, flow: Flow, st: Step, state: State,
+           values: Mapping[str, str]) -> str:
     if st.hint:
-        return render(st.hint, values)
+        return render(tr(flows, state.lang, f"{flow.id}.{st.id}.hint", st.hint), values)
     if st.kind is Kind.YESNO:
-        return _sys(flows, "reask_yesno", values)
+        return _sys(flows, state, "reask_yesno", values)
     if st.kind is Kind.CHOICE:
-        return _sys(flows, "reask_choice", values, {"antall": str(len(st.options))})
+        return _sys(flows, state, "reask_choice", values, {"antall": str(len(st.options))})
     if st.kind is Kind.SCALE:
-        return _sys(flows, "reask_scale", values,
+        return _sys(flows, state, "reask_scale", values,
                     {"min": str(st.min or 1), "max": str(st.max or 5)})
     if st.kind is Kind.NUMBER:
         if st.min is not None and st.max is not None:
-            return _sys(flows, "reask_number_range", values,
+            return _sys(flows, state, "reask_number_range", values,
                         {"min": str(st.min), "max": str(st.max)})
-        return _sys(flows, "reask_number", values)
-    return _sys(flows, "reask_text", values)
+        return _sys(flows, state, "reask_number", values)
+    return _sys(flows, state, "reask_text", values)
 
 
 def _advance(flows: FlowSet, flow: Flow, st: Step, state: State, value: str | None,
              now: datetime, ctx: Mapping[str, str], out: _Out) -> State:
     answers = state.answers
-    if value is not None and st.save:
+    if value is not None and st.save == SAVE_LANGUAGE and value in LANGUAGES:
+        state = replace(state, lang=value)
+        out.effects.append(SetLanguage(value))
+    elif value is not None and st.save == SAVE_CONSENT:
+        consent = value == A.YES_VALUE
+        state = replace(state, consent=consent)
+        out.effects.append(SetConsent(consent))
+        if not consent:  # no means no messages, until the user writes START
+            state = replace(state, stopped=True)
+            out.effects.append(SetStopped(True))
+    elif value is not None and st.save:
         if flow.anonymous:
             out.effects.append(AnonymousAnswer(flow.id, st.save, value))
         else:

@@ -21,4 +21,6 @@ SYSTEM_TEXTS: dict[str, frozenset[str]] = {
     "skipped": frozenset(),
     "flow_changed": frozenset(),
     "nothing_running": frozenset(),
+    "yes": frozenset(),
+    "no": frozenset(),
 }

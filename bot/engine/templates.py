@@ -20,6 +20,7 @@ GLOBAL_VARIABLES: dict[str, str] = {
     "kontor": "NAV-kontoret ditt",
     "møtetid": "tiden dere har avtalt",
     "møtested": "stedet dere har avtalt",
+    "jobbtelefon": "55 55 33 33",
 }
 
 

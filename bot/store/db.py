@@ -51,6 +51,7 @@ class UserContext:
 
     first_name: str | None = None
     veileder: str | None = None
+    work_phone: str | None = None
     office: str | None = None
     meeting_at: datetime | None = None
     meeting_place: str | None = None
@@ -89,6 +90,8 @@ class Changes:
     answers: list[tuple[int, str, str, str]] = field(default_factory=list)
     anonymous: list[AnonymousRow] = field(default_factory=list)
     stopped: dict[int, bool] = field(default_factory=dict)
+    language: dict[int, str] = field(default_factory=dict)
+    consent: dict[int, bool] = field(default_factory=dict)
     erased: list[int] = field(default_factory=list)
 
 
@@ -169,7 +172,7 @@ class Batch:
         for chunk in _chunks(list(user_ids), 400):
             marks = ",".join("?" * len(chunk))
             q = f"""
-                SELECT u.id, u.first_name, v.name, o.name, m.starts_at, m.place
+                SELECT u.id, u.first_name, v.name, v.work_phone, o.name, m.starts_at, m.place
                 FROM users u
                 LEFT JOIN veiledere v ON v.id = u.veileder_id
                 LEFT JOIN offices o ON o.id = v.office_id
@@ -178,9 +181,9 @@ class Batch:
                     AND starts_at >= ? ORDER BY starts_at LIMIT 1)
                 WHERE u.id IN ({marks})"""
             async with self.conn.execute(q, [now, *chunk]) as cur:
-                for uid, first, vname, office, starts, place in await cur.fetchall():
+                for uid, first, vname, phone, office, starts, place in await cur.fetchall():
                     out[uid] = UserContext(
-                        first_name=first, veileder=vname, office=office,
+                        first_name=first, veileder=vname, work_phone=phone, office=office,
                         meeting_at=datetime.fromisoformat(starts) if starts else None,
                         meeting_place=place,
                     )
@@ -204,6 +207,12 @@ class Batch:
         if ch.stopped:
             await c.executemany("UPDATE users SET stopped = ? WHERE id = ?",
                                 [(int(v), uid) for uid, v in ch.stopped.items()])
+        if ch.language:
+            await c.executemany("UPDATE users SET language = ? WHERE id = ?",
+                                [(v, uid) for uid, v in ch.language.items()])
+        if ch.consent:
+            await c.executemany("UPDATE users SET consent = ? WHERE id = ?",
+                                [(int(v), uid) for uid, v in ch.consent.items()])
         if ch.answers:
             await c.executemany(
                 "INSERT INTO answers (user_id, flow, key, value, saved_at) VALUES (?, ?, ?, ?, ?)",

@@ -92,4 +92,8 @@ MIGRATIONS: list[str] = [
         office TEXT
     );
     """,
+    # 2: consent from the welcome flow (NULL: not asked yet)
+    """
+    ALTER TABLE users ADD COLUMN consent INTEGER;
+    """,
 ]
