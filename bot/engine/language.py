@@ -104,7 +104,7 @@ def sms_segments(text: str) -> tuple[int, str]:
 _KL_NO_DOT = re.compile(r"\bkl(?!\.)\b", re.IGNORECASE)
 _COLON_TIME = re.compile(r"\b([01]?\d|2[0-3]):([0-5]\d)\b")
 _NUMERIC_DATE = re.compile(r"(?<![\d.])(\d{1,2})[./](\d{1,2})(?:[./](\d{2,4}))?(?![\d])")
-_PHONE_RUN = re.compile(r"(?<![\d ])(\d[\d ]{4,}\d)(?![\d])")
+_PHONE_RUN = re.compile(r"(?<![\d.:])\d(?:\d| (?=\d))+(?![\d.:]\d)")
 ABBREVIATIONS = {
     "jf.": "jamfør: skriv det ut, eller la det være", "iht.": "etter", "evt.": "kanskje",
     "ifm.": "i forbindelse med: skriv «når» eller «om»", "bl.a.": "blant annet",
@@ -145,7 +145,7 @@ def convention_problems(template: str) -> Iterator[str]:
             continue
         yield f"write dates in words, like «tirsdag 24. november», not «{m.group(0)}»"
     for m in _PHONE_RUN.finditer(text):
-        problem = phone_format_problem(m.group(1))
+        problem = phone_format_problem(m.group(0))
         if problem:
             yield problem
     for m in _ABBR.finditer(text):

@@ -788,8 +788,10 @@ def load(paths: Sequence[str | Path], *, language: bool = True) -> Report:
     flowset = (FlowSet(flows=flows, texts=texts, checklist=checklist)
                if texts is not None else None)
     lix: dict[str, float] = {}
-    if language and flowset is not None:
-        findings, lix = check_flowset(flowset, wordlist or Wordlist())
+    if language and flows:
+        # a lone flow file is checked too, with no system texts
+        checked = flowset or FlowSet(flows=flows, texts=Texts(Pos("", 1), {}, {}))
+        findings, lix = check_flowset(checked, wordlist or Wordlist())
         diags.extend(Diagnostic(f.pos.path, f.pos.line, f.severity, f.message)
                      for f in findings)
     diags.sort(key=lambda d: (d.path, d.line))
