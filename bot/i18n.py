@@ -17,7 +17,9 @@ from typing import IO, Any
 
 from babel.messages.pofile import read_po
 
+from .engine.language import MAX_SEGMENTS, SAMPLE_VALUES, non_gsm, sms_segments
 from .engine.loader import Diagnostic, Report, file_texts, flow_files, load
+from .engine.templates import render
 
 DOMAIN = "veivis"
 TRANSLATED = ("nn", "en")
@@ -76,6 +78,18 @@ def load_catalogs(messages: Path) -> Catalogs:
     return cats
 
 
+def sms_problems(text: str) -> list[str]:
+    """What makes a translated text cost more as SMS."""
+    out = []
+    bad = non_gsm(text)
+    if bad:
+        out.append("characters outside the SMS alphabet: " + ", ".join(f"«{c}»" for c in bad))
+    n, enc = sms_segments(render(text, SAMPLE_VALUES))
+    if n > MAX_SEGMENTS:
+        out.append(f"needs {n} SMS ({enc}); keep it to {MAX_SEGMENTS}")
+    return out
+
+
 def check_translations(flow_paths: Sequence[str], cats: Catalogs) -> list[Diagnostic]:
     """A warning for every text with no translation, or a stale one, in each language."""
     out: list[Diagnostic] = []
@@ -86,7 +100,11 @@ def check_translations(flow_paths: Sequence[str], cats: Catalogs) -> list[Diagno
                 if lang not in cats.translations:
                     continue
                 name, po = LANGUAGE_NAMES[lang], cats.paths[lang]
-                if (context, text) in cats.translations[lang]:
+                translated = cats.translations[lang].get((context, text))
+                if translated is not None:
+                    out.extend(Diagnostic(path, line, "warning", f"{name} translation of "
+                                          f"'{context}': {problem}")
+                               for problem in sms_problems(translated))
                     continue
                 if context in cats.fuzzy[lang] or context in cats.contexts[lang]:
                     out.append(Diagnostic(path, line, "warning",

@@ -251,9 +251,10 @@ def check_text(ut: UserText, wordlist: Wordlist, explained: set[str]) -> Iterato
     bad = non_gsm(ut.text)
     if bad:
         tips = ", ".join(f"«{c}» → {SUGGEST[c]}" if c in SUGGEST else f"«{c}»" for c in bad)
+        n, _ = sms_segments(sms_body(sample, ut.options))
         yield Finding(ut.pos, "warning", f"{where}: characters outside the SMS alphabet make "
                                          f"the SMS cost twice as much (70 characters, not 160): "
-                                         f"{tips}")
+                                         f"{tips} (now {n} SMS)")
     if ut.message:
         body = sms_body(sample, ut.options)
         n, enc = sms_segments(body)
