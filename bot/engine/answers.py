@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
+from functools import lru_cache
 
 from .model import Option
 
@@ -74,23 +75,29 @@ def clean(text: str) -> str:
     return out.strip()[:MAX_TEXT]
 
 
+_NON_WORD = re.compile(r"[\W_]+")
+
+
 def normalise(text: str) -> str:
     """Lower-case words separated by single spaces; punctuation and other emoji removed."""
     t = unicodedata.normalize("NFKC", text)
-    t = _KEYCAP.sub(r" \1 ", t)
-    t = _SKIN.sub("", t)
-    for emo, word in _EMOJI_WORDS.items():
-        if emo in t:
-            t = t.replace(emo, word)
-    t = t.casefold()
-    chars = []
-    for ch in t:
-        cat = unicodedata.category(ch)
-        if cat[0] in "LN":
-            chars.append(ch)
-        else:
-            chars.append(" ")
-    return " ".join("".join(chars).split())
+    if "\u20e3" in t:
+        t = _KEYCAP.sub(r" \1 ", t)
+    if not t.isascii():
+        t = _SKIN.sub("", t)
+        for emo, word in _EMOJI_WORDS.items():
+            if emo in t:
+                t = t.replace(emo, word)
+    return _NON_WORD.sub(" ", t.casefold()).strip()
+
+
+@lru_cache(maxsize=8192)
+def _option_keys(text: str, value: str, also: tuple[str, ...]) -> tuple[frozenset[str],
+                                                                         frozenset[str]]:
+    """An option's whole-answer forms and its words, normalised once."""
+    whole = frozenset({normalise(text), normalise(value), *(normalise(a) for a in also)})
+    toks = frozenset(normalise(" ".join((text, value, *also))).split())
+    return whole, toks
 
 
 def words(text: str) -> list[str]:
@@ -156,10 +163,9 @@ def parse_choice(text: str, options: Sequence[Option]) -> Option | None:
     norm = normalise(text)
     if not norm:
         return None
-    for o in options:
-        if norm in (normalise(o.text), normalise(o.value)) or norm in (
-            normalise(a) for a in o.also
-        ):
+    keys = [_option_keys(o.text, o.value, o.also) for o in options]
+    for o, (whole, _) in zip(options, keys, strict=True):
+        if norm in whole:
             return o
     n = parse_number(text)
     if n is not None:
@@ -168,8 +174,7 @@ def parse_choice(text: str, options: Sequence[Option]) -> Option | None:
     if not toks or len(toks) > 6:
         return None
     hits = []
-    for o in options:
-        otoks = set(normalise(" ".join((o.text, o.value, *o.also))).split())
+    for o, (_, otoks) in zip(options, keys, strict=True):
         if all(any(ot.startswith(t) for ot in otoks) for t in toks if len(t) >= 3) and any(
             len(t) >= 3 for t in toks
         ):
