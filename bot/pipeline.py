@@ -22,6 +22,8 @@ from .engine.model import FlowSet
 from .engine.runtime import (
     AnonymousAnswer,
     EraseUser,
+    Expire,
+    Nudge,
     Reply,
     SaveAnswer,
     SetConsent,
@@ -59,11 +61,16 @@ class Inbound:
 
 @dataclass(frozen=True, slots=True)
 class FlowRequest:
-    """Start a flow for a user (scheduler, CLI, preview)."""
+    """Start a flow for a user (scheduler, CLI, preview); or, with `action`, nudge the user to
+    finish it or let it expire. A scheduled row given as `scheduled_id` is marked done in the
+    same transaction as the messages it leads to."""
 
     channel: str
     address: str
     flow_id: str
+    meeting_id: int | None = None
+    scheduled_id: int | None = None
+    action: str = "start"  # start | nudge | expire
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +198,10 @@ class Pipeline:
             uids = list({u.id for u in users.values()})
             raw_states = await b.states(uids)
             ctxs = await b.contexts(uids)
+            meeting_ids = {p.item.meeting_id for p in batch
+                           if isinstance(p.item, FlowRequest) and p.item.meeting_id}
+            meeting_ids |= {s["meeting"] for s in raw_states.values() if s.get("meeting")}
+            meetings = await b.meetings(sorted(meeting_ids)) if meeting_ids else {}
             states: dict[int, State] = {}
             changes = Changes()
             erased: set[int] = set()
@@ -207,9 +218,13 @@ class Pipeline:
                         results.append((p, Handled(duplicate=True, user_id=user.id)))
                         continue
                     seen.add(key)
-                    event: UserText | StartFlow = UserText(item.text)
+                    event: UserText | StartFlow | Nudge | Expire = UserText(item.text)
+                elif item.action == "nudge":
+                    event = Nudge(item.flow_id)
+                elif item.action == "expire":
+                    event = Expire(item.flow_id)
                 else:
-                    event = StartFlow(item.flow_id)
+                    event = StartFlow(item.flow_id, item.meeting_id)
                 state = states.get(user.id)
                 if state is None:
                     state = State.from_json(raw_states.get(user.id, {}))
@@ -219,6 +234,13 @@ class Pipeline:
                 if values is None:
                     values = vars_cache[user.id] = context_values(ctxs.get(user.id),
                                                                   state.lang)
+                about = (item.meeting_id if isinstance(item, FlowRequest) and item.meeting_id
+                         else state.meeting)
+                if about in meetings:  # a flow about one meeting shows that meeting
+                    starts, place = meetings[about]
+                    values = {**values, "møtetid": meeting_time(starts, state.lang)}
+                    if place:
+                        values["møtested"] = place
                 res = engine_step(self.flows, state, event, now, values)
                 states[user.id] = res.state
                 if isinstance(item, Inbound):
@@ -230,7 +252,8 @@ class Pipeline:
                 office = ctxs[user.id].office if user.id in ctxs else None
                 for eff in res.effects:
                     if isinstance(eff, SaveAnswer):
-                        changes.answers.append((user.id, eff.flow, eff.key, eff.value))
+                        changes.answers.append((user.id, eff.flow, eff.key, eff.value,
+                                                state.meeting))
                     elif isinstance(eff, AnonymousAnswer):
                         changes.anonymous.append(AnonymousRow(eff.flow, eff.key, eff.value,
                                                               office))
@@ -246,6 +269,8 @@ class Pipeline:
                 for r in res.replies:
                     changes.outbox.append(OutRow(user.id, user.channel, user.address, r.text,
                                                  r.choices, r.numbered, now))
+                if isinstance(item, FlowRequest) and item.scheduled_id is not None:
+                    changes.scheduled_done.append(item.scheduled_id)
                 results.append((p, Handled(res.replies, False, user.id)))
                 log.info("handled %s from %s on %s: %d replies",
                          "message" if isinstance(item, Inbound) else f"start {item.flow_id}",

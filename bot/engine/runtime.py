@@ -32,6 +32,7 @@ class State:
     consent: bool | None = None  # None: not asked yet (the welcome flow asks)
     lang: str = "nb"
     started_at: str | None = None
+    meeting: int | None = None  # the meeting the running flow is about (reminder, survey)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {}
@@ -57,9 +58,24 @@ class UserText:
 @dataclass(frozen=True, slots=True)
 class StartFlow:
     flow_id: str
+    meeting: int | None = None
 
 
-Event = UserText | StartFlow
+@dataclass(frozen=True, slots=True)
+class Nudge:
+    """A gentle reminder to finish a flow the user left unanswered (once)."""
+
+    flow_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Expire:
+    """End an unanswered flow quietly."""
+
+    flow_id: str
+
+
+Event = UserText | StartFlow | Nudge | Expire
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +199,21 @@ def step(flows: FlowSet, state: State, event: Event, now: datetime,
     if isinstance(event, StartFlow):
         if state.stopped:
             return out.result(state)
-        return out.result(_start(flows, state, event.flow_id, now, ctx, out))
+        started = _start(flows, state, event.flow_id, now, ctx, out)
+        return out.result(replace(started, meeting=event.meeting) if started.flow else started)
+    if isinstance(event, Nudge | Expire):
+        flow = flows.get(event.flow_id)
+        st = flow.step(state.step or "") if flow and state.flow == flow.id else None
+        if flow is None or st is None or state.stopped:
+            return out.result(state)  # answered, left or stopped: nothing to do
+        if isinstance(event, Expire):
+            out.effects.append(FlowEnded(flow.id, False))
+            return out.result(_idle(state))
+        out.replies.append(Reply(_sys(flows, state, "nudge", ctx)))
+        text = tr(flows, state.lang, f"{flow.id}.{st.id}", st.text or "")
+        out.replies.append(Reply(render(text, _values(flow, state, ctx)),
+                                 _choices(flows, flow, st, state), st.kind is Kind.CHOICE))
+        return out.result(state)
 
     text = event.text
     current = flows.get(state.flow) if state.flow else None
@@ -223,7 +253,7 @@ def _sys(flows: FlowSet, state: State, key: str, ctx: Mapping[str, str],
 
 def _idle(state: State) -> State:
     return replace(state, flow=None, version=None, step=None, answers={}, tries=0,
-                   started_at=None)
+                   started_at=None, meeting=None)
 
 
 def _global(flows: FlowSet, state: State, kw: str, now: datetime, ctx: Mapping[str, str],
@@ -278,7 +308,7 @@ def _start(flows: FlowSet, state: State, flow_id: str, now: datetime, ctx: Mappi
     if state.flow and state.flow != flow_id:
         out.effects.append(FlowEnded(state.flow, False))
     fresh = replace(state, flow=flow.id, version=flow.version, step=None, answers={}, tries=0,
-                    pending=None, started_at=now.isoformat(timespec="seconds"))
+                    pending=None, started_at=now.isoformat(timespec="seconds"), meeting=None)
     return _run_from(flows, flow, flow.first, fresh, now, ctx, out, depth=0)
 
 

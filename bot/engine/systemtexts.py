@@ -21,6 +21,7 @@ SYSTEM_TEXTS: dict[str, frozenset[str]] = {
     "skipped": frozenset(),
     "flow_changed": frozenset(),
     "nothing_running": frozenset(),
+    "nudge": frozenset(),
     "yes": frozenset(),
     "no": frozenset(),
 }

@@ -87,7 +87,8 @@ class Changes:
     inbound: list[tuple[int | None, str, str, str | None, str]] = field(default_factory=list)
     states: dict[int, str] = field(default_factory=dict)
     outbox: list[OutRow] = field(default_factory=list)
-    answers: list[tuple[int, str, str, str]] = field(default_factory=list)
+    answers: list[tuple[int, str, str, str, int | None]] = field(default_factory=list)
+    scheduled_done: list[int] = field(default_factory=list)
     anonymous: list[AnonymousRow] = field(default_factory=list)
     stopped: dict[int, bool] = field(default_factory=dict)
     language: dict[int, str] = field(default_factory=dict)
@@ -189,6 +190,17 @@ class Batch:
                     )
         return out
 
+    async def meetings(self, ids: Sequence[int]) -> dict[int, tuple[datetime, str | None]]:
+        """Start and place of particular meetings (the one a reminder is about)."""
+        out: dict[int, tuple[datetime, str | None]] = {}
+        for chunk in _chunks(list(ids), 500):
+            q = (f"SELECT id, starts_at, place FROM meetings WHERE id IN "
+                 f"({','.join('?' * len(chunk))})")
+            async with self.conn.execute(q, chunk) as cur:
+                for mid, starts, place in await cur.fetchall():
+                    out[mid] = (datetime.fromisoformat(starts), place)
+        return out
+
     async def write(self, ch: Changes) -> None:
         c = self.conn
         now = iso(self.now)
@@ -215,8 +227,12 @@ class Batch:
                                 [(int(v), uid) for uid, v in ch.consent.items()])
         if ch.answers:
             await c.executemany(
-                "INSERT INTO answers (user_id, flow, key, value, saved_at) VALUES (?, ?, ?, ?, ?)",
-                [(*a, now) for a in ch.answers])
+                "INSERT INTO answers (user_id, flow, key, value, meeting_id, saved_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)", [(*a, now) for a in ch.answers])
+        if ch.scheduled_done:
+            await c.executemany("UPDATE scheduled SET status = 'done', handled_at = ? "
+                                "WHERE id = ? AND status = 'pending'",
+                                [(now, i) for i in ch.scheduled_done])
         if ch.outbox:
             await c.executemany(
                 "INSERT INTO outbox (user_id, channel, address, text, choices, numbered, "

@@ -96,4 +96,28 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE users ADD COLUMN consent INTEGER;
     """,
+    # 3: meetings and what is scheduled around them. The database is the source of truth:
+    # a scheduled row is a flow start (prep, reminder, survey, notice) with a due time.
+    """
+    ALTER TABLE meetings ADD COLUMN created_at TEXT;
+    ALTER TABLE meetings ADD COLUMN updated_at TEXT;
+    ALTER TABLE answers ADD COLUMN meeting_id INTEGER REFERENCES meetings(id) ON DELETE CASCADE;
+    ALTER TABLE users ADD COLUMN discreet INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE offices ADD COLUMN address TEXT;
+    ALTER TABLE offices ADD COLUMN opening_hours TEXT;
+    ALTER TABLE offices ADD COLUMN backup_phone TEXT;
+    CREATE TABLE scheduled (
+        id INTEGER PRIMARY KEY,
+        meeting_id INTEGER NOT NULL REFERENCES meetings(id) ON DELETE CASCADE,
+        slot TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        flow TEXT,
+        due_at TEXT NOT NULL,
+        not_after TEXT,
+        status TEXT NOT NULL DEFAULT 'pending',
+        handled_at TEXT,
+        UNIQUE (meeting_id, slot)
+    );
+    CREATE INDEX scheduled_due ON scheduled(status, due_at);
+    """,
 ]

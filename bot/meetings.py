@@ -1,0 +1,146 @@
+"""Registering, moving and cancelling meetings: the planner's rules applied through the store.
+
+Used by the CLI (`veivis meeting ...`), the CSV import and veileders' SMS commands, so all
+three behave the same and all give plain errors.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from .phone import PhoneError, normalise_phone
+from .schedule import DEFAULT_RULES, Rules, notice, plan
+from .store import Store
+from .store import meetings as M
+from .store.meetings import MeetingError
+from .when import WhenError, parse_when
+
+
+async def user_id_by_phone(store: Store, phone: str) -> tuple[int, int | None]:
+    rows = await store.fetchall("SELECT id, veileder_id FROM users WHERE phone = ?", (phone,))
+    if not rows:
+        raise MeetingError(f"no user with phone {phone}; add them first (veivis user add)")
+    return int(rows[0][0]), rows[0][1]
+
+
+async def new_meeting(store: Store, *, phone: str, starts_at: datetime, place: str | None,
+                      first: bool | None, now: datetime, rules: Rules = DEFAULT_RULES,
+                      veileder_id: int | None = None, earlier: int = 0) -> M.NewMeeting:
+    """Check and plan a meeting for the user with this phone (nothing saved yet).
+    `first=None`: first if they have had none (counting `earlier` ones in the same import)."""
+    if starts_at <= now:
+        raise MeetingError("the meeting time has passed; give a time in the future")
+    uid, assigned = await user_id_by_phone(store, phone)
+    if first is None:
+        rows = await store.fetchall("SELECT count(*) FROM meetings WHERE user_id = ?", (uid,))
+        first = rows[0][0] + earlier == 0
+    return M.NewMeeting(uid, veileder_id or assigned, starts_at, place,
+                        "first" if first else "followup", plan(starts_at, first, now, rules))
+
+
+async def register(store: Store, *, phone: str, starts_at: datetime, place: str | None,
+                   first: bool | None, now: datetime, rules: Rules = DEFAULT_RULES,
+                   veileder_id: int | None = None) -> int:
+    m = await new_meeting(store, phone=phone, starts_at=starts_at, place=place, first=first,
+                          now=now, rules=rules, veileder_id=veileder_id)
+    return (await M.add_meetings(store, [m], now))[0]
+
+
+async def move(store: Store, meeting_id: int, starts_at: datetime, place: str | None,
+               now: datetime, rules: Rules = DEFAULT_RULES) -> None:
+    if starts_at <= now:
+        raise MeetingError("the new time has passed; give a time in the future")
+    _, kind, _ = await M.meeting_start(store, meeting_id)
+    planned = [p for p in plan(starts_at, kind == "first", now, rules) if p.kind != "prep"]
+    planned.append(notice("moved", starts_at, now, rules))
+    await M.move_meeting(store, meeting_id, starts_at, place, planned, now)
+
+
+async def cancel(store: Store, meeting_id: int, now: datetime,
+                 rules: Rules = DEFAULT_RULES) -> None:
+    start, _, _ = await M.meeting_start(store, meeting_id)
+    await M.cancel_meeting(store, meeting_id, notice("cancelled", start, now, rules), now)
+
+
+async def next_meeting_of(store: Store, phone: str, now: datetime) -> int:
+    uid, _ = await user_id_by_phone(store, phone)
+    rows = await store.fetchall(
+        "SELECT id FROM meetings WHERE user_id = ? AND status = 'planned' AND starts_at >= ? "
+        "ORDER BY starts_at LIMIT 1", (uid, now.isoformat(timespec="seconds")))
+    if not rows:
+        raise MeetingError(f"{phone} has no planned meeting")
+    return int(rows[0][0])
+
+
+# -- CSV import ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CsvRow:
+    line: int
+    phone: str
+    starts_at: datetime
+    place: str | None
+    first: bool | None
+
+
+CSV_COLUMNS = ("telefon", "tid", "sted", "type")
+KINDS: dict[str, bool | None] = {"first": True, "første": True, "forste": True,
+                                 "followup": False, "oppfølging": False, "oppfolging": False,
+                                 "": None}
+
+
+def read_meetings_csv(path: Path, now: datetime) -> tuple[list[CsvRow], list[str]]:
+    """Rows and the errors as 'path:line: message'. Columns: telefon, tid, sted, type
+    (first|followup|første|oppfølging, optional). Separator , or ;."""
+    errors: list[str] = []
+    rows: list[CsvRow] = []
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        return [], [f"{path}:1: cannot read the file: {e}"]
+    dialect = csv.Sniffer().sniff(text.splitlines()[0] if text else ",", delimiters=",;")
+    reader = csv.DictReader(text.splitlines(), dialect=dialect)
+    header = [h.strip().casefold() for h in reader.fieldnames or []]
+    missing = [c for c in ("telefon", "tid") if c not in header]
+    if missing:
+        return [], [f"{path}:1: missing column(s) {', '.join(missing)}; the header must be "
+                    f"{';'.join(CSV_COLUMNS)}"]
+    for i, raw in enumerate(reader, start=2):
+        r = {(k or "").strip().casefold(): (v or "").strip() for k, v in raw.items()}
+        if not any(r.values()):
+            continue
+        try:
+            phone = normalise_phone(r.get("telefon", ""))
+            when = parse_when(r.get("tid", ""), now)
+            if when <= now:
+                raise WhenError("the time has passed")
+            kind = r.get("type", "").casefold()
+            if kind not in KINDS:
+                raise WhenError(f"type must be første or oppfølging, not «{kind}»")
+            rows.append(CsvRow(i, phone, when, r.get("sted") or None, KINDS[kind]))
+        except (PhoneError, WhenError) as e:
+            errors.append(f"{path}:{i}: {e}")
+    return rows, errors
+
+
+async def import_csv(store: Store, path: Path, now: datetime,
+                     rules: Rules = DEFAULT_RULES) -> tuple[int, list[str]]:
+    """All or nothing: every row valid and every user known, then one transaction."""
+    rows, errors = read_meetings_csv(path, now)
+    planned: list[M.NewMeeting] = []
+    seen: dict[str, int] = {}
+    for r in rows:
+        try:
+            planned.append(await new_meeting(store, phone=r.phone, starts_at=r.starts_at,
+                                             place=r.place, first=r.first, now=now,
+                                             rules=rules, earlier=seen.get(r.phone, 0)))
+            seen[r.phone] = seen.get(r.phone, 0) + 1
+        except MeetingError as e:
+            errors.append(f"{path}:{r.line}: {e}")
+    if errors:
+        return 0, errors
+    return len(await M.add_meetings(store, planned, now)), []
+

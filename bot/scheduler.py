@@ -1,0 +1,114 @@
+"""Waking up what is due. The database is the source of truth; APScheduler only wakes us.
+
+`Ticker.tick()` takes the scheduled rows that are due and handles each by rule:
+- the meeting was cancelled (and this is not the cancellation notice) -> dropped;
+- it could only go out after its deadline (a reminder after the meeting started, a survey
+  after it expired) -> dropped and logged, never a burst of stale reminders after downtime;
+- it is a message and now is quiet hours -> left for the morning;
+- otherwise it goes through the pipeline as a FlowRequest, which marks the row done in the
+  same transaction as the messages it produces (so a crash loses nothing and sends nothing
+  twice).
+
+`start_scheduler()` runs the tick on an AsyncIOScheduler: a one-off job at the next due time
+(rescheduled after every tick) plus an interval job as a safety net for rows added by other
+processes (the CLI). Jobs live in memory only; nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from .pipeline import Clock, FlowRequest, Pipeline
+from .schedule import DEFAULT_RULES, Rules, is_quiet
+from .store import Store
+from .store import meetings as M
+
+log = logging.getLogger(__name__)
+
+SILENT_KINDS = {"survey_expire"}  # handled at night too: they send nothing
+ACTIONS = {"survey_nudge": "nudge", "survey_expire": "expire"}
+
+
+@dataclass
+class TickResult:
+    sent: int = 0
+    dropped: int = 0
+    deferred: int = 0
+
+
+class Ticker:
+    def __init__(self, store: Store, pipeline: Pipeline, clock: Clock,
+                 rules: Rules = DEFAULT_RULES, batch: int = 10_000) -> None:
+        self.store = store
+        self.pipeline = pipeline
+        self.clock = clock
+        self.rules = rules
+        self.batch = batch
+        self._lock = asyncio.Lock()
+
+    async def tick(self) -> TickResult:
+        """Handle everything due now. Ticks never overlap."""
+        async with self._lock:
+            total = TickResult()
+            while True:
+                r, more = await self._once()
+                total.sent += r.sent
+                total.dropped += r.dropped
+                total.deferred += r.deferred
+                if not more:
+                    return total
+
+    async def _once(self) -> tuple[TickResult, bool]:
+        now = self.clock()
+        rows = await M.due(self.store, now, self.batch)
+        result = TickResult()
+        drop: list[int] = []
+        send: list[M.Due] = []
+        quiet = is_quiet(now, self.rules)
+        for r in rows:
+            if r.meeting_status == "cancelled" and r.kind != "cancelled":
+                drop.append(r.id)
+            elif r.not_after is not None and now >= r.not_after:
+                log.info("dropped stale %s for meeting %d (due %s)", r.kind, r.meeting_id,
+                         r.due_at.isoformat())
+                drop.append(r.id)
+            elif quiet and r.kind not in SILENT_KINDS:
+                result.deferred += 1
+            elif r.flow is not None:
+                send.append(r)
+            else:
+                drop.append(r.id)
+        await M.drop(self.store, drop, now)
+        result.dropped = len(drop)
+        await asyncio.gather(*(self.pipeline.submit(FlowRequest(
+            r.channel, r.address, r.flow or "", r.meeting_id, r.id, ACTIONS.get(r.kind, "start")
+        )) for r in send))
+        result.sent = len(send)
+        # a full batch that made progress: there may be more due right now
+        return result, len(rows) == self.batch and (result.sent or result.dropped) > 0
+
+
+def start_scheduler(ticker: Ticker, *, safety_interval: float = 10.0) -> AsyncIOScheduler:
+    """Run ticks on an AsyncIOScheduler on the running loop; returns the started scheduler."""
+    sched = AsyncIOScheduler(timezone="UTC")
+
+    async def wake() -> None:
+        try:
+            await ticker.tick()
+        except Exception:
+            log.exception("tick failed; the next one tries again")
+        nxt = await M.next_due(ticker.store)
+        if nxt is not None:
+            run_at = max(nxt, ticker.clock() + timedelta(milliseconds=50))
+            sched.add_job(wake, "date", run_date=run_at, id="wake", replace_existing=True,
+                          misfire_grace_time=None)
+
+    sched.add_job(wake, "interval", seconds=safety_interval, id="safety", max_instances=1,
+                  coalesce=True, next_run_time=datetime.now(ticker.clock().tzinfo))
+    sched.start()
+    return sched

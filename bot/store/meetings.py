@@ -1,0 +1,162 @@
+"""Meetings and what is scheduled around them: the SQL for registering, moving, cancelling,
+and for claiming what is due. Every change is one transaction: nothing half-saved."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import aiosqlite
+
+from ..schedule import Planned
+from .db import Store, iso
+
+
+class MeetingError(ValueError):
+    """A change that cannot be made, in words a person can act on."""
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    id: int
+    meeting_id: int
+    kind: str
+    flow: str | None
+    due_at: datetime
+    not_after: datetime | None
+    meeting_status: str
+    channel: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class MeetingRow:
+    id: int
+    user_phone: str | None
+    user_name: str
+    veileder: str | None
+    starts_at: datetime
+    place: str | None
+    kind: str
+    status: str
+    reply: str | None
+
+
+async def _insert_planned(c: aiosqlite.Connection, meeting_id: int,
+                          planned: Sequence[Planned]) -> None:
+    await c.executemany(
+        "INSERT INTO scheduled (meeting_id, slot, kind, flow, due_at, not_after) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (meeting_id, slot) DO NOTHING",
+        [(meeting_id, p.slot, p.kind, p.flow, iso(p.due_at),
+          iso(p.not_after) if p.not_after else None) for p in planned])
+
+
+@dataclass(frozen=True, slots=True)
+class NewMeeting:
+    user_id: int
+    veileder_id: int | None
+    starts_at: datetime
+    place: str | None
+    kind: str  # first | followup
+    planned: Sequence[Planned]
+
+
+async def add_meetings(store: Store, meetings: Sequence[NewMeeting], now: datetime) -> list[int]:
+    """Register meetings and their plans in one transaction: all or nothing."""
+    ids = []
+    async with store.transaction() as c:
+        for m in meetings:
+            cur = await c.execute(
+                "INSERT INTO meetings (user_id, veileder_id, starts_at, place, kind, "
+                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (m.user_id, m.veileder_id, iso(m.starts_at), m.place, m.kind, iso(now),
+                 iso(now)))
+            mid = int(cur.lastrowid or 0)
+            await _insert_planned(c, mid, m.planned)
+            ids.append(mid)
+    return ids
+
+
+async def _meeting_status(c: aiosqlite.Connection, meeting_id: int) -> str:
+    async with c.execute("SELECT status FROM meetings WHERE id = ?", (meeting_id,)) as cur:
+        row = await cur.fetchone()
+    if row is None:
+        raise MeetingError(f"there is no meeting {meeting_id}")
+    return str(row[0])
+
+
+async def move_meeting(store: Store, meeting_id: int, starts_at: datetime,
+                       place: str | None, planned: Sequence[Planned], now: datetime) -> None:
+    """Move a meeting: its pending scheduled rows go, the new plan comes in (slots already
+    done, such as the preparation, are not planned again)."""
+    async with store.transaction() as c:
+        if await _meeting_status(c, meeting_id) != "planned":
+            raise MeetingError(f"meeting {meeting_id} is cancelled; register a new one")
+        await c.execute("DELETE FROM scheduled WHERE meeting_id = ? AND status = 'pending'",
+                        (meeting_id,))
+        await c.execute("UPDATE meetings SET starts_at = ?, place = COALESCE(?, place), "
+                        "updated_at = ? WHERE id = ?",
+                        (iso(starts_at), place, iso(now), meeting_id))
+        await _insert_planned(c, meeting_id, planned)
+
+
+async def cancel_meeting(store: Store, meeting_id: int, notice: Planned,
+                         now: datetime) -> None:
+    """Cancel: no pending reminder survives; one cancellation message is scheduled."""
+    async with store.transaction() as c:
+        if await _meeting_status(c, meeting_id) != "planned":
+            raise MeetingError(f"meeting {meeting_id} is already cancelled")
+        await c.execute("DELETE FROM scheduled WHERE meeting_id = ? AND status = 'pending'",
+                        (meeting_id,))
+        await c.execute("UPDATE meetings SET status = 'cancelled', updated_at = ? WHERE id = ?",
+                        (iso(now), meeting_id))
+        await _insert_planned(c, meeting_id, [notice])
+
+
+async def meeting_start(store: Store, meeting_id: int) -> tuple[datetime, str, int]:
+    rows = await store.fetchall("SELECT starts_at, kind, user_id FROM meetings WHERE id = ?",
+                                (meeting_id,))
+    if not rows:
+        raise MeetingError(f"there is no meeting {meeting_id}")
+    return datetime.fromisoformat(rows[0][0]), str(rows[0][1]), int(rows[0][2])
+
+
+async def due(store: Store, now: datetime, limit: int = 10_000) -> list[Due]:
+    rows = await store.fetchall(
+        "SELECT s.id, s.meeting_id, s.kind, s.flow, s.due_at, s.not_after, m.status, "
+        "u.channel, COALESCE(CASE WHEN u.channel = 'telegram' THEN u.telegram_chat_id END, "
+        "u.phone) FROM scheduled s JOIN meetings m ON m.id = s.meeting_id "
+        "JOIN users u ON u.id = m.user_id "
+        "WHERE s.status = 'pending' AND s.due_at <= ? ORDER BY s.due_at, s.id LIMIT ?",
+        (iso(now), limit))
+    return [Due(r[0], r[1], r[2], r[3], datetime.fromisoformat(r[4]),
+                datetime.fromisoformat(r[5]) if r[5] else None, r[6], r[7], r[8])
+            for r in rows]
+
+
+async def next_due(store: Store) -> datetime | None:
+    rows = await store.fetchall("SELECT MIN(due_at) FROM scheduled WHERE status = 'pending'")
+    return datetime.fromisoformat(rows[0][0]) if rows and rows[0][0] else None
+
+
+async def drop(store: Store, ids: Sequence[int], now: datetime) -> None:
+    if not ids:
+        return
+    async with store.transaction() as c:
+        await c.executemany("UPDATE scheduled SET status = 'dropped', handled_at = ? "
+                            "WHERE id = ? AND status = 'pending'", [(iso(now), i) for i in ids])
+
+
+async def list_meetings(store: Store, *, include_cancelled: bool = False) -> list[MeetingRow]:
+    rows = await store.fetchall(
+        "SELECT m.id, u.phone, TRIM(COALESCE(u.first_name, '') || ' ' || "
+        "COALESCE(u.last_name, '')), v.name, m.starts_at, m.place, m.kind, m.status, "
+        "(SELECT value FROM answers a WHERE a.meeting_id = m.id AND a.key = 'svar' "
+        " ORDER BY a.id DESC LIMIT 1) "
+        "FROM meetings m JOIN users u ON u.id = m.user_id "
+        "LEFT JOIN veiledere v ON v.id = m.veileder_id "
+        + ("" if include_cancelled else "WHERE m.status = 'planned' ") +
+        "ORDER BY m.starts_at")
+    return [MeetingRow(r[0], r[1], r[2], r[3], datetime.fromisoformat(r[4]), r[5], r[6], r[7],
+                       r[8]) for r in rows]

@@ -1,0 +1,171 @@
+"""Norwegian dates and times as veiledere write them, and veileder SMS commands. Pure.
+
+    parse_when("i morgen kl 10", now)      -> tomorrow 10.00 Europe/Oslo
+    parse_when("tirsdag 10.30", now)        -> the coming Tuesday
+    parse_when("24.11 10:00", now)          -> 24 November (this year, or next if passed)
+    parse_command("MØTE 912 34 567 24.11 10:00 NAV Gjøvik", now)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+from .phone import PhoneError, normalise_phone
+from .schedule import OSLO, at_oslo
+
+WEEKDAYS = {
+    "mandag": 0, "man": 0, "måndag": 0, "tirsdag": 1, "tir": 1, "tysdag": 1, "onsdag": 2,
+    "ons": 2, "torsdag": 3, "tor": 3, "fredag": 4, "fre": 4, "lørdag": 5, "lør": 5,
+    "laurdag": 5, "søndag": 6, "søn": 6, "sundag": 6,
+}
+MONTHS = {
+    "jan": 1, "januar": 1, "feb": 2, "februar": 2, "mar": 3, "mars": 3, "apr": 4, "april": 4,
+    "mai": 5, "jun": 6, "juni": 6, "jul": 7, "juli": 7, "aug": 8, "august": 8, "sep": 9,
+    "sept": 9, "september": 9, "okt": 10, "oktober": 10, "nov": 11, "november": 11,
+    "des": 12, "desember": 12,
+}
+
+
+class WhenError(ValueError):
+    pass
+
+
+_TIME = re.compile(r"(?:\bkl\.?\s*)?\b([01]?\d|2[0-3])(?:[.:]([0-5]\d))?\b(?!\s*[./]\s*\d)")
+_KL_TIME = re.compile(r"\bkl\.?\s*([01]?\d|2[0-3])(?:[.:]([0-5]\d))?\b")
+_HM_TIME = re.compile(r"(?<![\d.])([01]?\d|2[0-3])[.:]([0-5]\d)(?![\d.])")
+_DATE_NUM = re.compile(r"(?<![\d.:])(\d{1,2})[./](\d{1,2})(?:[./](\d{2}|\d{4}))?(?![\d:])")
+_DATE_ISO = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
+_DATE_WORD = re.compile(r"\b(\d{1,2})\.?\s+([a-zæøå]+)\b")
+
+
+def _time_of(text: str) -> tuple[time | None, str]:
+    """The time in the text and the text without it."""
+    for rx in (_KL_TIME, _HM_TIME):
+        m = rx.search(text)
+        if m:
+            t = time(int(m.group(1)), int(m.group(2) or 0))
+            return t, (text[:m.start()] + " " + text[m.end():])
+    return None, text
+
+
+def _date_of(text: str, today: date) -> tuple[date | None, str]:
+    def upcoming(month: int, day: int, year: int | None) -> date:
+        try:
+            d = date(year or today.year, month, day)
+        except ValueError as e:
+            raise WhenError(f"there is no date {day}.{month}") from e
+        if year is None and d < today:
+            d = date(today.year + 1, month, day)
+        return d
+
+    m = _DATE_ISO.search(text)
+    if m:
+        return upcoming(int(m.group(2)), int(m.group(3)), int(m.group(1))), text.replace(
+            m.group(0), " ")
+    m = _DATE_NUM.search(text)
+    if m:
+        year = m.group(3)
+        y = None if year is None else (2000 + int(year) if len(year) == 2 else int(year))
+        return upcoming(int(m.group(2)), int(m.group(1)), y), text.replace(m.group(0), " ")
+    for m in _DATE_WORD.finditer(text):
+        month = MONTHS.get(m.group(2))
+        if month:
+            return upcoming(month, int(m.group(1)), None), text.replace(m.group(0), " ")
+    if re.search(r"\bi\s*dag\b", text):
+        return today, re.sub(r"\bi\s*dag\b", " ", text)
+    if re.search(r"\bi\s*overmorgen\b", text):
+        return today + timedelta(days=2), re.sub(r"\bi\s*overmorgen\b", " ", text)
+    if re.search(r"\bi\s*morgen\b", text):
+        return today + timedelta(days=1), re.sub(r"\bi\s*morgen\b", " ", text)
+    for word in re.findall(r"[a-zæøå]+", text):
+        if word in WEEKDAYS:
+            ahead = (WEEKDAYS[word] - today.weekday()) % 7 or 7
+            return today + timedelta(days=ahead), text.replace(word, " ", 1)
+    return None, text
+
+
+def parse_when(text: str, now: datetime, *, default_time: time | None = None) -> datetime:
+    """A Norwegian date and time, read in Europe/Oslo; returned in UTC."""
+    low = " ".join(text.casefold().replace(",", " ").split())
+    today = now.astimezone(OSLO).date()
+    t, rest = _time_of(low)
+    d, rest = _date_of(rest, today)
+    if d is None:
+        raise WhenError(f"no date in «{text}»; write e.g. «24.11», «tirsdag» or «i morgen»")
+    if t is None:
+        if default_time is None:
+            raise WhenError(f"no time in «{text}»; write e.g. «kl 10» or «10.30»")
+        t = default_time
+    leftover = [w for w in re.findall(r"\w+", rest) if w not in ("kl", "den", "på", "om")]
+    if leftover:
+        raise WhenError(f"did not understand «{' '.join(leftover)}» in «{text}»")
+    return at_oslo(d, t)
+
+
+# -- veileder SMS commands -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Command:
+    verb: str  # add | move | cancel
+    phone: str
+    when: datetime | None = None
+    place: str | None = None
+
+
+VERBS = {"møte": "add", "mote": "add", "flytt": "move", "avlys": "cancel"}
+
+
+def parse_command(text: str, now: datetime) -> Command:
+    """`MØTE <phone> <date> <time> [place]`, `FLYTT <phone> <date> <time> [place]`,
+    `AVLYS <phone>`. Raises WhenError with a plain message."""
+    parts = text.strip().split(maxsplit=1)
+    verb = VERBS.get(parts[0].casefold()) if parts else None
+    if verb is None:
+        raise WhenError("start with MØTE, FLYTT or AVLYS, e.g. «MØTE 912 34 567 24.11 10:00 "
+                        "NAV Gjøvik»")
+    tokens = (parts[1] if len(parts) > 1 else "").split()
+    phone = None
+    # the longest run of number groups at the start that is a phone number («912 34 567»)
+    for n in range(min(5, len(tokens)), 0, -1):
+        if not all(re.fullmatch(r"\+?\d+", t) for t in tokens[:n]):
+            continue
+        try:
+            phone = normalise_phone(" ".join(tokens[:n]))
+        except PhoneError:
+            continue
+        tokens = tokens[n:]
+        break
+    if phone is None:
+        raise WhenError("after the command, write the young person's phone number")
+    rest = " ".join(tokens)
+    if verb == "cancel":
+        return Command("cancel", phone)
+    when, place = split_when_place(rest, now)
+    return Command(verb, phone, when, place)
+
+
+def split_when_place(text: str, now: datetime) -> tuple[datetime, str | None]:
+    """'24.11 10:00 NAV Gjøvik' -> (when, 'NAV Gjøvik'): the longest start that is a time."""
+    words = text.split()
+    for n in range(len(words), 0, -1):
+        try:
+            when = parse_when(" ".join(words[:n]), now)
+        except WhenError:
+            continue
+        place = " ".join(words[n:]) or None
+        return when, place
+    parse_when(text, now)  # raises with the reason
+    raise WhenError(f"no date and time in «{text}»")
+
+
+def describe(when: datetime) -> str:
+    """For confirmations to a veileder: 'tirsdag 24.11 kl. 10.00'."""
+    local = when.astimezone(OSLO)
+    names = ["mandag", "tirsdag", "onsdag", "torsdag", "fredag", "lørdag", "søndag"]
+    return f"{names[local.weekday()]} {local.day}.{local.month} kl. {local:%H.%M}"
+
+
+def utc(dt: datetime) -> datetime:
+    return dt.astimezone(UTC)
