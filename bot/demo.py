@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from .meetings import register
 from .store import Store
 from .timefmt import OSLO
 
@@ -22,8 +23,8 @@ def next_working_day_at_ten(now: datetime) -> datetime:
 async def seed_demo(store: Store, now: datetime, channel: str = "console") -> None:
     office = await store.add_office("NAV Gjøvik")
     veileder = await store.add_veileder("Kari Nordmann", DEMO_VEILEDER_PHONE, office)
-    user = await store.add_user(phone=DEMO_USER_PHONE, channel=channel, first_name="Sara",
-                                last_name="Hansen", veileder_id=veileder, now=now)
-    await store.add_meeting(user_id=user, veileder_id=veileder,
-                            starts_at=next_working_day_at_ten(now), place="NAV Gjøvik",
-                            kind="first")
+    await store.add_user(phone=DEMO_USER_PHONE, channel=channel, first_name="Sara",
+                         last_name="Hansen", veileder_id=veileder, now=now)
+    # planned like any meeting: the preparation is due at once, reminders and survey later
+    await register(store, phone=DEMO_USER_PHONE, starts_at=next_working_day_at_ten(now),
+                   place="NAV Gjøvik", first=True, now=now)

@@ -374,14 +374,6 @@ class Store:
                 (phone, channel, first_name, last_name, veileder_id, iso(now)))
         return int(cur.lastrowid or 0)
 
-    async def add_meeting(self, *, user_id: int, veileder_id: int | None, starts_at: datetime,
-                          place: str | None, kind: str) -> int:
-        async with self.transaction() as c:
-            cur = await c.execute(
-                "INSERT INTO meetings (user_id, veileder_id, starts_at, place, kind) "
-                "VALUES (?, ?, ?, ?, ?)", (user_id, veileder_id, iso(starts_at), place, kind))
-        return int(cur.lastrowid or 0)
-
     # -- reading, for the CLI and tests ------------------------------------------------------
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         async with self.conn.execute(sql, params) as cur:
