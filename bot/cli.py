@@ -11,12 +11,16 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import shutil
 import sys
+import time
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from .admin import add_parsers, run
 from .channels.console import CHANNEL as CONSOLE
 from .channels.console import ConsoleSender
 from .demo import DEMO_USER_PHONE, seed_demo
@@ -25,7 +29,10 @@ from .flowtest import run_all
 from .i18n import default_messages_dir, load_all
 from .phone import PhoneError, normalise_phone, pretty_phone
 from .pipeline import FlowRequest, Inbound, Pipeline, system_clock
+from .schedule import OSLO
+from .scheduler import Ticker
 from .store import Store
+from .when import describe
 
 log = logging.getLogger("veivis")
 
@@ -131,7 +138,11 @@ async def chat(args: argparse.Namespace) -> int:
         print(f"--flow: there is no flow '{args.flow}'; there are: "
               f"{', '.join(sorted(flows.flows))}", file=sys.stderr)
         return 2
-    clock = system_clock
+    try:
+        clock = ChatClock(parse_now(args.now) if args.now else None)
+    except ValueError as e:
+        print(f"--now: {e}", file=sys.stderr)
+        return 2
     store = await Store.open(args.db)
     try:
         if not args.no_demo and store.created:
@@ -140,23 +151,77 @@ async def chat(args: argparse.Namespace) -> int:
         width = shutil.get_terminal_size().columns if interactive else None
         sender = ConsoleSender(store, sys.stdout, clock, as_json=args.json, width=width)
         if interactive and not args.json:
-            print(f"Veivis, lokal chat. Du skriver som {pretty_phone(phone)}. "
-                  "Skriv /slutt for å avslutte.\n")
+            print(f"Veivis, lokal chat. Du skriver som {pretty_phone(phone)}. Klokka er "
+                  f"{describe(clock())}. Skriv /tid +1d (eller +2h, +30m) for å flytte "
+                  "klokka, /slutt for å avslutte.\n")
         async with Pipeline(store, flows, clock) as pipeline:
+            ticker = Ticker(store, pipeline, clock)
+            # a preview shows one flow; otherwise what is due fires as the clock passes it
+            scheduled = not args.flow
             if args.flow:
                 await pipeline.submit(FlowRequest(CONSOLE, phone, args.flow))
-                await sender.drain()
+            elif scheduled:
+                await ticker.tick()
+            await sender.drain()
             while True:
                 line = await _read_line(interactive)
                 if line is None:
                     break
-                if interactive and line.strip().lower() in ("/slutt", "/quit", "/exit"):
+                cmd = line.strip().lower()
+                if interactive and cmd in ("/slutt", "/quit", "/exit"):
                     break
+                if cmd.startswith("/tid"):
+                    try:
+                        clock.advance(parse_offset(cmd[4:]))
+                    except ValueError as e:
+                        print(f"/tid: {e}", file=sys.stderr)
+                        continue
+                    if not args.json:
+                        print(f"(klokka er nå {describe(clock())})")
+                    await ticker.tick()
+                    await sender.drain()
+                    continue
                 await pipeline.submit(Inbound(CONSOLE, phone, line, f"console-{uuid.uuid4()}"))
+                if scheduled:
+                    await ticker.tick()
                 await sender.drain()
     finally:
         await store.close()
     return 0
+
+
+class ChatClock:
+    """The chat's clock: real time, or from --now; /tid moves it forward."""
+
+    def __init__(self, start: datetime | None) -> None:
+        self._base = start or system_clock()
+        self._t0 = time.monotonic()
+        self._offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return self._base + timedelta(seconds=time.monotonic() - self._t0) + self._offset
+
+    def advance(self, by: timedelta) -> None:
+        self._offset += by
+
+
+def parse_offset(text: str) -> timedelta:
+    """'+1d', '+2h', '+30m', '+1d2h' -> a timedelta."""
+    s = text.strip().replace(" ", "")
+    m = re.fullmatch(r"\+((?:\d+[dhm])+)", s)
+    if not m:
+        raise ValueError("write /tid +1d, +2h or +30m")
+    units = {"d": "days", "h": "hours", "m": "minutes"}
+    return timedelta(**{units[u]: int(n) for n, u in re.findall(r"(\d+)([dhm])", m.group(1))})
+
+
+def parse_now(text: str) -> datetime:
+    """'2026-11-24 17:00' in Oslo time."""
+    try:
+        local = datetime.strptime(text.strip(), "%Y-%m-%d %H:%M")
+    except ValueError as e:
+        raise ValueError("write the time as «2026-11-24 17:00» (Oslo time)") from e
+    return local.replace(tzinfo=OSLO).astimezone(UTC)
 
 
 # -- parser -------------------------------------------------------------------------------------
@@ -174,7 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="one JSON object per bot message")
     c.add_argument("--no-demo", action="store_true", help="do not add demo data to a new db")
     c.add_argument("--flows", help="folder with flow files (default: flows/)")
+    c.add_argument("--now", help="start the clock here, e.g. \"2026-11-24 17:00\" (Oslo)")
     c.set_defaults(func=lambda a: asyncio.run(chat(a)))
+
+    add_parsers(sub, default_db())
+    for name in ("user", "veileder", "meeting"):
+        sub.choices[name].set_defaults(func=lambda a: asyncio.run(run(a.handler, a)))
 
     f = sub.add_parser("flows", help="check and test flow files")
     fs = f.add_subparsers(dest="flows_command", required=True)

@@ -141,6 +141,6 @@ async def import_csv(store: Store, path: Path, now: datetime,
         except MeetingError as e:
             errors.append(f"{path}:{r.line}: {e}")
     if errors:
-        return 0, errors
+        return 0, sorted(errors, key=lambda e: int(e.split(":")[1]) if e.count(":") > 1 else 0)
     return len(await M.add_meetings(store, planned, now)), []
 

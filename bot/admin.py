@@ -1,0 +1,176 @@
+"""Command-line administration: users, veiledere and meetings (`veivis user|veileder|meeting`).
+
+Wiring only: parse, call bot.meetings or the store, print plainly. Errors a person can fix
+come back as one line and exit code 1 (2 for wrong arguments), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from . import meetings
+from .phone import PhoneError, normalise_phone, pretty_phone
+from .pipeline import system_clock
+from .store import Store
+from .store import meetings as M
+from .store.meetings import MeetingError
+from .when import WhenError, describe, split_when_place
+
+REPLIES = {"kommer": "kommer", "ny_tid": "trenger ny tid", "kan_ikke": "kan ikke komme"}
+
+
+class Problem(Exception):
+    """A mistake in what was asked, told to the person as one line."""
+
+
+async def _veileder_id(store: Store, phone: str | None) -> int | None:
+    if not phone:
+        return None
+    rows = await store.fetchall("SELECT id FROM veiledere WHERE work_phone = ?",
+                                (normalise_phone(phone),))
+    if not rows:
+        raise Problem(f"no veileder with work phone {phone} (veivis veileder list)")
+    return int(rows[0][0])
+
+
+async def user_add(store: Store, a: argparse.Namespace) -> str:
+    phone = normalise_phone(a.phone)
+    if await store.fetchall("SELECT 1 FROM users WHERE phone = ?", (phone,)):
+        raise Problem(f"{pretty_phone(phone)} is already registered")
+    first, _, last = (a.name or "").strip().partition(" ")
+    async with store.transaction() as c:
+        await c.execute(
+            "INSERT INTO users (phone, channel, first_name, last_name, veileder_id, discreet, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (phone, a.channel, first or None, last or None,
+             await _veileder_id(store, a.veileder), int(a.discreet),
+             system_clock().isoformat(timespec="seconds")))
+    return f"added {first or 'user'} {pretty_phone(phone)}"
+
+
+async def user_list(store: Store, a: argparse.Namespace) -> str:
+    rows = await store.fetchall(
+        "SELECT u.phone, TRIM(COALESCE(u.first_name,'') || ' ' || COALESCE(u.last_name,'')), "
+        "u.channel, u.language, v.name, u.stopped FROM users u "
+        "LEFT JOIN veiledere v ON v.id = u.veileder_id ORDER BY u.id")
+    return "\n".join(f"{pretty_phone(p or '-'):14} {n or '-':20} {ch:8} {lang:3} "
+                     f"{v or '-':20}{' STOPPET' if s else ''}"
+                     for p, n, ch, lang, v, s in rows) or "no users"
+
+
+async def veileder_add(store: Store, a: argparse.Namespace) -> str:
+    phone = normalise_phone(a.phone)
+    if await store.fetchall("SELECT 1 FROM veiledere WHERE work_phone = ?", (phone,)):
+        raise Problem(f"{pretty_phone(phone)} is already a veileder's work phone")
+    office = await store.add_office(a.office)
+    await store.add_veileder(a.name, phone, office)
+    return f"added veileder {a.name} ({pretty_phone(phone)}, {a.office})"
+
+
+async def veileder_list(store: Store, a: argparse.Namespace) -> str:
+    rows = await store.fetchall("SELECT v.name, v.work_phone, o.name FROM veiledere v "
+                                "LEFT JOIN offices o ON o.id = v.office_id ORDER BY v.name")
+    return "\n".join(f"{n:24} {pretty_phone(p or '-'):14} {o or '-'}" for n, p, o in rows) \
+        or "no veiledere"
+
+
+async def meeting_add(store: Store, a: argparse.Namespace) -> str:
+    now = system_clock()
+    when, place = split_when_place(" ".join(a.when), now)
+    first = True if a.first else False if a.followup else None
+    where: str | None = a.place or place
+    mid = await meetings.register(store, phone=normalise_phone(a.phone), starts_at=when,
+                                  place=where, first=first, now=now)
+    return f"meeting {mid}: {describe(when)}" + (f", {where}" if where else "")
+
+
+async def meeting_move(store: Store, a: argparse.Namespace) -> str:
+    now = system_clock()
+    when, place = split_when_place(" ".join(a.when), now)
+    await meetings.move(store, a.id, when, a.place or place, now)
+    return f"meeting {a.id} moved to {describe(when)}; the young person is told"
+
+
+async def meeting_cancel(store: Store, a: argparse.Namespace) -> str:
+    await meetings.cancel(store, a.id, system_clock())
+    return f"meeting {a.id} cancelled; the young person gets one message about it"
+
+
+async def meeting_list(store: Store, a: argparse.Namespace) -> str:
+    rows = await M.list_meetings(store, include_cancelled=a.all)
+    return "\n".join(
+        f"{r.id:5} {describe(r.starts_at):26} {r.kind:8} {pretty_phone(r.user_phone or '-'):12}"
+        f" {r.user_name or '-':18} {r.place or '-':18} "
+        f"{'AVLYST' if r.status == 'cancelled' else REPLIES.get(r.reply or '', 'ikke svart')}"
+        for r in rows) or "no meetings"
+
+
+async def meeting_import(store: Store, a: argparse.Namespace) -> str:
+    n, errors = await meetings.import_csv(store, Path(a.file), system_clock())
+    if errors:
+        raise Problem("\n".join([*errors, "nothing was imported"]))
+    return f"imported {n} meetings"
+
+
+Handler = Callable[[Store, argparse.Namespace], Awaitable[str]]
+
+
+async def run(handler: Handler, a: argparse.Namespace) -> int:
+    store = await Store.open(a.db)
+    try:
+        print(await handler(store, a))
+        return 0
+    except (Problem, MeetingError, WhenError, PhoneError) as e:
+        print(f"veivis: {e}")
+        return 1
+    finally:
+        await store.close()
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
+                db_default: str) -> None:
+    def cmd(parent: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
+            handler: Handler, help_: str) -> argparse.ArgumentParser:
+        p = parent.add_parser(name, help=help_)
+        p.add_argument("--db", default=db_default, help="SQLite file (default: veivis.db)")
+        p.set_defaults(handler=handler)
+        return p
+
+    u = sub.add_parser("user", help="young users").add_subparsers(dest="sub", required=True)
+    p = cmd(u, "add", user_add, "register a young user")
+    p.add_argument("phone")
+    p.add_argument("--name", help="first and last name, e.g. \"Sara Hansen\"")
+    p.add_argument("--veileder", help="the assigned veileder's work phone")
+    p.add_argument("--channel", default="sms", choices=["sms", "telegram", "console"])
+    p.add_argument("--discreet", action="store_true",
+                   help="reminders that do not name NAV (a shared phone)")
+    cmd(u, "list", user_list, "list users")
+
+    v = sub.add_parser("veileder", help="veiledere").add_subparsers(dest="sub", required=True)
+    p = cmd(v, "add", veileder_add, "register a veileder and their work phone")
+    p.add_argument("name")
+    p.add_argument("phone")
+    p.add_argument("--office", default="NAV Gjøvik")
+    cmd(v, "list", veileder_list, "list veiledere")
+
+    m = sub.add_parser("meeting", help="meetings").add_subparsers(dest="sub", required=True)
+    p = cmd(m, "add", meeting_add, "register a meeting: PHONE WHEN [PLACE]")
+    p.add_argument("phone")
+    p.add_argument("when", nargs="+", help="e.g. «24.11 10:00 NAV Gjøvik» or «i morgen kl 10»")
+    p.add_argument("--place")
+    kind = p.add_mutually_exclusive_group()
+    kind.add_argument("--first", action="store_true", help="a first meeting (default: if none "
+                      "before)")
+    kind.add_argument("--followup", action="store_true")
+    p = cmd(m, "move", meeting_move, "move a meeting: ID WHEN [PLACE]")
+    p.add_argument("id", type=int)
+    p.add_argument("when", nargs="+")
+    p.add_argument("--place")
+    p = cmd(m, "cancel", meeting_cancel, "cancel a meeting")
+    p.add_argument("id", type=int)
+    p = cmd(m, "list", meeting_list, "list planned meetings and the young person's reply")
+    p.add_argument("--all", action="store_true", help="also cancelled ones")
+    p = cmd(m, "import", meeting_import, "import meetings from CSV (all or nothing)")
+    p.add_argument("file")
