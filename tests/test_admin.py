@@ -1,0 +1,82 @@
+"""`veivis user|veileder|meeting` and the chat clock, as a coordinator runs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .test_cli import veivis
+
+
+def ok(*args: str) -> str:
+    p = veivis(*args)
+    assert p.returncode == 0, p.stdout + p.stderr
+    return p.stdout
+
+
+def test_register_list_move_cancel(tmp_path: Path) -> None:
+    db = str(tmp_path / "a.db")
+    ok("veileder", "add", "Ola Nordmann", "400 11 111", "--office", "NAV Østre Toten", "--db", db)
+    ok("user", "add", "912 00 000", "--name", "Ali Khan", "--veileder", "40011111", "--db", db)
+    out = ok("meeting", "add", "91200000", "24.11.2027", "10:00", "NAV", "Gjøvik", "--db", db)
+    assert out.strip() == "meeting 1: onsdag 24.11 kl. 10.00, NAV Gjøvik"
+    listing = ok("meeting", "list", "--db", db)
+    assert "first" in listing and "Ali Khan" in listing and "ikke svart" in listing
+    ok("meeting", "move", "1", "25.11.2027", "kl", "12", "--db", db)
+    assert "torsdag 25.11 kl. 12.00" in ok("meeting", "list", "--db", db)
+    ok("meeting", "cancel", "1", "--db", db)
+    assert ok("meeting", "list", "--db", db).strip() == "no meetings"
+    assert "AVLYST" in ok("meeting", "list", "--all", "--db", db)
+
+
+def test_mistakes_get_one_plain_line(tmp_path: Path) -> None:
+    db = str(tmp_path / "a.db")
+    cases = [
+        (("user", "add", "12"), "'12' is not a phone number"),
+        (("meeting", "add", "91200000", "i", "morgen", "kl", "10"), "no user with phone"),
+        (("meeting", "cancel", "7"), "there is no meeting 7"),
+        (("user", "add", "91200000", "--veileder", "40000000"), "no veileder with work phone"),
+    ]
+    for args, message in cases:
+        p = veivis(*args, "--db", db)
+        assert p.returncode == 1 and message in p.stdout, p.stdout + p.stderr
+        assert "Traceback" not in p.stdout + p.stderr
+
+
+def test_csv_import_is_all_or_nothing_with_line_numbers(tmp_path: Path) -> None:
+    db = str(tmp_path / "a.db")
+    ok("user", "add", "912 00 000", "--db", db)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("telefon;tid;sted;type\n912 00 000;1.12.2027 kl 10;NAV Gjøvik;første\n"
+                   "912 00 001;2.12.2027 kl 10;;\n91200000;31.11.2027 kl 10;;\n"
+                   "91200000;3.12.2027 kl 10;;kanskje\n", encoding="utf-8")
+    p = veivis("meeting", "import", str(bad), "--db", db)
+    assert p.returncode == 1
+    lines = p.stdout.strip().splitlines()
+    assert lines == [f"veivis: {bad}:3: no user with phone +4791200001; add them first "
+                     "(veivis user add)",
+                     f"{bad}:4: there is no date 31.11",
+                     f"{bad}:5: type must be første or oppfølging, not «kanskje»",
+                     "nothing was imported"]
+    assert ok("meeting", "list", "--db", db).strip() == "no meetings"
+    good = tmp_path / "good.csv"
+    good.write_text("telefon,tid,sted\n912 00 000,1.12.2027 kl 10,NAV Gjøvik\n"
+                    "912 00 000,8.12.2027 kl 10,\n", encoding="utf-8")
+    assert ok("meeting", "import", str(good), "--db", db).strip() == "imported 2 meetings"
+    kinds = [line.split()[5] for line in ok("meeting", "list", "--db", db).splitlines()]
+    assert kinds == ["first", "followup"]
+
+
+def test_chat_clock_fires_reminders_as_it_passes_them(tmp_path: Path) -> None:
+    p = veivis("chat", "--db", str(tmp_path / "c.db"), "--json", "--now", "2026-11-23 12:00",
+               stdin="/tid +6h\nja\n/tid +1d\n")
+    assert p.returncode == 0, p.stderr
+    texts = [json.loads(line)["text"] for line in p.stdout.splitlines()]
+    assert texts[0].startswith("Hei Sara! Du skal ha ditt første møte")  # due at once
+    assert any(t.startswith("Hei Sara! Husk møtet") for t in texts)  # 18.00 the day before
+    assert texts[-1].startswith("Hei! Du hadde nettopp ditt første møte")  # the survey
+
+
+def test_chat_rejects_a_bad_clock(tmp_path: Path) -> None:
+    p = veivis("chat", "--db", str(tmp_path / "c.db"), "--now", "i morgen")
+    assert p.returncode == 2 and "2026-11-24 17:00" in p.stderr
