@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .phone import PhoneError, normalise_phone
-from .schedule import DEFAULT_RULES, Rules, notice, plan
+from .schedule import DEFAULT_RULES, Planned, Rules, notice, plan
 from .store import Store
 from .store import meetings as M
 from .store.meetings import MeetingError
@@ -49,20 +49,33 @@ async def register(store: Store, *, phone: str, starts_at: datetime, place: str 
     return (await M.add_meetings(store, [m], now))[0]
 
 
-async def move(store: Store, meeting_id: int, starts_at: datetime, place: str | None,
-               now: datetime, rules: Rules = DEFAULT_RULES) -> None:
+async def move_plan(store: Store, meeting_id: int, starts_at: datetime, now: datetime,
+                    rules: Rules = DEFAULT_RULES) -> list[Planned]:
+    """The new plan for a moved meeting, with a notice to the young person."""
     if starts_at <= now:
         raise MeetingError("the new time has passed; give a time in the future")
     _, kind, _ = await M.meeting_start(store, meeting_id)
     planned = [p for p in plan(starts_at, kind == "first", now, rules) if p.kind != "prep"]
     planned.append(notice("moved", starts_at, now, rules))
+    return planned
+
+
+async def move(store: Store, meeting_id: int, starts_at: datetime, place: str | None,
+               now: datetime, rules: Rules = DEFAULT_RULES) -> None:
+    planned = await move_plan(store, meeting_id, starts_at, now, rules)
     await M.move_meeting(store, meeting_id, starts_at, place, planned, now)
+
+
+async def cancel_notice(store: Store, meeting_id: int, now: datetime,
+                        rules: Rules = DEFAULT_RULES) -> Planned:
+    start, _, _ = await M.meeting_start(store, meeting_id)
+    return notice("cancelled", start, now, rules)
 
 
 async def cancel(store: Store, meeting_id: int, now: datetime,
                  rules: Rules = DEFAULT_RULES) -> None:
-    start, _, _ = await M.meeting_start(store, meeting_id)
-    await M.cancel_meeting(store, meeting_id, notice("cancelled", start, now, rules), now)
+    await M.cancel_meeting(store, meeting_id, await cancel_notice(store, meeting_id, now, rules),
+                           now)
 
 
 async def next_meeting_of(store: Store, phone: str, now: datetime) -> int:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
+from . import desk
 from .engine import answers
 from .engine.model import FlowSet
 from .engine.runtime import (
@@ -37,6 +38,7 @@ from .engine.runtime import step as engine_step
 from .phone import pretty_phone
 from .privacy import mask_address
 from .store import AnonymousRow, Changes, OutRow, Store, UserContext
+from .store.db import PHONE_CHANNELS
 from .timefmt import meeting_time
 
 log = logging.getLogger(__name__)
@@ -159,10 +161,42 @@ class Pipeline:
             while len(batch) < self.max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                await self._process_all(batch)
+                rest = await self._veileder_commands(batch)
+                await self._process_all(rest)
             finally:
                 for _ in batch:
                     self._queue.task_done()
+
+    async def _veileder_commands(self, batch: list[_Pending]) -> list[_Pending]:
+        """Messages from registered veileder work phones are commands, handled by the desk;
+        no other number is ever taken as a veileder. Returns the rest."""
+        phones = {p.item.address for p in batch
+                  if isinstance(p.item, Inbound) and p.item.channel in PHONE_CHANNELS}
+        if not phones:
+            return batch
+        rows = await self.store.fetchall(
+            f"SELECT id, name, work_phone FROM veiledere WHERE work_phone IN "
+            f"({','.join('?' * len(phones))})", sorted(phones))
+        if not rows:
+            return batch
+        veiledere = {r[2]: desk.Veileder(r[0], r[1], r[2]) for r in rows}
+        rest = []
+        for p in batch:
+            item = p.item
+            v = veiledere.get(item.address) if isinstance(item, Inbound) else None
+            if v is None or not isinstance(item, Inbound):
+                rest.append(p)
+                continue
+            try:
+                reply, dup = await desk.handle(self.store, v, item.channel, item.provider_id,
+                                               item.text, self.clock())
+            except Exception as e:
+                log.exception("a veileder command failed")
+                p.future.set_exception(RuntimeError(f"processing failed: {type(e).__name__}"))
+                continue
+            log.info("veileder command from %s", mask_address(item.address))
+            p.future.set_result(Handled((Reply(reply),) if reply else (), dup, None))
+        return rest
 
     async def _process_all(self, batch: list[_Pending]) -> None:
         todo = batch

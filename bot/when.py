@@ -123,8 +123,7 @@ def parse_command(text: str, now: datetime) -> Command:
     parts = text.strip().split(maxsplit=1)
     verb = VERBS.get(parts[0].casefold()) if parts else None
     if verb is None:
-        raise WhenError("start with MØTE, FLYTT or AVLYS, e.g. «MØTE 912 34 567 24.11 10:00 "
-                        "NAV Gjøvik»")
+        raise WhenError("start with MØTE, FLYTT or AVLYS")
     tokens = (parts[1] if len(parts) > 1 else "").split()
     phone = None
     # the longest run of number groups at the start that is a phone number («912 34 567»)

@@ -64,17 +64,22 @@ class NewMeeting:
 
 async def add_meetings(store: Store, meetings: Sequence[NewMeeting], now: datetime) -> list[int]:
     """Register meetings and their plans in one transaction: all or nothing."""
-    ids = []
     async with store.transaction() as c:
-        for m in meetings:
-            cur = await c.execute(
-                "INSERT INTO meetings (user_id, veileder_id, starts_at, place, kind, "
-                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (m.user_id, m.veileder_id, iso(m.starts_at), m.place, m.kind, iso(now),
-                 iso(now)))
-            mid = int(cur.lastrowid or 0)
-            await _insert_planned(c, mid, m.planned)
-            ids.append(mid)
+        return await add_meetings_in(c, meetings, now)
+
+
+async def add_meetings_in(c: aiosqlite.Connection, meetings: Sequence[NewMeeting],
+                          now: datetime) -> list[int]:
+    """The same, inside a transaction the caller holds."""
+    ids = []
+    for m in meetings:
+        cur = await c.execute(
+            "INSERT INTO meetings (user_id, veileder_id, starts_at, place, kind, "
+            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (m.user_id, m.veileder_id, iso(m.starts_at), m.place, m.kind, iso(now), iso(now)))
+        mid = int(cur.lastrowid or 0)
+        await _insert_planned(c, mid, m.planned)
+        ids.append(mid)
     return ids
 
 
@@ -91,27 +96,36 @@ async def move_meeting(store: Store, meeting_id: int, starts_at: datetime,
     """Move a meeting: its pending scheduled rows go, the new plan comes in (slots already
     done, such as the preparation, are not planned again)."""
     async with store.transaction() as c:
-        if await _meeting_status(c, meeting_id) != "planned":
-            raise MeetingError(f"meeting {meeting_id} is cancelled; register a new one")
-        await c.execute("DELETE FROM scheduled WHERE meeting_id = ? AND status = 'pending'",
-                        (meeting_id,))
-        await c.execute("UPDATE meetings SET starts_at = ?, place = COALESCE(?, place), "
-                        "updated_at = ? WHERE id = ?",
-                        (iso(starts_at), place, iso(now), meeting_id))
-        await _insert_planned(c, meeting_id, planned)
+        await move_meeting_in(c, meeting_id, starts_at, place, planned, now)
+
+
+async def move_meeting_in(c: aiosqlite.Connection, meeting_id: int, starts_at: datetime,
+                          place: str | None, planned: Sequence[Planned], now: datetime) -> None:
+    if await _meeting_status(c, meeting_id) != "planned":
+        raise MeetingError(f"meeting {meeting_id} is cancelled; register a new one")
+    await c.execute("DELETE FROM scheduled WHERE meeting_id = ? AND status = 'pending'",
+                    (meeting_id,))
+    await c.execute("UPDATE meetings SET starts_at = ?, place = COALESCE(?, place), "
+                    "updated_at = ? WHERE id = ?", (iso(starts_at), place, iso(now), meeting_id))
+    await _insert_planned(c, meeting_id, planned)
 
 
 async def cancel_meeting(store: Store, meeting_id: int, notice: Planned,
                          now: datetime) -> None:
     """Cancel: no pending reminder survives; one cancellation message is scheduled."""
     async with store.transaction() as c:
-        if await _meeting_status(c, meeting_id) != "planned":
-            raise MeetingError(f"meeting {meeting_id} is already cancelled")
-        await c.execute("DELETE FROM scheduled WHERE meeting_id = ? AND status = 'pending'",
-                        (meeting_id,))
-        await c.execute("UPDATE meetings SET status = 'cancelled', updated_at = ? WHERE id = ?",
-                        (iso(now), meeting_id))
-        await _insert_planned(c, meeting_id, [notice])
+        await cancel_meeting_in(c, meeting_id, notice, now)
+
+
+async def cancel_meeting_in(c: aiosqlite.Connection, meeting_id: int, notice: Planned,
+                            now: datetime) -> None:
+    if await _meeting_status(c, meeting_id) != "planned":
+        raise MeetingError(f"meeting {meeting_id} is already cancelled")
+    await c.execute("DELETE FROM scheduled WHERE meeting_id = ? AND status = 'pending'",
+                    (meeting_id,))
+    await c.execute("UPDATE meetings SET status = 'cancelled', updated_at = ? WHERE id = ?",
+                    (iso(now), meeting_id))
+    await _insert_planned(c, meeting_id, [notice])
 
 
 async def meeting_start(store: Store, meeting_id: int) -> tuple[datetime, str, int]:

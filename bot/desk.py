@@ -1,0 +1,92 @@
+"""Veileder commands by SMS from a registered work phone: MØTE, FLYTT, AVLYS.
+
+Only a number registered as a veileder's work phone reaches this code (the pipeline checks);
+a veileder reaches only their own users: a young person assigned to another veileder is
+refused without saying anything about them. The command, its inbound record (provider id,
+for dedupe; no text, since it holds a phone number) and the confirmation go in one
+transaction: nothing half-saved, a retried webhook is handled once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from . import meetings
+from .phone import pretty_phone
+from .store import Store
+from .store import meetings as M
+from .store.db import iso
+from .store.meetings import MeetingError
+from .when import WhenError, describe, parse_command
+
+EXAMPLE = "Eksempel: MØTE 912 34 567 24.11 10:00 NAV Gjøvik. Eller FLYTT / AVLYS + nummer."
+
+
+@dataclass(frozen=True)
+class Veileder:
+    id: int
+    name: str
+    phone: str
+
+
+async def handle(store: Store, v: Veileder, channel: str, provider_id: str, text: str,
+                 now: datetime) -> tuple[str | None, bool]:
+    """(the confirmation or error to send back, was it a duplicate)."""
+    async with store.transaction() as c:
+        async with c.execute("SELECT 1 FROM inbound WHERE channel = ? AND provider_id = ?",
+                             (channel, provider_id)) as cur:
+            if await cur.fetchone():
+                return None, True
+        await c.execute("INSERT INTO inbound (user_id, channel, provider_id, text, received_at) "
+                        "VALUES (NULL, ?, ?, NULL, ?)", (channel, provider_id, iso(now)))
+        try:
+            reply = await _run(store, v, text, now)
+        except (WhenError, MeetingError) as e:
+            reply = f"Veivis skjønte ikke meldingen: {e}. {EXAMPLE}"
+        await c.execute(
+            "INSERT INTO outbox (user_id, channel, address, text, created_at, due_at) "
+            "VALUES (NULL, ?, ?, ?, ?, ?)", (channel, v.phone, reply, iso(now), iso(now)))
+    return reply, False
+
+
+async def _user(store: Store, v: Veileder, phone: str, *, create: bool,
+                now: datetime) -> tuple[int, str]:
+    rows = await store.fetchall("SELECT id, veileder_id, first_name FROM users WHERE phone = ?",
+                                (phone,))
+    if rows and rows[0][1] not in (None, v.id):
+        # not this veileder's user: say nothing about them
+        raise MeetingError(f"{pretty_phone(phone)} er ikke registrert hos deg")
+    if rows:
+        if rows[0][1] is None:
+            await store.conn.execute("UPDATE users SET veileder_id = ? WHERE id = ?",
+                                     (v.id, rows[0][0]))
+        return int(rows[0][0]), rows[0][2] or pretty_phone(phone)
+    if not create:
+        raise MeetingError(f"{pretty_phone(phone)} er ikke registrert hos deg")
+    cur = await store.conn.execute(
+        "INSERT INTO users (phone, channel, veileder_id, created_at) VALUES (?, 'sms', ?, ?)",
+        (phone, v.id, iso(now)))
+    return int(cur.lastrowid or 0), pretty_phone(phone)
+
+
+async def _run(store: Store, v: Veileder, text: str, now: datetime) -> str:
+    cmd = parse_command(text, now)
+    _, name = await _user(store, v, cmd.phone, create=cmd.verb == "add", now=now)
+    if cmd.verb == "add":
+        assert cmd.when is not None
+        m = await meetings.new_meeting(store, phone=cmd.phone, starts_at=cmd.when,
+                                       place=cmd.place, first=None, now=now, veileder_id=v.id)
+        await M.add_meetings_in(store.conn, [m], now)
+        kind = "første møte" if m.kind == "first" else "møte"
+        return (f"Registrert: {kind} med {name} {describe(cmd.when)}"
+                f"{', ' + cmd.place if cmd.place else ''}. Veivis sender påminnelser. "
+                f"Feil? Svar AVLYS {pretty_phone(cmd.phone)}")
+    mid = await meetings.next_meeting_of(store, cmd.phone, now)
+    if cmd.verb == "move":
+        assert cmd.when is not None
+        planned = await meetings.move_plan(store, mid, cmd.when, now)
+        await M.move_meeting_in(store.conn, mid, cmd.when, cmd.place, planned, now)
+        return f"Flyttet: møtet med {name} er nå {describe(cmd.when)}. {name} får beskjed."
+    await M.cancel_meeting_in(store.conn, mid, await meetings.cancel_notice(store, mid, now), now)
+    return f"Avlyst: møtet med {name}. {name} får én melding om det."

@@ -1,0 +1,72 @@
+"""Veileder SMS commands: only registered work phones, only their own users, once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.demo import DEMO_USER_PHONE, DEMO_VEILEDER_PHONE, seed_demo
+from bot.engine.model import FlowSet
+from bot.pipeline import Inbound, Pipeline
+from bot.store import Store
+from bot.store import meetings as M
+
+from .conftest import ManualClock
+
+
+async def setup(tmp_path: Path, flows: FlowSet, clock: ManualClock) -> tuple[Store, Pipeline]:
+    store = await Store.open(tmp_path / "d.db")
+    await seed_demo(store, clock.now)
+    office = await store.add_office("NAV Østre Toten")
+    await store.add_veileder("Per Hansen", "+4740099999", office)
+    p = Pipeline(store, flows, clock)
+    await p.start()
+    return store, p
+
+
+async def say(p: Pipeline, phone: str, text: str, pid: str) -> list[str]:
+    h = await p.submit(Inbound("sms", phone, text, pid))
+    return [r.text for r in h.replies]
+
+
+async def test_a_veileder_registers_moves_and_cancels(tmp_path: Path, flows: FlowSet,
+                                                      clock: ManualClock) -> None:
+    store, p = await setup(tmp_path, flows, clock)
+    got = await say(p, DEMO_VEILEDER_PHONE, "MØTE 912 34 567 tirsdag kl 14 Kafé", "v1")
+    assert got == ["Registrert: møte med Sara tirsdag 24.11 kl. 14.00, Kafé. Veivis sender "
+                   "påminnelser. Feil? Svar AVLYS 912 34 567"]
+    got = await say(p, DEMO_VEILEDER_PHONE, "FLYTT 912 34 567 onsdag 12.00", "v2")
+    assert got == ["Flyttet: møtet med Sara er nå onsdag 25.11 kl. 12.00. Sara får beskjed."]
+    # the retried webhook is handled once
+    assert await say(p, DEMO_VEILEDER_PHONE, "FLYTT 912 34 567 onsdag 12.00", "v2") == []
+    got = await say(p, DEMO_VEILEDER_PHONE, "møte 912 00 000 i morgen kl 9", "v3")
+    assert got[0].startswith("Registrert: første møte med 912 00 000")  # a new user, now hers
+    got = await say(p, DEMO_VEILEDER_PHONE, "MØTE 912 34 567 snart", "v4")
+    assert got[0].startswith("Veivis skjønte ikke meldingen: no date in «snart»")
+    assert len(await M.list_meetings(store)) == 3
+    await p.stop()
+    await store.close()
+
+
+async def test_another_number_is_never_a_veileder(tmp_path: Path, flows: FlowSet,
+                                                  clock: ManualClock) -> None:
+    store, p = await setup(tmp_path, flows, clock)
+    got = await say(p, "+4798765432", "MØTE 912 34 567 i morgen kl 10", "x1")
+    assert got[0].startswith("Hei! Jeg er Veivis")  # a young person's first message
+    assert len(await M.list_meetings(store)) == 1  # only the demo meeting
+    assert await store.fetchall("SELECT count(*) FROM scheduled WHERE kind = 'moved'") == [(0,)]
+    await p.stop()
+    await store.close()
+
+
+async def test_a_veileder_reaches_only_their_own_users(tmp_path: Path, flows: FlowSet,
+                                                       clock: ManualClock) -> None:
+    store, p = await setup(tmp_path, flows, clock)
+    got = await say(p, "+4740099999", f"AVLYS {DEMO_USER_PHONE}", "o1")
+    assert got[0] == ("Veivis skjønte ikke meldingen: 912 34 567 er ikke registrert hos deg. "
+                      "Eksempel: MØTE 912 34 567 24.11 10:00 NAV Gjøvik. Eller FLYTT / AVLYS + "
+                      "nummer.")
+    assert "Sara" not in got[0]
+    assert [m.status for m in await M.list_meetings(store, include_cancelled=True)] == [
+        "planned"]
+    await p.stop()
+    await store.close()
