@@ -93,7 +93,8 @@ class Ticker:
         return result, len(rows) == self.batch and (result.sent or result.dropped) > 0
 
 
-def start_scheduler(ticker: Ticker, *, safety_interval: float = 10.0) -> AsyncIOScheduler:
+def start_scheduler(ticker: Ticker, *, safety_interval: float = 10.0,
+                    run_now: bool = True) -> AsyncIOScheduler:
     """Run ticks on an AsyncIOScheduler on the running loop; returns the started scheduler."""
     sched = AsyncIOScheduler(timezone="UTC")
 
@@ -108,7 +109,8 @@ def start_scheduler(ticker: Ticker, *, safety_interval: float = 10.0) -> AsyncIO
             sched.add_job(wake, "date", run_date=run_at, id="wake", replace_existing=True,
                           misfire_grace_time=None)
 
+    first = datetime.now(ticker.clock().tzinfo) if run_now else None
     sched.add_job(wake, "interval", seconds=safety_interval, id="safety", max_instances=1,
-                  coalesce=True, next_run_time=datetime.now(ticker.clock().tzinfo))
+                  coalesce=True, **({"next_run_time": first} if first else {}))
     sched.start()
     return sched

@@ -70,16 +70,23 @@ async def add_meetings(store: Store, meetings: Sequence[NewMeeting], now: dateti
 
 async def add_meetings_in(c: aiosqlite.Connection, meetings: Sequence[NewMeeting],
                           now: datetime) -> list[int]:
-    """The same, inside a transaction the caller holds."""
-    ids = []
-    for m in meetings:
-        cur = await c.execute(
-            "INSERT INTO meetings (user_id, veileder_id, starts_at, place, kind, "
-            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (m.user_id, m.veileder_id, iso(m.starts_at), m.place, m.kind, iso(now), iso(now)))
-        mid = int(cur.lastrowid or 0)
-        await _insert_planned(c, mid, m.planned)
-        ids.append(mid)
+    """The same, inside a (write) transaction the caller holds: ids are taken after the
+    largest one, so the meetings and their plans go in with two statements in all."""
+    async with c.execute("SELECT COALESCE(MAX(id), 0) FROM meetings") as cur:
+        row = await cur.fetchone()
+    first = int(row[0] if row else 0) + 1
+    ids = list(range(first, first + len(meetings)))
+    stamp = iso(now)
+    await c.executemany(
+        "INSERT INTO meetings (id, user_id, veileder_id, starts_at, place, kind, created_at, "
+        "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(i, m.user_id, m.veileder_id, iso(m.starts_at), m.place, m.kind, stamp, stamp)
+         for i, m in zip(ids, meetings, strict=True)])
+    await c.executemany(
+        "INSERT INTO scheduled (meeting_id, slot, kind, flow, due_at, not_after) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (meeting_id, slot) DO NOTHING",
+        [(i, p.slot, p.kind, p.flow, iso(p.due_at), iso(p.not_after) if p.not_after else None)
+         for i, m in zip(ids, meetings, strict=True) for p in m.planned])
     return ids
 
 
