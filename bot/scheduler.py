@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from .engine.language import DISCREET
 from .pipeline import Clock, FlowRequest, Pipeline
 from .schedule import DEFAULT_RULES, Rules, is_quiet
 from .store import Store
@@ -63,6 +64,13 @@ class Ticker:
                 if not more:
                     return total
 
+    def _flow_for(self, r: M.Due) -> str:
+        """A user who shares a phone gets the discreet variant where there is one."""
+        flow = r.flow or ""
+        if r.discreet and self.pipeline.flows.get(flow + DISCREET) is not None:
+            return flow + DISCREET
+        return flow
+
     async def _once(self) -> tuple[TickResult, bool]:
         now = self.clock()
         rows = await M.due(self.store, now, self.batch)
@@ -86,8 +94,8 @@ class Ticker:
         await M.drop(self.store, drop, now)
         result.dropped = len(drop)
         await asyncio.gather(*(self.pipeline.submit(FlowRequest(
-            r.channel, r.address, r.flow or "", r.meeting_id, r.id, ACTIONS.get(r.kind, "start")
-        )) for r in send))
+            r.channel, r.address, self._flow_for(r), r.meeting_id, r.id,
+            ACTIONS.get(r.kind, "start"))) for r in send))
         result.sent = len(send)
         # a full batch that made progress: there may be more due right now
         return result, len(rows) == self.batch and (result.sent or result.dropped) > 0

@@ -237,3 +237,18 @@ async def test_500_meetings_moved_and_cancelled_at_random(tmp_path: Path, flows:
     assert fired[0][0] > 300
     await w.pipeline.stop()
     await store.close()
+
+
+async def test_a_discreet_user_gets_reminders_that_do_not_name_nav(
+        tmp_path: Path, flows: FlowSet, clock: ManualClock) -> None:
+    w = await world(tmp_path, flows, clock)
+    async with w.store.transaction() as c:
+        await c.execute("UPDATE users SET discreet = 1")
+    got = await w.at(oslo(2026, 11, 23, 18, 5))
+    reminder = [t for t in got if "Kommer du?" in t]
+    assert reminder == ["Hei Sara! Husk at du har en avtale tirsdag 24. november kl. 10.00. "
+                        "Kommer du?"]
+    assert await w.say("2", "d1") == ["Ok. Du får en melding når du har en ny tid."]
+    assert (await M.list_meetings(w.store))[0].reply == "ny_tid"
+    await w.pipeline.stop()
+    await w.store.close()

@@ -116,6 +116,9 @@ _ABBR = re.compile(
     r"(?<![\w.])(" + "|".join(re.escape(a) for a in sorted(ABBREVIATIONS, key=len, reverse=True))
     + r")(?!\w)")
 _VARIABLE = re.compile(r"\{[^{}]*\}")
+DISCREET = "_discreet"
+_NAMES_NAV = re.compile(r"\bNAV\b|\{kontor\}|\{møtested\}|\{jobbtelefon\}|veileder",
+                        re.IGNORECASE)
 
 
 def phone_format_problem(number: str) -> str | None:
@@ -263,6 +266,9 @@ def check_text(ut: UserText, wordlist: Wordlist, explained: set[str]) -> Iterato
                                              f"{enc}); keep it to {MAX_SEGMENTS}")
     for problem in convention_problems(ut.text):
         yield Finding(ut.pos, "warning", f"{where}: {problem}")
+    if ut.flow.endswith(DISCREET) and _NAMES_NAV.search(ut.text):
+        yield Finding(ut.pos, "error", f"{where}: a discreet flow is for a shared phone and "
+                                       "must not name NAV, the office or the place")
 
 
 def _short(s: str, n: int = 50) -> str:

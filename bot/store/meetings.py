@@ -28,6 +28,7 @@ class Due:
     meeting_status: str
     channel: str
     address: str
+    discreet: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,12 +148,12 @@ async def due(store: Store, now: datetime, limit: int = 10_000) -> list[Due]:
     rows = await store.fetchall(
         "SELECT s.id, s.meeting_id, s.kind, s.flow, s.due_at, s.not_after, m.status, "
         "u.channel, COALESCE(CASE WHEN u.channel = 'telegram' THEN u.telegram_chat_id END, "
-        "u.phone) FROM scheduled s JOIN meetings m ON m.id = s.meeting_id "
+        "u.phone), u.discreet FROM scheduled s JOIN meetings m ON m.id = s.meeting_id "
         "JOIN users u ON u.id = m.user_id "
         "WHERE s.status = 'pending' AND s.due_at <= ? ORDER BY s.due_at, s.id LIMIT ?",
         (iso(now), limit))
     return [Due(r[0], r[1], r[2], r[3], datetime.fromisoformat(r[4]),
-                datetime.fromisoformat(r[5]) if r[5] else None, r[6], r[7], r[8])
+                datetime.fromisoformat(r[5]) if r[5] else None, r[6], r[7], r[8], bool(r[9]))
             for r in rows]
 
 
