@@ -11,8 +11,16 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from . import meetings
+from .config import (
+    add_veileder_to_file,
+    apply_config,
+    configured,
+    default_config_path,
+    load_config,
+)
 from .phone import PhoneError, normalise_phone, pretty_phone
 from .pipeline import system_clock
+from .schedule import DEFAULT_RULES
 from .store import Store
 from .store import meetings as M
 from .store.meetings import MeetingError
@@ -66,7 +74,33 @@ async def veileder_add(store: Store, a: argparse.Namespace) -> str:
         raise Problem(f"{pretty_phone(phone)} is already a veileder's work phone")
     office = await store.add_office(a.office)
     await store.add_veileder(a.name, phone, office)
-    return f"added veileder {a.name} ({pretty_phone(phone)}, {a.office})"
+    where = ""
+    if a.config:
+        add_veileder_to_file(a.config, a.name, phone, a.office)
+        where = f"; written to {a.config}"
+    return f"added veileder {a.name} ({pretty_phone(phone)}, {a.office}){where}"
+
+
+async def config_check(store: Store | None, a: argparse.Namespace) -> str:
+    path = a.file or default_config_path()
+    if path is None:
+        raise Problem("no configuration file: give one, set VEIVIS_CONFIG or create veivis.yaml "
+                      "(see deploy/veivis.yaml)")
+    conf, errors = load_config(path)
+    if conf is None:
+        raise Problem("\n".join(errors))
+    return (f"{path}: {len(conf.offices)} offices, {len(conf.veiledere)} veiledere, "
+            f"reminders at {conf.rules.evening_before:%H.%M} the evening before and "
+            f"{conf.rules.hours_before.total_seconds() / 3600:g} hours before; quiet "
+            f"{conf.rules.quiet_from:%H.%M}-{conf.rules.quiet_until:%H.%M}")
+
+
+async def config_apply(store: Store, a: argparse.Namespace) -> str:
+    summary = await config_check(None, a)
+    conf, _ = load_config(a.file or default_config_path())  # type: ignore[arg-type]
+    assert conf is not None
+    await apply_config(store, conf)
+    return summary + "; applied to the database"
 
 
 async def veileder_list(store: Store, a: argparse.Namespace) -> str:
@@ -82,19 +116,19 @@ async def meeting_add(store: Store, a: argparse.Namespace) -> str:
     first = True if a.first else False if a.followup else None
     where: str | None = a.place or place
     mid = await meetings.register(store, phone=normalise_phone(a.phone), starts_at=when,
-                                  place=where, first=first, now=now)
+                                  place=where, first=first, now=now, rules=a.rules)
     return f"meeting {mid}: {describe(when)}" + (f", {where}" if where else "")
 
 
 async def meeting_move(store: Store, a: argparse.Namespace) -> str:
     now = system_clock()
     when, place = split_when_place(" ".join(a.when), now)
-    await meetings.move(store, a.id, when, a.place or place, now)
+    await meetings.move(store, a.id, when, a.place or place, now, a.rules)
     return f"meeting {a.id} moved to {describe(when)}; the young person is told"
 
 
 async def meeting_cancel(store: Store, a: argparse.Namespace) -> str:
-    await meetings.cancel(store, a.id, system_clock())
+    await meetings.cancel(store, a.id, system_clock(), a.rules)
     return f"meeting {a.id} cancelled; the young person gets one message about it"
 
 
@@ -108,7 +142,7 @@ async def meeting_list(store: Store, a: argparse.Namespace) -> str:
 
 
 async def meeting_import(store: Store, a: argparse.Namespace) -> str:
-    n, errors = await meetings.import_csv(store, Path(a.file), system_clock())
+    n, errors = await meetings.import_csv(store, Path(a.file), system_clock(), a.rules)
     if errors:
         raise Problem("\n".join([*errors, "nothing was imported"]))
     return f"imported {n} meetings"
@@ -118,8 +152,15 @@ Handler = Callable[[Store, argparse.Namespace], Awaitable[str]]
 
 
 async def run(handler: Handler, a: argparse.Namespace) -> int:
+    conf, errors = configured()
+    if errors:
+        print("\n".join(["veivis: the configuration file has errors:", *errors]))
+        return 1
+    a.rules = conf.rules if conf else DEFAULT_RULES
     store = await Store.open(a.db)
     try:
+        if conf is not None:
+            await apply_config(store, conf)
         print(await handler(store, a))
         return 0
     except (Problem, MeetingError, WhenError, PhoneError) as e:
@@ -153,7 +194,18 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     p.add_argument("name")
     p.add_argument("phone")
     p.add_argument("--office", default="NAV Gjøvik")
+    conf_default = default_config_path()
+    p.add_argument("--config", default=str(conf_default) if conf_default else None,
+                   help="also write to this configuration file (default: veivis.yaml if "
+                        "there is one)")
     cmd(v, "list", veileder_list, "list veiledere")
+
+    g = sub.add_parser("config", help="offices, veiledere and reminder rules (veivis.yaml)")
+    gs = g.add_subparsers(dest="sub", required=True)
+    p = cmd(gs, "check", config_check, "check the configuration file")
+    p.add_argument("file", nargs="?")
+    p = cmd(gs, "apply", config_apply, "check it and apply offices and veiledere to the db")
+    p.add_argument("file", nargs="?")
 
     m = sub.add_parser("meeting", help="meetings").add_subparsers(dest="sub", required=True)
     p = cmd(m, "add", meeting_add, "register a meeting: PHONE WHEN [PLACE]")

@@ -23,13 +23,14 @@ from pathlib import Path
 from .admin import add_parsers, run
 from .channels.console import CHANNEL as CONSOLE
 from .channels.console import ConsoleSender
+from .config import apply_config, configured
 from .demo import DEMO_USER_PHONE, seed_demo
 from .engine.model import FlowSet
 from .flowtest import run_all
 from .i18n import default_messages_dir, load_all
 from .phone import PhoneError, normalise_phone, pretty_phone
 from .pipeline import FlowRequest, Inbound, Pipeline, system_clock
-from .schedule import OSLO
+from .schedule import DEFAULT_RULES, OSLO
 from .scheduler import Ticker
 from .store import Store
 from .when import describe
@@ -143,8 +144,15 @@ async def chat(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"--now: {e}", file=sys.stderr)
         return 2
+    conf, errors = configured()
+    if errors:
+        print("\n".join(["the configuration file has errors:", *errors]), file=sys.stderr)
+        return 1
+    rules = conf.rules if conf else DEFAULT_RULES
     store = await Store.open(args.db)
     try:
+        if conf is not None:
+            await apply_config(store, conf)
         if not args.no_demo and store.created:
             await seed_demo(store, clock())
         interactive = sys.stdin.isatty()
@@ -154,8 +162,8 @@ async def chat(args: argparse.Namespace) -> int:
             print(f"Veivis, lokal chat. Du skriver som {pretty_phone(phone)}. Klokka er "
                   f"{describe(clock())}. Skriv /tid +1d (eller +2h, +30m) for å flytte "
                   "klokka, /slutt for å avslutte.\n")
-        async with Pipeline(store, flows, clock) as pipeline:
-            ticker = Ticker(store, pipeline, clock)
+        async with Pipeline(store, flows, clock, rules=rules) as pipeline:
+            ticker = Ticker(store, pipeline, clock, rules)
             # a preview shows one flow; otherwise what is due fires as the clock passes it
             scheduled = not args.flow
             if args.flow:
@@ -243,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=lambda a: asyncio.run(chat(a)))
 
     add_parsers(sub, default_db())
-    for name in ("user", "veileder", "meeting"):
+    for name in ("user", "veileder", "meeting", "config"):
         sub.choices[name].set_defaults(func=lambda a: asyncio.run(run(a.handler, a)))
 
     f = sub.add_parser("flows", help="check and test flow files")

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from . import meetings
 from .phone import pretty_phone
+from .schedule import DEFAULT_RULES, Rules
 from .store import Store
 from .store import meetings as M
 from .store.db import iso
@@ -31,7 +32,7 @@ class Veileder:
 
 
 async def handle(store: Store, v: Veileder, channel: str, provider_id: str, text: str,
-                 now: datetime) -> tuple[str | None, bool]:
+                 now: datetime, rules: Rules = DEFAULT_RULES) -> tuple[str | None, bool]:
     """(the confirmation or error to send back, was it a duplicate)."""
     async with store.transaction() as c:
         async with c.execute("SELECT 1 FROM inbound WHERE channel = ? AND provider_id = ?",
@@ -41,7 +42,7 @@ async def handle(store: Store, v: Veileder, channel: str, provider_id: str, text
         await c.execute("INSERT INTO inbound (user_id, channel, provider_id, text, received_at) "
                         "VALUES (NULL, ?, ?, NULL, ?)", (channel, provider_id, iso(now)))
         try:
-            reply = await _run(store, v, text, now)
+            reply = await _run(store, v, text, now, rules)
         except (WhenError, MeetingError) as e:
             reply = f"Veivis skjønte ikke meldingen: {e}. {EXAMPLE}"
         await c.execute(
@@ -70,13 +71,14 @@ async def _user(store: Store, v: Veileder, phone: str, *, create: bool,
     return int(cur.lastrowid or 0), pretty_phone(phone)
 
 
-async def _run(store: Store, v: Veileder, text: str, now: datetime) -> str:
+async def _run(store: Store, v: Veileder, text: str, now: datetime, rules: Rules) -> str:
     cmd = parse_command(text, now)
     _, name = await _user(store, v, cmd.phone, create=cmd.verb == "add", now=now)
     if cmd.verb == "add":
         assert cmd.when is not None
         m = await meetings.new_meeting(store, phone=cmd.phone, starts_at=cmd.when,
-                                       place=cmd.place, first=None, now=now, veileder_id=v.id)
+                                       place=cmd.place, first=None, now=now, rules=rules,
+                                       veileder_id=v.id)
         await M.add_meetings_in(store.conn, [m], now)
         kind = "første møte" if m.kind == "first" else "møte"
         return (f"Registrert: {kind} med {name} {describe(cmd.when)}"
@@ -85,8 +87,9 @@ async def _run(store: Store, v: Veileder, text: str, now: datetime) -> str:
     mid = await meetings.next_meeting_of(store, cmd.phone, now)
     if cmd.verb == "move":
         assert cmd.when is not None
-        planned = await meetings.move_plan(store, mid, cmd.when, now)
+        planned = await meetings.move_plan(store, mid, cmd.when, now, rules)
         await M.move_meeting_in(store.conn, mid, cmd.when, cmd.place, planned, now)
         return f"Flyttet: møtet med {name} er nå {describe(cmd.when)}. {name} får beskjed."
-    await M.cancel_meeting_in(store.conn, mid, await meetings.cancel_notice(store, mid, now), now)
+    notice = await meetings.cancel_notice(store, mid, now, rules)
+    await M.cancel_meeting_in(store.conn, mid, notice, now)
     return f"Avlyst: møtet med {name}. {name} får én melding om det."

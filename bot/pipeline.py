@@ -37,6 +37,7 @@ from .engine.runtime import (
 from .engine.runtime import step as engine_step
 from .phone import pretty_phone
 from .privacy import mask_address
+from .schedule import DEFAULT_RULES, Rules
 from .store import AnonymousRow, Changes, OutRow, Store, UserContext
 from .store.db import PHONE_CHANNELS
 from .timefmt import meeting_time
@@ -114,7 +115,8 @@ def context_values(ctx: UserContext | None, lang: str) -> dict[str, str]:
 
 class Pipeline:
     def __init__(self, store: Store, flows: FlowSet, clock: Clock = system_clock,
-                 max_batch: int = 256) -> None:
+                 max_batch: int = 256, rules: Rules = DEFAULT_RULES) -> None:
+        self.rules = rules
         self.store = store
         self.flows = flows
         self.clock = clock
@@ -189,7 +191,7 @@ class Pipeline:
                 continue
             try:
                 reply, dup = await desk.handle(self.store, v, item.channel, item.provider_id,
-                                               item.text, self.clock())
+                                               item.text, self.clock(), self.rules)
             except Exception as e:
                 log.exception("a veileder command failed")
                 p.future.set_exception(RuntimeError(f"processing failed: {type(e).__name__}"))

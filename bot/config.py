@@ -1,0 +1,245 @@
+"""The configuration file: offices, veiledere and reminder rules (YAML, keys in Norwegian).
+
+    kontorer:
+      - navn: NAV Gjøvik
+        adresse: ...
+        åpningstider: ...
+        reservetelefon: 61 00 00 00
+    veiledere:
+      - navn: Kari Nordmann
+        jobbtelefon: 400 12 345
+        kontor: NAV Gjøvik
+    påminnelser:
+      kvelden_før: "18.00"
+      timer_før: 2
+      stille_fra: "21.00"
+      stille_til: "08.00"
+
+Read with line numbers (ruamel round-trip), so every mistake reads `path:line: message`, and
+written back the same way by `veivis veileder add`, so comments and order survive. Phone
+numbers are normalised to E.164 (+47).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, field, replace
+from datetime import time, timedelta
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+from .engine.loader import FileChecker, line_of_item, line_of_value, read_yaml
+from .phone import PhoneError, normalise_phone, pretty_phone
+from .schedule import DEFAULT_RULES, Rules
+from .store import Store
+
+TOP_KEYS = {"kontorer", "veiledere", "påminnelser"}
+OFFICE_KEYS = {"navn", "adresse", "åpningstider", "reservetelefon"}
+VEILEDER_KEYS = {"navn", "jobbtelefon", "kontor"}
+RULE_KEYS = {"kvelden_før": "evening_before", "timer_før": "hours_before",
+             "stille_fra": "quiet_from", "stille_til": "quiet_until",
+             "møtelengde_timer": "meeting_length", "undersøkelse_timer_etter": "survey_delay"}
+
+
+@dataclass(frozen=True)
+class Office:
+    name: str
+    address: str | None = None
+    opening_hours: str | None = None
+    backup_phone: str | None = None
+
+
+@dataclass(frozen=True)
+class VeilederConf:
+    name: str
+    phone: str
+    office: str
+
+
+@dataclass
+class Config:
+    path: str
+    offices: list[Office] = field(default_factory=list)
+    veiledere: list[VeilederConf] = field(default_factory=list)
+    rules: Rules = DEFAULT_RULES
+
+
+def configured(path: str | Path | None = None) -> tuple[Config | None, list[str]]:
+    """The configuration in use: the given file, VEIVIS_CONFIG, or ./veivis.yaml; none is
+    fine (defaults), a broken one is an error."""
+    p = Path(path) if path else default_config_path()
+    if p is None:
+        return None, []
+    return load_config(p)
+
+
+def default_config_path() -> Path | None:
+    env = os.environ.get("VEIVIS_CONFIG")
+    if env:
+        return Path(env)
+    here = Path("veivis.yaml")
+    return here if here.exists() else None
+
+
+def _clock(v: Any) -> time | None:
+    s = str(v).strip().replace(":", ".")
+    try:
+        h, _, m = s.partition(".")
+        return time(int(h), int(m or 0))
+    except ValueError:
+        return None
+
+
+def load_config(path: str | Path) -> tuple[Config | None, list[str]]:
+    diags: list[Any] = []
+    chk = FileChecker(str(path), diags)
+    if not Path(path).exists():
+        return None, [f"{path}:1: no such file"]
+    doc = read_yaml(str(path), chk)
+    if chk.failed():
+        return None, [str(d) for d in diags]
+    conf = Config(str(path))
+    if doc is None:
+        return conf, []
+    if not isinstance(doc, CommentedMap):
+        return None, [f"{path}:1: the file must have kontorer:, veiledere: and påminnelser:"]
+    chk.unknown_keys(doc, TOP_KEYS, 1, "the configuration")
+    offices: dict[str, int] = {}
+    for i, node in _items(doc, "kontorer", chk):
+        line = line_of_item(doc["kontorer"], i, 1)
+        if not isinstance(node, CommentedMap):
+            chk.error(line, "an office is a mapping with navn:, adresse:, ...")
+            continue
+        chk.unknown_keys(node, OFFICE_KEYS, line, "an office")
+        name = chk.get_str(node, "navn", line, required=True, what="office: ")
+        if name is None:
+            continue
+        if name in offices:
+            chk.error(line, f"office '{name}' is listed twice (first at line {offices[name]})")
+            continue
+        offices[name] = line
+        backup = _phone(chk, node, "reservetelefon", line)
+        conf.offices.append(Office(name, _text(node, "adresse"), _text(node, "åpningstider"),
+                                   backup))
+    phones: dict[str, int] = {}
+    for i, node in _items(doc, "veiledere", chk):
+        line = line_of_item(doc["veiledere"], i, 1)
+        if not isinstance(node, CommentedMap):
+            chk.error(line, "a veileder is a mapping with navn:, jobbtelefon:, kontor:")
+            continue
+        chk.unknown_keys(node, VEILEDER_KEYS, line, "a veileder")
+        name = chk.get_str(node, "navn", line, required=True, what="veileder: ")
+        phone = _phone(chk, node, "jobbtelefon", line, required=True)
+        office = chk.get_str(node, "kontor", line, required=True, what="veileder: ")
+        if office is not None and office not in offices:
+            chk.error(line_of_value(node, "kontor", line),
+                      f"veileder {name}: office '{office}' is not under kontorer:")
+        if phone is not None and phone in phones:
+            chk.error(line_of_value(node, "jobbtelefon", line),
+                      f"work phone {pretty_phone(phone)} is used twice (first at line "
+                      f"{phones[phone]})")
+            continue
+        if name and phone and office:
+            phones[phone] = line
+            conf.veiledere.append(VeilederConf(name, phone, office))
+    if "påminnelser" in doc:
+        conf.rules = _rules(doc["påminnelser"], chk, line_of_value(doc, "påminnelser", 1))
+    diags.sort(key=lambda d: d.line)
+    return (None if chk.failed() else conf), [str(d) for d in diags]
+
+
+def _items(doc: CommentedMap, key: str, chk: FileChecker) -> list[tuple[int, Any]]:
+    if key not in doc or doc[key] is None:
+        return []
+    seq = doc[key]
+    if not isinstance(seq, CommentedSeq):
+        chk.error(line_of_value(doc, key, 1), f"'{key}' must be a list (lines starting '- ')")
+        return []
+    return list(enumerate(seq))
+
+
+def _text(node: CommentedMap, key: str) -> str | None:
+    v = node.get(key)
+    return str(v).strip() if v not in (None, "") else None
+
+
+def _phone(chk: FileChecker, node: CommentedMap, key: str, line: int,
+           required: bool = False) -> str | None:
+    if node.get(key) in (None, ""):
+        if required:
+            chk.error(line, f"missing '{key}'")
+        return None
+    try:
+        return normalise_phone(str(node[key]))
+    except PhoneError as e:
+        chk.error(line_of_value(node, key, line), str(e))
+        return None
+
+
+def _rules(node: Any, chk: FileChecker, line: int) -> Rules:
+    rules = DEFAULT_RULES
+    if not isinstance(node, CommentedMap):
+        chk.error(line, "'påminnelser' must be a mapping")
+        return rules
+    chk.unknown_keys(node, set(RULE_KEYS), line, "påminnelser")
+    for key, attr in RULE_KEYS.items():
+        if key not in node:
+            continue
+        v, vl = node[key], line_of_value(node, key, line)
+        if attr in ("evening_before", "quiet_from", "quiet_until"):
+            t = _clock(v)
+            if t is None:
+                chk.error(vl, f"'{key}' must be a time like \"18.00\"")
+                continue
+            change: dict[str, Any] = {attr: t}
+            rules = replace(rules, **change)
+        else:
+            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 48:
+                chk.error(vl, f"'{key}' must be a number of hours (0 to 48)")
+                continue
+            change = {attr: timedelta(hours=float(v))}
+            rules = replace(rules, **change)
+    return rules
+
+
+async def apply_config(store: Store, conf: Config) -> tuple[int, int]:
+    """Bring offices and veiledere in the database up to the file (by name / work phone)."""
+    async with store.transaction() as c:
+        for o in conf.offices:
+            await c.execute(
+                "INSERT INTO offices (name, address, opening_hours, backup_phone) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET address = excluded.address,"
+                " opening_hours = excluded.opening_hours, backup_phone = excluded.backup_phone",
+                (o.name, o.address, o.opening_hours, o.backup_phone))
+        for v in conf.veiledere:
+            await c.execute(
+                "INSERT INTO veiledere (name, work_phone, office_id) "
+                "VALUES (?, ?, (SELECT id FROM offices WHERE name = ?)) "
+                "ON CONFLICT (work_phone) DO UPDATE SET name = excluded.name, "
+                "office_id = excluded.office_id", (v.name, v.phone, v.office))
+    return len(conf.offices), len(conf.veiledere)
+
+
+def add_veileder_to_file(path: str | Path, name: str, phone: str, office: str) -> None:
+    """Append a veileder (and the office if new), keeping the file's comments and order."""
+    yaml = YAML(typ="rt")
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.preserve_quotes = True
+    p = Path(path)
+    doc = yaml.load(p.read_text(encoding="utf-8")) if p.exists() else None
+    if doc is None:
+        doc = CommentedMap()
+    for key in ("kontorer", "veiledere"):
+        if doc.get(key) is None:
+            doc[key] = CommentedSeq()
+    if office not in [str(o.get("navn")) for o in doc["kontorer"]]:
+        doc["kontorer"].append(CommentedMap([("navn", office)]))
+    doc["veiledere"].append(CommentedMap([("navn", name), ("jobbtelefon", pretty_phone(phone)),
+                                          ("kontor", office)]))
+    buf = io.StringIO()
+    yaml.dump(doc, buf)
+    p.write_text(buf.getvalue(), encoding="utf-8")

@@ -1,0 +1,71 @@
+"""The configuration file: errors with lines, applied to the database, edited by the CLI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from bot.config import load_config
+
+from .conftest import ROOT
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "VEIVIS_FLOWS": str(ROOT / "flows")}
+    env.pop("VEIVIS_CONFIG", None)
+    return subprocess.run([sys.executable, "-m", "bot", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=120)
+
+
+def test_the_shipped_example_is_valid() -> None:
+    conf, errors = load_config(ROOT / "deploy" / "veivis.yaml")
+    assert errors == [] and conf is not None
+    assert [o.name for o in conf.offices] == ["NAV Gjøvik", "NAV Nordre Land", "NAV Søndre Land",
+                                              "NAV Vestre Toten", "NAV Østre Toten"]
+
+
+def test_mistakes_are_reported_at_their_line(tmp_path: Path) -> None:
+    f = tmp_path / "v.yaml"
+    f.write_text("kontorer:\n  - navn: A\n    reservetelefon: 12\n  - navn: A\nveiledere:\n"
+                 "  - navn: B\n    jobbtelefon: 40011111\n    kontor: C\n  - navn: D\n"
+                 "    jobbtelefon: 400 11 111\n    kontor: A\npåminnelser:\n  timer_før: mange\n"
+                 "  stille_fra: \"25.00\"\n  kveld: 1\n", encoding="utf-8")
+    conf, errors = load_config(f)
+    assert conf is None
+    msgs = [e.split(": ", 1)[1] for e in errors]
+    lines = [int(e.split(":")[1]) for e in errors]
+    assert list(zip(lines, msgs, strict=True)) == [
+        (3, "error: '12' is not a phone number (a Norwegian number has 8 digits)"),
+        (4, "error: office 'A' is listed twice (first at line 2)"),
+        (8, "error: veileder B: office 'C' is not under kontorer:"),
+        (10, "error: work phone 400 11 111 is used twice (first at line 6)"),
+        (13, "error: 'timer_før' must be a number of hours (0 to 48)"),
+        (14, "error: 'stille_fra' must be a time like \"18.00\""),
+        (15, "error: unknown key 'kveld' in påminnelser (did you mean 'kvelden_før'?)"),
+    ]
+
+
+def test_the_cli_uses_the_file_and_writes_to_it(tmp_path: Path) -> None:
+    shutil.copy(ROOT / "deploy" / "veivis.yaml", tmp_path / "veivis.yaml")
+    cfg = tmp_path / "veivis.yaml"
+    cfg.write_text(cfg.read_text(encoding="utf-8").replace('kvelden_før: "18.00"',
+                                                           'kvelden_før: "17.30"'),
+                   encoding="utf-8")
+    p = run("veileder", "add", "Per Hansen", "400 99 999", "--office", "NAV Østre Toten",
+            cwd=tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    text = cfg.read_text(encoding="utf-8")
+    assert "  - navn: Per Hansen\n    jobbtelefon: 400 99 999\n    kontor: NAV Østre Toten\n" \
+        in text
+    assert "# Fyll inn adresse" in text  # comments survive
+    assert run("user", "add", "91200000", "--veileder", "40099999", cwd=tmp_path).returncode == 0
+    assert run("meeting", "add", "91200000", "24.11.2027", "kl", "10", cwd=tmp_path
+               ).returncode == 0
+    rows = subprocess.run(
+        [sys.executable, "-c", "import sqlite3; print(sqlite3.connect('veivis.db').execute("
+         "\"SELECT due_at FROM scheduled WHERE slot LIKE 'evening%'\").fetchone()[0])"],
+        capture_output=True, text=True, cwd=tmp_path)
+    assert rows.stdout.strip() == "2027-11-23T16:30:00+00:00"  # 17.30 in Oslo, from the file
