@@ -94,7 +94,8 @@ class _Pending:
     future: asyncio.Future[Handled] = field(repr=False)
 
 
-def context_values(ctx: UserContext | None, lang: str) -> dict[str, str]:
+def context_values(ctx: UserContext | None, lang: str,
+                   now: datetime | None = None) -> dict[str, str]:
     if ctx is None:
         return {}
     out: dict[str, str] = {}
@@ -107,7 +108,7 @@ def context_values(ctx: UserContext | None, lang: str) -> dict[str, str]:
     if ctx.office:
         out["kontor"] = ctx.office
     if ctx.meeting_at is not None:
-        out["møtetid"] = meeting_time(ctx.meeting_at, lang)
+        out["møtetid"] = meeting_time(ctx.meeting_at, lang, now)
     if ctx.meeting_place:
         out["møtested"] = ctx.meeting_place
     return out
@@ -269,12 +270,12 @@ class Pipeline:
                 values = vars_cache.get(user.id)
                 if values is None:
                     values = vars_cache[user.id] = context_values(ctxs.get(user.id),
-                                                                  state.lang)
+                                                                  state.lang, now)
                 about = (item.meeting_id if isinstance(item, FlowRequest) and item.meeting_id
                          else state.meeting)
                 if about in meetings:  # a flow about one meeting shows that meeting
                     starts, place = meetings[about]
-                    values = {**values, "møtetid": meeting_time(starts, state.lang)}
+                    values = {**values, "møtetid": meeting_time(starts, state.lang, now)}
                     if place:
                         values["møtested"] = place
                 res = engine_step(self.flows, state, event, now, values)

@@ -11,9 +11,20 @@ OSLO = ZoneInfo("Europe/Oslo")
 _LOCALES = {"nb": "nb_NO", "nn": "nn_NO", "en": "en_GB"}
 
 
-def meeting_time(when: datetime, lang: str = "nb") -> str:
-    """«tirsdag 24. november kl. 10.00» (nb/nn); «Tuesday 24 November at 10.00» (en)."""
+_RELATIVE = {"nb": ("i dag", "i morgen"), "nn": ("i dag", "i morgon"),
+             "en": ("today", "tomorrow")}
+
+
+def meeting_time(when: datetime, lang: str = "nb", now: datetime | None = None) -> str:
+    """«tirsdag 24. november kl. 10.00» (nb/nn); «Tuesday 24 November at 10.00» (en).
+    With `now`: «i morgen, tirsdag 24. november kl. 10.00» when it is today or tomorrow."""
     loc = _LOCALES.get(lang, "nb_NO")
     if lang == "en":
-        return format_datetime(when, "EEEE d MMMM 'at' HH.mm", locale=loc, tzinfo=OSLO)
-    return format_datetime(when, "EEEE d. MMMM 'kl.' HH.mm", locale=loc, tzinfo=OSLO)
+        text = format_datetime(when, "EEEE d MMMM 'at' HH.mm", locale=loc, tzinfo=OSLO)
+    else:
+        text = format_datetime(when, "EEEE d. MMMM 'kl.' HH.mm", locale=loc, tzinfo=OSLO)
+    if now is not None:
+        days = (when.astimezone(OSLO).date() - now.astimezone(OSLO).date()).days
+        if days in (0, 1):
+            return f"{_RELATIVE.get(lang, _RELATIVE['nb'])[days]}, {text}"
+    return text

@@ -70,10 +70,10 @@ async def test_a_first_meeting_from_preparation_to_survey(tmp_path: Path, flows:
         await w.say(t, f"p{i}")
     assert await w.at(oslo(2026, 11, 23, 17, 55)) == []
     got = await w.at(oslo(2026, 11, 23, 18, 5))
-    assert got == ["Hei Sara! Husk møtet med Kari Nordmann tirsdag 24. november kl. 10.00 på "
-                   "NAV Gjøvik. Kommer du?"]
+    assert got == ["Hei Sara! Husk møtet med Kari Nordmann i morgen, tirsdag 24. november "
+                   "kl. 10.00 på NAV Gjøvik. Kommer du?"]
     assert await w.say("ja", "r1") == [
-        "Flott! Vi ses tirsdag 24. november kl. 10.00. Husk BankID."]
+        "Flott! Vi ses i morgen, tirsdag 24. november kl. 10.00. Husk BankID."]
     rows = await M.list_meetings(w.store)
     assert rows[0].reply == "kommer"  # what the veileder sees in `veivis meeting list`
     got = await w.at(oslo(2026, 11, 24, 8, 5))
@@ -169,8 +169,8 @@ async def test_moved_and_cancelled_meetings_take_their_reminders_with_them(
     assert len(got) == 1 and "torsdag 26. november kl. 14.00 på Kafé Hunndalen" in got[0]
     await meetings.cancel(w.store, mid, clock.now)
     got = await w.at(oslo(2026, 11, 27, 12))
-    assert got == ["Hei Sara! Møtet med Kari Nordmann torsdag 26. november kl. 14.00 er avlyst. "
-                   "Veilederen tar kontakt med deg om en ny tid."]
+    assert got == ["Hei Sara! Møtet med Kari Nordmann i morgen, torsdag 26. november kl. 14.00 "
+                   "er avlyst. Veilederen tar kontakt med deg om en ny tid."]
     await w.pipeline.stop()
     await w.store.close()
 
@@ -246,8 +246,8 @@ async def test_a_discreet_user_gets_reminders_that_do_not_name_nav(
         await c.execute("UPDATE users SET discreet = 1")
     got = await w.at(oslo(2026, 11, 23, 18, 5))
     reminder = [t for t in got if "Kommer du?" in t]
-    assert reminder == ["Hei Sara! Husk at du har en avtale tirsdag 24. november kl. 10.00. "
-                        "Kommer du?"]
+    assert reminder == ["Hei Sara! Husk at du har en avtale i morgen, tirsdag 24. november "
+                        "kl. 10.00. Kommer du?"]
     assert await w.say("2", "d1") == ["Ok. Du får en melding når du har en ny tid."]
     assert (await M.list_meetings(w.store))[0].reply == "ny_tid"
     await w.pipeline.stop()

@@ -95,3 +95,15 @@ def test_reminders_close_together_are_not_both_sent() -> None:
     # registered after the evening reminder time: only the one still ahead
     got = kinds(plan(oslo(2026, 11, 24, 19, 45), False, oslo(2026, 11, 23, 18, 10)))
     assert got == {"before": "24.11 17.45"}
+
+
+def test_meeting_time_says_today_and_tomorrow_in_each_language() -> None:
+    from bot.timefmt import meeting_time
+    meeting = oslo(2026, 11, 24, 10)
+    monday = oslo(2026, 11, 23, 12)
+    assert meeting_time(meeting, "nb", monday) == "i morgen, tirsdag 24. november kl. 10.00"
+    assert meeting_time(meeting, "nn", monday) == "i morgon, tysdag 24. november kl. 10.00"
+    assert meeting_time(meeting, "en", monday) == "tomorrow, Tuesday 24 November at 10.00"
+    assert meeting_time(meeting, "nb", oslo(2026, 11, 24, 7)) == (
+        "i dag, tirsdag 24. november kl. 10.00")
+    assert meeting_time(meeting, "nb", oslo(2026, 11, 20, 12)) == "tirsdag 24. november kl. 10.00"
