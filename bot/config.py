@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from dataclasses import dataclass, field, replace
-from datetime import time, timedelta
+from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,8 @@ from .store import Store
 
 TOP_KEYS = {"kontorer", "veiledere", "påminnelser"}
 OFFICE_KEYS = {"navn", "adresse", "åpningstider", "reservetelefon"}
-VEILEDER_KEYS = {"navn", "jobbtelefon", "kontor"}
+VEILEDER_KEYS = {"navn", "jobbtelefon", "kontor", "arbeidstid", "borte_til", "vikar"}
+_HOURS = re.compile(r"^([01]?\d|2[0-3])[.:]([0-5]\d)\s*-\s*([01]?\d|2[0-3])[.:]([0-5]\d)$")
 RULE_KEYS = {"kvelden_før": "evening_before", "timer_før": "hours_before",
              "stille_fra": "quiet_from", "stille_til": "quiet_until",
              "møtelengde_timer": "meeting_length", "undersøkelse_timer_etter": "survey_delay"}
@@ -58,6 +60,9 @@ class VeilederConf:
     name: str
     phone: str
     office: str
+    working_hours: str | None = None  # "08.00-15.30"
+    away_until: date | None = None
+    backup_phone: str | None = None  # who covers while away
 
 
 @dataclass
@@ -143,9 +148,15 @@ def load_config(path: str | Path) -> tuple[Config | None, list[str]]:
                       f"work phone {pretty_phone(phone)} is used twice (first at line "
                       f"{phones[phone]})")
             continue
+        hours = _text(node, "arbeidstid")
+        if hours is not None and not _HOURS.match(hours):
+            chk.error(line_of_value(node, "arbeidstid", line),
+                      f"veileder {name}: 'arbeidstid' must be like \"08.00-15.30\"")
+        away = _date(chk, node, "borte_til", line)
+        backup = _phone(chk, node, "vikar", line)
         if name and phone and office:
             phones[phone] = line
-            conf.veiledere.append(VeilederConf(name, phone, office))
+            conf.veiledere.append(VeilederConf(name, phone, office, hours, away, backup))
     if "påminnelser" in doc:
         conf.rules = _rules(doc["påminnelser"], chk, line_of_value(doc, "påminnelser", 1))
     diags.sort(key=lambda d: d.line)
@@ -165,6 +176,20 @@ def _items(doc: CommentedMap, key: str, chk: FileChecker) -> list[tuple[int, Any
 def _text(node: CommentedMap, key: str) -> str | None:
     v = node.get(key)
     return str(v).strip() if v not in (None, "") else None
+
+
+def _date(chk: FileChecker, node: CommentedMap, key: str, line: int) -> date | None:
+    v = node.get(key)
+    if v in (None, ""):
+        return None
+    if isinstance(v, date):
+        return v
+    try:
+        d, m, y = (int(x) for x in str(v).strip().split("."))
+        return date(y, m, d)
+    except ValueError:
+        chk.error(line_of_value(node, key, line), f"'{key}' must be a date like 24.12.2026")
+        return None
 
 
 def _phone(chk: FileChecker, node: CommentedMap, key: str, line: int,
@@ -217,10 +242,13 @@ async def apply_config(store: Store, conf: Config) -> tuple[int, int]:
                 (o.name, o.address, o.opening_hours, o.backup_phone))
         for v in conf.veiledere:
             await c.execute(
-                "INSERT INTO veiledere (name, work_phone, office_id) "
-                "VALUES (?, ?, (SELECT id FROM offices WHERE name = ?)) "
+                "INSERT INTO veiledere (name, work_phone, office_id, working_hours, away_until, "
+                "backup_phone) VALUES (?, ?, (SELECT id FROM offices WHERE name = ?), ?, ?, ?) "
                 "ON CONFLICT (work_phone) DO UPDATE SET name = excluded.name, "
-                "office_id = excluded.office_id", (v.name, v.phone, v.office))
+                "office_id = excluded.office_id, working_hours = excluded.working_hours, "
+                "away_until = excluded.away_until, backup_phone = excluded.backup_phone",
+                (v.name, v.phone, v.office, v.working_hours,
+                 v.away_until.isoformat() if v.away_until else None, v.backup_phone))
     return len(conf.offices), len(conf.veiledere)
 
 

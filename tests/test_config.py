@@ -33,6 +33,15 @@ def test_mistakes_are_reported_at_their_line(tmp_path: Path) -> None:
                  "  - navn: B\n    jobbtelefon: 40011111\n    kontor: C\n  - navn: D\n"
                  "    jobbtelefon: 400 11 111\n    kontor: A\npåminnelser:\n  timer_før: mange\n"
                  "  stille_fra: \"25.00\"\n  kveld: 1\n", encoding="utf-8")
+    good = tmp_path / "ok.yaml"
+    good.write_text("kontorer:\n  - navn: A\nveiledere:\n  - navn: B\n    jobbtelefon: 40011111"
+                    "\n    kontor: A\n    arbeidstid: 08.00-15.30\n    borte_til: 24.12.2026\n"
+                    "    vikar: 400 22 222\n", encoding="utf-8")
+    conf, errors = load_config(good)
+    assert errors == [] and conf is not None
+    v = conf.veiledere[0]
+    assert (v.working_hours, str(v.away_until), v.backup_phone) == (
+        "08.00-15.30", "2026-12-24", "+4740022222")
     conf, errors = load_config(f)
     assert conf is None
     msgs = [e.split(": ", 1)[1] for e in errors]

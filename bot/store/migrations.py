@@ -120,4 +120,10 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX scheduled_due ON scheduled(status, due_at);
     """,
+    # 4: a veileder's working hours and absence (with who covers), for routing
+    """
+    ALTER TABLE veiledere ADD COLUMN working_hours TEXT;
+    ALTER TABLE veiledere ADD COLUMN away_until TEXT;
+    ALTER TABLE veiledere ADD COLUMN backup_phone TEXT;
+    """,
 ]
