@@ -114,12 +114,7 @@ def load_config(path: str | Path) -> tuple[Config | None, list[str]]:
         return None, [f"{path}:1: the file must have kontorer:, veiledere: and påminnelser:"]
     chk.unknown_keys(doc, TOP_KEYS, 1, "the configuration")
     offices: dict[str, int] = {}
-    for i, node in _items(doc, "kontorer", chk):
-        line = line_of_item(doc["kontorer"], i, 1)
-        if not isinstance(node, CommentedMap):
-            chk.error(line, "an office is a mapping with navn:, adresse:, ...")
-            continue
-        chk.unknown_keys(node, OFFICE_KEYS, line, "an office")
+    for line, node in _items(doc, "kontorer", chk, OFFICE_KEYS, "an office"):
         name = chk.get_str(node, "navn", line, required=True, what="office: ")
         if name is None:
             continue
@@ -131,12 +126,7 @@ def load_config(path: str | Path) -> tuple[Config | None, list[str]]:
         conf.offices.append(Office(name, _text(node, "adresse"), _text(node, "åpningstider"),
                                    backup))
     phones: dict[str, int] = {}
-    for i, node in _items(doc, "veiledere", chk):
-        line = line_of_item(doc["veiledere"], i, 1)
-        if not isinstance(node, CommentedMap):
-            chk.error(line, "a veileder is a mapping with navn:, jobbtelefon:, kontor:")
-            continue
-        chk.unknown_keys(node, VEILEDER_KEYS, line, "a veileder")
+    for line, node in _items(doc, "veiledere", chk, VEILEDER_KEYS, "a veileder"):
         name = chk.get_str(node, "navn", line, required=True, what="veileder: ")
         phone = _phone(chk, node, "jobbtelefon", line, required=True)
         office = chk.get_str(node, "kontor", line, required=True, what="veileder: ")
@@ -163,14 +153,24 @@ def load_config(path: str | Path) -> tuple[Config | None, list[str]]:
     return (None if chk.failed() else conf), [str(d) for d in diags]
 
 
-def _items(doc: CommentedMap, key: str, chk: FileChecker) -> list[tuple[int, Any]]:
+def _items(doc: CommentedMap, key: str, chk: FileChecker, keys: set[str],
+           what: str) -> list[tuple[int, CommentedMap]]:
+    """The entries of a list under `key` with their lines; mistakes in their shape reported."""
     if key not in doc or doc[key] is None:
         return []
     seq = doc[key]
     if not isinstance(seq, CommentedSeq):
         chk.error(line_of_value(doc, key, 1), f"'{key}' must be a list (lines starting '- ')")
         return []
-    return list(enumerate(seq))
+    out = []
+    for i, node in enumerate(seq):
+        line = line_of_item(seq, i, 1)
+        if not isinstance(node, CommentedMap):
+            chk.error(line, f"{what} is a mapping with {', '.join(sorted(keys))}")
+            continue
+        chk.unknown_keys(node, keys, line, what)
+        out.append((line, node))
+    return out
 
 
 def _text(node: CommentedMap, key: str) -> str | None:
