@@ -22,6 +22,7 @@ from .engine import answers
 from .engine.model import FlowSet
 from .engine.runtime import (
     AnonymousAnswer,
+    Crisis,
     EraseUser,
     Expire,
     Nudge,
@@ -301,6 +302,10 @@ class Pipeline:
                         vars_cache.pop(user.id, None)  # dates in the new language
                     elif isinstance(eff, SetConsent):
                         changes.consent[user.id] = eff.consent
+                    elif isinstance(eff, Crisis):  # metadata only, never the text
+                        log.warning("crisis signal from %s on %s (anonymous flow: %s); crisis "
+                                    "numbers sent", mask_address(item.address), item.channel,
+                                    eff.in_anonymous_flow)
                     elif isinstance(eff, EraseUser):
                         erased.add(user.id)
                 for r in res.replies:

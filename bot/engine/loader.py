@@ -20,6 +20,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from .answers import NO_VALUE, YES_VALUE, parse_yesno
+from .crisis import CRISIS_FLOW, CrisisWords
 from .language import Wordlist, check_flowset
 from .model import Checklist, Flow, FlowSet, Kind, Option, Pos, Step, Texts
 from .systemtexts import SYSTEM_TEXTS
@@ -36,6 +37,7 @@ STEP_KEYS = {
 }
 WORDLIST_KEYS = {"id", "title", "description", "avoid", "explain"}
 CHECKLIST_KEYS = {"id", "title", "description", "items"}
+CRISIS_KEYS = {"id", "title", "description", "phrases", "not", "required_numbers"}
 OPTION_KEYS = {"text", "value", "also"}
 KINDS = [k.value for k in Kind]
 
@@ -700,6 +702,41 @@ def _load_checklist(chk: FileChecker, doc: CommentedMap) -> Checklist | None:
     return Checklist(items=got[0], positions=got[1])
 
 
+def _words_list(chk: FileChecker, doc: CommentedMap, key: str) -> tuple[str, ...]:
+    if key not in doc:
+        return ()
+    v = doc[key]
+    if isinstance(v, CommentedSeq) and all(isinstance(x, str | int) and not isinstance(x, bool)
+                                           and str(x).strip() for x in v):
+        return tuple(str(x).strip() for x in v)
+    chk.error(line_of_value(doc, key, 1), f"'{key}' must be a list of words or phrases")
+    return ()
+
+
+def _load_crisis(chk: FileChecker, doc: CommentedMap) -> CrisisWords:
+    chk.unknown_keys(doc, CRISIS_KEYS, 1, "the crisis word list")
+    phrases = _words_list(chk, doc, "phrases")
+    if not phrases:
+        chk.error(line_of_value(doc, "phrases", 1), "the crisis word list has no phrases")
+    return CrisisWords(phrases, _words_list(chk, doc, "not"),
+                       _words_list(chk, doc, "required_numbers"), Pos(chk.path, 1))
+
+
+def _check_crisis_numbers(flows: dict[str, Flow], crisis: CrisisWords,
+                          diags: list[Diagnostic]) -> None:
+    flow = flows.get(CRISIS_FLOW)
+    pos = crisis.pos or Pos("", 1)
+    if flow is None:
+        diags.append(Diagnostic(pos.path, pos.line, "error", f"there is no '{CRISIS_FLOW}' flow "
+                                "with the crisis numbers; a crisis message would get nothing"))
+        return
+    text = " ".join(s.text or "" for s in flow.steps)
+    for number in crisis.required_numbers:
+        if number not in text:
+            diags.append(Diagnostic(flow.pos.path, flow.pos.line, "error",
+                                    f"the crisis flow must give the number {number}"))
+
+
 def load(paths: Sequence[str | Path], *, language: bool = True) -> Report:
     """Load and check every flow under `paths`. Never raises for what a file holds.
 
@@ -712,6 +749,7 @@ def load(paths: Sequence[str | Path], *, language: bool = True) -> Report:
     texts_seen = False
     wordlist: Wordlist | None = None
     checklist: Checklist | None = None
+    crisis: CrisisWords | None = None
     starts: list[tuple[FileChecker, Flow, list[dict[str, Any]]]] = []
     files = flow_files(paths)
     for f in files:
@@ -741,6 +779,11 @@ def load(paths: Sequence[str | Path], *, language: bool = True) -> Report:
             if wordlist is not None:
                 chk.error(1, "a second word list; keep all words in one file")
             wordlist = _load_wordlist(chk, doc)
+            continue
+        if "phrases" in doc:
+            if crisis is not None:
+                chk.error(1, "a second crisis word list; keep all phrases in one file")
+            crisis = _load_crisis(chk, doc)
             continue
         if "items" in doc:
             if checklist is not None:
@@ -785,7 +828,9 @@ def load(paths: Sequence[str | Path], *, language: bool = True) -> Report:
         diags.append(Diagnostic(first, 1, "warning",
                                 "no system texts file (with 'texts:') among these files; the "
                                 "bot needs one (flows/system.yaml) to run"))
-    flowset = (FlowSet(flows=flows, texts=texts, checklist=checklist)
+    if crisis is not None:
+        _check_crisis_numbers(flows, crisis, diags)
+    flowset = (FlowSet(flows=flows, texts=texts, checklist=checklist, crisis=crisis)
                if texts is not None else None)
     lix: dict[str, float] = {}
     if language and flows:

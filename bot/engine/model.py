@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class Kind(StrEnum):
@@ -126,6 +127,7 @@ class FlowSet:
     checklist: Checklist | None = None
     # lang -> (context, bokmål text) -> translation; filled from messages/*.po
     catalogs: dict[str, dict[tuple[str, str], str]] = field(default_factory=dict)
+    crisis: Any = None  # CrisisWords from flows/krise.yaml (bot.engine.crisis)
 
     def get(self, flow_id: str) -> Flow | None:
         return self.flows.get(flow_id)

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from . import answers as A
+from .crisis import CRISIS_FLOW
 from .model import Flow, FlowSet, Kind, Option, Step
 from .templates import render
 
@@ -124,13 +125,20 @@ class SetConsent:
 
 
 @dataclass(frozen=True, slots=True)
+class Crisis:
+    """A message signalled crisis: the numbers were sent. Recorded without the text."""
+
+    in_anonymous_flow: bool
+
+
+@dataclass(frozen=True, slots=True)
 class FlowEnded:
     flow: str
     completed: bool
 
 
 Effect = (SaveAnswer | AnonymousAnswer | SetStopped | EraseUser | FlowEnded | SetLanguage
-          | SetConsent)
+          | SetConsent | Crisis)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +226,17 @@ def step(flows: FlowSet, state: State, event: Event, now: datetime,
     text = event.text
     current = flows.get(state.flow) if state.flow else None
     sensitive = bool(current and current.anonymous)
+    if flows.crisis is not None and flows.crisis.matches(text):
+        # safety first, in every state and before any flow: the numbers at once, and the
+        # conversation the user was in stays where it was
+        crisis_flow = flows.get(CRISIS_FLOW)
+        if crisis_flow is not None:
+            for st in crisis_flow.steps:
+                if st.text:
+                    out.replies.append(Reply(render(tr(flows, state.lang,
+                                                       f"{CRISIS_FLOW}.{st.id}", st.text), ctx)))
+            out.effects.append(Crisis(sensitive))
+            return out.result(state, sensitive)
     kw = keyword(text)
     if kw is not None:
         return out.result(_global(flows, state, kw, now, ctx, out), sensitive)
