@@ -155,6 +155,7 @@ async def chat(args: argparse.Namespace) -> int:
             await apply_config(store, conf)
         if not args.no_demo and store.created:
             await seed_demo(store, clock())
+        await store.purge(clock())  # what the welcome promises: logs go after 90 days
         interactive = sys.stdin.isatty()
         width = shutil.get_terminal_size().columns if interactive else None
         sender = ConsoleSender(store, sys.stdout, clock, as_json=args.json, width=width)

@@ -117,6 +117,13 @@ def start_scheduler(ticker: Ticker, *, safety_interval: float = 10.0,
             sched.add_job(wake, "date", run_date=run_at, id="wake", replace_existing=True,
                           misfire_grace_time=None)
 
+    async def purge() -> None:
+        counts = await ticker.store.purge(ticker.clock())
+        log.info("retention: deleted %s", counts)
+
+    # the daily retention purge; a run missed during downtime runs once at start
+    sched.add_job(purge, "cron", hour=3, minute=15, timezone="Europe/Oslo", id="purge",
+                  coalesce=True, misfire_grace_time=None)
     first = datetime.now(ticker.clock().tzinfo) if run_now else None
     sched.add_job(wake, "interval", seconds=safety_interval, id="safety", max_instances=1,
                   coalesce=True, **({"next_run_time": first} if first else {}))

@@ -14,7 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -273,7 +273,13 @@ class Store:
         p = str(path)
         if p != ":memory:":
             Path(p).parent.mkdir(parents=True, exist_ok=True)
-        conn = await aiosqlite.connect(p, isolation_level=None)
+        pending = aiosqlite.connect(p, isolation_level=None)
+        # A store left open (a crash, a failed test) must not keep the process alive: the
+        # worker thread is a daemon. Durability comes from SQLite's commit (WAL); a thread
+        # stopped mid-transaction is a crash, which SQLite rolls back.
+        worker: Any = getattr(pending, "_thread", pending)
+        worker.daemon = True
+        conn = await pending
         await conn.execute("PRAGMA journal_mode = WAL")
         await conn.execute("PRAGMA synchronous = NORMAL")
         await conn.execute("PRAGMA foreign_keys = ON")
@@ -373,6 +379,28 @@ class Store:
                 "created_at) VALUES (?, ?, ?, ?, ?, ?)",
                 (phone, channel, first_name, last_name, veileder_id, iso(now)))
         return int(cur.lastrowid or 0)
+
+    # -- retention ---------------------------------------------------------------------------
+    async def purge(self, now: datetime, keep_logs: timedelta = timedelta(days=90),
+                    keep_meetings: timedelta = timedelta(days=365)) -> dict[str, int]:
+        """Delete what is older than the welcome text promises: message logs, sent messages
+        and stored answers after 90 days, meetings (and what was scheduled for them) after a
+        year. Anonymous rows are not personal and are kept. Returns counts per table."""
+        logs, meetings = iso(now - keep_logs), iso(now - keep_meetings)
+        counts: dict[str, int] = {}
+        async with self.transaction() as c:
+            for table, sql, arg in (
+                ("inbound", "DELETE FROM inbound WHERE received_at < ?", logs),
+                ("outbox", "DELETE FROM outbox WHERE status != 'pending' AND created_at < ?",
+                 logs),
+                ("answers", "DELETE FROM answers WHERE saved_at < ?", logs),
+                ("scheduled", "DELETE FROM scheduled WHERE status != 'pending' AND "
+                              "handled_at < ?", logs),
+                ("meetings", "DELETE FROM meetings WHERE starts_at < ?", meetings),
+            ):
+                cur = await c.execute(sql, (arg,))
+                counts[table] = cur.rowcount
+        return counts
 
     # -- reading, for the CLI and tests ------------------------------------------------------
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

@@ -1,0 +1,66 @@
+"""The retention purge keeps the welcome text's promise: logs are gone after 90 days."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from bot.demo import DEMO_USER_PHONE, seed_demo
+from bot.engine.model import FlowSet
+from bot.pipeline import FlowRequest, Inbound, Pipeline
+from bot.store import Store
+
+from .conftest import NOW, ManualClock
+
+
+async def test_old_logs_and_meetings_go_anonymous_rows_stay(tmp_path: Path, flows: FlowSet,
+                                                            clock: ManualClock) -> None:
+    store = await Store.open(tmp_path / "r.db")
+    await seed_demo(store, NOW)
+    async with Pipeline(store, flows, clock) as p:
+        await p.submit(Inbound("console", DEMO_USER_PHONE, "hei", "old1"))
+        await p.submit(FlowRequest("console", DEMO_USER_PHONE, "first_meeting_survey"))
+        await p.submit(Inbound("console", DEMO_USER_PHONE, "ja", "old2"))
+        await p.submit(Inbound("console", DEMO_USER_PHONE, "ja", "old3"))
+        await store.mark_sent([r[0] for r in await store.fetchall("SELECT id FROM outbox")], NOW)
+    counts = await store.purge(NOW + timedelta(days=89))
+    assert counts["inbound"] == 0 and counts["outbox"] == 0
+    counts = await store.purge(NOW + timedelta(days=91))
+    assert counts["inbound"] == 3 and counts["outbox"] > 0
+    assert await store.fetchall("SELECT count(*) FROM inbound") == [(0,)]
+    assert await store.fetchall("SELECT count(*) FROM anonymous_answers") == [(1,)]
+    assert await store.fetchall("SELECT count(*) FROM meetings") == [(1,)]
+    counts = await store.purge(NOW + timedelta(days=367))
+    assert counts["meetings"] == 1
+    assert await store.fetchall("SELECT count(*) FROM users") == [(1,)]  # the person stays
+    await store.close()
+
+
+async def test_apscheduler_wakes_the_ticker(tmp_path: Path, flows: FlowSet,
+                                            clock: ManualClock) -> None:
+    """The real AsyncIOScheduler: the safety job ticks at once, the preparation goes out, and
+    a one-off wake-up is planned for the next due row; the daily purge job is there. (The
+    bot's clock is the fixed Monday noon, so the preparation is not held by quiet hours.)"""
+    import asyncio
+
+    from bot.scheduler import Ticker, start_scheduler
+
+    store = await Store.open(tmp_path / "s.db")
+    await seed_demo(store, clock.now)  # its preparation is due now
+    async with Pipeline(store, flows, clock) as p:
+        sched = start_scheduler(Ticker(store, p, clock))
+        try:
+            async def prep_sent() -> None:
+                while not await store.fetchall("SELECT 1 FROM outbox"):
+                    await asyncio.sleep(0.05)
+            await asyncio.wait_for(prep_sent(), timeout=10)
+            async def wake_planned() -> None:
+                while sched.get_job("wake") is None:
+                    await asyncio.sleep(0.05)
+            await asyncio.wait_for(wake_planned(), timeout=10)
+            assert {j.id for j in sched.get_jobs()} >= {"safety", "purge", "wake"}
+        finally:
+            sched.shutdown(wait=False)
+    rows = await store.fetchall("SELECT text FROM outbox ORDER BY id")
+    assert rows[0][0].startswith("Hei Sara! Du skal ha ditt første møte")
+    await store.close()
