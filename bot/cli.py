@@ -101,6 +101,7 @@ def cmd_flows_test(args: argparse.Namespace) -> int:
     if flowset is None:
         return 1
     paths = args.paths or [str(flows_dir / "tests")]
+    logging.getLogger("bot.pipeline").setLevel(logging.ERROR)  # a transcript's crisis is a test
     ran, failures = asyncio.run(run_all(paths, flowset))
     for f in failures:
         print(f)

@@ -323,6 +323,8 @@ class Pipeline:
             changes.states = {uid: json.dumps(s.to_json(), ensure_ascii=False)
                               for uid, s in states.items() if uid not in erased}
             await b.write(changes)
+        if changes.anonymous or changes.erased:
+            await self.store.forget_history()
         self.batches += 1
         self.processed += len(results)
         for p, h in results:

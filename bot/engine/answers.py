@@ -78,8 +78,10 @@ def clean(text: str) -> str:
 _NON_WORD = re.compile(r"[\W_]+")
 
 
+@lru_cache(maxsize=4096)
 def normalise(text: str) -> str:
-    """Lower-case words separated by single spaces; punctuation and other emoji removed."""
+    """Lower-case words separated by single spaces; punctuation and other emoji removed.
+    (Cached: young users' answers repeat a lot — «ja», «1», «ok».)"""
     t = unicodedata.normalize("NFKC", text)
     if "\u20e3" in t:
         t = _KEYCAP.sub(r" \1 ", t)

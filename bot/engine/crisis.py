@@ -23,22 +23,26 @@ class CrisisWords:
     exclude: tuple[str, ...] = ()
     required_numbers: tuple[str, ...] = ()
     pos: Pos | None = None
-    _pattern: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+    _patterns: tuple[re.Pattern[str] | None, re.Pattern[str] | None] | None = field(
+        default=None, compare=False, repr=False)
 
-    def pattern(self) -> re.Pattern[str] | None:
-        if self._pattern is None and self.phrases:
-            alts = "|".join(re.escape(normalise(p)) for p in
-                            sorted(self.phrases, key=len, reverse=True) if normalise(p))
-            object.__setattr__(self, "_pattern", re.compile(rf"(?<!\w)(?:{alts})(?!\w)"))
-        return self._pattern
+    def patterns(self) -> tuple[re.Pattern[str] | None, re.Pattern[str] | None]:
+        """(phrases, look-alikes), each one compiled alternation of whole-word phrases."""
+        if self._patterns is None:
+            def compile_(words: tuple[str, ...]) -> re.Pattern[str] | None:
+                alts = [re.escape(n) for n in sorted({normalise(w) for w in words},
+                                                     key=len, reverse=True) if n]
+                return re.compile(rf"(?<!\w)(?:{'|'.join(alts)})(?!\w)") if alts else None
+            object.__setattr__(self, "_patterns", (compile_(self.phrases),
+                                                   compile_(self.exclude)))
+        assert self._patterns is not None
+        return self._patterns
 
     def matches(self, text: str) -> bool:
-        pat = self.pattern()
-        if pat is None or len(text) > 5000:
+        phrases, exclude = self.patterns()
+        if phrases is None or len(text) > 5000:
             return False
         norm = normalise(text)
-        for ex in self.exclude:
-            n = normalise(ex)
-            if n:
-                norm = re.sub(rf"(?<!\w){re.escape(n)}(?!\w)", " ", norm)
-        return pat.search(norm) is not None
+        if exclude is not None:
+            norm = exclude.sub(" ", norm)
+        return phrases.search(norm) is not None

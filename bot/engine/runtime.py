@@ -7,7 +7,7 @@ conversation can be replayed from its inputs. Global words are handled here, bef
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -49,6 +49,15 @@ class State:
         if "answers" in known:
             known["answers"] = {str(k): str(v) for k, v in dict(known["answers"]).items()}
         return cls(**known)
+
+
+def _evolve(s: State, **changes: Any) -> State:
+    """A copy of the state with some fields changed (leaner than dataclasses.replace, which
+    was a third of the engine's time)."""
+    return State(*[changes[f] if f in changes else getattr(s, f) for f in _STATE_FIELDS])
+
+
+_STATE_FIELDS = State.__slots__
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +217,7 @@ def step(flows: FlowSet, state: State, event: Event, now: datetime,
         if state.stopped:
             return out.result(state)
         started = _start(flows, state, event.flow_id, now, ctx, out)
-        return out.result(replace(started, meeting=event.meeting) if started.flow else started)
+        return out.result(_evolve(started, meeting=event.meeting) if started.flow else started)
     if isinstance(event, Nudge | Expire):
         flow = flows.get(event.flow_id)
         st = flow.step(state.step or "") if flow and state.flow == flow.id else None
@@ -260,7 +269,7 @@ def step(flows: FlowSet, state: State, event: Event, now: datetime,
         out.effects.append(FlowEnded(state.flow, False))
         return out.result(_idle(state), sensitive)
     if current.version != state.version:
-        state = replace(state, version=current.version)
+        state = _evolve(state, version=current.version)
     return out.result(_answer(flows, current, st, state, text, now, ctx, out), sensitive)
 
 
@@ -271,7 +280,7 @@ def _sys(flows: FlowSet, state: State, key: str, ctx: Mapping[str, str],
 
 
 def _idle(state: State) -> State:
-    return replace(state, flow=None, version=None, step=None, answers={}, tries=0,
+    return _evolve(state, flow=None, version=None, step=None, answers={}, tries=0,
                    started_at=None, meeting=None)
 
 
@@ -287,17 +296,17 @@ def _global(flows: FlowSet, state: State, kw: str, now: datetime, ctx: Mapping[s
         out.effects.append(SetStopped(True))
         if state.flow:
             out.effects.append(FlowEnded(state.flow, False))
-        return replace(_idle(state), stopped=True, pending=None)
+        return _evolve(_idle(state), stopped=True, pending=None)
     if kw == "start":
         if state.stopped:
             out.replies.append(Reply(_sys(flows, state, "started", ctx)))
             out.effects.append(SetStopped(False))
-            return replace(state, stopped=False)
+            return _evolve(state, stopped=False)
         kw = "menu"
     if kw == "erase":
         out.replies.append(Reply(_sys(flows, state, "erase_confirm", ctx),
                                  _yesno_labels(flows, state)))
-        return replace(state, pending="erase")
+        return _evolve(state, pending="erase")
     # menu or language: leave the flow the user is in and start that one
     if state.stopped:
         return state
@@ -316,7 +325,7 @@ def _confirm_erase(flows: FlowSet, state: State, text: str, out: _Out) -> State:
         out.effects.append(EraseUser())
         return State(lang=state.lang)
     out.replies.append(Reply(_sys(flows, state, "erase_kept", {})))
-    return replace(state, pending=None)
+    return _evolve(state, pending=None)
 
 
 def _start(flows: FlowSet, state: State, flow_id: str, now: datetime, ctx: Mapping[str, str],
@@ -326,7 +335,7 @@ def _start(flows: FlowSet, state: State, flow_id: str, now: datetime, ctx: Mappi
         return state
     if state.flow and state.flow != flow_id:
         out.effects.append(FlowEnded(state.flow, False))
-    fresh = replace(state, flow=flow.id, version=flow.version, step=None, answers={}, tries=0,
+    fresh = _evolve(state, flow=flow.id, version=flow.version, step=None, answers={}, tries=0,
                     pending=None, started_at=now.isoformat(timespec="seconds"), meeting=None)
     return _run_from(flows, flow, flow.first, fresh, now, ctx, out, depth=0)
 
@@ -372,13 +381,13 @@ def _run_from(flows: FlowSet, flow: Flow, st: Step | None, state: State, now: da
             out.replies.append(Reply(render(text, _values(flow, state, ctx)),
                                      _choices(flows, flow, st, state), st.kind is Kind.CHOICE))
         if st.is_question:
-            return replace(state, step=st.id, tries=0)
+            return _evolve(state, step=st.id, tries=0)
         if st.start_flow is not None:
             out.effects.append(FlowEnded(flow.id, True))
             target = flows.get(st.start_flow)
             if target is None or depth > 4:
                 return _idle(state)
-            nxt = replace(state, flow=target.id, version=target.version, step=None, answers={},
+            nxt = _evolve(state, flow=target.id, version=target.version, step=None, answers={},
                           tries=0, started_at=now.isoformat(timespec="seconds"))
             return _run_from(flows, target, target.first, nxt, now, ctx, out, depth + 1)
         if st.end:
@@ -424,7 +433,7 @@ def _answer(flows: FlowSet, flow: Flow, st: Step, state: State, text: str, now: 
         else:
             out.replies.append(Reply(_reask(flows, flow, st, state, _values(flow, state, ctx)),
                                      choices, st.kind is Kind.CHOICE))
-        return replace(state, tries=tries)
+        return _evolve(state, tries=tries)
     return _advance(flows, flow, st, state, value, now, ctx, out)
 
 
@@ -451,14 +460,14 @@ def _advance(flows: FlowSet, flow: Flow, st: Step, state: State, value: str | No
              now: datetime, ctx: Mapping[str, str], out: _Out) -> State:
     answers = state.answers
     if value is not None and st.save == SAVE_LANGUAGE and value in LANGUAGES:
-        state = replace(state, lang=value)
+        state = _evolve(state, lang=value)
         out.effects.append(SetLanguage(value))
     elif value is not None and st.save == SAVE_CONSENT:
         consent = value == A.YES_VALUE
-        state = replace(state, consent=consent)
+        state = _evolve(state, consent=consent)
         out.effects.append(SetConsent(consent))
         if not consent:  # no means no messages, until the user writes START
-            state = replace(state, stopped=True)
+            state = _evolve(state, stopped=True)
             out.effects.append(SetStopped(True))
     elif value is not None and st.save:
         if flow.anonymous:
@@ -466,7 +475,7 @@ def _advance(flows: FlowSet, flow: Flow, st: Step, state: State, value: str | No
         else:
             out.effects.append(SaveAnswer(flow.id, st.save, value))
             answers = {**answers, st.save: value}
-    state = replace(state, answers=answers, tries=0)
+    state = _evolve(state, answers=answers, tries=0)
     target: str | None = None
     if value is not None:
         for v, t in st.routes:

@@ -7,6 +7,7 @@ row ids nor insert order can be matched to a user's messages.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +28,19 @@ class AnonymousRow:
     office: str | None = None
 
 
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_FNR = re.compile(r"(?<!\d)\d{6}\s?\d{5}(?!\d)")  # 11-digit national identity number
+_PHONE = re.compile(r"(?<![\d])(?:\+|00)?(?:\d[\s.-]?){7,11}\d(?!\d)")
+
+
+def scrub(text: str) -> str:
+    """Mask what could name the person in a free-text answer: national ID numbers, e-mail
+    addresses and phone numbers (the user is told this in the feedback flow)."""
+    text = _FNR.sub("[fødselsnummer fjernet]", text)
+    text = _EMAIL.sub("[e-post fjernet]", text)
+    return _PHONE.sub("[nummer fjernet]", text)
+
+
 def iso_week(now: datetime) -> str:
     y, w, _ = now.astimezone(OSLO).isocalendar()
     return f"{y}-W{w:02d}"
@@ -43,5 +57,6 @@ async def write_anonymous(conn: aiosqlite.Connection, rows: Sequence[AnonymousRo
     await conn.executemany(
         "INSERT INTO anonymous_answers (id, flow, question, value, week, office) "
         "VALUES (?, ?, ?, ?, ?, ?)",
-        [(secrets.randbits(62), r.flow, r.question, r.value, week, r.office) for r in shuffled],
+        [(secrets.randbits(62), r.flow, r.question, scrub(r.value), week, r.office)
+         for r in shuffled],
     )

@@ -24,6 +24,9 @@ from .anonymous import AnonymousRow, write_anonymous
 from .migrations import MIGRATIONS
 
 log = logging.getLogger(__name__)
+# aiosqlite logs every statement with its parameters at DEBUG: message texts and phone
+# numbers. Logs must never hold those, whatever level the app runs at.
+logging.getLogger("aiosqlite").setLevel(logging.WARNING)
 
 PHONE_CHANNELS = ("sms", "console")
 
@@ -283,6 +286,8 @@ class Store:
         await conn.execute("PRAGMA journal_mode = WAL")
         await conn.execute("PRAGMA synchronous = NORMAL")
         await conn.execute("PRAGMA foreign_keys = ON")
+        # deleted data (SLETT, retention, redacted logs) is overwritten, not left in free pages
+        await conn.execute("PRAGMA secure_delete = ON")
         await conn.execute("PRAGMA busy_timeout = 5000")
         store = cls(conn, p)
         await store.migrate()
@@ -333,6 +338,11 @@ class Store:
             await self.conn.execute("ROLLBACK")
             raise
         await self.conn.execute("COMMIT")
+
+    async def forget_history(self) -> None:
+        """Copy the WAL into the database and empty it, so no record remains of which rows
+        changed together in one transaction (an anonymous answer and a conversation)."""
+        await self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # -- outbox ------------------------------------------------------------------------------
     async def due_outbox(self, channel: str, now: datetime, limit: int = 100) -> list[OutboxItem]:
