@@ -18,7 +18,6 @@ data, at a fixed time (Monday 23 November 2026 12.00), so dates in texts are pre
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -154,14 +153,10 @@ async def run_transcript(t: Transcript, flows: FlowSet) -> list[str]:
     return failures
 
 
-def transcript_files(paths: Sequence[str | Path]) -> list[str]:
-    return flow_files(paths)
-
-
 async def run_all(paths: Sequence[str | Path], flows: FlowSet) -> tuple[int, list[str]]:
     """Run every transcript under paths. Returns (number run, failure lines)."""
     diags: list[Diagnostic] = []
-    transcripts: list[Any] = [parse_transcript(p, diags) for p in transcript_files(paths)]
+    transcripts: list[Any] = [parse_transcript(p, diags) for p in flow_files(paths)]
     failures = [str(d) for d in diags if d.severity == "error"]
     ran = 0
     for tr in transcripts:
@@ -171,6 +166,3 @@ async def run_all(paths: Sequence[str | Path], flows: FlowSet) -> tuple[int, lis
         failures.extend(await run_transcript(tr, flows))
     return ran, failures
 
-
-def run_all_sync(paths: Sequence[str | Path], flows: FlowSet) -> tuple[int, list[str]]:
-    return asyncio.run(run_all(paths, flows))

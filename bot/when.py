@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 from .phone import PhoneError, normalise_phone
 from .schedule import OSLO, at_oslo
@@ -165,6 +165,3 @@ def describe(when: datetime) -> str:
     names = ["mandag", "tirsdag", "onsdag", "torsdag", "fredag", "lørdag", "søndag"]
     return f"{names[local.weekday()]} {local.day}.{local.month} kl. {local:%H.%M}"
 
-
-def utc(dt: datetime) -> datetime:
-    return dt.astimezone(UTC)
