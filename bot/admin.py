@@ -48,13 +48,9 @@ async def user_add(store: Store, a: argparse.Namespace) -> str:
     if await store.fetchall("SELECT 1 FROM users WHERE phone = ?", (phone,)):
         raise Problem(f"{pretty_phone(phone)} is already registered")
     first, _, last = (a.name or "").strip().partition(" ")
-    async with store.transaction() as c:
-        await c.execute(
-            "INSERT INTO users (phone, channel, first_name, last_name, veileder_id, discreet, "
-            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (phone, a.channel, first or None, last or None,
-             await _veileder_id(store, a.veileder), int(a.discreet),
-             system_clock().isoformat(timespec="seconds")))
+    await store.add_user(phone=phone, channel=a.channel, first_name=first or None,
+                         last_name=last or None, veileder_id=await _veileder_id(store, a.veileder),
+                         now=system_clock(), discreet=a.discreet)
     return f"added {first or 'user'} {pretty_phone(phone)}"
 
 

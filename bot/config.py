@@ -233,22 +233,11 @@ def _rules(node: Any, chk: FileChecker, line: int) -> Rules:
 
 async def apply_config(store: Store, conf: Config) -> tuple[int, int]:
     """Bring offices and veiledere in the database up to the file (by name / work phone)."""
-    async with store.transaction() as c:
-        for o in conf.offices:
-            await c.execute(
-                "INSERT INTO offices (name, address, opening_hours, backup_phone) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET address = excluded.address,"
-                " opening_hours = excluded.opening_hours, backup_phone = excluded.backup_phone",
-                (o.name, o.address, o.opening_hours, o.backup_phone))
-        for v in conf.veiledere:
-            await c.execute(
-                "INSERT INTO veiledere (name, work_phone, office_id, working_hours, away_until, "
-                "backup_phone) VALUES (?, ?, (SELECT id FROM offices WHERE name = ?), ?, ?, ?) "
-                "ON CONFLICT (work_phone) DO UPDATE SET name = excluded.name, "
-                "office_id = excluded.office_id, working_hours = excluded.working_hours, "
-                "away_until = excluded.away_until, backup_phone = excluded.backup_phone",
-                (v.name, v.phone, v.office, v.working_hours,
-                 v.away_until.isoformat() if v.away_until else None, v.backup_phone))
+    await store.upsert_offices([(o.name, o.address, o.opening_hours, o.backup_phone)
+                                for o in conf.offices])
+    await store.upsert_veiledere([(v.name, v.phone, v.office, v.working_hours,
+                                   v.away_until.isoformat() if v.away_until else None,
+                                   v.backup_phone) for v in conf.veiledere])
     return len(conf.offices), len(conf.veiledere)
 
 

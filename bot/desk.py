@@ -17,7 +17,6 @@ from .phone import pretty_phone
 from .schedule import DEFAULT_RULES, Rules
 from .store import Store
 from .store import meetings as M
-from .store.db import iso
 from .store.meetings import MeetingError
 from .when import WhenError, describe, parse_command
 
@@ -35,40 +34,22 @@ async def handle(store: Store, v: Veileder, channel: str, provider_id: str, text
                  now: datetime, rules: Rules = DEFAULT_RULES) -> tuple[str | None, bool]:
     """(the confirmation or error to send back, was it a duplicate)."""
     async with store.transaction() as c:
-        async with c.execute("SELECT 1 FROM inbound WHERE channel = ? AND provider_id = ?",
-                             (channel, provider_id)) as cur:
-            if await cur.fetchone():
-                return None, True
-        await c.execute("INSERT INTO inbound (user_id, channel, provider_id, text, received_at) "
-                        "VALUES (NULL, ?, ?, NULL, ?)", (channel, provider_id, iso(now)))
+        if not await M.log_inbound_once(c, channel, provider_id, now):
+            return None, True
         try:
             reply = await _run(store, v, text, now, rules)
         except (WhenError, MeetingError) as e:
             reply = f"Veivis skjønte ikke meldingen: {e}. {EXAMPLE}"
-        await c.execute(
-            "INSERT INTO outbox (user_id, channel, address, text, created_at, due_at) "
-            "VALUES (NULL, ?, ?, ?, ?, ?)", (channel, v.phone, reply, iso(now), iso(now)))
+        await M.queue_message(c, channel, v.phone, reply, now)
     return reply, False
 
 
 async def _user(store: Store, v: Veileder, phone: str, *, create: bool,
                 now: datetime) -> tuple[int, str]:
-    rows = await store.fetchall("SELECT id, veileder_id, first_name FROM users WHERE phone = ?",
-                                (phone,))
-    if rows and rows[0][1] not in (None, v.id):
-        # not this veileder's user: say nothing about them
+    found = await M.user_for_veileder(store.conn, phone, v.id, create=create, now=now)
+    if found is None:  # someone else's user, or unknown: say nothing about them
         raise MeetingError(f"{pretty_phone(phone)} er ikke registrert hos deg")
-    if rows:
-        if rows[0][1] is None:
-            await store.conn.execute("UPDATE users SET veileder_id = ? WHERE id = ?",
-                                     (v.id, rows[0][0]))
-        return int(rows[0][0]), rows[0][2] or pretty_phone(phone)
-    if not create:
-        raise MeetingError(f"{pretty_phone(phone)} er ikke registrert hos deg")
-    cur = await store.conn.execute(
-        "INSERT INTO users (phone, channel, veileder_id, created_at) VALUES (?, 'sms', ?, ?)",
-        (phone, v.id, iso(now)))
-    return int(cur.lastrowid or 0), pretty_phone(phone)
+    return found[0], found[1] or pretty_phone(phone)
 
 
 async def _run(store: Store, v: Veileder, text: str, now: datetime, rules: Rules) -> str:

@@ -178,9 +178,7 @@ class Pipeline:
                   if isinstance(p.item, Inbound) and p.item.channel in PHONE_CHANNELS}
         if not phones:
             return batch
-        rows = await self.store.fetchall(
-            f"SELECT id, name, work_phone FROM veiledere WHERE work_phone IN "
-            f"({','.join('?' * len(phones))})", sorted(phones))
+        rows = await self.store.veiledere_by_phone(sorted(phones))
         if not rows:
             return batch
         veiledere = {r[2]: desk.Veileder(r[0], r[1], r[2]) for r in rows}

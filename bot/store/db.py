@@ -307,30 +307,21 @@ class Store:
         for version, sql in enumerate(MIGRATIONS, start=1):
             if version <= current:
                 continue
-            await self.conn.execute("BEGIN IMMEDIATE")
-            try:
+            async with self.transaction() as c:
                 for stmt in _statements(sql):
-                    await self.conn.execute(stmt)
-                await self.conn.execute(f"PRAGMA user_version = {version}")
-                await self.conn.execute("COMMIT")
-            except BaseException:
-                await self.conn.execute("ROLLBACK")
-                raise
+                    await c.execute(stmt)
+                await c.execute(f"PRAGMA user_version = {version}")
             log.info("database migrated to version %d", version)
 
     @asynccontextmanager
     async def batch(self, now: datetime) -> AsyncIterator[Batch]:
-        """One transaction: committed when the block ends, rolled back if it raises."""
-        await self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield Batch(self.conn, now)
-        except BaseException:
-            await self.conn.execute("ROLLBACK")
-            raise
-        await self.conn.execute("COMMIT")
+        """One pipeline batch in one transaction."""
+        async with self.transaction() as c:
+            yield Batch(c, now)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction: committed when the block ends, rolled back if it raises."""
         await self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn
@@ -382,13 +373,43 @@ class Store:
         return int(cur.lastrowid or 0)
 
     async def add_user(self, *, phone: str, channel: str, first_name: str | None,
-                       last_name: str | None, veileder_id: int | None, now: datetime) -> int:
+                       last_name: str | None, veileder_id: int | None, now: datetime,
+                       discreet: bool = False) -> int:
         async with self.transaction() as c:
             cur = await c.execute(
                 "INSERT INTO users (phone, channel, first_name, last_name, veileder_id, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (phone, channel, first_name, last_name, veileder_id, iso(now)))
+                "discreet, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (phone, channel, first_name, last_name, veileder_id, int(discreet), iso(now)))
         return int(cur.lastrowid or 0)
+
+    async def veiledere_by_phone(self, phones: Sequence[str]) -> list[tuple[int, str, str]]:
+        """(id, name, work phone) of the veiledere whose work phone is among `phones`."""
+        return [(int(r[0]), str(r[1]), str(r[2])) for r in await self.fetchall(
+            f"SELECT id, name, work_phone FROM veiledere WHERE work_phone IN "
+            f"({','.join('?' * len(phones))})", phones)]
+
+    async def upsert_offices(self, offices: Sequence[tuple[str, str | None, str | None,
+                                                           str | None]]) -> None:
+        """(name, address, opening hours, backup phone), matched by name."""
+        async with self.transaction() as c:
+            await c.executemany(
+                "INSERT INTO offices (name, address, opening_hours, backup_phone) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET address = excluded.address,"
+                " opening_hours = excluded.opening_hours, backup_phone = excluded.backup_phone",
+                offices)
+
+    async def upsert_veiledere(self, veiledere: Sequence[tuple[str, str, str, str | None,
+                                                               str | None, str | None]]) -> None:
+        """(name, work phone, office name, working hours, away until, backup phone), matched by
+        work phone."""
+        async with self.transaction() as c:
+            await c.executemany(
+                "INSERT INTO veiledere (name, work_phone, office_id, working_hours, away_until, "
+                "backup_phone) VALUES (?, ?, (SELECT id FROM offices WHERE name = ?), ?, ?, ?) "
+                "ON CONFLICT (work_phone) DO UPDATE SET name = excluded.name, "
+                "office_id = excluded.office_id, working_hours = excluded.working_hours, "
+                "away_until = excluded.away_until, backup_phone = excluded.backup_phone",
+                veiledere)
 
     # -- retention ---------------------------------------------------------------------------
     async def purge(self, now: datetime, keep_logs: timedelta = timedelta(days=90),

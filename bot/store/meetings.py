@@ -182,3 +182,43 @@ async def list_meetings(store: Store, *, include_cancelled: bool = False) -> lis
         "ORDER BY m.starts_at")
     return [MeetingRow(r[0], r[1], r[2], r[3], datetime.fromisoformat(r[4]), r[5], r[6], r[7],
                        r[8]) for r in rows]
+
+
+# -- veileder commands (inside the desk's transaction) ------------------------------------------
+
+async def log_inbound_once(c: aiosqlite.Connection, channel: str, provider_id: str,
+                           now: datetime) -> bool:
+    """Record a provider message id with no text and no user; False if it was seen before."""
+    async with c.execute("SELECT 1 FROM inbound WHERE channel = ? AND provider_id = ?",
+                         (channel, provider_id)) as cur:
+        if await cur.fetchone():
+            return False
+    await c.execute("INSERT INTO inbound (user_id, channel, provider_id, text, received_at) "
+                    "VALUES (NULL, ?, ?, NULL, ?)", (channel, provider_id, iso(now)))
+    return True
+
+
+async def queue_message(c: aiosqlite.Connection, channel: str, address: str, text: str,
+                        now: datetime) -> None:
+    await c.execute("INSERT INTO outbox (user_id, channel, address, text, created_at, due_at) "
+                    "VALUES (NULL, ?, ?, ?, ?, ?)", (channel, address, text, iso(now), iso(now)))
+
+
+async def user_for_veileder(c: aiosqlite.Connection, phone: str, veileder_id: int, *,
+                            create: bool, now: datetime) -> tuple[int, str | None] | None:
+    """The user with this phone if they belong to this veileder (one with none is assigned;
+    with `create`, a new one is made). None if they belong to someone else or do not exist."""
+    async with c.execute("SELECT id, veileder_id, first_name FROM users WHERE phone = ?",
+                         (phone,)) as cur:
+        row = await cur.fetchone()
+    if row is not None:
+        if row[1] not in (None, veileder_id):
+            return None
+        if row[1] is None:
+            await c.execute("UPDATE users SET veileder_id = ? WHERE id = ?", (veileder_id, row[0]))
+        return int(row[0]), row[2]
+    if not create:
+        return None
+    cur2 = await c.execute("INSERT INTO users (phone, channel, veileder_id, created_at) "
+                           "VALUES (?, 'sms', ?, ?)", (phone, veileder_id, iso(now)))
+    return int(cur2.lastrowid or 0), None
