@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import shutil
+import sqlite3
 import sys
 import time
 import uuid
@@ -21,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from .admin import add_parsers, run
+from .channels import telegram as T
 from .channels.console import CHANNEL as CONSOLE
 from .channels.console import ConsoleSender
 from .config import apply_config, configured
@@ -30,9 +32,13 @@ from .flowtest import run_all
 from .i18n import default_messages_dir, load_all
 from .phone import PhoneError, normalise_phone, pretty_phone
 from .pipeline import FlowRequest, Inbound, Pipeline, system_clock
+from .privacy import mask_address
 from .schedule import DEFAULT_RULES, OSLO
 from .scheduler import Ticker
+from .server import StartError, load_flows, serve
+from .settings import Settings, SettingsError, load_settings
 from .store import Store
+from .store import outbox as O
 from .when import describe
 
 log = logging.getLogger("veivis")
@@ -234,6 +240,127 @@ def parse_now(text: str) -> datetime:
     return local.replace(tzinfo=OSLO).astimezone(UTC)
 
 
+# -- veivis run / check-config / invite / outbox / backup -------------------------------------
+
+def _settings(args: argparse.Namespace) -> Settings | None:
+    try:
+        return load_settings(getattr(args, "settings", None))
+    except SettingsError as e:
+        print(f"settings: {e}", file=sys.stderr)
+        return None
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if settings is None:
+        return 1
+    if args.show:
+        print("\n".join(settings.describe()))
+    problems = settings.problems()
+    try:
+        load_flows(settings)
+    except StartError as e:
+        problems.append(str(e))
+    _conf, errors = configured(settings.get("VEIVIS_CONFIG") or None)
+    problems += errors
+    if problems:
+        print("Not ready to run:", file=sys.stderr)
+        for p in problems:
+            print(f"- {p}", file=sys.stderr)
+        return 1
+    channels = [n for n, on in (("Telegram", settings.telegram), ("SMS", settings.sms)) if on]
+    print(f"Ready to run: {' and '.join(channels)}; database {settings.db}; web server on "
+          f"{settings.host}:{settings.port}.")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if settings is None:
+        return 1
+    try:
+        return asyncio.run(serve(settings))
+    except StartError as e:
+        print(f"veivis run: {e}", file=sys.stderr)
+        return 1
+
+
+async def _invite(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if settings is None:
+        return 1
+    if not settings.telegram:
+        print("veivis invite: Telegram is not configured (set TELEGRAM_BOT_TOKEN)",
+              file=sys.stderr)
+        return 1
+    try:
+        phone = normalise_phone(args.phone)
+    except PhoneError as e:
+        print(f"veivis invite: {e}", file=sys.stderr)
+        return 2
+    store = await Store.open(args.db or settings.db)
+    try:
+        uid = await O.user_by_phone(store, phone)
+        if uid is None:
+            print(f"veivis invite: no user with phone {pretty_phone(phone)}; add them first "
+                  "(veivis user add)", file=sys.stderr)
+            return 1
+        bot = T.make_bot(settings.get("TELEGRAM_BOT_TOKEN"), settings.get("TELEGRAM_API_URL"))
+        try:
+            async with bot:
+                username = bot.username
+        except Exception as e:
+            print(f"veivis invite: could not reach Telegram to look up the bot's name "
+                  f"({type(e).__name__}); check TELEGRAM_BOT_TOKEN", file=sys.stderr)
+            return 1
+        link = await T.invite(store, uid, username, system_clock(), args.days)
+    finally:
+        await store.close()
+    print(link)
+    print(f"Send this link to {pretty_phone(phone)}. It works once, for {args.days} days.",
+          file=sys.stderr)
+    return 0
+
+
+async def _outbox_list(args: argparse.Namespace) -> int:
+    store = await Store.open(args.db)
+    try:
+        rows = await O.list_rows(store, failed=args.failed, limit=args.limit)
+        counts = await O.counts(store)
+    finally:
+        await store.close()
+    print("messages by status: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+                                    or "none"))
+    for r in rows:
+        delivery = f" ({r.delivery})" if r.delivery else ""
+        error = f": {r.last_error}" if r.last_error else ""
+        print(f"#{r.id} {r.created_at} {r.channel} to {mask_address(r.address)} "
+              f"{r.status}{delivery}, {r.tries} tries{error}")
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    """SQLite's online backup: a consistent copy while the bot runs."""
+    src_path = Path(args.db)
+    if not src_path.exists():
+        print(f"veivis backup: {src_path}: no such database", file=sys.stderr)
+        return 1
+    target = Path(args.target)
+    if target.exists():
+        print(f"veivis backup: {target} exists; choose a new file", file=sys.stderr)
+        return 1
+    src = sqlite3.connect(f"file:{src_path}?mode=ro", uri=True)
+    dst = sqlite3.connect(target)
+    try:
+        with dst:
+            src.backup(dst)
+    finally:
+        dst.close()
+        src.close()
+    print(f"backed up {src_path} to {target}")
+    return 0
+
+
 # -- parser -------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -255,6 +382,32 @@ def build_parser() -> argparse.ArgumentParser:
     add_parsers(sub, default_db())
     for name in ("user", "veileder", "meeting", "config"):
         sub.choices[name].set_defaults(func=lambda a: asyncio.run(run(a.handler, a)))
+
+    r = sub.add_parser("run", help="run the bot: web server, channels, sender, scheduler")
+    r.add_argument("--settings", help="TOML settings file (default: VEIVIS_SETTINGS; the "
+                                      "environment overrides it)")
+    r.set_defaults(func=cmd_run)
+    cc = sub.add_parser("check-config", help="say what is missing or wrong in the settings")
+    cc.add_argument("--settings", help="TOML settings file")
+    cc.add_argument("--show", action="store_true", help="print every setting (secrets hidden)")
+    cc.set_defaults(func=cmd_check_config)
+    inv = sub.add_parser("invite", help="print a single-use Telegram link for a user")
+    inv.add_argument("phone", help="the user's phone number")
+    inv.add_argument("--days", type=int, default=T.INVITE_DAYS, help="days the link works")
+    inv.add_argument("--db", default=None, help="SQLite file (default: VEIVIS_DB)")
+    inv.add_argument("--settings", help="TOML settings file")
+    inv.set_defaults(func=lambda a: asyncio.run(_invite(a)))
+    ob = sub.add_parser("outbox", help="messages waiting, sent and failed")
+    obs = ob.add_subparsers(dest="outbox_command", required=True)
+    obl = obs.add_parser("list", help="the latest messages (no texts)")
+    obl.add_argument("--failed", action="store_true", help="only those that failed")
+    obl.add_argument("--limit", type=int, default=50)
+    obl.add_argument("--db", default=default_db())
+    obl.set_defaults(func=lambda a: asyncio.run(_outbox_list(a)))
+    bk = sub.add_parser("backup", help="copy the database safely while the bot runs")
+    bk.add_argument("target", help="the new backup file")
+    bk.add_argument("--db", default=default_db())
+    bk.set_defaults(func=cmd_backup)
 
     f = sub.add_parser("flows", help="check and test flow files")
     fs = f.add_subparsers(dest="flows_command", required=True)

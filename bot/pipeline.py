@@ -127,6 +127,8 @@ class Pipeline:
         self._worker: asyncio.Task[None] | None = None
         self.batches = 0
         self.processed = 0
+        # called after each batch is committed (the senders wake up to send its replies)
+        self.listeners: list[Callable[[], None]] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -170,6 +172,8 @@ class Pipeline:
             finally:
                 for _ in batch:
                     self._queue.task_done()
+                for notify in self.listeners:
+                    notify()
 
     async def _veileder_commands(self, batch: list[_Pending]) -> list[_Pending]:
         """Messages from registered veileder work phones are commands, handled by the desk;

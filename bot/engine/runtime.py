@@ -273,6 +273,11 @@ def step(flows: FlowSet, state: State, event: Event, now: datetime,
     return out.result(_answer(flows, current, st, state, text, now, ctx, out), sensitive)
 
 
+def system_text(flows: FlowSet, lang: str, key: str, ctx: Mapping[str, str]) -> str:
+    """A system text in a language, for channels that answer outside a conversation."""
+    return render(tr(flows, lang, f"system.{key}", flows.texts[key]), ctx)
+
+
 def _sys(flows: FlowSet, state: State, key: str, ctx: Mapping[str, str],
          extra: Mapping[str, str] | None = None) -> str:
     values = {**ctx, **extra} if extra else ctx

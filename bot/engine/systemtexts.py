@@ -24,4 +24,9 @@ SYSTEM_TEXTS: dict[str, frozenset[str]] = {
     "nudge": frozenset(),
     "yes": frozenset(),
     "no": frozenset(),
+    # channels
+    "unknown_chat": frozenset(),
+    "link_invalid": frozenset(),
+    "linked": frozenset(),
+    "media": frozenset(),
 }

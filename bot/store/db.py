@@ -9,6 +9,7 @@ across transactions.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -270,6 +271,8 @@ class Store:
         self.conn = conn
         self.path = path
         self.created = False  # True when this open created the schema (a new database)
+        # one connection, many tasks (pipeline, senders, webhooks): one transaction at a time
+        self._tx_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: str | Path) -> Store:
@@ -321,14 +324,16 @@ class Store:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One write transaction: committed when the block ends, rolled back if it raises."""
-        await self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-        except BaseException:
-            await self.conn.execute("ROLLBACK")
-            raise
-        await self.conn.execute("COMMIT")
+        """One write transaction: committed when the block ends, rolled back if it raises.
+        Tasks sharing the store wait for each other's transactions (not reentrant)."""
+        async with self._tx_lock:
+            await self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                await self.conn.execute("ROLLBACK")
+                raise
+            await self.conn.execute("COMMIT")
 
     async def forget_history(self) -> None:
         """Copy the WAL into the database and empty it, so no record remains of which rows

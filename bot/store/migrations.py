@@ -126,4 +126,21 @@ MIGRATIONS: list[str] = [
     ALTER TABLE veiledere ADD COLUMN away_until TEXT;
     ALTER TABLE veiledere ADD COLUMN backup_phone TEXT;
     """,
+    # 5: going live. The sender claims a row ('sending') before the provider call and records
+    # the provider's id after it; `delivery` is the provider's own report (Twilio callbacks).
+    # Telegram invites keep only a hash of the code.
+    """
+    ALTER TABLE outbox ADD COLUMN delivery TEXT;
+    ALTER TABLE outbox ADD COLUMN error_code TEXT;
+    CREATE INDEX outbox_provider ON outbox(provider_id);
+    CREATE INDEX outbox_heads ON outbox(channel, address, id)
+        WHERE status IN ('pending', 'sending');
+    CREATE TABLE invites (
+        code_hash TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        used_at TEXT
+    );
+    """,
 ]

@@ -1,0 +1,151 @@
+"""SMS through Twilio: verified inbound webhooks, delivery reports, and sends via the REST API.
+
+Replies never go in the webhook response: the webhook only commits the message (the pipeline
+answers after commit) and returns empty TwiML; the sender sends the replies from the outbox, so
+a slow send never makes Twilio's webhook time out.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+from twilio.base.exceptions import TwilioRestException
+from twilio.http import AsyncHttpClient
+from twilio.http.response import Response as TwilioResponse
+from twilio.request_validator import RequestValidator
+from twilio.rest import Client
+
+from ..outbox import SendError
+from ..store import OutboxItem
+from .base import plain_text
+
+log = logging.getLogger(__name__)
+# twilio's HTTP client logs URLs (with the account) at INFO; our logs carry no such details
+logging.getLogger("twilio").setLevel(logging.WARNING)
+
+CHANNEL = "sms"
+TWILIO_API = "https://api.twilio.com"
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+# the person replied STOP to the carrier; sending to them is refused until they send START
+CARRIER_STOPPED = {21610}
+SMS_PATH = "/twilio/sms"
+STATUS_PATH = "/twilio/status"
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+class HttpClient(AsyncHttpClient):  # type: ignore[misc]
+    """twilio's hook for HTTP: aiohttp with a real timeout, a configurable API address (a
+    fake one in tests), and 429/5xx turned into retryable errors that keep Retry-After."""
+
+    def __init__(self, api_url: str = TWILIO_API, timeout: float = 15.0) -> None:
+        super().__init__(logging.getLogger("twilio.http"), True, timeout)
+        self.api_url = api_url.rstrip("/")
+        self._session: aiohttp.ClientSession | None = None
+
+    async def request(self, method: str, uri: str, params: Any = None, data: Any = None,
+                      headers: Any = None, auth: Any = None, timeout: float | None = None,
+                      allow_redirects: bool = False) -> TwilioResponse:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+        if uri.startswith(TWILIO_API):
+            uri = self.api_url + uri[len(TWILIO_API):]
+        headers = dict(headers or {})
+        if auth:
+            headers["Authorization"] = aiohttp.encode_basic_auth(*auth)
+        async with self._session.request(
+            method.upper(), uri, params=params, data=data, headers=headers,
+            allow_redirects=allow_redirects,
+            timeout=aiohttp.ClientTimeout(total=timeout or self.timeout),
+        ) as resp:
+            text = await resp.text()
+            if resp.status == 429 or resp.status >= 500:
+                raise SendError(f"Twilio answered {resp.status}", temporary=True,
+                                retry_after=retry_after(resp.headers), code=str(resp.status))
+            return TwilioResponse(resp.status, text, dict(resp.headers))
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+class TwilioTransport:
+    """Sends outbox rows as SMS with `messages.create_async`; returns the message SID."""
+
+    channel = CHANNEL
+
+    def __init__(self, account_sid: str, auth_token: str, sender: str, *,
+                 status_callback: str | None, api_url: str = TWILIO_API,
+                 timeout: float = 15.0) -> None:
+        self.http = HttpClient(api_url, timeout)
+        self.client = Client(account_sid, auth_token, http_client=self.http)
+        self.sender = sender
+        self.status_callback = status_callback
+
+    async def send(self, item: OutboxItem) -> str:
+        body = plain_text(item.text, item.choices, item.numbered)
+        extra: dict[str, Any] = {}
+        if self.status_callback:
+            extra["status_callback"] = self.status_callback
+        try:
+            msg = await self.client.messages.create_async(
+                to=item.address, from_=self.sender, body=body, **extra)
+        except TwilioRestException as e:
+            code = int(e.code) if isinstance(e.code, int) else None
+            if code in CARRIER_STOPPED:
+                raise SendError(f"Twilio error {code}: the person replied STOP",
+                                temporary=False, stop_user=True, code=str(code)) from None
+            raise SendError(f"Twilio answered {e.status} (error {e.code})",
+                            temporary=e.status == 429 or e.status >= 500,
+                            code=str(e.code)) from None
+        if not msg.sid:
+            raise SendError("Twilio gave no message id", temporary=True)
+        return str(msg.sid)
+
+    async def close(self) -> None:
+        await self.http.close()
+
+
+class Webhooks:
+    """Checks Twilio's signature on a webhook: HMAC of the URL Twilio called and the form
+    fields, keyed with the auth token. Behind a proxy the URL is the public one."""
+
+    def __init__(self, auth_token: str, public_url: str) -> None:
+        self.validator = RequestValidator(auth_token)
+        self.public_url = public_url.rstrip("/")
+
+    def url_for(self, path_qs: str) -> str:
+        return self.public_url + path_qs
+
+    def valid(self, path_qs: str, params: Mapping[str, str], signature: str | None) -> bool:
+        if not signature:
+            return False
+        return bool(self.validator.validate(self.url_for(path_qs), params, signature))
+
+
+def media_count(params: Mapping[str, str]) -> int:
+    try:
+        return int(params.get("NumMedia", "0") or 0)
+    except ValueError:
+        return 0
+
+
+def status_of(params: Mapping[str, str]) -> tuple[str, str, str | None] | None:
+    """(message SID, status, error code) from a status callback."""
+    sid = params.get("MessageSid") or params.get("SmsSid")
+    status = params.get("MessageStatus") or params.get("SmsStatus")
+    if not sid or not status:
+        return None
+    return sid, status.lower(), params.get("ErrorCode") or None
+

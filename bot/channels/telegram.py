@@ -1,0 +1,295 @@
+"""Telegram through python-telegram-bot's `Bot`: updates by polling or webhook, sends with
+buttons, invites that link a chat to a registered user.
+
+Only chats linked to a user reach the pipeline. A chat is linked by a single-use, expiring
+deep link (`veivis invite PHONE` -> https://t.me/<bot>?start=<code>); the database keeps only
+a hash of the code. An unknown chat gets one friendly explanation and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from telegram import (
+    Bot,
+    KeyboardButton,
+    ReplyKeyboardMarkup,
+    ReplyKeyboardRemove,
+    Update,
+)
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
+from telegram.request import HTTPXRequest
+
+from ..engine.model import FlowSet
+from ..engine.runtime import system_text
+from ..outbox import SendError
+from ..pipeline import Clock, FlowRequest, Inbound, Pipeline
+from ..privacy import mask_address
+from ..store import OutboxItem, Store
+from ..store import outbox as O
+from ..store.meetings import log_inbound_once, queue_message
+
+log = logging.getLogger(__name__)
+# httpx logs every request URL at INFO, and a Bot API URL holds the bot token; PTB logs
+# request parameters (message texts) at DEBUG. Neither belongs in our logs.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+logging.getLogger("telegram").setLevel(logging.INFO)
+
+CHANNEL = "telegram"
+WEBHOOK_PATH = "/telegram"
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+MAX_TEXT = 4096  # Telegram's limit for one message
+ALLOWED_UPDATES = ["message", "my_chat_member"]
+INVITE_DAYS = 7
+
+
+def make_bot(token: str, api_url: str = "https://api.telegram.org",
+             timeout: float = 15.0) -> Bot:
+    base = api_url.rstrip("/") + "/bot"
+    return Bot(token, base_url=base,
+               request=HTTPXRequest(connection_pool_size=64, read_timeout=timeout,
+                                    write_timeout=timeout, connect_timeout=timeout),
+               get_updates_request=HTTPXRequest(read_timeout=timeout, connect_timeout=timeout))
+
+
+# -- invites -------------------------------------------------------------------------------------
+
+def code_hash(code: str) -> str:
+    return hashlib.sha256(code.encode()).hexdigest()
+
+
+def new_code() -> str:
+    """32 URL-safe characters (192 random bits): fits Telegram's 64-character start value."""
+    return secrets.token_urlsafe(24)
+
+
+async def invite(store: Store, user_id: int, bot_username: str, now: datetime,
+                 days: int = INVITE_DAYS) -> str:
+    code = new_code()
+    await O.add_invite(store, user_id, code_hash(code), now, now + timedelta(days=days))
+    return f"https://t.me/{bot_username}?start={code}"
+
+
+_START = re.compile(r"^/start(?:@\w+)?(?:\s+(\S+))?\s*$")
+
+
+# -- sending -------------------------------------------------------------------------------------
+
+def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
+    """Parts of at most `limit` characters, cut after a sentence where possible, else at a
+    space, else anywhere."""
+    parts: list[str] = []
+    rest = text.strip()
+    while len(rest) > limit:
+        window = rest[:limit + 1]
+        cut = max((m.end() for m in re.finditer(r"[.!?…]\s", window)), default=0)
+        if cut == 0:
+            cut = window.rfind("\n") + 1 or window.rfind(" ") + 1
+        if cut <= 0:
+            cut = limit
+        parts.append(rest[:cut].strip())
+        rest = rest[cut:].strip()
+    if rest:
+        parts.append(rest)
+    return parts
+
+
+def keyboard(choices: Sequence[str]) -> ReplyKeyboardMarkup | ReplyKeyboardRemove:
+    """Choices as buttons under the text; a tap sends the choice as the user's message, so
+    typing still works the same way. Short choices share a row."""
+    if not choices:
+        return ReplyKeyboardRemove()
+    short = all(len(c) <= 12 for c in choices) and len(choices) <= 3
+    rows = [[KeyboardButton(c) for c in choices]] if short else [[KeyboardButton(c)]
+                                                                  for c in choices]
+    return ReplyKeyboardMarkup(rows, one_time_keyboard=True, resize_keyboard=True)
+
+
+def _seconds(value: int | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+class TelegramTransport:
+    channel = CHANNEL
+
+    def __init__(self, bot: Bot) -> None:
+        self.bot = bot
+        self._parts_sent: dict[int, int] = {}  # row id -> parts of a split text already sent
+
+    async def send(self, item: OutboxItem) -> str:
+        parts = split_text(item.text)
+        done = self._parts_sent.get(item.id, 0)
+        last_id = ""
+        try:
+            for i, part in enumerate(parts):
+                if i < done:
+                    continue
+                markup = keyboard(item.choices) if i == len(parts) - 1 else None
+                msg = await self.bot.send_message(int(item.address), part, reply_markup=markup)
+                last_id = str(msg.message_id)
+                self._parts_sent[item.id] = i + 1
+        except RetryAfter as e:
+            raise SendError("Telegram: too many messages", temporary=True,
+                            retry_after=_seconds(e.retry_after), code="429") from None
+        except Forbidden:
+            raise SendError("Telegram: the user blocked the bot", temporary=False,
+                            stop_user=True, code="403") from None
+        except BadRequest as e:
+            raise SendError(f"Telegram refused the message: {e.message}", temporary=False,
+                            code="400") from None
+        except NetworkError as e:  # timeouts and 5xx (TimedOut is a NetworkError)
+            raise SendError(f"Telegram: {type(e).__name__}", temporary=True) from None
+        except TelegramError as e:
+            raise SendError(f"Telegram: {type(e).__name__}", temporary=False) from None
+        self._parts_sent.pop(item.id, None)
+        return last_id
+
+
+# -- receiving -----------------------------------------------------------------------------------
+
+class TelegramChannel:
+    """Turns Telegram updates into pipeline messages (linked chats), links chats from invite
+    codes, answers unknown chats, and marks users who block the bot as stopped."""
+
+    def __init__(self, bot: Bot, store: Store, pipeline: Pipeline, flows: FlowSet,
+                 clock: Clock, *, webhook_secret: str = "",
+                 on_queued: Callable[[], None] = lambda: None) -> None:
+        self.bot = bot
+        self.store = store
+        self.pipeline = pipeline
+        self.flows = flows
+        self.clock = clock
+        self.webhook_secret = webhook_secret
+        self.on_queued = on_queued
+        self.username: str | None = None
+        self.ready = False
+        self._polling: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+
+    async def initialize(self) -> None:
+        await self.bot.initialize()  # getMe: checks the token
+        self.username = self.bot.username
+        self.ready = True
+
+    def secret_ok(self, header: str | None) -> bool:
+        """The webhook's secret token, compared in constant time."""
+        if not self.webhook_secret or header is None:
+            return False
+        return hmac.compare_digest(header.encode(), self.webhook_secret.encode())
+
+    def _text(self, key: str) -> str:
+        return system_text(self.flows, "nb", key, {})
+
+    async def _reply_once(self, chat_id: str, provider_id: str, key: str) -> None:
+        now = self.clock()
+        async with self.store.transaction() as c:
+            if await log_inbound_once(c, CHANNEL, provider_id, now):
+                await queue_message(c, CHANNEL, chat_id, self._text(key), now)
+        self.on_queued()
+
+    async def handle(self, data: Mapping[str, Any]) -> None:
+        """One update (from getUpdates or the webhook). Returns after it is committed."""
+        update = Update.de_json(dict(data), self.bot)
+        pid = str(update.update_id)
+        member = update.my_chat_member
+        if member is not None:
+            if member.new_chat_member.status in ("kicked", "left"):
+                chat = str(member.chat.id)
+                dropped = await O.stop_address(self.store, CHANNEL, chat, "blocked the bot")
+                log.info("telegram chat %s blocked the bot: stopped, %d queued dropped",
+                         mask_address(chat), dropped)
+            return
+        msg = update.message
+        if msg is None or msg.chat.type != "private":
+            return
+        chat_id = str(msg.chat.id)
+        text = msg.text
+        if text is not None:
+            m = _START.match(text.strip())
+            if m and m.group(1):
+                await self._link(chat_id, pid, m.group(1))
+                return
+        if await O.telegram_user(self.store, chat_id) is None:
+            await self._reply_once(chat_id, pid, "unknown_chat")
+            return
+        if text is None or not text.strip():
+            await self._reply_once(chat_id, pid, "media")
+            return
+        if _START.match(text.strip()):  # plain /start from a linked chat: a hello
+            text = "hei"
+        await self.pipeline.submit(Inbound(CHANNEL, chat_id, text, pid))
+        self.on_queued()
+
+    async def _link(self, chat_id: str, pid: str, code: str) -> None:
+        now = self.clock()
+        async with self.store.transaction() as c:
+            first_time = await log_inbound_once(c, CHANNEL, pid, now)
+        if not first_time:
+            return
+        linked = await O.use_invite(self.store, code_hash(code), chat_id, now)
+        if linked is None:
+            log.info("telegram chat %s used an unknown or spent invite",
+                     mask_address(chat_id))
+            async with self.store.transaction() as c:
+                await queue_message(c, CHANNEL, chat_id, self._text("link_invalid"), now)
+        else:
+            uid, consented = linked
+            log.info("telegram chat %s linked to user %d", mask_address(chat_id), uid)
+            if consented:
+                async with self.store.transaction() as c:
+                    await queue_message(c, CHANNEL, chat_id, self._text("linked"), now)
+            else:
+                await self.pipeline.submit(FlowRequest(CHANNEL, chat_id, "welcome"))
+        self.on_queued()
+
+    # -- polling ---------------------------------------------------------------------------
+    async def start_polling(self, timeout: int = 30) -> None:
+        await self.bot.delete_webhook()  # Telegram refuses getUpdates while a webhook is set
+        self._polling = asyncio.create_task(self._poll(timeout), name="veivis-telegram-poll")
+
+    async def _poll(self, timeout: int) -> None:
+        offset: int | None = None
+        pause = 1.0
+        while not self._stop.is_set():
+            try:
+                updates = await self.bot.get_updates(offset=offset, timeout=timeout,
+                                                     allowed_updates=ALLOWED_UPDATES)
+                pause = 1.0
+            except asyncio.CancelledError:
+                raise
+            except TelegramError as e:
+                log.warning("telegram getUpdates failed (%s); again in %.0f s",
+                            type(e).__name__, pause)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), pause)
+                pause = min(pause * 2, 60.0)
+                continue
+            for u in updates:
+                try:
+                    await self.handle(u.to_dict())
+                except Exception:
+                    log.exception("a telegram update could not be handled; it is skipped")
+                offset = u.update_id + 1
+
+    async def stop_polling(self) -> None:
+        self._stop.set()
+        if self._polling is not None:
+            self._polling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._polling
+            self._polling = None
+
+    async def set_webhook(self, public_url: str) -> None:
+        await self.bot.set_webhook(public_url.rstrip("/") + WEBHOOK_PATH,
+                                   secret_token=self.webhook_secret,
+                                   allowed_updates=ALLOWED_UPDATES)
+

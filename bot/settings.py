@@ -1,0 +1,199 @@
+"""Settings for `veivis run`: environment variables, optionally a TOML file under them.
+
+Every setting has one name: the environment variable (`TWILIO_AUTH_TOKEN`); in the TOML file
+the same name in lower case (`twilio_auth_token = "..."`). The environment wins over the file.
+`deploy/veivis.env.example` documents each one; `problems()` says in plain words what is
+missing or wrong, so `veivis check-config` and `veivis run` never show a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .phone import PhoneError, normalise_phone
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str
+    help: str
+    secret: bool = False
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("VEIVIS_DB", "veivis.db", "the SQLite database file"),
+    Setting("VEIVIS_CONFIG", "", "offices, veiledere and reminder times (veivis.yaml)"),
+    Setting("VEIVIS_FLOWS", "", "folder with the flow files (default: flows/)"),
+    Setting("VEIVIS_HOST", "127.0.0.1", "address the web server listens on"),
+    Setting("VEIVIS_PORT", "8080", "port the web server listens on"),
+    Setting("VEIVIS_PUBLIC_URL", "", "the https address Twilio and Telegram call, as they see "
+            "it (behind a proxy: the proxy's address); needed for SMS and Telegram webhooks"),
+    Setting("VEIVIS_SHUTDOWN_SECONDS", "20", "how long SIGTERM waits for sends in flight"),
+    Setting("TELEGRAM_BOT_TOKEN", "", "token from @BotFather; empty: no Telegram", secret=True),
+    Setting("TELEGRAM_MODE", "polling", "polling (no public address needed) or webhook"),
+    Setting("TELEGRAM_WEBHOOK_SECRET", "", "secret Telegram sends with each webhook "
+            "(1-256 of A-Z a-z 0-9 _ -); needed in webhook mode", secret=True),
+    Setting("TELEGRAM_API_URL", "https://api.telegram.org", "Bot API server (tests: a fake)"),
+    Setting("TELEGRAM_RATE", "25", "messages per second to Telegram"),
+    Setting("TWILIO_ACCOUNT_SID", "", "Twilio account (AC...); empty: no SMS"),
+    Setting("TWILIO_AUTH_TOKEN", "", "Twilio auth token: signs webhooks, authenticates sends",
+            secret=True),
+    Setting("TWILIO_FROM", "", "sender: a +47 number, or an alphanumeric sender ID such as "
+            "Veivis (then users cannot reply)"),
+    Setting("TWILIO_API_URL", "https://api.twilio.com", "Twilio REST API (tests: a fake)"),
+    Setting("SMS_RATE", "1", "SMS per second (Twilio's limit for your sender)"),
+    Setting("OUTBOX_MAX_TRIES", "6", "tries before a message is marked failed"),
+    Setting("SEND_TIMEOUT", "15", "seconds to wait for a provider to answer one send"),
+)
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+_SID = re.compile(r"AC[0-9a-f]{32}")
+_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
+_ALPHA_SENDER = re.compile(r"(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    values: Mapping[str, str] = field(default_factory=dict)
+
+    def get(self, name: str) -> str:
+        return self.values.get(name, _BY_NAME[name].default).strip()
+
+    # -- typed views ---------------------------------------------------------------------
+    @property
+    def db(self) -> str:
+        return self.get("VEIVIS_DB")
+
+    @property
+    def host(self) -> str:
+        return self.get("VEIVIS_HOST")
+
+    @property
+    def port(self) -> int:
+        return int(self.get("VEIVIS_PORT"))
+
+    @property
+    def public_url(self) -> str:
+        return self.get("VEIVIS_PUBLIC_URL").rstrip("/")
+
+    @property
+    def telegram(self) -> bool:
+        return bool(self.get("TELEGRAM_BOT_TOKEN"))
+
+    @property
+    def sms(self) -> bool:
+        return bool(self.get("TWILIO_ACCOUNT_SID") or self.get("TWILIO_AUTH_TOKEN")
+                    or self.get("TWILIO_FROM"))
+
+    @property
+    def telegram_webhook(self) -> bool:
+        return self.get("TELEGRAM_MODE").lower() == "webhook"
+
+    def number(self, name: str) -> float:
+        return float(self.get(name))
+
+    def problems(self) -> list[str]:
+        """What is missing or wrong, one plain sentence each; empty when ready to run."""
+        out: list[str] = []
+        for name in ("VEIVIS_PORT", "TELEGRAM_RATE", "SMS_RATE", "OUTBOX_MAX_TRIES",
+                     "SEND_TIMEOUT", "VEIVIS_SHUTDOWN_SECONDS"):
+            try:
+                v = float(self.get(name))
+            except ValueError:
+                out.append(f"{name} must be a number, not '{self.get(name)}'")
+                continue
+            if v <= 0:
+                out.append(f"{name} must be more than 0")
+        if not self.telegram and not self.sms:
+            out.append("no channel is configured: set TELEGRAM_BOT_TOKEN, or TWILIO_ACCOUNT_SID, "
+                       "TWILIO_AUTH_TOKEN and TWILIO_FROM (or both)")
+        url = self.public_url
+        if url:
+            parts = urlsplit(url)
+            if parts.scheme not in ("https", "http") or not parts.netloc:
+                out.append(f"VEIVIS_PUBLIC_URL must be a web address like "
+                           f"https://veivis.example.no, not '{url}'")
+            elif parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost"):
+                out.append("VEIVIS_PUBLIC_URL must start with https:// (Telegram and Twilio "
+                           "call only https addresses)")
+        if self.telegram:
+            mode = self.get("TELEGRAM_MODE").lower()
+            if mode not in ("polling", "webhook"):
+                out.append(f"TELEGRAM_MODE must be polling or webhook, not '{mode}'")
+            if not re.fullmatch(r"\d+:[A-Za-z0-9_-]{20,}", self.get("TELEGRAM_BOT_TOKEN")):
+                out.append("TELEGRAM_BOT_TOKEN does not look like a token from @BotFather "
+                           "(digits, a colon, then letters)")
+            if mode == "webhook":
+                if not url:
+                    out.append("TELEGRAM_MODE=webhook needs VEIVIS_PUBLIC_URL")
+                if not _SECRET.fullmatch(self.get("TELEGRAM_WEBHOOK_SECRET")):
+                    out.append("TELEGRAM_MODE=webhook needs TELEGRAM_WEBHOOK_SECRET: 1 to 256 "
+                               "of the characters A-Z, a-z, 0-9, _ and -")
+        if self.sms:
+            if not _SID.fullmatch(self.get("TWILIO_ACCOUNT_SID")):
+                out.append("TWILIO_ACCOUNT_SID must be AC followed by 32 hex digits "
+                           "(see the Twilio console)")
+            if not self.get("TWILIO_AUTH_TOKEN"):
+                out.append("TWILIO_AUTH_TOKEN is missing (see the Twilio console)")
+            sender = self.get("TWILIO_FROM")
+            if not sender:
+                out.append("TWILIO_FROM is missing: a +47 number or a sender ID like Veivis")
+            elif sender.startswith("+") or sender.isdigit():
+                try:
+                    normalise_phone(sender)
+                except PhoneError as e:
+                    out.append(f"TWILIO_FROM: {e}")
+            elif not _ALPHA_SENDER.fullmatch(sender):
+                out.append("TWILIO_FROM: a sender ID has 1 to 11 letters, digits or spaces, "
+                           "with at least one letter")
+            if not url:
+                out.append("SMS needs VEIVIS_PUBLIC_URL: Twilio signs each webhook with the "
+                           "address it called, and sends delivery reports there")
+        return out
+
+    def describe(self) -> list[str]:
+        """Every setting and its value, secrets hidden."""
+        lines = []
+        for s in SETTINGS:
+            v = self.get(s.name)
+            shown = ("(set)" if v else "(empty)") if s.secret else (v or "(empty)")
+            lines.append(f"{s.name} = {shown}")
+        return lines
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def load_settings(toml_path: str | Path | None = None,
+                  env: Mapping[str, str] | None = None) -> Settings:
+    """The TOML file (if any; VEIVIS_SETTINGS names it), then the environment over it."""
+    env = os.environ if env is None else env
+    values: dict[str, str] = {}
+    path = toml_path or env.get("VEIVIS_SETTINGS")
+    if path:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError as e:
+            raise SettingsError(f"{p}: no such file") from e
+        except tomllib.TOMLDecodeError as e:
+            raise SettingsError(f"{p}: {e}") from e
+        for key, v in data.items():
+            name = key.upper()
+            if name not in _BY_NAME:
+                raise SettingsError(f"{p}: unknown setting '{key}'")
+            if isinstance(v, bool) or not isinstance(v, str | int | float):
+                raise SettingsError(f"{p}: {key} must be text or a number")
+            values[name] = str(v)
+    for s in SETTINGS:
+        if s.name in env:
+            values[s.name] = env[s.name]
+    return Settings(values)
