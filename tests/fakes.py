@@ -9,6 +9,7 @@ timeout is modelled as a request the provider never accepted).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import random
@@ -61,6 +62,10 @@ class _Server:
         self.fail = FailurePlan()
         self.hang_seconds = 2.0  # longer than the client's timeout in tests
         self.requests = 0
+        self.closing = False
+
+    def wake(self) -> None:
+        """Let long polls return (at close)."""
 
     @property
     def url(self) -> str:
@@ -74,6 +79,8 @@ class _Server:
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def close(self) -> None:
+        self.closing = True
+        self.wake()
         if self.runner is not None:
             await self.runner.cleanup()
 
@@ -138,13 +145,11 @@ class FakeTelegram(_Server):
         deadline = time.monotonic() + timeout
         while True:
             self.updates = [u for u in self.updates if u["update_id"] >= offset]
-            if self.updates or time.monotonic() >= deadline:
+            if self.updates or time.monotonic() >= deadline or self.closing:
                 return self.updates[:100]
             self._new_update.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._new_update.wait(), deadline - time.monotonic())
-            except TimeoutError:
-                pass
 
     async def _m_sendMessage(self, p: dict[str, Any]) -> Any:
         chat_id = str(p["chat_id"])
@@ -185,6 +190,9 @@ class FakeTelegram(_Server):
             msg["photo"] = [{"file_id": "f1", "file_unique_id": "u1", "width": 10,
                              "height": 10}]
         return {"update_id": next(self._update_ids), "message": msg}
+
+    def wake(self) -> None:
+        self._new_update.set()
 
     def blocked(self, chat_id: int) -> dict[str, Any]:
         user = {"id": chat_id, "is_bot": False, "first_name": "Sara"}

@@ -223,9 +223,7 @@ async def test_permanent_errors_are_not_retried_and_show_as_failed(tmp_path: Pat
     async with FakeTwilio(SID, AUTH) as fake:
         live = await start_live(sms_settings(tmp_path, fake.url), RunningClock(), seed)
         try:
-            await live.store.fetchall("SELECT 1")
             # Twilio rejects a malformed request with 400 (no Body): one try, then failed
-            fake.fail.queue.append(None)
             async with live.store.transaction() as c:
                 await c.execute("INSERT INTO outbox (channel, address, text, created_at, due_at)"
                                 " VALUES ('sms', ?, '', ?, ?)", (U, NOW.isoformat(),

@@ -92,6 +92,9 @@ class TwilioTransport:
         self.client = Client(account_sid, auth_token, http_client=self.http)
         self.sender = sender
         self.status_callback = status_callback
+        # twilio builds its API objects (and imports their modules) on first use: do it now,
+        # so the first send is not late against the rate limiter's schedule
+        self.messages = self.client.api.v2010.account.messages
 
     async def send(self, item: OutboxItem) -> str:
         body = plain_text(item.text, item.choices, item.numbered)
@@ -99,7 +102,7 @@ class TwilioTransport:
         if self.status_callback:
             extra["status_callback"] = self.status_callback
         try:
-            msg = await self.client.messages.create_async(
+            msg = await self.messages.create_async(
                 to=item.address, from_=self.sender, body=body, **extra)
         except TwilioRestException as e:
             code = int(e.code) if isinstance(e.code, int) else None

@@ -202,8 +202,10 @@ class TelegramChannel:
         pid = str(update.update_id)
         member = update.my_chat_member
         if member is not None:
-            if member.new_chat_member.status in ("kicked", "left"):
-                chat = str(member.chat.id)
+            chat = str(member.chat.id)
+            async with self.store.transaction() as c:
+                first_time = await log_inbound_once(c, CHANNEL, pid, self.clock())
+            if first_time and member.new_chat_member.status in ("kicked", "left"):
                 dropped = await O.stop_address(self.store, CHANNEL, chat, "blocked the bot")
                 log.info("telegram chat %s blocked the bot: stopped, %d queued dropped",
                          mask_address(chat), dropped)

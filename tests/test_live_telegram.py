@@ -1,0 +1,309 @@
+"""Telegram end to end: python-telegram-bot against a fake Bot API server on loopback, by
+long polling and by webhook."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bot.channels import telegram as T
+from bot.demo import seed_demo
+from bot.schedule import OSLO
+from bot.store import Store
+
+from .conftest import NOW
+from .fakes import FakeTelegram, post_update
+from .livekit import (
+    SECRET,
+    TOKEN,
+    Live,
+    RunningClock,
+    eventually,
+    start_live,
+    telegram_settings,
+)
+
+CHAT = 777001
+PREP = ["1", "hopp", "nei", "nei", "1"]
+SURVEY = ["ja", "ja", "ja", "ja", "ja", "ja", "ja", "4", "Bra møte, takk."]
+
+
+def oslo(d: int, h: int, mi: int = 0) -> datetime:
+    return datetime(2026, 11, d, h, mi, tzinfo=OSLO)
+
+
+class Chat:
+    """A person in Telegram, on a polling or a webhook installation."""
+
+    def __init__(self, live: Live, fake: FakeTelegram, chat_id: int = CHAT,
+                 webhook: bool = False) -> None:
+        self.live, self.fake, self.chat_id, self.webhook = live, fake, chat_id, webhook
+
+    async def deliver(self, update: dict[str, Any]) -> None:
+        pid = str(update["update_id"])
+        if self.webhook:
+            assert await post_update(self.live.url, update, SECRET) == 200
+        else:
+            self.fake.queue(update)
+            rows: list[tuple[Any, ...]] = []
+
+            async def seen() -> bool:
+                rows[:] = await self.live.store.fetchall(
+                    "SELECT 1 FROM inbound WHERE channel = 'telegram' AND provider_id = ?",
+                    (pid,))
+                return bool(rows)
+            await _until(seen)
+        await self.live.settled()
+
+    async def say(self, text: str | None, **kw: Any) -> list[str]:
+        before = len(self.fake.texts_to(self.chat_id))
+        await self.deliver(self.fake.update(self.chat_id, text, **kw))
+        return self.fake.texts_to(self.chat_id)[before:]
+
+    async def at(self, when: datetime) -> list[str]:
+        before = len(self.fake.texts_to(self.chat_id))
+        self.live.clock.jump(when)
+        await self.live.tick()
+        await self.live.settled()
+        return self.fake.texts_to(self.chat_id)[before:]
+
+
+async def _until(check: Any, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError("not seen in time")
+        await asyncio.sleep(0.01)
+
+
+async def seed(store: Store) -> None:
+    await seed_demo(store, NOW, channel="sms")
+
+
+async def linked_chat(live: Live, fake: FakeTelegram, webhook: bool = False) -> Chat:
+    """The veileder runs `veivis invite`; the young person opens the link."""
+    link = await T.invite(live.store, 1, fake.username, live.clock())
+    assert link.startswith("https://t.me/veivis_test_bot?start=")
+    code = link.split("=", 1)[1]
+    chat = Chat(live, fake, webhook=webhook)
+    got = await chat.say(f"/start {code}")
+    assert got[0].startswith("Hei! Jeg er Veivis")  # the welcome asks for consent
+    await chat.say("ja")
+    return chat
+
+
+async def journey(chat: Chat) -> None:
+    got = await chat.at(NOW + timedelta(minutes=1))
+    assert got[0].startswith("Hei Sara! Du skal ha ditt første møte med Kari Nordmann")
+    assert got[-1] == "Hvor vil du møte veilederen?"  # the choices are buttons, not numbers
+    buttons = chat.fake.sent[-1].extra["reply_markup"]["keyboard"]
+    assert [b[0]["text"] for b in buttons] == ["På NAV-kontoret", "Et annet sted",
+                                               "På telefon eller video"]
+    replies = [await chat.say(t) for t in PREP]
+    assert replies[-1][-1].startswith("Husk BankID til møtet! Takk for svarene.")
+    got = await chat.at(oslo(23, 18, 5))
+    assert got == ["Hei Sara! Husk møtet med Kari Nordmann i morgen, tirsdag 24. november "
+                   "kl. 10.00 på NAV Gjøvik. Kommer du?"]
+    assert await chat.say("Ja, jeg kommer") == [  # a tap on the button
+        "Flott! Vi ses i morgen, tirsdag 24. november kl. 10.00. Husk BankID."]
+    got = await chat.at(oslo(24, 13, 5))
+    assert got[0].startswith("Hei! Du hadde nettopp ditt første møte med NAV.")
+    last: list[str] = []
+    for t in SURVEY:
+        last = await chat.say(t)
+    assert last == ["Tusen takk! Svarene hjelper NAV å gjøre møtene bedre."]
+
+
+async def exactly_once(live: Live, fake: FakeTelegram) -> None:
+    rows = await live.store.fetchall("SELECT status, provider_id FROM outbox "
+                                     "WHERE channel = 'telegram'")
+    assert {r[0] for r in rows} == {"sent"}
+    assert len(fake.sent) == len(rows)
+    assert set(Counter(s.text for s in fake.sent if s.text.startswith("Hei Sara!")).values()) \
+        == {1}
+
+
+async def test_polling_a_linked_user_from_preparation_to_survey(tmp_path: Path) -> None:
+    async with FakeTelegram(TOKEN) as fake:
+        live = await start_live(telegram_settings(tmp_path, fake.url), RunningClock(), seed)
+        try:
+            assert fake.webhook == {}  # polling: any webhook is removed first
+            chat = await linked_chat(live, fake)
+            await journey(chat)
+            await exactly_once(live, fake)
+        finally:
+            await live.close()
+
+
+async def test_webhook_mode_with_30_percent_failures_delivers_everything_once(
+        tmp_path: Path) -> None:
+    async with FakeTelegram(TOKEN) as fake:
+        s = telegram_settings(tmp_path, fake.url, TELEGRAM_MODE="webhook",
+                              TELEGRAM_WEBHOOK_SECRET=SECRET)
+        live = await start_live(s, RunningClock(), seed)
+        try:
+            assert fake.webhook["url"] == "https://veivis.example.no/telegram"
+            assert fake.webhook["secret_token"] == SECRET
+            fake.fail.rate = 0.3
+            fake.hang_seconds = 1.0
+            chat = await linked_chat(live, fake, webhook=True)
+            await journey(chat)
+            await exactly_once(live, fake)
+            retried = await live.store.fetchall("SELECT COUNT(*) FROM outbox WHERE tries > 1")
+            assert retried[0][0] > 0
+        finally:
+            await live.close()
+
+
+async def test_webhook_without_the_secret_is_refused(tmp_path: Path) -> None:
+    async with FakeTelegram(TOKEN) as fake:
+        s = telegram_settings(tmp_path, fake.url, TELEGRAM_MODE="webhook",
+                              TELEGRAM_WEBHOOK_SECRET=SECRET)
+        live = await start_live(s, RunningClock(), seed)
+        try:
+            update = fake.update(CHAT, "hei")
+            assert await post_update(live.url, update, None) == 403
+            assert await post_update(live.url, update, SECRET + "x") == 403
+            assert await post_update(live.url, update, "") == 403
+            assert await live.store.fetchall("SELECT * FROM inbound") == []
+            assert fake.sent == []
+        finally:
+            await live.close()
+
+
+async def test_a_replayed_update_is_processed_once(tmp_path: Path) -> None:
+    async with FakeTelegram(TOKEN) as fake:
+        s = telegram_settings(tmp_path, fake.url, TELEGRAM_MODE="webhook",
+                              TELEGRAM_WEBHOOK_SECRET=SECRET)
+        live = await start_live(s, RunningClock(), seed)
+        try:
+            chat = await linked_chat(live, fake, webhook=True)
+            update = fake.update(CHAT, "HJELP")
+            before = len(fake.sent)
+            await chat.deliver(update)
+            await chat.deliver(update)
+            assert len(fake.sent) == before + 1
+        finally:
+            await live.close()
+
+
+async def test_stop_then_start(tmp_path: Path) -> None:
+    async with FakeTelegram(TOKEN) as fake:
+        live = await start_live(telegram_settings(tmp_path, fake.url), RunningClock(), seed)
+        try:
+            chat = await linked_chat(live, fake)
+            assert (await chat.say("STOPP"))[0].startswith("Ok, du får ingen flere")
+            await chat.at(NOW + timedelta(minutes=1))
+            assert await chat.at(oslo(23, 18, 5)) == []
+            assert (await chat.say("START"))[0].startswith("Velkommen tilbake!")
+        finally:
+            await live.close()
+
+
+async def test_an_unknown_chat_gets_an_explanation_and_nothing_else(tmp_path: Path) -> None:
+    async with FakeTelegram(TOKEN) as fake:
+        live = await start_live(telegram_settings(tmp_path, fake.url), RunningClock(), seed)
+        try:
+            stranger = Chat(live, fake, chat_id=555)
+            got = await stranger.say("hei, hvem er du?")
+            assert got == ["Hei! Jeg er Veivis, en chat-robot fra NAV. Jeg kjenner ikke igjen "
+                           "denne chatten. Be veilederen din om en lenke, så kan vi skrive "
+                           "sammen her."]
+            assert await stranger.say("/start") == got
+            users = await live.store.fetchall("SELECT COUNT(*) FROM users")
+            assert users == [(1,)]  # no user was made for the stranger
+            texts = await live.store.fetchall("SELECT text FROM inbound")
+            assert all(t[0] is None for t in texts)  # what they wrote is not kept
+        finally:
+            await live.close()
+
+
+async def test_an_invite_works_once_and_expires(tmp_path: Path) -> None:
+    async with FakeTelegram(TOKEN) as fake:
+        live = await start_live(telegram_settings(tmp_path, fake.url), RunningClock(), seed)
+        try:
+            link = await T.invite(live.store, 1, fake.username, live.clock())
+            code = link.split("=", 1)[1]
+            assert len(code) >= 32
+            rows = await live.store.fetchall("SELECT code_hash FROM invites")
+            assert code not in str(rows)  # only a hash is stored
+            other = Chat(live, fake, chat_id=999)
+            guessed = await other.say("/start " + code[:-1] + ("A" if code[-1] != "A" else "B"))
+            assert guessed == ["Denne lenken virker ikke lenger. Be veilederen din om en ny "
+                               "lenke."]
+            await Chat(live, fake).say(f"/start {code}")
+            assert (await other.say(f"/start {code}"))[0].startswith("Denne lenken virker")
+            expired = await T.invite(live.store, 1, fake.username, live.clock(), days=1)
+            live.clock.jump(live.clock() + timedelta(days=2))
+            got = await other.say("/start " + expired.split("=", 1)[1])
+            assert got[0].startswith("Denne lenken virker ikke")
+            linked = await live.store.fetchall("SELECT telegram_chat_id FROM users")
+            assert linked == [(str(CHAT),)]
+        finally:
+            await live.close()
+
+
+async def test_a_user_who_blocks_the_bot_is_stopped(tmp_path: Path) -> None:
+    async with FakeTelegram(TOKEN) as fake:
+        live = await start_live(telegram_settings(tmp_path, fake.url), RunningClock(), seed)
+        try:
+            chat = await linked_chat(live, fake)
+            fake.fail.for_address[str(CHAT)] = "403"  # sends are refused: blocked
+            await chat.at(NOW + timedelta(minutes=1))
+            assert await live.store.fetchall("SELECT stopped FROM users") == [(1,)]
+            failed = await live.store.fetchall("SELECT COUNT(*) FROM outbox WHERE "
+                                               "status = 'failed'")
+            assert failed[0][0] >= 1
+            # the update Telegram sends when someone blocks the bot does the same
+            async with live.store.transaction() as c:
+                await c.execute("UPDATE users SET stopped = 0")
+            await chat.deliver(fake.blocked(CHAT))
+            assert await live.store.fetchall("SELECT stopped FROM users") == [(1,)]
+        finally:
+            await live.close()
+
+
+async def test_a_photo_gets_a_plain_answer(tmp_path: Path) -> None:
+    async with FakeTelegram(TOKEN) as fake:
+        live = await start_live(telegram_settings(tmp_path, fake.url), RunningClock(), seed)
+        try:
+            chat = await linked_chat(live, fake)
+            assert await chat.say(None, photo=True) == [
+                "Jeg kan ikke lese bilder eller filer ennå. Skriv det du vil si med ord."]
+        finally:
+            await live.close()
+
+
+def test_long_texts_are_split_at_sentence_boundaries() -> None:
+    text = " ".join(f"Dette er setning nummer {i}." for i in range(400))
+    parts = T.split_text(text, 4096)
+    assert len(parts) > 1
+    assert all(len(p) <= 4096 for p in parts)
+    assert all(p.endswith(".") for p in parts)
+    assert " ".join(parts) == text
+    assert T.split_text("Kort.", 4096) == ["Kort."]
+    word = "a" * 5000
+    assert [len(p) for p in T.split_text(word, 4096)] == [4096, 904]
+
+
+async def test_a_webhook_answers_only_after_its_message_is_committed(tmp_path: Path) -> None:
+    """A webhook returns only after its message is committed: no waiting needed."""
+    async with FakeTelegram(TOKEN) as fake:
+        s = telegram_settings(tmp_path, fake.url, TELEGRAM_MODE="webhook",
+                              TELEGRAM_WEBHOOK_SECRET=SECRET)
+        live = await start_live(s, RunningClock(), seed)
+        try:
+            await linked_chat(live, fake, webhook=True)
+            update = fake.update(CHAT, "HJELP")
+            assert await post_update(live.url, update, SECRET) == 200
+            rows = await live.store.fetchall("SELECT COUNT(*) FROM outbox WHERE address = ? "
+                                             "AND text LIKE 'Jeg er Veivis%'", (str(CHAT),))
+            assert rows == [(1,)]
+            await eventually(lambda: any(t.startswith("Jeg er Veivis")
+                                         for t in fake.texts_to(CHAT)))
+        finally:
+            await live.close()
