@@ -66,22 +66,30 @@ SLACK = 0.015
 
 
 class RateLimiter:
-    """Starts at least `(1 + SLACK) / rate` seconds apart, on the monotonic clock."""
+    """Starts on a grid `(1 + SLACK) / rate` seconds apart, on the monotonic clock.
+
+    A start may come a little after its slot (a timer wakes late, the loop is busy); the grid
+    keeps its place as long as that lateness stays under LATE, so small delays are not lost
+    from the rate. Any `rate` starts then span at least (1 + SLACK) - LATE > 1 second. A start
+    later than that (the sender was idle or stalled) begins a new grid from now.
+    """
+
+    LATE = 0.010
 
     def __init__(self, rate: float, now: Callable[[], float] = time.monotonic) -> None:
         self.interval = (1.0 + SLACK) / rate
         self._now = now
-        self._next = 0.0
+        self._next: float | None = None
         self._lock = asyncio.Lock()
 
     async def acquire(self) -> None:
         async with self._lock:
             now = self._now()
-            wait = self._next - now
-            if wait > 0:
-                await asyncio.sleep(wait)
-                now = self._now()
-            self._next = max(now, self._next) + self.interval
+            if self._next is None or now - self._next > self.LATE:
+                self._next = now
+            elif self._next > now:
+                await asyncio.sleep(self._next - now)
+            self._next += self.interval
 
 
 @dataclass
@@ -195,13 +203,12 @@ class Sender:
                       type(task.exception()).__name__)
 
     async def drain(self) -> None:
-        """Send everything due now and wait for it (tests, the CLI)."""
+        """Send everything due now and wait for it (tests, benchmarks)."""
         while True:
-            n = await self.round()
-            if self._inflight:
-                await asyncio.wait(self._inflight)
-            if n == 0 and not self._inflight:
-                return
+            if await self.round() == 0:
+                if not self._inflight:
+                    return
+                await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
 
     async def _send(self, item: OutboxItem) -> None:
         tries = item.tries + 1

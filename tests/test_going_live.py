@@ -204,16 +204,15 @@ async def test_a_row_interrupted_mid_send_is_never_sent_again(tmp_path: Path) ->
     await store.close()
 
 
-async def test_the_rate_limiter_spaces_starts() -> None:
-    now = [0.0]
-    limiter = RateLimiter(10, now=lambda: now[0])
+async def test_the_rate_limiter_never_lets_rate_plus_one_starts_into_a_second() -> None:
+    limiter = RateLimiter(20)
     starts = []
-    for _ in range(5):
+    for _ in range(21):
         await limiter.acquire()
-        starts.append(now[0])
-        now[0] += 0.001  # sends start almost at once; the limiter makes them wait
-    assert starts[0] == 0.0
-    assert limiter._next >= 0.5  # five starts take half a second at 10/s
+        starts.append(time.monotonic())
+    # 21 starts at 20/s: the first and the last are more than one second apart
+    assert starts[-1] - starts[0] >= 1.0
+    assert all(b - a >= 1.0 for a, b in zip(starts, starts[20:], strict=False))
 
 
 # -- health checks -----------------------------------------------------------------------------
@@ -360,3 +359,20 @@ async def test_backup_makes_a_consistent_copy(tmp_path: Path) -> None:
     con.close()
     again = _run(["backup", str(tmp_path / "copy.db"), "--db", str(db)], {})
     assert again.returncode == 1 and "exists" in again.stderr
+
+
+def test_every_setting_is_documented_in_the_example_env_file() -> None:
+    from bot.settings import SETTINGS
+    example = (ROOT / "deploy" / "veivis.env.example").read_text()
+    names = [line.split("=", 1)[0] for line in example.splitlines()
+             if line and not line.startswith("#")]
+    assert names == [s.name for s in SETTINGS]
+
+
+def test_the_container_runs_as_a_user_and_checks_health() -> None:
+    docker = (ROOT / "deploy" / "Dockerfile").read_text()
+    assert "\nUSER veivis\n" in docker
+    assert "/healthz" in docker.split("HEALTHCHECK", 1)[1]
+    assert 'CMD ["veivis", "run"]' in docker
+    unit = (ROOT / "deploy" / "veivis.service").read_text()
+    assert "ExecStart=/opt/veivis/.venv/bin/veivis run" in unit and "User=veivis" in unit
