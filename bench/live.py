@@ -48,7 +48,7 @@ TEXTS = ["hei", "HJELP", "ja", "2", "MENY", "nei", "hva skjer?", "1"]
 
 def percentile(values: list[float], p: float) -> float:
     s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
 
 
 async def fire(url: str, requests: list[tuple[dict[str, str], str]],

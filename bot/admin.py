@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 
 from . import meetings
@@ -20,9 +21,10 @@ from .config import (
 )
 from .phone import PhoneError, normalise_phone, pretty_phone
 from .pipeline import system_clock
-from .schedule import DEFAULT_RULES
+from .schedule import DEFAULT_RULES, OSLO
 from .store import Store
 from .store import meetings as M
+from .store import threads as TH
 from .store.meetings import MeetingError
 from .when import WhenError, describe, split_when_place
 
@@ -104,6 +106,22 @@ async def veileder_list(store: Store, a: argparse.Namespace) -> str:
                                 "LEFT JOIN offices o ON o.id = v.office_id ORDER BY v.name")
     return "\n".join(f"{n:24} {pretty_phone(p or '-'):14} {o or '-'}" for n, p, o in rows) \
         or "no veiledere"
+
+
+async def threads_list(store: Store, a: argparse.Namespace) -> str:
+    """Conversations with veiledere: who, when, how many messages each way; never the text."""
+    rows = await TH.list_threads(store, open_only=a.open)
+    if not rows:
+        return "no open conversations" if a.open else "no conversations"
+    head = f"{'code':5} {'veileder':18} {'user':12} {'status':7} {'last':17} {'in':>3} {'out':>3}"
+    return "\n".join([head] + [
+        f"K{r.code:<4} {r.veileder:18} {r.user:12} {r.status:7} {describe_iso(r.last_at):17} "
+        f"{r.messages_in:>3} {r.messages_out:>3}" for r in rows])
+
+
+def describe_iso(value: str) -> str:
+    """Stored UTC text as Oslo time: 2026-11-23 12:00."""
+    return datetime.fromisoformat(value).astimezone(OSLO).strftime("%Y-%m-%d %H:%M")
 
 
 async def meeting_add(store: Store, a: argparse.Namespace) -> str:
@@ -202,6 +220,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     p.add_argument("file", nargs="?")
     p = cmd(gs, "apply", config_apply, "check it and apply offices and veiledere to the db")
     p.add_argument("file", nargs="?")
+
+    t = sub.add_parser("threads", help="conversations with veiledere (no texts)")
+    ts = t.add_subparsers(dest="sub", required=True)
+    p = cmd(ts, "list", threads_list, "list conversations, newest first")
+    p.add_argument("--open", action="store_true", help="only open ones")
 
     m = sub.add_parser("meeting", help="meetings").add_subparsers(dest="sub", required=True)
     p = cmd(m, "add", meeting_add, "register a meeting: PHONE WHEN [PLACE]")

@@ -380,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=lambda a: asyncio.run(chat(a)))
 
     add_parsers(sub, default_db())
-    for name in ("user", "veileder", "meeting", "config"):
+    for name in ("user", "veileder", "meeting", "config", "threads"):
         sub.choices[name].set_defaults(func=lambda a: asyncio.run(run(a.handler, a)))
 
     r = sub.add_parser("run", help="run the bot: web server, channels, sender, scheduler")

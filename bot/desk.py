@@ -1,4 +1,10 @@
-"""Veileder commands by SMS from a registered work phone: MØTE, FLYTT, AVLYS.
+"""The veileder's work phone: forwards from young people, relayed replies (K7 ...), and
+meeting commands by SMS (MØTE, FLYTT, AVLYS).
+
+A young person's message goes to their veileder's work phone with a short code (K7), their
+first name and last initial, the text and how to answer; nothing else about them. The veileder
+answers «K7 <text>» (or, with one open thread in the last 24 hours, just the text); «K7 LUKK»
+closes the thread. Codes are looked up only among the veileder's own threads.
 
 Only a number registered as a veileder's work phone reaches this code (the pipeline checks);
 a veileder reaches only their own users: a young person assigned to another veileder is
@@ -9,18 +15,54 @@ transaction: nothing half-saved, a retried webhook is handled once.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+
+import aiosqlite
 
 from . import meetings
 from .phone import pretty_phone
 from .schedule import DEFAULT_RULES, Rules
 from .store import Store
 from .store import meetings as M
+from .store import threads as TH
 from .store.meetings import MeetingError
-from .when import WhenError, describe, parse_command
+from .when import VERBS, WhenError, describe, parse_command
 
 EXAMPLE = "Eksempel: MØTE 912 34 567 24.11 10:00 NAV Gjøvik. Eller FLYTT / AVLYS + nummer."
+
+
+FORWARDS_PER_HOUR = 5  # protects the veileder's phone from one user
+MAX_FORWARD = 300  # characters of a young person's text that go to the work phone
+REPLY_WINDOW = timedelta(hours=24)  # a reply without a code goes to the only thread this recent
+_CODE = re.compile(r"^\s*K\s?(\d{1,5})\b[\s:.,-]*(.*)$", re.IGNORECASE | re.DOTALL)
+
+
+def short_name(first: str | None, last: str | None) -> str:
+    """«Sara H.»: enough for the veileder to know who, nothing more."""
+    name = (first or "").strip() or "En bruker"
+    if last and last.strip():
+        name += f" {last.strip()[0].upper()}."
+    return name
+
+
+async def forward(c: aiosqlite.Connection, user_id: int, text: str, now: datetime) -> str | None:
+    """Send a young person's message to their veileder's work phone, in the caller's
+    transaction. Returns None when sent, or the system text to say instead."""
+    who = await TH.sender(c, user_id)
+    if who.veileder_id is None or not who.work_phone:
+        return "forward_no_veileder"
+    if await TH.forwards_since(c, user_id, now - timedelta(hours=1)) >= FORWARDS_PER_HOUR:
+        return "forward_limit"
+    code = await TH.open_thread(c, user_id, who.veileder_id, now)
+    body = " ".join(text.split())
+    if len(body) > MAX_FORWARD:
+        body = body[:MAX_FORWARD].rsplit(" ", 1)[0] + " … (forkortet)"
+    await M.queue_message(c, "sms", who.work_phone,
+                          f"Veivis K{code} fra {short_name(who.first_name, who.last_name)}: "
+                          f"{body} — Svar: K{code} + tekst. K{code} LUKK avslutter.", now)
+    return None
 
 
 @dataclass(frozen=True)
@@ -37,11 +79,46 @@ async def handle(store: Store, v: Veileder, channel: str, provider_id: str, text
         if not await M.log_inbound_once(c, channel, provider_id, now):
             return None, True
         try:
-            reply = await _run(store, v, text, now, rules)
+            reply = await _relay(c, v, text, now)
+            if reply is None:
+                reply = await _run(store, v, text, now, rules)
         except (WhenError, MeetingError) as e:
             reply = f"Veivis skjønte ikke meldingen: {e}. {EXAMPLE}"
         await M.queue_message(c, channel, v.phone, reply, now)
     return reply, False
+
+
+async def _relay(c: aiosqlite.Connection, v: Veileder, text: str,
+                 now: datetime) -> str | None:
+    """A reply to a young person, if the message is one; the confirmation for the veileder.
+    None: it is a meeting command (or meant as one)."""
+    m = _CODE.match(text)
+    if m:
+        thread = await TH.find(c, v.id, int(m.group(1)))
+        body = m.group(2).strip()
+        if thread is None:  # not one of theirs (or no such code): nothing about it leaks
+            return f"K{m.group(1)} er ikke en av dine samtaler i Veivis."
+    else:
+        first = text.strip().split(maxsplit=1)
+        if first and first[0].casefold() in VERBS:
+            return None
+        recent = await TH.open_recent(c, v.id, now - REPLY_WINDOW)
+        if len(recent) != 1:
+            codes = ", ".join(f"K{t.code}" for t in recent[:5])
+            return ("Start svaret med koden, for eksempel K7 Hei!" + (
+                f" Åpne samtaler: {codes}." if codes else " Du har ingen åpne samtaler nå."))
+        thread, body = recent[0], text.strip()
+    name = short_name(thread.first_name, thread.last_name)
+    if body.casefold() == "lukk":
+        await TH.close(c, thread.id, now)
+        return f"K{thread.code} med {name} er avsluttet."
+    if not body:
+        return f"Skriv svaret etter koden, for eksempel K{thread.code} Hei!"
+    if thread.stopped:
+        return f"{name} har skrevet STOPP og får ikke meldinger fra Veivis nå."
+    first_name = v.name.split()[0] if v.name.strip() else "Veilederen"
+    await TH.reply(c, thread, f"{first_name}: {body}", now)
+    return f"Sendt til {name} (K{thread.code})."
 
 
 async def _user(store: Store, v: Veileder, phone: str, *, create: bool,

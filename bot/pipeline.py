@@ -25,6 +25,7 @@ from .engine.runtime import (
     Crisis,
     EraseUser,
     Expire,
+    Forward,
     Nudge,
     Reply,
     SaveAnswer,
@@ -34,6 +35,7 @@ from .engine.runtime import (
     StartFlow,
     State,
     UserText,
+    system_text,
 )
 from .engine.runtime import step as engine_step
 from .phone import pretty_phone
@@ -282,6 +284,13 @@ class Pipeline:
                     if place:
                         values["møtested"] = place
                 res = engine_step(self.flows, state, event, now, values)
+                replies = res.replies
+                for eff in res.effects:
+                    if isinstance(eff, Forward):
+                        refused = await desk.forward(b.conn, user.id, eff.text, now)
+                        if refused is not None:  # said instead of «sent»
+                            replies = (Reply(system_text(self.flows, res.state.lang, refused,
+                                                         values)),)
                 states[user.id] = res.state
                 if isinstance(item, Inbound):
                     # kept only with consent, and never inside an anonymous flow
@@ -310,12 +319,12 @@ class Pipeline:
                                     eff.in_anonymous_flow)
                     elif isinstance(eff, EraseUser):
                         erased.add(user.id)
-                for r in res.replies:
+                for r in replies:
                     changes.outbox.append(OutRow(user.id, user.channel, user.address, r.text,
                                                  r.choices, r.numbered, now))
                 if isinstance(item, FlowRequest) and item.scheduled_id is not None:
                     changes.scheduled_done.append(item.scheduled_id)
-                results.append((p, Handled(res.replies, False, user.id)))
+                results.append((p, Handled(replies, False, user.id)))
                 log.info("handled %s from %s on %s: %d replies",
                          "message" if isinstance(item, Inbound) else f"start {item.flow_id}",
                          mask_address(item.address), item.channel, len(res.replies))

@@ -141,13 +141,20 @@ class Crisis:
 
 
 @dataclass(frozen=True, slots=True)
+class Forward:
+    """The user wrote a message for their veileder: the shell sends it to the work phone."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class FlowEnded:
     flow: str
     completed: bool
 
 
 Effect = (SaveAnswer | AnonymousAnswer | SetStopped | EraseUser | FlowEnded | SetLanguage
-          | SetConsent | Crisis)
+          | SetConsent | Crisis | Forward)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,14 +174,19 @@ KEYWORDS: dict[str, str] = {
     "slett": "erase", "slett meg": "erase", "slett alt": "erase", "delete": "erase",
     "meny": "menu", "menu": "menu", "hovedmeny": "menu",
     "språk": "language", "sprak": "language", "language": "language", "målform": "language",
+    "veileder": "veileder", "veilederen": "veileder", "melding til veileder": "veileder",
+    "melding til veilederen": "veileder", "skriv til veileder": "veileder",
+    "adviser": "veileder",
 }
 
 MENU_FLOW = "menu"
+VEILEDER_FLOW = "message_veileder"
 WELCOME_FLOW = "welcome"
 LANGUAGE_FLOW = "language"
 LANGUAGES = ("nb", "nn", "en")
 SAVE_LANGUAGE = "språk"  # reserved save names: the answer changes the user's settings
 SAVE_CONSENT = "samtykke"
+SAVE_FORWARD = "til_veileder"  # the answer is sent to the veileder's work phone, not stored
 
 
 def tr(flows: FlowSet, lang: str, context: str, text: str) -> str:
@@ -312,10 +324,10 @@ def _global(flows: FlowSet, state: State, kw: str, now: datetime, ctx: Mapping[s
         out.replies.append(Reply(_sys(flows, state, "erase_confirm", ctx),
                                  _yesno_labels(flows, state)))
         return _evolve(state, pending="erase")
-    # menu or language: leave the flow the user is in and start that one
+    # menu, language or veileder: leave the flow the user is in and start that one
     if state.stopped:
         return state
-    target = LANGUAGE_FLOW if kw == "language" else MENU_FLOW
+    target = {"language": LANGUAGE_FLOW, "veileder": VEILEDER_FLOW}.get(kw, MENU_FLOW)
     if state.flow:
         out.effects.append(FlowEnded(state.flow, False))
     if flows.get(target) is None:
@@ -474,6 +486,8 @@ def _advance(flows: FlowSet, flow: Flow, st: Step, state: State, value: str | No
         if not consent:  # no means no messages, until the user writes START
             state = _evolve(state, stopped=True)
             out.effects.append(SetStopped(True))
+    elif value is not None and st.save == SAVE_FORWARD and not flow.anonymous:
+        out.effects.append(Forward(value))
     elif value is not None and st.save:
         if flow.anonymous:
             out.effects.append(AnonymousAnswer(flow.id, st.save, value))

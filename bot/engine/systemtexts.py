@@ -29,4 +29,7 @@ SYSTEM_TEXTS: dict[str, frozenset[str]] = {
     "link_invalid": frozenset(),
     "linked": frozenset(),
     "media": frozenset(),
+    # messages to the veileder
+    "forward_limit": frozenset(),
+    "forward_no_veileder": frozenset(),
 }

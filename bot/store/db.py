@@ -433,6 +433,8 @@ class Store:
                 ("scheduled", "DELETE FROM scheduled WHERE status != 'pending' AND "
                               "handled_at < ?", logs),
                 ("meetings", "DELETE FROM meetings WHERE starts_at < ?", meetings),
+                # conversations with a veileder, quiet for the whole period (events cascade)
+                ("threads", "DELETE FROM threads WHERE last_at < ?", logs),
             ):
                 cur = await c.execute(sql, (arg,))
                 counts[table] = cur.rowcount

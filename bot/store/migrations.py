@@ -143,4 +143,27 @@ MIGRATIONS: list[str] = [
         used_at TEXT
     );
     """,
+    # 6: threads between a young person and their veileder's work phone. Metadata only (who,
+    # when, status): never the text, which travels once through the outbox.
+    """
+    CREATE TABLE threads (
+        id INTEGER PRIMARY KEY,
+        code INTEGER NOT NULL,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        veileder_id INTEGER NOT NULL REFERENCES veiledere(id) ON DELETE CASCADE,
+        status TEXT NOT NULL DEFAULT 'open',
+        opened_at TEXT NOT NULL,
+        last_at TEXT NOT NULL,
+        closed_at TEXT,
+        UNIQUE (veileder_id, code)
+    );
+    CREATE INDEX threads_user ON threads(user_id, status);
+    CREATE TABLE thread_events (
+        id INTEGER PRIMARY KEY,
+        thread_id INTEGER NOT NULL REFERENCES threads(id) ON DELETE CASCADE,
+        at TEXT NOT NULL,
+        direction TEXT NOT NULL
+    );
+    CREATE INDEX thread_events_thread ON thread_events(thread_id, at);
+    """,
 ]

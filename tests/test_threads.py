@@ -1,0 +1,189 @@
+"""Reaching a human: a young person's message goes to the veileder's work phone with a code,
+the veileder answers from that phone, nothing leaks to other veiledere or unknown numbers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+from bot.demo import DEMO_USER_PHONE, DEMO_VEILEDER_PHONE, seed_demo
+from bot.engine.model import FlowSet
+from bot.pipeline import Inbound, Pipeline
+from bot.store import Store
+
+from .conftest import NOW, ROOT, ManualClock
+
+U = DEMO_USER_PHONE
+KARI = DEMO_VEILEDER_PHONE
+OLA = "+4740099999"  # another veileder at the same office
+STRANGER = "+4798765432"
+
+
+class Desk:
+    def __init__(self, store: Store, flows: FlowSet, clock: ManualClock) -> None:
+        self.store, self.clock = store, clock
+        self.pipeline = Pipeline(store, flows, clock)
+        self.n = 0
+
+    async def send(self, channel: str, address: str, text: str) -> list[str]:
+        self.n += 1
+        h = await self.pipeline.submit(Inbound(channel, address, text, f"m{self.n}"))
+        return [r.text for r in h.replies]
+
+    async def user(self, text: str) -> list[str]:
+        return await self.send("console", U, text)
+
+    async def veileder(self, phone: str, text: str) -> list[str]:
+        return await self.send("sms", phone, text)
+
+    async def to(self, address: str) -> list[str]:
+        rows = await self.store.fetchall("SELECT text FROM outbox WHERE address = ? "
+                                         "ORDER BY id", (address,))
+        return [r[0] for r in rows]
+
+
+async def desk(tmp_path: Path, flows: FlowSet, clock: ManualClock) -> Desk:
+    store = await Store.open(tmp_path / "v.db")
+    await seed_demo(store, NOW)
+    office = await store.add_office("NAV Gjøvik")
+    await store.add_veileder("Ola Hansen", OLA, office)
+    async with store.transaction() as c:
+        await c.execute("UPDATE users SET consent = 1")
+    d = Desk(store, flows, clock)
+    await d.pipeline.start()
+    return d
+
+
+async def test_a_forward_and_a_relayed_reply(tmp_path: Path, flows: FlowSet,
+                                             clock: ManualClock) -> None:
+    d = await desk(tmp_path, flows, clock)
+    assert await d.user("veileder") == [
+        "Hva vil du si til Kari Nordmann? Skriv meldingen her, så sender jeg den."]
+    assert await d.user("Hei! Jeg kommer litt for sent i morgen.") == [
+        "Sendt til Kari Nordmann. Svaret kommer her. Haster det, kan du ringe 400 12 345."]
+    assert (await d.to(KARI))[-1] == (
+        "Veivis K1 fra Sara H.: Hei! Jeg kommer litt for sent i morgen. — Svar: K1 + tekst. "
+        "K1 LUKK avslutter.")
+    assert await d.veileder(KARI, "K1 Helt greit, vi ses kl 10.30.") == [
+        "Sendt til Sara H. (K1)."]
+    assert (await d.to(U))[-1] == "Kari: Helt greit, vi ses kl 10.30."
+    # a reply without a code goes to the only open conversation of the last 24 hours
+    assert await d.veileder(KARI, "Husk BankID!") == ["Sendt til Sara H. (K1)."]
+    assert (await d.to(U))[-1] == "Kari: Husk BankID!"
+    assert await d.veileder(KARI, "K1 LUKK") == ["K1 med Sara H. er avsluttet."]
+    assert await d.veileder(KARI, "Hallo?") == [
+        "Start svaret med koden, for eksempel K7 Hei! Du har ingen åpne samtaler nå."]
+    # the menu leads to the same place
+    await d.user("meny")
+    assert (await d.user("2"))[0].startswith("Hva vil du si til Kari Nordmann?")
+    await d.user("Og en ting til")
+    assert (await d.to(KARI))[-1].startswith("Veivis K2 fra Sara H.: Og en ting til")
+    await d.pipeline.stop()
+    await d.store.close()
+
+
+async def test_codes_are_scoped_to_the_veileder_and_strangers_get_nothing(
+        tmp_path: Path, flows: FlowSet, clock: ManualClock) -> None:
+    d = await desk(tmp_path, flows, clock)
+    await d.user("veileder")
+    await d.user("Hemmelig: jeg har fått jobb!")
+    before_user = await d.to(U)
+    # another veileder tries Kari's code
+    assert await d.veileder(OLA, "K1 Hei Sara, dette er Ola") == [
+        "K1 er ikke en av dine samtaler i Veivis."]
+    assert await d.veileder(OLA, "Hei Sara") == [
+        "Start svaret med koden, for eksempel K7 Hei! Du har ingen åpne samtaler nå."]
+    # a number that is no veileder's work phone is just a new young person: the welcome
+    got = await d.send("sms", STRANGER, "K1 hei")
+    assert got[0].startswith("Hei! Jeg er Veivis")
+    assert await d.to(U) == before_user  # nothing reached Sara
+    for texts in (await d.to(OLA), await d.to(STRANGER)):
+        assert not any("jobb" in t or "Sara" in t for t in texts)
+    await d.pipeline.stop()
+    await d.store.close()
+
+
+async def test_the_veileders_phone_is_protected(tmp_path: Path, flows: FlowSet,
+                                                clock: ManualClock) -> None:
+    d = await desk(tmp_path, flows, clock)
+    for i in range(5):
+        await d.user("veileder")
+        assert (await d.user(f"melding {i}"))[0].startswith("Sendt til Kari Nordmann")
+    await d.user("veileder")
+    assert await d.user("melding 6") == [
+        "Du har sendt mange meldinger den siste timen. Vent litt, eller ring Kari Nordmann på "
+        "400 12 345."]
+    assert len(await d.to(KARI)) == 5
+    clock.now += timedelta(hours=1, minutes=1)
+    await d.user("veileder")
+    long = "Dette er en lang melding. " * 30
+    assert (await d.user(long))[0].startswith("Sendt til Kari Nordmann")
+    last = (await d.to(KARI))[-1]
+    assert "… (forkortet) — Svar: K1 + tekst." in last
+    assert len(last) < 400
+    await d.pipeline.stop()
+    await d.store.close()
+
+
+async def test_a_user_without_a_veileder_is_told_who_to_call(tmp_path: Path, flows: FlowSet,
+                                                             clock: ManualClock) -> None:
+    d = await desk(tmp_path, flows, clock)
+    async with d.store.transaction() as c:
+        await c.execute("UPDATE users SET veileder_id = NULL")
+    await d.user("veileder")
+    assert await d.user("hei") == [
+        "Jeg vet ikke hvem veilederen din er ennå. Ring NAV på 55 55 33 33, så får du hjelp."]
+    assert await d.store.fetchall("SELECT COUNT(*) FROM threads") == [(0,)]
+    await d.pipeline.stop()
+    await d.store.close()
+
+
+async def test_a_stopped_user_gets_no_relayed_reply(tmp_path: Path, flows: FlowSet,
+                                                    clock: ManualClock) -> None:
+    d = await desk(tmp_path, flows, clock)
+    await d.user("veileder")
+    await d.user("hei")
+    await d.user("STOPP")
+    before = await d.to(U)
+    assert await d.veileder(KARI, "K1 hei") == [
+        "Sara H. har skrevet STOPP og får ikke meldinger fra Veivis nå."]
+    assert await d.to(U) == before
+    await d.pipeline.stop()
+    await d.store.close()
+
+
+async def test_the_thread_log_keeps_no_text_and_goes_with_slett(tmp_path: Path, flows: FlowSet,
+                                                                clock: ManualClock) -> None:
+    d = await desk(tmp_path, flows, clock)
+    await d.user("veileder")
+    await d.user("Jeg heter egentlig Sara Sol")
+    await d.veileder(KARI, "K1 Takk")
+    r = subprocess.run([sys.executable, "-m", "bot", "threads", "list", "--open", "--db",
+                        str(tmp_path / "v.db")], capture_output=True, text=True, cwd=ROOT,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[1].split() == [
+        "K1", "Kari", "Nordmann", "Sara", "H.", "open", "2026-11-23", "12:00", "1", "1"]
+    for table in ("threads", "thread_events"):
+        rows = await d.store.fetchall(f"SELECT * FROM {table}")
+        assert "Sol" not in str(rows) and "Takk" not in str(rows)
+    await d.user("SLETT")
+    await d.user("ja")
+    assert await d.store.fetchall("SELECT COUNT(*) FROM threads") == [(0,)]
+    assert await d.store.fetchall("SELECT COUNT(*) FROM thread_events") == [(0,)]
+    await d.pipeline.stop()
+    await d.store.close()
+
+
+async def test_quiet_threads_go_with_the_retention_job(tmp_path: Path, flows: FlowSet,
+                                                        clock: ManualClock) -> None:
+    d = await desk(tmp_path, flows, clock)
+    await d.user("veileder")
+    await d.user("hei")
+    assert (await d.store.purge(NOW + timedelta(days=89)))["threads"] == 0
+    assert (await d.store.purge(NOW + timedelta(days=91)))["threads"] == 1
+    assert await d.store.fetchall("SELECT COUNT(*) FROM thread_events") == [(0,)]
+    await d.pipeline.stop()
+    await d.store.close()
