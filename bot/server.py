@@ -205,11 +205,8 @@ def web_app(svc: Service) -> web.Application:
     async def twilio_sms(request: web.Request) -> web.Response:
         if not svc.accepting or svc.sms_hooks is None:
             return web.Response(status=503 if svc.sms_hooks else 404)
-        form = {k: str(v) for k, v in (await request.post()).items()}
-        if not svc.sms_hooks.valid(request.path_qs, form,
-                                   request.headers.get("X-Twilio-Signature")):
-            log.warning("refused an SMS webhook without a valid Twilio signature (from %s)",
-                        request.remote)
+        form = await _signed_form(request, svc.sms_hooks)
+        if form is None:
             return web.Response(status=403, text="invalid signature")
         sid, sender, body = form.get("MessageSid"), form.get("From"), form.get("Body", "")
         if not sid or not sender:
@@ -224,11 +221,8 @@ def web_app(svc: Service) -> web.Application:
     async def twilio_status(request: web.Request) -> web.Response:
         if svc.sms_hooks is None:
             return web.Response(status=404)
-        form = {k: str(v) for k, v in (await request.post()).items()}
-        if not svc.sms_hooks.valid(request.path_qs, form,
-                                   request.headers.get("X-Twilio-Signature")):
-            log.warning("refused a status callback without a valid Twilio signature (from %s)",
-                        request.remote)
+        form = await _signed_form(request, svc.sms_hooks)
+        if form is None:
             return web.Response(status=403, text="invalid signature")
         got = S.status_of(form)
         if got is None:
@@ -262,6 +256,17 @@ def web_app(svc: Service) -> web.Application:
 
     app.add_routes(routes)
     return app
+
+
+async def _signed_form(request: web.Request, hooks: S.Webhooks) -> dict[str, str] | None:
+    """The form fields of a webhook that Twilio signed; None (and a log line without any
+    content) for a forged or unsigned one."""
+    form = {k: str(v) for k, v in (await request.post()).items()}
+    if hooks.valid(request.path_qs, form, request.headers.get("X-Twilio-Signature")):
+        return form
+    log.warning("refused a request to %s without a valid Twilio signature (from %s)",
+                request.path, request.remote)
+    return None
 
 
 async def _reply_once(svc: Service, channel: str, address: str, provider_id: str,

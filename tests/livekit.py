@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from bot.settings import Settings
 from bot.store import Store
 
 from .conftest import NOW
+from .fakes import FakeTelegram, FakeTwilio
 
 TOKEN = "123456:TEST-token-for-the-fake-telegram-server"
 SID = "AC" + "0123456789abcdef" * 2
@@ -114,3 +116,29 @@ async def eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.01)
+
+
+@asynccontextmanager
+async def sms_live(tmp_path: Path, seed: Callable[[Store], Any] | None = None,
+                   **values: str) -> AsyncIterator[tuple[Live, FakeTwilio]]:
+    """A fake Twilio and the bot running against it; both closed at the end."""
+    async with FakeTwilio(SID, AUTH) as fake:
+        live = await start_live(sms_settings(tmp_path, fake.url, **values), RunningClock(),
+                                seed)
+        try:
+            yield live, fake
+        finally:
+            await live.close()
+
+
+@asynccontextmanager
+async def telegram_live(tmp_path: Path, seed: Callable[[Store], Any] | None = None,
+                        **values: str) -> AsyncIterator[tuple[Live, FakeTelegram]]:
+    """A fake Bot API server and the bot running against it; both closed at the end."""
+    async with FakeTelegram(TOKEN) as fake:
+        live = await start_live(telegram_settings(tmp_path, fake.url, **values),
+                                RunningClock(), seed)
+        try:
+            yield live, fake
+        finally:
+            await live.close()

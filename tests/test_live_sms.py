@@ -14,7 +14,7 @@ from bot.store import Store
 
 from .conftest import NOW
 from .fakes import FakeTwilio
-from .livekit import AUTH, PUBLIC, SID, Live, RunningClock, sms_settings, start_live
+from .livekit import PUBLIC, SID, Live, sms_live
 
 U = DEMO_USER_PHONE
 
@@ -82,155 +82,119 @@ async def journey(live: Live, fake: FakeTwilio) -> None:
 
 
 async def test_a_first_meeting_by_sms_from_preparation_to_survey(tmp_path: Path) -> None:
-    async with FakeTwilio(SID, AUTH) as fake:
-        live = await start_live(sms_settings(tmp_path, fake.url), RunningClock(), seed)
-        try:
-            await journey(live, fake)
-            await exactly_once(live, fake)
-            # every send asked Twilio for delivery reports at the public address
-            assert {s.extra["StatusCallback"] for s in fake.sent} == {PUBLIC + "/twilio/status"}
-            assert {s.extra["From"] for s in fake.sent} == {"+4759440000"}
-        finally:
-            await live.close()
+    async with sms_live(tmp_path, seed) as (live, fake):
+        await journey(live, fake)
+        await exactly_once(live, fake)
+        # every send asked Twilio for delivery reports at the public address
+        assert {s.extra["StatusCallback"] for s in fake.sent} == {PUBLIC + "/twilio/status"}
+        assert {s.extra["From"] for s in fake.sent} == {"+4759440000"}
 
 
 async def test_every_message_arrives_exactly_once_when_twilio_fails_30_percent(
         tmp_path: Path) -> None:
-    async with FakeTwilio(SID, AUTH) as fake:
+    async with sms_live(tmp_path, seed) as (live, fake):
         fake.fail.rate = 0.3  # 500s and timeouts
         fake.hang_seconds = 1.0  # the client gives up after 0.5 s
-        live = await start_live(sms_settings(tmp_path, fake.url), RunningClock(), seed)
-        try:
-            await journey(live, fake)
-            await exactly_once(live, fake)
-            retried = await live.store.fetchall("SELECT COUNT(*) FROM outbox WHERE tries > 1")
-            assert retried[0][0] > 0  # the failures really happened
-        finally:
-            await live.close()
+        await journey(live, fake)
+        await exactly_once(live, fake)
+        retried = await live.store.fetchall("SELECT COUNT(*) FROM outbox WHERE tries > 1")
+        assert retried[0][0] > 0  # the failures really happened
 
 
 async def test_stop_then_start(tmp_path: Path) -> None:
-    async with FakeTwilio(SID, AUTH) as fake:
-        live = await start_live(sms_settings(tmp_path, fake.url), RunningClock(), seed)
-        try:
-            assert (await say(live, fake, "STOPP"))[0].startswith("Ok, du får ingen flere")
-            assert await at(live, fake, oslo(23, 18, 5)) == []  # no reminder while stopped
-            assert (await say(live, fake, "START"))[0].startswith("Velkommen tilbake!")
-        finally:
-            await live.close()
+    async with sms_live(tmp_path, seed) as (live, fake):
+        assert (await say(live, fake, "STOPP"))[0].startswith("Ok, du får ingen flere")
+        assert await at(live, fake, oslo(23, 18, 5)) == []  # no reminder while stopped
+        assert (await say(live, fake, "START"))[0].startswith("Velkommen tilbake!")
 
 
 async def test_forged_and_unsigned_webhooks_are_refused_and_change_nothing(
         tmp_path: Path) -> None:
-    async with FakeTwilio(SID, AUTH) as fake:
-        live = await start_live(sms_settings(tmp_path, fake.url), RunningClock(), seed)
-        try:
-            params = {"MessageSid": "SMforged", "From": U, "Body": "SLETT", "To": "+47"}
-            forged = FakeTwilio(SID, "another-token").sign(PUBLIC + "/twilio/sms", params)
-            assert await fake.webhook(live.url, PUBLIC, "/twilio/sms", params,
-                                      signature=forged) == 403
-            assert await fake.webhook(live.url, PUBLIC, "/twilio/sms", params,
-                                      signature=None) == 403
-            # signed for another address (a replay against another installation)
-            assert await fake.webhook(live.url, "https://evil.example", "/twilio/sms",
-                                      params) == 403
-            # a valid signature, but a field changed on the way
-            sig = fake.sign(PUBLIC + "/twilio/sms", params)
-            assert await fake.webhook(live.url, PUBLIC, "/twilio/sms",
-                                      {**params, "Body": "START"}, signature=sig) == 403
-            assert await live.store.fetchall("SELECT * FROM inbound") == []
-            assert await fake.status(live.url, "https://evil.example", "SMx", "failed",
-                                     "21610") == 403
-            users = await live.store.fetchall("SELECT stopped FROM users WHERE phone = ?", (U,))
-            assert users == [(0,)]
-        finally:
-            await live.close()
+    async with sms_live(tmp_path, seed) as (live, fake):
+        params = {"MessageSid": "SMforged", "From": U, "Body": "SLETT", "To": "+47"}
+        forged = FakeTwilio(SID, "another-token").sign(PUBLIC + "/twilio/sms", params)
+        assert await fake.webhook(live.url, PUBLIC, "/twilio/sms", params,
+                                  signature=forged) == 403
+        assert await fake.webhook(live.url, PUBLIC, "/twilio/sms", params,
+                                  signature=None) == 403
+        # signed for another address (a replay against another installation)
+        assert await fake.webhook(live.url, "https://evil.example", "/twilio/sms",
+                                  params) == 403
+        # a valid signature, but a field changed on the way
+        sig = fake.sign(PUBLIC + "/twilio/sms", params)
+        assert await fake.webhook(live.url, PUBLIC, "/twilio/sms",
+                                  {**params, "Body": "START"}, signature=sig) == 403
+        assert await live.store.fetchall("SELECT * FROM inbound") == []
+        assert await fake.status(live.url, "https://evil.example", "SMx", "failed",
+                                 "21610") == 403
+        users = await live.store.fetchall("SELECT stopped FROM users WHERE phone = ?", (U,))
+        assert users == [(0,)]
 
 
 async def test_a_replayed_webhook_is_processed_once(tmp_path: Path) -> None:
-    async with FakeTwilio(SID, AUTH) as fake:
-        live = await start_live(sms_settings(tmp_path, fake.url), RunningClock(), seed)
-        try:
-            status, sid = await fake.sms(live.url, PUBLIC, U, "HJELP")
-            assert status == 200
-            again, _ = await fake.sms(live.url, PUBLIC, U, "HJELP", sid=sid)
-            assert again == 200  # Twilio gets a 200, so it stops retrying
-            await live.settled()
-            assert len(fake.texts_to(U)) == 1
-        finally:
-            await live.close()
+    async with sms_live(tmp_path, seed) as (live, fake):
+        status, sid = await fake.sms(live.url, PUBLIC, U, "HJELP")
+        assert status == 200
+        again, _ = await fake.sms(live.url, PUBLIC, U, "HJELP", sid=sid)
+        assert again == 200  # Twilio gets a 200, so it stops retrying
+        await live.settled()
+        assert len(fake.texts_to(U)) == 1
 
 
 async def test_the_webhook_answers_with_empty_twiml(tmp_path: Path) -> None:
-    async with FakeTwilio(SID, AUTH) as fake:
-        live = await start_live(sms_settings(tmp_path, fake.url), RunningClock(), seed)
-        try:
-            params = {"MessageSid": "SM1", "From": U, "Body": "hei", "To": "+4759440000"}
-            headers = {"X-Twilio-Signature": fake.sign(PUBLIC + "/twilio/sms", params)}
-            async with aiohttp.ClientSession() as s, s.post(live.url + "/twilio/sms",
-                                                            data=params, headers=headers) as r:
-                assert r.status == 200
-                assert r.content_type == "text/xml"
-                assert (await r.text()).endswith("<Response></Response>")
-        finally:
-            await live.close()
+    async with sms_live(tmp_path, seed) as (live, fake):
+        params = {"MessageSid": "SM1", "From": U, "Body": "hei", "To": "+4759440000"}
+        headers = {"X-Twilio-Signature": fake.sign(PUBLIC + "/twilio/sms", params)}
+        async with aiohttp.ClientSession() as s, s.post(live.url + "/twilio/sms",
+                                                        data=params, headers=headers) as r:
+            assert r.status == 200
+            assert r.content_type == "text/xml"
+            assert (await r.text()).endswith("<Response></Response>")
 
 
 async def test_delivery_reports_update_the_outbox_and_carrier_stop_stops_the_user(
         tmp_path: Path) -> None:
-    async with FakeTwilio(SID, AUTH) as fake:
-        live = await start_live(sms_settings(tmp_path, fake.url), RunningClock(), seed)
-        try:
-            await say(live, fake, "HJELP")
-            sid = fake.sent[-1].extra["sid"]
-            assert await fake.status(live.url, PUBLIC, sid, "delivered") == 204
-            assert await fake.status(live.url, PUBLIC, sid, "sent") == 204  # late, older
-            rows = await live.store.fetchall("SELECT delivery FROM outbox WHERE provider_id = ?",
-                                             (sid,))
-            assert rows == [("delivered",)]
-            # later the person replies STOP to the carrier: Twilio refuses with 21610
-            fake.fail.for_address[U] = "21610"
-            status, _ = await fake.sms(live.url, PUBLIC, U, "HJELP")
-            assert status == 200
-            await live.settled()
-            users = await live.store.fetchall("SELECT stopped FROM users WHERE phone = ?", (U,))
-            assert users == [(1,)]
-            failed = await live.store.fetchall("SELECT error_code FROM outbox WHERE "
-                                               "status = 'failed'")
-            assert failed == [("21610",)]
-            # no reminder goes to them any more
-            fake.fail.for_address.clear()
-            assert await at(live, fake, oslo(23, 18, 5)) == []
-        finally:
-            await live.close()
+    async with sms_live(tmp_path, seed) as (live, fake):
+        await say(live, fake, "HJELP")
+        sid = fake.sent[-1].extra["sid"]
+        assert await fake.status(live.url, PUBLIC, sid, "delivered") == 204
+        assert await fake.status(live.url, PUBLIC, sid, "sent") == 204  # late, older
+        rows = await live.store.fetchall("SELECT delivery FROM outbox WHERE provider_id = ?",
+                                         (sid,))
+        assert rows == [("delivered",)]
+        # later the person replies STOP to the carrier: Twilio refuses with 21610
+        fake.fail.for_address[U] = "21610"
+        status, _ = await fake.sms(live.url, PUBLIC, U, "HJELP")
+        assert status == 200
+        await live.settled()
+        users = await live.store.fetchall("SELECT stopped FROM users WHERE phone = ?", (U,))
+        assert users == [(1,)]
+        failed = await live.store.fetchall("SELECT error_code FROM outbox WHERE "
+                                           "status = 'failed'")
+        assert failed == [("21610",)]
+        # no reminder goes to them any more
+        fake.fail.for_address.clear()
+        assert await at(live, fake, oslo(23, 18, 5)) == []
 
 
 async def test_a_picture_without_text_gets_a_plain_answer(tmp_path: Path) -> None:
-    async with FakeTwilio(SID, AUTH) as fake:
-        live = await start_live(sms_settings(tmp_path, fake.url), RunningClock(), seed)
-        try:
-            status, _ = await fake.sms(live.url, PUBLIC, U, "", NumMedia="1",
-                                       MediaUrl0="https://example.com/x.jpg")
-            assert status == 200
-            await live.settled()
-            assert fake.texts_to(U) == [
-                "Jeg kan ikke lese bilder eller filer ennå. Skriv det du vil si med ord."]
-        finally:
-            await live.close()
+    async with sms_live(tmp_path, seed) as (live, fake):
+        status, _ = await fake.sms(live.url, PUBLIC, U, "", NumMedia="1",
+                                   MediaUrl0="https://example.com/x.jpg")
+        assert status == 200
+        await live.settled()
+        assert fake.texts_to(U) == [
+            "Jeg kan ikke lese bilder eller filer ennå. Skriv det du vil si med ord."]
 
 
 async def test_permanent_errors_are_not_retried_and_show_as_failed(tmp_path: Path) -> None:
-    async with FakeTwilio(SID, AUTH) as fake:
-        live = await start_live(sms_settings(tmp_path, fake.url), RunningClock(), seed)
-        try:
-            # Twilio rejects a malformed request with 400 (no Body): one try, then failed
-            async with live.store.transaction() as c:
-                await c.execute("INSERT INTO outbox (channel, address, text, created_at, due_at)"
-                                " VALUES ('sms', ?, '', ?, ?)", (U, NOW.isoformat(),
-                                                                 NOW.isoformat()))
-            live.svc.wake_senders()
-            await live.settled()
-            rows = await live.store.fetchall("SELECT status, tries FROM outbox")
-            assert rows == [("failed", 1)]
-        finally:
-            await live.close()
+    async with sms_live(tmp_path, seed) as (live, _):
+        # Twilio rejects a malformed request with 400 (no Body): one try, then failed
+        async with live.store.transaction() as c:
+            await c.execute("INSERT INTO outbox (channel, address, text, created_at, due_at)"
+                            " VALUES ('sms', ?, '', ?, ?)", (U, NOW.isoformat(),
+                                                             NOW.isoformat()))
+        live.svc.wake_senders()
+        await live.settled()
+        rows = await live.store.fetchall("SELECT status, tries FROM outbox")
+        assert rows == [("failed", 1)]

@@ -17,19 +17,14 @@ from bot.store import Store
 
 from .conftest import NOW
 from .fakes import FakeTelegram, post_update
-from .livekit import (
-    SECRET,
-    TOKEN,
-    Live,
-    RunningClock,
-    eventually,
-    start_live,
-    telegram_settings,
-)
+from .livekit import SECRET, Live, eventually, telegram_live
 
 CHAT = 777001
 PREP = ["1", "hopp", "nei", "nei", "1"]
 SURVEY = ["ja", "ja", "ja", "ja", "ja", "ja", "ja", "4", "Bra møte, takk."]
+
+
+WEBHOOK = {"TELEGRAM_MODE": "webhook", "TELEGRAM_WEBHOOK_SECRET": SECRET}
 
 
 def oslo(d: int, h: int, mi: int = 0) -> datetime:
@@ -128,154 +123,112 @@ async def exactly_once(live: Live, fake: FakeTelegram) -> None:
 
 
 async def test_polling_a_linked_user_from_preparation_to_survey(tmp_path: Path) -> None:
-    async with FakeTelegram(TOKEN) as fake:
-        live = await start_live(telegram_settings(tmp_path, fake.url), RunningClock(), seed)
-        try:
-            assert fake.webhook == {}  # polling: any webhook is removed first
-            chat = await linked_chat(live, fake)
-            await journey(chat)
-            await exactly_once(live, fake)
-        finally:
-            await live.close()
+    async with telegram_live(tmp_path, seed) as (live, fake):
+        assert fake.webhook == {}  # polling: any webhook is removed first
+        chat = await linked_chat(live, fake)
+        await journey(chat)
+        await exactly_once(live, fake)
 
 
 async def test_webhook_mode_with_30_percent_failures_delivers_everything_once(
         tmp_path: Path) -> None:
-    async with FakeTelegram(TOKEN) as fake:
-        s = telegram_settings(tmp_path, fake.url, TELEGRAM_MODE="webhook",
-                              TELEGRAM_WEBHOOK_SECRET=SECRET)
-        live = await start_live(s, RunningClock(), seed)
-        try:
-            assert fake.webhook["url"] == "https://veivis.example.no/telegram"
-            assert fake.webhook["secret_token"] == SECRET
-            fake.fail.rate = 0.3
-            fake.hang_seconds = 1.0
-            chat = await linked_chat(live, fake, webhook=True)
-            await journey(chat)
-            await exactly_once(live, fake)
-            retried = await live.store.fetchall("SELECT COUNT(*) FROM outbox WHERE tries > 1")
-            assert retried[0][0] > 0
-        finally:
-            await live.close()
+    async with telegram_live(tmp_path, seed, **WEBHOOK) as (live, fake):
+        assert fake.webhook["url"] == "https://veivis.example.no/telegram"
+        assert fake.webhook["secret_token"] == SECRET
+        fake.fail.rate = 0.3
+        fake.hang_seconds = 1.0
+        chat = await linked_chat(live, fake, webhook=True)
+        await journey(chat)
+        await exactly_once(live, fake)
+        retried = await live.store.fetchall("SELECT COUNT(*) FROM outbox WHERE tries > 1")
+        assert retried[0][0] > 0
 
 
 async def test_webhook_without_the_secret_is_refused(tmp_path: Path) -> None:
-    async with FakeTelegram(TOKEN) as fake:
-        s = telegram_settings(tmp_path, fake.url, TELEGRAM_MODE="webhook",
-                              TELEGRAM_WEBHOOK_SECRET=SECRET)
-        live = await start_live(s, RunningClock(), seed)
-        try:
-            update = fake.update(CHAT, "hei")
-            assert await post_update(live.url, update, None) == 403
-            assert await post_update(live.url, update, SECRET + "x") == 403
-            assert await post_update(live.url, update, "") == 403
-            assert await live.store.fetchall("SELECT * FROM inbound") == []
-            assert fake.sent == []
-        finally:
-            await live.close()
+    async with telegram_live(tmp_path, seed, **WEBHOOK) as (live, fake):
+        update = fake.update(CHAT, "hei")
+        assert await post_update(live.url, update, None) == 403
+        assert await post_update(live.url, update, SECRET + "x") == 403
+        assert await post_update(live.url, update, "") == 403
+        assert await live.store.fetchall("SELECT * FROM inbound") == []
+        assert fake.sent == []
 
 
 async def test_a_replayed_update_is_processed_once(tmp_path: Path) -> None:
-    async with FakeTelegram(TOKEN) as fake:
-        s = telegram_settings(tmp_path, fake.url, TELEGRAM_MODE="webhook",
-                              TELEGRAM_WEBHOOK_SECRET=SECRET)
-        live = await start_live(s, RunningClock(), seed)
-        try:
-            chat = await linked_chat(live, fake, webhook=True)
-            update = fake.update(CHAT, "HJELP")
-            before = len(fake.sent)
-            await chat.deliver(update)
-            await chat.deliver(update)
-            assert len(fake.sent) == before + 1
-        finally:
-            await live.close()
+    async with telegram_live(tmp_path, seed, **WEBHOOK) as (live, fake):
+        chat = await linked_chat(live, fake, webhook=True)
+        update = fake.update(CHAT, "HJELP")
+        before = len(fake.sent)
+        await chat.deliver(update)
+        await chat.deliver(update)
+        assert len(fake.sent) == before + 1
 
 
 async def test_stop_then_start(tmp_path: Path) -> None:
-    async with FakeTelegram(TOKEN) as fake:
-        live = await start_live(telegram_settings(tmp_path, fake.url), RunningClock(), seed)
-        try:
-            chat = await linked_chat(live, fake)
-            assert (await chat.say("STOPP"))[0].startswith("Ok, du får ingen flere")
-            await chat.at(NOW + timedelta(minutes=1))
-            assert await chat.at(oslo(23, 18, 5)) == []
-            assert (await chat.say("START"))[0].startswith("Velkommen tilbake!")
-        finally:
-            await live.close()
+    async with telegram_live(tmp_path, seed) as (live, fake):
+        chat = await linked_chat(live, fake)
+        assert (await chat.say("STOPP"))[0].startswith("Ok, du får ingen flere")
+        await chat.at(NOW + timedelta(minutes=1))
+        assert await chat.at(oslo(23, 18, 5)) == []
+        assert (await chat.say("START"))[0].startswith("Velkommen tilbake!")
 
 
 async def test_an_unknown_chat_gets_an_explanation_and_nothing_else(tmp_path: Path) -> None:
-    async with FakeTelegram(TOKEN) as fake:
-        live = await start_live(telegram_settings(tmp_path, fake.url), RunningClock(), seed)
-        try:
-            stranger = Chat(live, fake, chat_id=555)
-            got = await stranger.say("hei, hvem er du?")
-            assert got == ["Hei! Jeg er Veivis, en chat-robot fra NAV. Jeg kjenner ikke igjen "
-                           "denne chatten. Be veilederen din om en lenke, så kan vi skrive "
-                           "sammen her."]
-            assert await stranger.say("/start") == got
-            users = await live.store.fetchall("SELECT COUNT(*) FROM users")
-            assert users == [(1,)]  # no user was made for the stranger
-            texts = await live.store.fetchall("SELECT text FROM inbound")
-            assert all(t[0] is None for t in texts)  # what they wrote is not kept
-        finally:
-            await live.close()
+    async with telegram_live(tmp_path, seed) as (live, fake):
+        stranger = Chat(live, fake, chat_id=555)
+        got = await stranger.say("hei, hvem er du?")
+        assert got == ["Hei! Jeg er Veivis, en chat-robot fra NAV. Jeg kjenner ikke igjen "
+                       "denne chatten. Be veilederen din om en lenke, så kan vi skrive "
+                       "sammen her."]
+        assert await stranger.say("/start") == got
+        users = await live.store.fetchall("SELECT COUNT(*) FROM users")
+        assert users == [(1,)]  # no user was made for the stranger
+        texts = await live.store.fetchall("SELECT text FROM inbound")
+        assert all(t[0] is None for t in texts)  # what they wrote is not kept
 
 
 async def test_an_invite_works_once_and_expires(tmp_path: Path) -> None:
-    async with FakeTelegram(TOKEN) as fake:
-        live = await start_live(telegram_settings(tmp_path, fake.url), RunningClock(), seed)
-        try:
-            link = await T.invite(live.store, 1, fake.username, live.clock())
-            code = link.split("=", 1)[1]
-            assert len(code) >= 32
-            rows = await live.store.fetchall("SELECT code_hash FROM invites")
-            assert code not in str(rows)  # only a hash is stored
-            other = Chat(live, fake, chat_id=999)
-            guessed = await other.say("/start " + code[:-1] + ("A" if code[-1] != "A" else "B"))
-            assert guessed == ["Denne lenken virker ikke lenger. Be veilederen din om en ny "
-                               "lenke."]
-            await Chat(live, fake).say(f"/start {code}")
-            assert (await other.say(f"/start {code}"))[0].startswith("Denne lenken virker")
-            expired = await T.invite(live.store, 1, fake.username, live.clock(), days=1)
-            live.clock.jump(live.clock() + timedelta(days=2))
-            got = await other.say("/start " + expired.split("=", 1)[1])
-            assert got[0].startswith("Denne lenken virker ikke")
-            linked = await live.store.fetchall("SELECT telegram_chat_id FROM users")
-            assert linked == [(str(CHAT),)]
-        finally:
-            await live.close()
+    async with telegram_live(tmp_path, seed) as (live, fake):
+        link = await T.invite(live.store, 1, fake.username, live.clock())
+        code = link.split("=", 1)[1]
+        assert len(code) >= 32
+        rows = await live.store.fetchall("SELECT code_hash FROM invites")
+        assert code not in str(rows)  # only a hash is stored
+        other = Chat(live, fake, chat_id=999)
+        guessed = await other.say("/start " + code[:-1] + ("A" if code[-1] != "A" else "B"))
+        assert guessed == ["Denne lenken virker ikke lenger. Be veilederen din om en ny "
+                           "lenke."]
+        await Chat(live, fake).say(f"/start {code}")
+        assert (await other.say(f"/start {code}"))[0].startswith("Denne lenken virker")
+        expired = await T.invite(live.store, 1, fake.username, live.clock(), days=1)
+        live.clock.jump(live.clock() + timedelta(days=2))
+        got = await other.say("/start " + expired.split("=", 1)[1])
+        assert got[0].startswith("Denne lenken virker ikke")
+        linked = await live.store.fetchall("SELECT telegram_chat_id FROM users")
+        assert linked == [(str(CHAT),)]
 
 
 async def test_a_user_who_blocks_the_bot_is_stopped(tmp_path: Path) -> None:
-    async with FakeTelegram(TOKEN) as fake:
-        live = await start_live(telegram_settings(tmp_path, fake.url), RunningClock(), seed)
-        try:
-            chat = await linked_chat(live, fake)
-            fake.fail.for_address[str(CHAT)] = "403"  # sends are refused: blocked
-            await chat.at(NOW + timedelta(minutes=1))
-            assert await live.store.fetchall("SELECT stopped FROM users") == [(1,)]
-            failed = await live.store.fetchall("SELECT COUNT(*) FROM outbox WHERE "
-                                               "status = 'failed'")
-            assert failed[0][0] >= 1
-            # the update Telegram sends when someone blocks the bot does the same
-            async with live.store.transaction() as c:
-                await c.execute("UPDATE users SET stopped = 0")
-            await chat.deliver(fake.blocked(CHAT))
-            assert await live.store.fetchall("SELECT stopped FROM users") == [(1,)]
-        finally:
-            await live.close()
+    async with telegram_live(tmp_path, seed) as (live, fake):
+        chat = await linked_chat(live, fake)
+        fake.fail.for_address[str(CHAT)] = "403"  # sends are refused: blocked
+        await chat.at(NOW + timedelta(minutes=1))
+        assert await live.store.fetchall("SELECT stopped FROM users") == [(1,)]
+        failed = await live.store.fetchall("SELECT COUNT(*) FROM outbox WHERE "
+                                           "status = 'failed'")
+        assert failed[0][0] >= 1
+        # the update Telegram sends when someone blocks the bot does the same
+        async with live.store.transaction() as c:
+            await c.execute("UPDATE users SET stopped = 0")
+        await chat.deliver(fake.blocked(CHAT))
+        assert await live.store.fetchall("SELECT stopped FROM users") == [(1,)]
 
 
 async def test_a_photo_gets_a_plain_answer(tmp_path: Path) -> None:
-    async with FakeTelegram(TOKEN) as fake:
-        live = await start_live(telegram_settings(tmp_path, fake.url), RunningClock(), seed)
-        try:
-            chat = await linked_chat(live, fake)
-            assert await chat.say(None, photo=True) == [
-                "Jeg kan ikke lese bilder eller filer ennå. Skriv det du vil si med ord."]
-        finally:
-            await live.close()
+    async with telegram_live(tmp_path, seed) as (live, fake):
+        chat = await linked_chat(live, fake)
+        assert await chat.say(None, photo=True) == [
+            "Jeg kan ikke lese bilder eller filer ennå. Skriv det du vil si med ord."]
 
 
 def test_long_texts_are_split_at_sentence_boundaries() -> None:
@@ -292,18 +245,12 @@ def test_long_texts_are_split_at_sentence_boundaries() -> None:
 
 async def test_a_webhook_answers_only_after_its_message_is_committed(tmp_path: Path) -> None:
     """A webhook returns only after its message is committed: no waiting needed."""
-    async with FakeTelegram(TOKEN) as fake:
-        s = telegram_settings(tmp_path, fake.url, TELEGRAM_MODE="webhook",
-                              TELEGRAM_WEBHOOK_SECRET=SECRET)
-        live = await start_live(s, RunningClock(), seed)
-        try:
-            await linked_chat(live, fake, webhook=True)
-            update = fake.update(CHAT, "HJELP")
-            assert await post_update(live.url, update, SECRET) == 200
-            rows = await live.store.fetchall("SELECT COUNT(*) FROM outbox WHERE address = ? "
-                                             "AND text LIKE 'Jeg er Veivis%'", (str(CHAT),))
-            assert rows == [(1,)]
-            await eventually(lambda: any(t.startswith("Jeg er Veivis")
-                                         for t in fake.texts_to(CHAT)))
-        finally:
-            await live.close()
+    async with telegram_live(tmp_path, seed, **WEBHOOK) as (live, fake):
+        await linked_chat(live, fake, webhook=True)
+        update = fake.update(CHAT, "HJELP")
+        assert await post_update(live.url, update, SECRET) == 200
+        rows = await live.store.fetchall("SELECT COUNT(*) FROM outbox WHERE address = ? "
+                                         "AND text LIKE 'Jeg er Veivis%'", (str(CHAT),))
+        assert rows == [(1,)]
+        await eventually(lambda: any(t.startswith("Jeg er Veivis")
+                                     for t in fake.texts_to(CHAT)))

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+
+import pytest
 
 from bot.demo import DEMO_USER_PHONE, DEMO_VEILEDER_PHONE, seed_demo
 from bot.engine.model import FlowSet
@@ -44,21 +47,23 @@ class Desk:
         return [r[0] for r in rows]
 
 
-async def desk(tmp_path: Path, flows: FlowSet, clock: ManualClock) -> Desk:
+@pytest.fixture
+async def d(tmp_path: Path, flows: FlowSet, clock: ManualClock) -> AsyncIterator[Desk]:
+    """The demo user (Sara, consented) and veileder (Kari), another veileder (Ola)."""
     store = await Store.open(tmp_path / "v.db")
     await seed_demo(store, NOW)
     office = await store.add_office("NAV Gjøvik")
     await store.add_veileder("Ola Hansen", OLA, office)
     async with store.transaction() as c:
         await c.execute("UPDATE users SET consent = 1")
-    d = Desk(store, flows, clock)
-    await d.pipeline.start()
-    return d
+    desk = Desk(store, flows, clock)
+    await desk.pipeline.start()
+    yield desk
+    await desk.pipeline.stop()
+    await store.close()
 
 
-async def test_a_forward_and_a_relayed_reply(tmp_path: Path, flows: FlowSet,
-                                             clock: ManualClock) -> None:
-    d = await desk(tmp_path, flows, clock)
+async def test_a_forward_and_a_relayed_reply(d: Desk) -> None:
     assert await d.user("veileder") == [
         "Hva vil du si til Kari Nordmann? Skriv meldingen her, så sender jeg den."]
     assert await d.user("Hei! Jeg kommer litt for sent i morgen.") == [
@@ -80,13 +85,9 @@ async def test_a_forward_and_a_relayed_reply(tmp_path: Path, flows: FlowSet,
     assert (await d.user("2"))[0].startswith("Hva vil du si til Kari Nordmann?")
     await d.user("Og en ting til")
     assert (await d.to(KARI))[-1].startswith("Veivis K2 fra Sara H.: Og en ting til")
-    await d.pipeline.stop()
-    await d.store.close()
 
 
-async def test_codes_are_scoped_to_the_veileder_and_strangers_get_nothing(
-        tmp_path: Path, flows: FlowSet, clock: ManualClock) -> None:
-    d = await desk(tmp_path, flows, clock)
+async def test_codes_are_scoped_to_the_veileder_and_strangers_get_nothing(d: Desk) -> None:
     await d.user("veileder")
     await d.user("Hemmelig: jeg har fått jobb!")
     before_user = await d.to(U)
@@ -101,13 +102,9 @@ async def test_codes_are_scoped_to_the_veileder_and_strangers_get_nothing(
     assert await d.to(U) == before_user  # nothing reached Sara
     for texts in (await d.to(OLA), await d.to(STRANGER)):
         assert not any("jobb" in t or "Sara" in t for t in texts)
-    await d.pipeline.stop()
-    await d.store.close()
 
 
-async def test_the_veileders_phone_is_protected(tmp_path: Path, flows: FlowSet,
-                                                clock: ManualClock) -> None:
-    d = await desk(tmp_path, flows, clock)
+async def test_the_veileders_phone_is_protected(d: Desk, clock: ManualClock) -> None:
     for i in range(5):
         await d.user("veileder")
         assert (await d.user(f"melding {i}"))[0].startswith("Sendt til Kari Nordmann")
@@ -123,26 +120,18 @@ async def test_the_veileders_phone_is_protected(tmp_path: Path, flows: FlowSet,
     last = (await d.to(KARI))[-1]
     assert "… (forkortet) — Svar: K1 + tekst." in last
     assert len(last) < 400
-    await d.pipeline.stop()
-    await d.store.close()
 
 
-async def test_a_user_without_a_veileder_is_told_who_to_call(tmp_path: Path, flows: FlowSet,
-                                                             clock: ManualClock) -> None:
-    d = await desk(tmp_path, flows, clock)
+async def test_a_user_without_a_veileder_is_told_who_to_call(d: Desk) -> None:
     async with d.store.transaction() as c:
         await c.execute("UPDATE users SET veileder_id = NULL")
     await d.user("veileder")
     assert await d.user("hei") == [
         "Jeg vet ikke hvem veilederen din er ennå. Ring NAV på 55 55 33 33, så får du hjelp."]
     assert await d.store.fetchall("SELECT COUNT(*) FROM threads") == [(0,)]
-    await d.pipeline.stop()
-    await d.store.close()
 
 
-async def test_a_stopped_user_gets_no_relayed_reply(tmp_path: Path, flows: FlowSet,
-                                                    clock: ManualClock) -> None:
-    d = await desk(tmp_path, flows, clock)
+async def test_a_stopped_user_gets_no_relayed_reply(d: Desk) -> None:
     await d.user("veileder")
     await d.user("hei")
     await d.user("STOPP")
@@ -150,18 +139,14 @@ async def test_a_stopped_user_gets_no_relayed_reply(tmp_path: Path, flows: FlowS
     assert await d.veileder(KARI, "K1 hei") == [
         "Sara H. har skrevet STOPP og får ikke meldinger fra Veivis nå."]
     assert await d.to(U) == before
-    await d.pipeline.stop()
-    await d.store.close()
 
 
-async def test_the_thread_log_keeps_no_text_and_goes_with_slett(tmp_path: Path, flows: FlowSet,
-                                                                clock: ManualClock) -> None:
-    d = await desk(tmp_path, flows, clock)
+async def test_the_thread_log_keeps_no_text_and_goes_with_slett(d: Desk) -> None:
     await d.user("veileder")
     await d.user("Jeg heter egentlig Sara Sol")
     await d.veileder(KARI, "K1 Takk")
     r = subprocess.run([sys.executable, "-m", "bot", "threads", "list", "--open", "--db",
-                        str(tmp_path / "v.db")], capture_output=True, text=True, cwd=ROOT,
+                        d.store.path], capture_output=True, text=True, cwd=ROOT,
                        timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[1].split() == [
@@ -173,17 +158,11 @@ async def test_the_thread_log_keeps_no_text_and_goes_with_slett(tmp_path: Path, 
     await d.user("ja")
     assert await d.store.fetchall("SELECT COUNT(*) FROM threads") == [(0,)]
     assert await d.store.fetchall("SELECT COUNT(*) FROM thread_events") == [(0,)]
-    await d.pipeline.stop()
-    await d.store.close()
 
 
-async def test_quiet_threads_go_with_the_retention_job(tmp_path: Path, flows: FlowSet,
-                                                        clock: ManualClock) -> None:
-    d = await desk(tmp_path, flows, clock)
+async def test_quiet_threads_go_with_the_retention_job(d: Desk) -> None:
     await d.user("veileder")
     await d.user("hei")
     assert (await d.store.purge(NOW + timedelta(days=89)))["threads"] == 0
     assert (await d.store.purge(NOW + timedelta(days=91)))["threads"] == 1
     assert await d.store.fetchall("SELECT COUNT(*) FROM thread_events") == [(0,)]
-    await d.pipeline.stop()
-    await d.store.close()
