@@ -30,6 +30,7 @@ from .demo import DEMO_USER_PHONE, seed_demo
 from .engine.model import FlowSet
 from .flowtest import run_all
 from .i18n import default_messages_dir, load_all
+from .meetings import user_id_by_phone
 from .phone import PhoneError, normalise_phone, pretty_phone
 from .pipeline import FlowRequest, Inbound, Pipeline, system_clock
 from .privacy import mask_address
@@ -39,6 +40,7 @@ from .server import StartError, load_flows, serve
 from .settings import Settings, SettingsError, load_settings
 from .store import Store
 from .store import outbox as O
+from .store.meetings import MeetingError
 from .when import describe
 
 log = logging.getLogger("veivis")
@@ -300,8 +302,9 @@ async def _invite(args: argparse.Namespace) -> int:
         return 2
     store = await Store.open(args.db or settings.db)
     try:
-        uid = await O.user_by_phone(store, phone)
-        if uid is None:
+        try:
+            uid, _ = await user_id_by_phone(store, phone)
+        except MeetingError:
             print(f"veivis invite: no user with phone {pretty_phone(phone)}; add them first "
                   "(veivis user add)", file=sys.stderr)
             return 1

@@ -285,12 +285,6 @@ class Pipeline:
                         values["møtested"] = place
                 res = engine_step(self.flows, state, event, now, values)
                 replies = res.replies
-                for eff in res.effects:
-                    if isinstance(eff, Forward):
-                        refused = await desk.forward(b.conn, user.id, eff.text, now)
-                        if refused is not None:  # said instead of «sent»
-                            replies = (Reply(system_text(self.flows, res.state.lang, refused,
-                                                         values)),)
                 states[user.id] = res.state
                 if isinstance(item, Inbound):
                     # kept only with consent, and never inside an anonymous flow
@@ -319,6 +313,11 @@ class Pipeline:
                                     eff.in_anonymous_flow)
                     elif isinstance(eff, EraseUser):
                         erased.add(user.id)
+                    elif isinstance(eff, Forward):
+                        refused = await desk.forward(b.conn, user.id, eff.text, now)
+                        if refused is not None:  # said instead of «sent»
+                            replies = (Reply(system_text(self.flows, res.state.lang, refused,
+                                                         values)),)
                 for r in replies:
                     changes.outbox.append(OutRow(user.id, user.channel, user.address, r.text,
                                                  r.choices, r.numbered, now))

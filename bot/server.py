@@ -23,9 +23,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from .channels import sms as S
 from .channels import telegram as T
+from .channels.base import reply_once
 from .config import apply_config, configured
 from .engine.model import FlowSet
-from .engine.runtime import system_text
 from .i18n import default_messages_dir, load_all
 from .outbox import Sender
 from .pipeline import Clock, Inbound, Pipeline, system_clock
@@ -35,7 +35,6 @@ from .scheduler import Ticker, start_scheduler
 from .settings import Settings
 from .store import Store
 from .store import outbox as O
-from .store.meetings import log_inbound_once, queue_message
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +211,8 @@ def web_app(svc: Service) -> web.Application:
         if not sid or not sender:
             return web.Response(status=400, text="MessageSid and From are required")
         if S.media_count(form) and not body.strip():
-            await _reply_once(svc, S.CHANNEL, sender, sid, "media")
+            await reply_once(svc.store, svc.flows, S.CHANNEL, sender, sid, "media", svc.clock())
+            svc.wake_senders()
         else:
             await svc.pipeline.submit(Inbound(S.CHANNEL, sender, body, sid))
         return twiml()
@@ -267,15 +267,6 @@ async def _signed_form(request: web.Request, hooks: S.Webhooks) -> dict[str, str
     log.warning("refused a request to %s without a valid Twilio signature (from %s)",
                 request.path, request.remote)
     return None
-
-
-async def _reply_once(svc: Service, channel: str, address: str, provider_id: str,
-                      key: str) -> None:
-    now = svc.clock()
-    async with svc.store.transaction() as c:
-        if await log_inbound_once(c, channel, provider_id, now):
-            await queue_message(c, channel, address, system_text(svc.flows, "nb", key, {}), now)
-    svc.wake_senders()
 
 
 @dataclass

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from bot.engine.runtime import Crisis
 from bot.pipeline import FlowRequest, Inbound, Pipeline
 from bot.store import Store
 
-from .conftest import FLOWS, NOW, ManualClock
+from .conftest import NOW, ManualClock, copy_flows
 
 CRISIS = ["jeg vil ikke leve mer", "Jeg vil ikke leve mer.", "JEG VIL DØ", "vil bare dø 😢",
           "tenker på å ta livet mitt", "har lyst å ta livet av meg", "selvmord",
@@ -82,13 +81,10 @@ async def test_pipeline_logs_the_signal_without_the_text(tmp_path: Path, flows: 
 
 
 def test_the_checker_demands_the_numbers(tmp_path: Path) -> None:
-    shutil.copytree(FLOWS, tmp_path / "flows")
-    f = tmp_path / "flows" / "crisis.yaml"
-    f.write_text(f.read_text(encoding="utf-8").replace("22 40 00 40", "22 40 00 41"),
-                 encoding="utf-8")
-    report = load([tmp_path / "flows"])
+    flows = copy_flows(tmp_path, "crisis.yaml", "22 40 00 40", "22 40 00 41")
+    report = load([flows])
     assert any(d.message == "the crisis flow must give the number 22 40 00 40"
                for d in report.errors)
-    f.unlink()
-    report = load([tmp_path / "flows"])
+    (flows / "crisis.yaml").unlink()
+    report = load([flows])
     assert any("there is no 'crisis' flow" in d.message for d in report.errors)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,9 +13,8 @@ from bot.engine import load
 from bot.engine.language import lix, sentences, sms_segments
 from bot.i18n import extract_flows, load_all
 
-from .conftest import FLOWS, ROOT
+from .conftest import FLOWS, MESSAGES, ROOT, copy_flows
 
-MESSAGES = ROOT / "messages"
 DEFAULT_FLOWS = {"welcome", "menu", "first_meeting_prep", "meeting_reminder",
                  "first_meeting_survey", "feedback", "about_aktivitetsplikt", "language"}
 
@@ -47,11 +45,8 @@ def test_every_checklist_item_has_a_step_and_the_docs_table_says_which() -> None
 
 
 def test_a_checklist_item_without_a_step_is_reported(tmp_path: Path) -> None:
-    shutil.copytree(FLOWS, tmp_path / "flows")
-    prep = tmp_path / "flows" / "first_meeting_prep.yaml"
-    prep.write_text(prep.read_text(encoding="utf-8").replace("    checklist: bankid\n", ""),
-                    encoding="utf-8")
-    report = load([tmp_path / "flows"])
+    flows = copy_flows(tmp_path, "first_meeting_prep.yaml", "    checklist: bankid\n", "")
+    report = load([flows])
     assert any("checklist item 'bankid' is served by no step" in d.message
                and d.path.endswith("sjekkliste.yaml") for d in report.warnings)
 
@@ -68,13 +63,9 @@ def test_survey_has_at_most_8_questions_and_says_so() -> None:
 
 
 def test_a_changed_bokmal_text_makes_its_translations_stale(tmp_path: Path) -> None:
-    shutil.copytree(FLOWS, tmp_path / "flows")
-    shutil.copytree(MESSAGES, tmp_path / "messages")
-    menu = tmp_path / "flows" / "menu.yaml"
-    menu.write_text(menu.read_text(encoding="utf-8").replace("ask: Hva vil du gjøre?",
-                                                             "ask: Hva vil du gjøre nå?"),
-                    encoding="utf-8")
-    report = load_all([tmp_path / "flows"], tmp_path / "messages")
+    flows = copy_flows(tmp_path, "menu.yaml", "ask: Hva vil du gjøre?",
+                       "ask: Hva vil du gjøre nå?", messages=True)
+    report = load_all([flows], tmp_path / "messages")
     stale = [d.message for d in report.warnings if "menu.valg'" in d.message]
     assert len(stale) == 2 and all("is stale" in m for m in stale)
     assert any("nynorsk" in m for m in stale) and any("English" in m for m in stale)
@@ -83,9 +74,8 @@ def test_a_changed_bokmal_text_makes_its_translations_stale(tmp_path: Path) -> N
 
 
 def test_a_text_with_no_translation_is_reported(tmp_path: Path) -> None:
-    shutil.copytree(FLOWS, tmp_path / "flows")
-    shutil.copytree(MESSAGES, tmp_path / "messages")
-    (tmp_path / "flows" / "extra.yaml").write_text(
+    flows = copy_flows(tmp_path, messages=True)
+    (flows / "extra.yaml").write_text(
         "id: extra\ntitle: Ekstra\nsteps:\n  - id: a\n    say: Hei på deg.\n", encoding="utf-8")
     report = load_all([tmp_path / "flows"], tmp_path / "messages")
     msgs = [str(d) for d in report.warnings]

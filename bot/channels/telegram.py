@@ -37,6 +37,7 @@ from ..privacy import mask_address
 from ..store import OutboxItem, Store
 from ..store import outbox as O
 from ..store.meetings import log_inbound_once, queue_message
+from .base import reply_once
 
 log = logging.getLogger(__name__)
 # httpx logs every request URL at INFO, and a Bot API URL holds the bot token; PTB logs
@@ -190,10 +191,8 @@ class TelegramChannel:
         return system_text(self.flows, "nb", key, {})
 
     async def _reply_once(self, chat_id: str, provider_id: str, key: str) -> None:
-        now = self.clock()
-        async with self.store.transaction() as c:
-            if await log_inbound_once(c, CHANNEL, provider_id, now):
-                await queue_message(c, CHANNEL, chat_id, self._text(key), now)
+        await reply_once(self.store, self.flows, CHANNEL, chat_id, provider_id, key,
+                         self.clock())
         self.on_queued()
 
     async def handle(self, data: Mapping[str, Any]) -> None:

@@ -292,8 +292,7 @@ def system_text(flows: FlowSet, lang: str, key: str, ctx: Mapping[str, str]) -> 
 
 def _sys(flows: FlowSet, state: State, key: str, ctx: Mapping[str, str],
          extra: Mapping[str, str] | None = None) -> str:
-    values = {**ctx, **extra} if extra else ctx
-    return render(tr(flows, state.lang, f"system.{key}", flows.texts[key]), values)
+    return system_text(flows, state.lang, key, {**ctx, **extra} if extra else ctx)
 
 
 def _idle(state: State) -> State:

@@ -84,6 +84,12 @@ class OutboxItem:
     tries: int
 
 
+def outbox_item(r: Sequence[Any]) -> OutboxItem:
+    """An outbox row read as (id, user_id, channel, address, text, choices, numbered, tries)."""
+    return OutboxItem(int(r[0]), None if r[1] is None else int(r[1]), str(r[2]), str(r[3]),
+                      str(r[4]), tuple(json.loads(r[5])) if r[5] else (), bool(r[6]), int(r[7]))
+
+
 @dataclass
 class Changes:
     """Everything a batch writes, in one transaction."""
@@ -347,10 +353,7 @@ class Store:
             "WHERE status = 'pending' AND channel = ? AND due_at <= ? ORDER BY id LIMIT ?",
             (channel, iso(now), limit),
         ) as cur:
-            rows = await cur.fetchall()
-        return [OutboxItem(r[0], r[1], r[2], r[3], r[4],
-                           tuple(json.loads(r[5])) if r[5] else (), bool(r[6]), r[7])
-                for r in rows]
+            return [outbox_item(r) for r in await cur.fetchall()]
 
     async def mark_sent(self, ids: Sequence[int], now: datetime,
                         provider_ids: Sequence[str | None] | None = None) -> None:

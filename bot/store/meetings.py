@@ -199,9 +199,10 @@ async def log_inbound_once(c: aiosqlite.Connection, channel: str, provider_id: s
 
 
 async def queue_message(c: aiosqlite.Connection, channel: str, address: str, text: str,
-                        now: datetime) -> None:
+                        now: datetime, user_id: int | None = None) -> None:
     await c.execute("INSERT INTO outbox (user_id, channel, address, text, created_at, due_at) "
-                    "VALUES (NULL, ?, ?, ?, ?, ?)", (channel, address, text, iso(now), iso(now)))
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (user_id, channel, address, text, iso(now), iso(now)))
 
 
 async def user_for_veileder(c: aiosqlite.Connection, phone: str, veileder_id: int, *,

@@ -8,20 +8,13 @@ row of an address that is pending or sending (its head) may be claimed.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from .db import PHONE_CHANNELS, OutboxItem, Store, iso
+from .db import PHONE_CHANNELS, OutboxItem, Store, iso, outbox_item
 
 INTERRUPTED = "interrupted while sending: it may or may not have arrived"
-
-
-def _item(r: Sequence[Any]) -> OutboxItem:
-    return OutboxItem(int(r[0]), None if r[1] is None else int(r[1]), str(r[2]), str(r[3]),
-                      str(r[4]), tuple(json.loads(r[5])) if r[5] else (), bool(r[6]), int(r[7]))
 
 
 async def heads(store: Store, channel: str, now: datetime, limit: int = 2000) -> list[OutboxItem]:
@@ -32,7 +25,7 @@ async def heads(store: Store, channel: str, now: datetime, limit: int = 2000) ->
         "AND status IN ('pending', 'sending') GROUP BY address) h ON h.id = o.id "
         "WHERE o.status = 'pending' AND o.due_at <= ? ORDER BY o.id LIMIT ?",
         (channel, iso(now), limit))
-    return [_item(r) for r in rows]
+    return [outbox_item(r) for r in rows]
 
 
 async def claim(store: Store, ids: Sequence[int]) -> list[int]:
@@ -169,9 +162,4 @@ async def use_invite(store: Store, code_hash: str, chat_id: str,
 
 async def telegram_user(store: Store, chat_id: str) -> int | None:
     rows = await store.fetchall("SELECT id FROM users WHERE telegram_chat_id = ?", (chat_id,))
-    return int(rows[0][0]) if rows else None
-
-
-async def user_by_phone(store: Store, phone: str) -> int | None:
-    rows = await store.fetchall("SELECT id FROM users WHERE phone = ?", (phone,))
     return int(rows[0][0]) if rows else None

@@ -14,6 +14,7 @@ from typing import Any
 import aiosqlite
 
 from .db import Store, iso
+from .meetings import queue_message
 
 
 @dataclass(frozen=True)
@@ -118,9 +119,7 @@ async def open_recent(c: aiosqlite.Connection, veileder_id: int,
 async def reply(c: aiosqlite.Connection, thread: Thread, text: str, now: datetime) -> None:
     """The veileder's answer, to the young person on their own channel; a closed thread that
     gets an answer is open again."""
-    await c.execute("INSERT INTO outbox (user_id, channel, address, text, created_at, due_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (thread.user_id, thread.channel, thread.address, text, iso(now), iso(now)))
+    await queue_message(c, thread.channel, thread.address, text, now, thread.user_id)
     if thread.status != "open":
         await c.execute("UPDATE threads SET status = 'open', closed_at = NULL WHERE id = ?",
                         (thread.id,))
