@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 from . import meetings
@@ -18,6 +18,7 @@ from .config import (
     configured,
     default_config_path,
     load_config,
+    set_away_in_file,
 )
 from .phone import PhoneError, normalise_phone, pretty_phone
 from .pipeline import system_clock
@@ -26,7 +27,7 @@ from .store import Store
 from .store import meetings as M
 from .store import threads as TH
 from .store.meetings import MeetingError
-from .when import WhenError, describe, split_when_place
+from .when import WhenError, describe, parse_day, split_when_place
 
 REPLIES = {"kommer": "kommer", "ny_tid": "trenger ny tid", "kan_ikke": "kan ikke komme"}
 
@@ -77,6 +78,51 @@ async def veileder_add(store: Store, a: argparse.Namespace) -> str:
         add_veileder_to_file(a.config, a.name, phone, a.office)
         where = f"; written to {a.config}"
     return f"added veileder {a.name} ({pretty_phone(phone)}, {a.office}){where}"
+
+
+async def _find_veileder(store: Store, who: str) -> tuple[int, str, str]:
+    """A veileder by work phone or by name (any case; a part is enough if it is unique)."""
+    rows = await store.fetchall("SELECT id, name, work_phone FROM veiledere ORDER BY name")
+    try:
+        phone = normalise_phone(who)
+        found = [r for r in rows if r[2] == phone]
+    except PhoneError:
+        key = " ".join(who.split()).casefold()
+        found = [r for r in rows if str(r[1]).casefold() == key] or [
+            r for r in rows if key in str(r[1]).casefold()]
+    if not found:
+        raise Problem(f"no veileder called {who} (veivis veileder list)")
+    if len(found) > 1:
+        raise Problem(f"{who} fits {', '.join(str(r[1]) for r in found)}; give the full name "
+                      "or the work phone")
+    return int(found[0][0]), str(found[0][1]), str(found[0][2])
+
+
+async def veileder_away(store: Store, a: argparse.Namespace) -> str:
+    """Mark a veileder away through a date (or back, with --back): their messages go to the
+    backup phone meanwhile, and young people are told when they are back."""
+    vid, name, phone = await _find_veileder(store, a.name)
+    until: date | None = None
+    if not a.back:
+        if a.until is None:
+            raise Problem("give --until DATE (the last day away, e.g. 4.12.2026) or --back")
+        until = parse_day(a.until, system_clock())
+    async with store.transaction() as c:
+        await c.execute("UPDATE veiledere SET away_until = ? WHERE id = ?",
+                        (until.isoformat() if until else None, vid))
+    path = a.config or default_config_path()
+    where = ""
+    if path and set_away_in_file(path, phone, until):
+        where = f"; written to {path}"
+    if until is None:
+        return f"{name} is back: messages go to {pretty_phone(phone)} again{where}"
+    backup = await store.fetchall(
+        "SELECT COALESCE(v.backup_phone, o.backup_phone) FROM veiledere v "
+        "LEFT JOIN offices o ON o.id = v.office_id WHERE v.id = ?", (vid,))
+    to = (f"messages go to the backup {pretty_phone(backup[0][0])}" if backup and backup[0][0]
+          else "no backup phone is set (vikar or the office's reservetelefon), so messages "
+               "wait for them")
+    return f"{name} is away through {until:%d.%m.%Y}: {to}{where}"
 
 
 async def config_check(store: Store | None, a: argparse.Namespace) -> str:
@@ -213,6 +259,15 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                    help="also write to this configuration file (default: veivis.yaml if "
                         "there is one)")
     cmd(v, "list", veileder_list, "list veiledere")
+    p = cmd(v, "away", veileder_away, "mark a veileder away through a date (messages go to "
+            "the backup phone), or back")
+    p.add_argument("name", help="the veileder's name (or a unique part of it) or work phone")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--until", metavar="DATE", help="the last day away, e.g. 4.12.2026")
+    when.add_argument("--back", action="store_true", help="the veileder is back")
+    p.add_argument("--config", default=str(conf_default) if conf_default else None,
+                   help="also write borte_til in this configuration file (default: "
+                        "veivis.yaml if there is one)")
 
     g = sub.add_parser("config", help="offices, veiledere and reminder rules (veivis.yaml)")
     gs = g.add_subparsers(dest="sub", required=True)

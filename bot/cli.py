@@ -273,6 +273,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     channels = [n for n, on in (("Telegram", settings.telegram), ("SMS", settings.sms)) if on]
     print(f"Ready to run: {' and '.join(channels)}; database {settings.db}; web server on "
           f"{settings.host}:{settings.port}.")
+    if not settings.sms:
+        print("Note: messages to veiledere's work phones (forwards, summaries, crisis notices) "
+              "go by SMS. Without Twilio they wait in the outbox: set TWILIO_* to send them.")
     return 0
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 from dataclasses import dataclass, field, replace
 from datetime import date, time, timedelta
 from pathlib import Path
@@ -34,14 +33,14 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from .engine.loader import FileChecker, line_of_item, line_of_value, read_yaml
+from .hours import valid_hours
 from .phone import PhoneError, normalise_phone, pretty_phone
 from .schedule import DEFAULT_RULES, Rules
 from .store import Store
 
-TOP_KEYS = {"kontorer", "veiledere", "påminnelser"}
+TOP_KEYS = {"kontorer", "veiledere", "påminnelser", "stengt"}
 OFFICE_KEYS = {"navn", "adresse", "åpningstider", "reservetelefon"}
 VEILEDER_KEYS = {"navn", "jobbtelefon", "kontor", "arbeidstid", "borte_til", "vikar"}
-_HOURS = re.compile(r"^([01]?\d|2[0-3])[.:]([0-5]\d)\s*-\s*([01]?\d|2[0-3])[.:]([0-5]\d)$")
 RULE_KEYS = {"kvelden_før": "evening_before", "timer_før": "hours_before",
              "stille_fra": "quiet_from", "stille_til": "quiet_until",
              "møtelengde_timer": "meeting_length", "undersøkelse_timer_etter": "survey_delay"}
@@ -139,7 +138,7 @@ def load_config(path: str | Path) -> tuple[Config | None, list[str]]:
                       f"{phones[phone]})")
             continue
         hours = _text(node, "arbeidstid")
-        if hours is not None and not _HOURS.match(hours):
+        if hours is not None and not valid_hours(hours):
             chk.error(line_of_value(node, "arbeidstid", line),
                       f"veileder {name}: 'arbeidstid' must be like \"08.00-15.30\"")
         away = _date(chk, node, "borte_til", line)
@@ -149,6 +148,8 @@ def load_config(path: str | Path) -> tuple[Config | None, list[str]]:
             conf.veiledere.append(VeilederConf(name, phone, office, hours, away, backup))
     if "påminnelser" in doc:
         conf.rules = _rules(doc["påminnelser"], chk, line_of_value(doc, "påminnelser", 1))
+    if doc.get("stengt") is not None:
+        conf.rules = replace(conf.rules, closed_days=_closed_days(doc, chk))
     diags.sort(key=lambda d: d.line)
     return (None if chk.failed() else conf), [str(d) for d in diags]
 
@@ -190,6 +191,20 @@ def _date(chk: FileChecker, node: CommentedMap, key: str, line: int) -> date | N
     except ValueError:
         chk.error(line_of_value(node, key, line), f"'{key}' must be a date like 24.12.2026")
         return None
+
+
+def _closed_days(doc: CommentedMap, chk: FileChecker) -> frozenset[date]:
+    """`stengt:`, the days the offices are closed beyond public holidays (24.12.2026, ...)."""
+    seq, line = doc["stengt"], line_of_value(doc, "stengt", 1)
+    if not isinstance(seq, CommentedSeq):
+        chk.error(line, "'stengt' must be a list of dates (lines like '- 24.12.2026')")
+        return frozenset()
+    days = set()
+    for i, v in enumerate(seq):
+        d = _date(chk, CommentedMap([("stengt", v)]), "stengt", line_of_item(seq, i, line))
+        if d is not None:
+            days.add(d)
+    return frozenset(days)
 
 
 def _phone(chk: FileChecker, node: CommentedMap, key: str, line: int,
@@ -235,18 +250,69 @@ async def apply_config(store: Store, conf: Config) -> tuple[int, int]:
     """Bring offices and veiledere in the database up to the file (by name / work phone)."""
     await store.upsert_offices([(o.name, o.address, o.opening_hours, o.backup_phone)
                                 for o in conf.offices])
-    await store.upsert_veiledere([(v.name, v.phone, v.office, v.working_hours,
-                                   v.away_until.isoformat() if v.away_until else None,
-                                   v.backup_phone) for v in conf.veiledere])
+    rows: list[Desk] = [(v.name, v.phone, v.office, v.working_hours,
+             v.away_until.isoformat() if v.away_until else None, v.backup_phone)
+            for v in conf.veiledere]
+    await store.upsert_veiledere(rows + backup_desks(conf))
     return len(conf.offices), len(conf.veiledere)
+
+
+Desk = tuple[str, str, str, str | None, str | None, str | None]
+
+
+def backup_desks(conf: Config) -> list[Desk]:
+    """Backup phones (an office's `reservetelefon`, a veileder's `vikar`) that are not
+    someone's work phone become desks of their own, «Veileder på NAV Gjøvik»: messages routed
+    there open threads under that desk, so answers from the backup phone reach the young
+    person (codes scoped to it, as for any veileder) and no other number can relay."""
+    known = {v.phone for v in conf.veiledere}
+    out: dict[str, Desk] = {}
+    backups = [(o.backup_phone, o.name) for o in conf.offices]
+    backups += [(v.backup_phone, v.office) for v in conf.veiledere]
+    for phone, office in backups:
+        if phone and phone not in known and phone not in out:
+            out[phone] = (f"Veileder på {office}", phone, office, None, None, None)
+    return list(out.values())
+
+
+def _round_trip() -> YAML:
+    yaml = YAML(typ="rt")
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.preserve_quotes = True
+    return yaml
+
+
+def _write(yaml: YAML, doc: Any, p: Path) -> None:
+    buf = io.StringIO()
+    yaml.dump(doc, buf)
+    p.write_text(buf.getvalue(), encoding="utf-8")
+
+
+def set_away_in_file(path: str | Path, phone: str, until: date | None) -> bool:
+    """Write (or with None, remove) `borte_til` for the veileder with this work phone,
+    keeping the file's comments and order. False if the file does not list them."""
+    yaml, p = _round_trip(), Path(path)
+    doc = yaml.load(p.read_text(encoding="utf-8")) if p.exists() else None
+    if not isinstance(doc, CommentedMap) or not isinstance(doc.get("veiledere"), CommentedSeq):
+        return False
+    for node in doc["veiledere"]:
+        try:
+            mine = normalise_phone(str(node.get("jobbtelefon", ""))) == phone
+        except (PhoneError, AttributeError):
+            mine = False
+        if mine:
+            if until is None:
+                node.pop("borte_til", None)
+            else:
+                node["borte_til"] = until.strftime("%d.%m.%Y")
+            _write(yaml, doc, p)
+            return True
+    return False
 
 
 def add_veileder_to_file(path: str | Path, name: str, phone: str, office: str) -> None:
     """Append a veileder (and the office if new), keeping the file's comments and order."""
-    yaml = YAML(typ="rt")
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    yaml.preserve_quotes = True
-    p = Path(path)
+    yaml, p = _round_trip(), Path(path)
     doc = yaml.load(p.read_text(encoding="utf-8")) if p.exists() else None
     if doc is None:
         doc = CommentedMap()
@@ -257,6 +323,4 @@ def add_veileder_to_file(path: str | Path, name: str, phone: str, office: str) -
         doc["kontorer"].append(CommentedMap([("navn", office)]))
     doc["veiledere"].append(CommentedMap([("navn", name), ("jobbtelefon", pretty_phone(phone)),
                                           ("kontor", office)]))
-    buf = io.StringIO()
-    yaml.dump(doc, buf)
-    p.write_text(buf.getvalue(), encoding="utf-8")
+    _write(yaml, doc, p)

@@ -4,7 +4,11 @@ meeting commands by SMS (MØTE, FLYTT, AVLYS).
 A young person's message goes to their veileder's work phone with a short code (K7), their
 first name and last initial, the text and how to answer; nothing else about them. The veileder
 answers «K7 <text>» (or, with one open thread in the last 24 hours, just the text); «K7 LUKK»
-closes the thread. Codes are looked up only among the veileder's own threads.
+closes the thread. Codes are looked up only among the veileder's own threads. Answers from a
+flow marked `summary` (first-meeting preparation, a reply to a reminder) go the same way, as
+one short SMS; a crisis signal sends an urgent notice with name and phone to whoever is on
+duty. Outside working hours and on public holidays the SMS waits until someone reads it (the
+young person is told when); while the veileder is away it goes to the backup (bot.hours).
 
 Only a number registered as a veileder's work phone reaches this code (the pipeline checks);
 a veileder reaches only their own users: a young person assigned to another veileder is
@@ -16,12 +20,14 @@ transaction: nothing half-saved, a retried webhook is handled once.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import aiosqlite
 
 from . import meetings
+from .hours import Duty, duty
 from .phone import pretty_phone
 from .schedule import DEFAULT_RULES, Rules
 from .store import Store
@@ -47,22 +53,112 @@ def short_name(first: str | None, last: str | None) -> str:
     return name
 
 
-async def forward(c: aiosqlite.Connection, user_id: int, text: str, now: datetime) -> str | None:
+def duty_of(who: TH.Sender, now: datetime, closed: Collection[date] = ()) -> Duty:
+    return duty(now, work_phone=who.work_phone, working_hours=who.working_hours,
+                away_until=who.away_until, backup_phone=who.backup_phone, closed=closed)
+
+
+@dataclass(frozen=True)
+class Routed:
+    """How a message to the veileder went: `key` is the system text the young person gets
+    instead of the flow's «sent» (None: sent and read now, the flow's own text is true)."""
+
+    key: str | None
+    duty: Duty | None = None
+
+
+def _shorten(text: str, limit: int) -> str:
+    body = " ".join(text.split())
+    if len(body) > limit:
+        body = body[:limit].rsplit(" ", 1)[0] + " … (forkortet)"
+    return body
+
+
+async def _send(c: aiosqlite.Connection, who: TH.Sender, d: Duty, direction: str,
+                text: Callable[[int], str], now: datetime) -> int:
+    """Open (or reuse) the thread on the desk that reads it (the veileder, or the backup while
+    they are away) and queue the SMS, held until someone reads messages."""
+    assert d.phone is not None and who.veileder_id is not None
+    desk = (await TH.desk_id(c, d.phone)) if d.backup else who.veileder_id
+    code = await TH.open_thread(c, who.user_id, desk or who.veileder_id, now, direction)
+    await M.queue_message(c, "sms", d.phone, text(code), now, due=d.read_from)
+    return code
+
+
+def _auto_reply(d: Duty) -> str | None:
+    """What the young person is told when nobody reads the message now."""
+    if d.backup:
+        return None if d.open_now else "forward_away_closed"
+    if d.away_until is not None:
+        return "forward_away_waits"
+    return None if d.open_now else "forward_closed"
+
+
+async def forward(c: aiosqlite.Connection, user_id: int, text: str, now: datetime,
+                  closed: Collection[date] = ()) -> Routed:
     """Send a young person's message to their veileder's work phone, in the caller's
-    transaction. Returns None when sent, or the system text to say instead."""
+    transaction: to the backup while the veileder is away, held until working hours after
+    them. The young person is told honestly when to expect an answer."""
     who = await TH.sender(c, user_id)
     if who.veileder_id is None or not who.work_phone:
-        return "forward_no_veileder"
-    if await TH.forwards_since(c, user_id, now - timedelta(hours=1)) >= FORWARDS_PER_HOUR:
-        return "forward_limit"
-    code = await TH.open_thread(c, user_id, who.veileder_id, now)
-    body = " ".join(text.split())
-    if len(body) > MAX_FORWARD:
-        body = body[:MAX_FORWARD].rsplit(" ", 1)[0] + " … (forkortet)"
-    await M.queue_message(c, "sms", who.work_phone,
-                          f"Veivis K{code} fra {short_name(who.first_name, who.last_name)}: "
-                          f"{body} — Svar: K{code} + tekst. K{code} LUKK avslutter.", now)
-    return None
+        return Routed("forward_no_veileder")
+    if await TH.events_since(c, user_id, "in", now - timedelta(hours=1)) >= FORWARDS_PER_HOUR:
+        return Routed("forward_limit")
+    d = duty_of(who, now, closed)
+    name, body = short_name(who.first_name, who.last_name), _shorten(text, MAX_FORWARD)
+    about = f" (for {who.veileder_name}, som er borte)" if d.backup else ""
+    await _send(c, who, d, "in", lambda code: (
+        f"Veivis K{code} fra {name}{about}: {body} — Svar: K{code} + tekst. "
+        f"K{code} LUKK avslutter."), now)
+    key = _auto_reply(d)
+    if d.backup and d.open_now:
+        key = "forward_away"
+    return Routed(key, d)
+
+
+async def summary(c: aiosqlite.Connection, user_id: int, title: str,
+                  items: Sequence[tuple[str, str]], meeting_at: datetime | None,
+                  now: datetime, closed: Collection[date] = ()) -> bool:
+    """A flow's answers for the veileder (first-meeting preparation, a reply to a reminder),
+    as one short SMS with the thread's code. False when the user has no veileder."""
+    who = await TH.sender(c, user_id)
+    if who.veileder_id is None or not who.work_phone:
+        return False
+    d = duty_of(who, now, closed)
+    name = short_name(who.first_name, who.last_name)
+    when = f" ({describe(meeting_at)})" if meeting_at else ""
+    about = f" (for {who.veileder_name}, som er borte)" if d.backup else ""
+    body = (f"{items[0][1]}." if len(items) == 1  # one answer speaks for itself
+            else " ".join(f"{label}: {value}." for label, value in items))
+    body = _shorten(body, MAX_FORWARD)
+    await _send(c, who, d, "summary", lambda code: (
+        f"Veivis K{code} fra {name}{about} – {title}{when}: {body} Svar: K{code} + tekst."),
+        now)
+    return True
+
+
+CRISIS_NOTICE_EVERY = timedelta(minutes=30)  # one urgent SMS per young person in that time
+
+
+async def crisis_notice(c: aiosqlite.Connection, user_id: int, now: datetime,
+                        closed: Collection[date] = ()) -> bool:
+    """An urgent SMS to whoever is on duty for this young person, with their name and phone
+    so they can call; never what the young person wrote. False if nobody is on duty (the
+    young person was told so). A second signal within half an hour sends no second SMS."""
+    who = await TH.sender(c, user_id)
+    d = duty_of(who, now, closed)
+    if not d.on_duty:
+        return False
+    if await TH.events_since(c, user_id, "crisis", now - CRISIS_NOTICE_EVERY):
+        return True
+    full = " ".join(x for x in (who.first_name, who.last_name) if x) or "En bruker"
+    phone = f"tlf. {pretty_phone(who.phone)}" if who.phone else "telefon ukjent"
+    about = f" (for {who.veileder_name}, som er borte)" if d.backup else ""
+    await _send(c, who, d, "crisis", lambda code: (
+        f"HASTER fra Veivis K{code}: {full}, {phone}{about}, skrev noe som kan bety krise. "
+        f"Ring så fort du kan. {who.first_name or 'Brukeren'} har fått krisenumrene. "
+        f"Svar: K{code} + tekst."), now)
+    return True
 
 
 @dataclass(frozen=True)

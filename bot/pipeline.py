@@ -13,16 +13,18 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from . import desk
 from .engine import answers
 from .engine.model import FlowSet
 from .engine.runtime import (
+    ON_DUTY,
     AnonymousAnswer,
     Crisis,
+    CrisisNotice,
     EraseUser,
     Expire,
     Forward,
@@ -34,16 +36,18 @@ from .engine.runtime import (
     SetStopped,
     StartFlow,
     State,
+    Summary,
     UserText,
     system_text,
 )
 from .engine.runtime import step as engine_step
+from .hours import duty
 from .phone import pretty_phone
 from .privacy import mask_address
 from .schedule import DEFAULT_RULES, Rules
 from .store import AnonymousRow, Changes, OutRow, Store, UserContext
 from .store.db import PHONE_CHANNELS
-from .timefmt import meeting_time
+from .timefmt import day_date, meeting_time
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +101,15 @@ class _Pending:
     future: asyncio.Future[Handled] = field(repr=False)
 
 
-def context_values(ctx: UserContext | None, lang: str,
-                   now: datetime | None = None) -> dict[str, str]:
+def context_values(ctx: UserContext | None, lang: str, now: datetime | None = None,
+                   closed: Collection[date] = ()) -> dict[str, str]:
     if ctx is None:
         return {}
     out: dict[str, str] = {}
+    if now is not None and duty(now, work_phone=ctx.work_phone, working_hours=ctx.working_hours,
+                                away_until=ctx.away_until, backup_phone=ctx.backup_phone,
+                                closed=closed).on_duty:
+        out[ON_DUTY] = "ja"
     if ctx.first_name:
         out["fornavn"] = ctx.first_name
     if ctx.veileder:
@@ -274,8 +282,8 @@ class Pipeline:
                         state = replace(state, stopped=user.stopped)
                 values = vars_cache.get(user.id)
                 if values is None:
-                    values = vars_cache[user.id] = context_values(ctxs.get(user.id),
-                                                                  state.lang, now)
+                    values = vars_cache[user.id] = context_values(
+                        ctxs.get(user.id), state.lang, now, self.rules.closed_days)
                 about = (item.meeting_id if isinstance(item, FlowRequest) and item.meeting_id
                          else state.meeting)
                 if about in meetings:  # a flow about one meeting shows that meeting
@@ -314,10 +322,27 @@ class Pipeline:
                     elif isinstance(eff, EraseUser):
                         erased.add(user.id)
                     elif isinstance(eff, Forward):
-                        refused = await desk.forward(b.conn, user.id, eff.text, now)
-                        if refused is not None:  # said instead of «sent»
-                            replies = (Reply(system_text(self.flows, res.state.lang, refused,
-                                                         values)),)
+                        routed = await desk.forward(b.conn, user.id, eff.text, now,
+                                                    self.rules.closed_days)
+                        if routed.key is not None:  # said instead of «sent»
+                            replies = (Reply(system_text(
+                                self.flows, res.state.lang, routed.key,
+                                {**values, **_when_read(routed, res.state.lang, now)})),)
+                    elif isinstance(eff, Summary):
+                        meeting_at = meetings[about][0] if about in meetings else None
+                        await desk.summary(b.conn, user.id, eff.title, eff.items, meeting_at, now,
+                                           self.rules.closed_days)
+                    elif isinstance(eff, CrisisNotice):
+                        if await desk.crisis_notice(b.conn, user.id, now,
+                                                    self.rules.closed_days):
+                            log.warning("crisis notice for %s to the one on duty",
+                                        mask_address(item.address))
+                        else:  # nobody on duty after all: say so, never «told»
+                            told = system_text(self.flows, res.state.lang, "crisis_told", values)
+                            nobody = system_text(self.flows, res.state.lang, "crisis_nobody",
+                                                 values)
+                            replies = tuple(Reply(nobody) if r.text == told else r
+                                            for r in replies)
                 for r in replies:
                     changes.outbox.append(OutRow(user.id, user.channel, user.address, r.text,
                                                  r.choices, r.numbered, now))
@@ -341,6 +366,17 @@ class Pipeline:
             if not p.future.done():
                 p.future.set_result(h)
         return leftover
+
+
+def _when_read(routed: desk.Routed, lang: str, now: datetime) -> dict[str, str]:
+    """{svartid} and {borte_til} for the auto-reply, in the user's language."""
+    out: dict[str, str] = {}
+    d = routed.duty
+    if d is not None and d.read_from is not None:
+        out["svartid"] = meeting_time(d.read_from, lang, now)
+    if d is not None and d.away_until is not None:
+        out["borte_til"] = day_date(d.away_until, lang)
+    return out
 
 
 def _forget(ch: Changes, erased: set[int]) -> None:

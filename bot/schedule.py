@@ -26,6 +26,8 @@ class Rules:
     survey_delay: timedelta = timedelta(hours=2)
     survey_nudge_after: timedelta = timedelta(days=1)
     survey_expires_after: timedelta = timedelta(days=3)
+    # days the offices are closed beyond the public holidays (config `stengt`), for routing
+    closed_days: frozenset[date] = frozenset()
 
 
 DEFAULT_RULES = Rules()

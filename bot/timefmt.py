@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from babel.dates import format_datetime
+from babel.dates import format_date, format_datetime
 
 OSLO = ZoneInfo("Europe/Oslo")
 _LOCALES = {"nb": "nb_NO", "nn": "nn_NO", "en": "en_GB"}
@@ -28,3 +28,9 @@ def meeting_time(when: datetime, lang: str = "nb", now: datetime | None = None) 
         if days in (0, 1):
             return f"{_RELATIVE.get(lang, _RELATIVE['nb'])[days]}, {text}"
     return text
+
+
+def day_date(day: date, lang: str = "nb") -> str:
+    """«tirsdag 1. desember» (nb/nn); «Tuesday 1 December» (en)."""
+    pattern = "EEEE d MMMM" if lang == "en" else "EEEE d. MMMM"
+    return format_date(day, pattern, locale=_LOCALES.get(lang, "nb_NO"))

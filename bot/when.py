@@ -86,6 +86,14 @@ def _date_of(text: str, today: date) -> tuple[date | None, str]:
     return None, text
 
 
+def parse_day(text: str, now: datetime) -> date:
+    """A Norwegian date without a time: «4.12», «4.12.2026», «2026-12-04», «fredag»."""
+    day, rest = _date_of(text.strip().lower(), now.astimezone(OSLO).date())
+    if day is None or rest.strip(" ,."):
+        raise WhenError(f"'{text}' is not a date; write it like 4.12.2026")
+    return day
+
+
 def parse_when(text: str, now: datetime, *, default_time: time | None = None) -> datetime:
     """A Norwegian date and time, read in Europe/Oslo; returned in UTC."""
     low = " ".join(text.casefold().replace(",", " ").split())

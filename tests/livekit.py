@@ -19,6 +19,7 @@ from typing import Any
 from bot import server
 from bot.settings import Settings
 from bot.store import Store
+from bot.store.db import iso
 
 from .conftest import NOW
 from .fakes import FakeTelegram, FakeTwilio
@@ -83,11 +84,17 @@ class Live:
         await self.svc.ticker.tick()
 
     async def settled(self, timeout: float = 30.0) -> None:
-        """Wait until nothing is queued or being sent (retries included)."""
+        """Wait until nothing due is queued or being sent (retries included) on the channels
+        this service sends on. A message held for later (an SMS to a work phone after hours)
+        or for a channel that is not set up is not waited for."""
         deadline = time.monotonic() + timeout
+        channels = sorted(self.svc.senders)
         while True:
             rows = await self.store.fetchall(
-                "SELECT COUNT(*) FROM outbox WHERE status IN ('pending', 'sending')")
+                "SELECT COUNT(*) FROM outbox WHERE (status = 'sending' OR (status = 'pending' "
+                "AND (due_at <= ? OR tries > 0))) "
+                f"AND channel IN ({','.join('?' * len(channels))})",
+                (iso(self.clock()), *channels))
             if rows[0][0] == 0:
                 return
             if time.monotonic() > deadline:

@@ -125,7 +125,10 @@ def test_check_config_and_run_refuse_plainly(tmp_path: Path) -> None:
     assert not (tmp_path / "v.db").exists()  # nothing was started
     ok = _run(["check-config"], {**env, "VEIVIS_PUBLIC_URL": PUBLIC})
     assert ok.returncode == 0, ok.stderr
-    assert ok.stdout.startswith("Ready to run: SMS;")
+    assert ok.stdout.startswith("Ready to run: SMS;") and "Note:" not in ok.stdout
+    tg = _run(["check-config"], {"TELEGRAM_BOT_TOKEN": TOKEN, "VEIVIS_DB": str(tmp_path / "t.db")})
+    assert tg.returncode == 0, tg.stderr
+    assert "Note: messages to veiledere's work phones" in tg.stdout
 
 
 # -- the sender --------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bot.demo import DEMO_USER_PHONE, seed_demo
+from bot.demo import DEMO_USER_PHONE, DEMO_VEILEDER_PHONE, seed_demo
 from bot.schedule import OSLO
 from bot.store import Store
 
@@ -17,6 +17,7 @@ from .fakes import FakeTwilio
 from .livekit import PUBLIC, SID, Live, sms_live
 
 U = DEMO_USER_PHONE
+KARI = DEMO_VEILEDER_PHONE
 
 PREP = ["1", "hopp", "nei", "nei", "1"]
 SURVEY = ["ja", "ja", "ja", "ja", "ja", "ja", "ja", "4", "Bra møte, takk."]
@@ -65,13 +66,22 @@ async def journey(live: Live, fake: FakeTwilio) -> None:
     replies = [await say(live, fake, t) for t in PREP]
     assert replies[1][-1].startswith("Du kan ta med en du stoler på")
     assert replies[-1][-1].startswith("Husk BankID til møtet! Takk for svarene.")
+    # the answers reach Kari's work phone as one SMS, at once: it is Monday 12.00
+    assert fake.texts_to(KARI) == [
+        "Veivis K1 fra Sara H. – Før første møte (tirsdag 24.11 kl. 10.00): Sted: På "
+        "NAV-kontoret. Støtteperson: Nei. Hjelp med skjema: Nei. Vil bli kontaktet på: SMS. "
+        "Svar: K1 + tekst."]
     got = await at(live, fake, oslo(23, 18, 5))
     assert got == ["Hei Sara! Husk møtet med Kari Nordmann i morgen, tirsdag 24. november "
                    "kl. 10.00 på NAV Gjøvik. Kommer du?\n1) Ja, jeg kommer\n"
                    "2) Jeg trenger en ny tid\n3) Jeg kan ikke komme"]
     assert await say(live, fake, "ja") == [
         "Flott! Vi ses i morgen, tirsdag 24. november kl. 10.00. Husk BankID."]
+    assert len(fake.texts_to(KARI)) == 1  # 18.05: the reply waits for Kari's working hours
     got = await at(live, fake, oslo(24, 13, 5))
+    assert fake.texts_to(KARI)[1] == (
+        "Veivis K1 fra Sara H. – Påminnelse om møte (tirsdag 24.11 kl. 10.00): Ja, jeg "
+        "kommer. Svar: K1 + tekst.")
     assert got[0].startswith("Hei! Du hadde nettopp ditt første møte med NAV.")
     last: list[str] = []
     for t in SURVEY:

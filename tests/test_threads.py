@@ -5,62 +5,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
-import pytest
+from bot.demo import DEMO_USER_PHONE, DEMO_VEILEDER_PHONE
 
-from bot.demo import DEMO_USER_PHONE, DEMO_VEILEDER_PHONE, seed_demo
-from bot.engine.model import FlowSet
-from bot.pipeline import Inbound, Pipeline
-from bot.store import Store
-
-from .conftest import NOW, ROOT, ManualClock
+from .conftest import NOW, OLA, ROOT, Desk, ManualClock
 
 U = DEMO_USER_PHONE
 KARI = DEMO_VEILEDER_PHONE
-OLA = "+4740099999"  # another veileder at the same office
 STRANGER = "+4798765432"
-
-
-class Desk:
-    def __init__(self, store: Store, flows: FlowSet, clock: ManualClock) -> None:
-        self.store, self.clock = store, clock
-        self.pipeline = Pipeline(store, flows, clock)
-        self.n = 0
-
-    async def send(self, channel: str, address: str, text: str) -> list[str]:
-        self.n += 1
-        h = await self.pipeline.submit(Inbound(channel, address, text, f"m{self.n}"))
-        return [r.text for r in h.replies]
-
-    async def user(self, text: str) -> list[str]:
-        return await self.send("console", U, text)
-
-    async def veileder(self, phone: str, text: str) -> list[str]:
-        return await self.send("sms", phone, text)
-
-    async def to(self, address: str) -> list[str]:
-        rows = await self.store.fetchall("SELECT text FROM outbox WHERE address = ? "
-                                         "ORDER BY id", (address,))
-        return [r[0] for r in rows]
-
-
-@pytest.fixture
-async def d(tmp_path: Path, flows: FlowSet, clock: ManualClock) -> AsyncIterator[Desk]:
-    """The demo user (Sara, consented) and veileder (Kari), another veileder (Ola)."""
-    store = await Store.open(tmp_path / "v.db")
-    await seed_demo(store, NOW)
-    office = await store.add_office("NAV Gjøvik")
-    await store.add_veileder("Ola Hansen", OLA, office)
-    async with store.transaction() as c:
-        await c.execute("UPDATE users SET consent = 1")
-    desk = Desk(store, flows, clock)
-    await desk.pipeline.start()
-    yield desk
-    await desk.pipeline.stop()
-    await store.close()
 
 
 async def test_a_forward_and_a_relayed_reply(d: Desk) -> None:

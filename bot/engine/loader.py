@@ -29,11 +29,11 @@ from .templates import GLOBAL_VARIABLES, NAME, variables_in
 _ID = re.compile(r"[a-z0-9][a-z0-9_\-]*")
 _SAVE = re.compile(NAME)
 
-FLOW_KEYS = {"id", "title", "description", "anonymous", "steps"}
+FLOW_KEYS = {"id", "title", "description", "anonymous", "summary", "steps"}
 TEXTS_KEYS = {"id", "title", "description", "texts"}
 STEP_KEYS = {
     "id", "say", "ask", "type", "save", "options", "hint", "optional",
-    "min", "max", "next", "start_flow", "end", "explains", "checklist",
+    "min", "max", "next", "start_flow", "end", "explains", "checklist", "label",
 }
 WORDLIST_KEYS = {"id", "title", "description", "avoid", "explain"}
 CHECKLIST_KEYS = {"id", "title", "description", "items"}
@@ -445,6 +445,10 @@ def _build_step(chk: FileChecker, node: Any, line: int,
     checklist = chk.get_words(node, "checklist", line, what)
     if checklist:
         extra["checklist_line"] = line_of_value(node, "checklist", line)
+    label = chk.get_str(node, "label", line, what=what)
+    if label is not None and save is None:
+        chk.error(line_of_value(node, "label", line),
+                  f"{what}'label' names a saved answer for the veileder; add 'save' or remove it")
     if end and "next" in node:
         chk.error(line_of_key(node, "end", line), f"{what}has both 'end' and 'next'; keep one")
     if start_flow is not None and ("ask" in node or "next" in node):
@@ -462,7 +466,7 @@ def _build_step(chk: FileChecker, node: Any, line: int,
         id=sid, pos=Pos(chk.path, line), text=text, kind=kind, save=save,
         options=tuple(options), hint=hint, optional=optional, min=lo, max=hi, next=nxt,
         routes=tuple(routes), start_flow=start_flow, end=end, explains=explains,
-        checklist=checklist,
+        checklist=checklist, label=label,
         text_pos=Pos(chk.path, extra["text_line"]) if "text_line" in extra else None,
         hint_pos=Pos(chk.path, extra["hint_line"]) if "hint_line" in extra else None,
     )
@@ -534,6 +538,10 @@ def _load_flow(chk: FileChecker, doc: CommentedMap,
     title = chk.get_str(doc, "title", 1, required=True)
     desc = chk.get_str(doc, "description", 1) or ""
     anonymous = chk.get_bool(doc, "anonymous", 1)
+    summary = chk.get_bool(doc, "summary", 1)
+    if summary and anonymous:
+        chk.error(line_of_value(doc, "summary", 1), "an anonymous flow cannot send its answers "
+                  "to the veileder; remove 'summary' or 'anonymous'")
     if fid is not None and not _ID.fullmatch(fid):
         chk.error(line_of_value(doc, "id", 1),
                   "flow id may hold only small letters a-z, digits, '_' and '-'")
@@ -583,7 +591,7 @@ def _load_flow(chk: FileChecker, doc: CommentedMap,
     if fid is None or title is None or not steps:
         return None, extras
     flow = Flow(id=fid, title=title, pos=Pos(chk.path, 1), steps=tuple(steps), version=digest,
-                anonymous=anonymous, description=desc,
+                anonymous=anonymous, description=desc, summary=summary,
                 index={s.id: i for i, s in enumerate(steps)})
     return flow, extras
 

@@ -63,6 +63,7 @@ class Step:
     end: bool = False
     explains: tuple[str, ...] = ()  # words this step explains (allowed in the flow then)
     checklist: tuple[str, ...] = ()  # checklist items this step serves
+    label: str | None = None  # the answer's name in the summary for the veileder
     text_pos: Pos | None = None
     hint_pos: Pos | None = None
 
@@ -82,6 +83,7 @@ class Flow:
     version: str
     anonymous: bool = False
     description: str = ""
+    summary: bool = False  # when finished, the saved answers go to the veileder as one SMS
     index: dict[str, int] = field(default_factory=dict, compare=False, hash=False)
 
     def step(self, step_id: str) -> Step | None:

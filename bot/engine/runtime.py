@@ -148,13 +148,27 @@ class Forward:
 
 
 @dataclass(frozen=True, slots=True)
+class CrisisNotice:
+    """Tell whoever is on duty at NAV to call the user (name and phone, never the text)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """A finished flow's answers, for the veileder: (label, answer as the user chose it)."""
+
+    flow: str
+    title: str
+    items: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class FlowEnded:
     flow: str
     completed: bool
 
 
 Effect = (SaveAnswer | AnonymousAnswer | SetStopped | EraseUser | FlowEnded | SetLanguage
-          | SetConsent | Crisis | Forward)
+          | SetConsent | Crisis | CrisisNotice | Forward | Summary)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +201,8 @@ LANGUAGES = ("nb", "nn", "en")
 SAVE_LANGUAGE = "språk"  # reserved save names: the answer changes the user's settings
 SAVE_CONSENT = "samtykke"
 SAVE_FORWARD = "til_veileder"  # the answer is sent to the veileder's work phone, not stored
+# ctx key set (to any text) when someone at NAV reads messages for this user right now
+ON_DUTY = "_vakt"
 
 
 def tr(flows: FlowSet, lang: str, context: str, text: str) -> str:
@@ -248,16 +264,25 @@ def step(flows: FlowSet, state: State, event: Event, now: datetime,
     current = flows.get(state.flow) if state.flow else None
     sensitive = bool(current and current.anonymous)
     if flows.crisis is not None and flows.crisis.matches(text):
-        # safety first, in every state and before any flow: the numbers at once, and the
-        # conversation the user was in stays where it was
         crisis_flow = flows.get(CRISIS_FLOW)
         if crisis_flow is not None:
-            for st in crisis_flow.steps:
-                if st.text:
-                    out.replies.append(Reply(render(tr(flows, state.lang,
-                                                       f"{CRISIS_FLOW}.{st.id}", st.text), ctx)))
-            out.effects.append(Crisis(sensitive))
+            return out.result(_crisis(flows, crisis_flow, state, sensitive, ctx, out), sensitive)
+    if state.pending == "crisis":  # asked inside an anonymous flow: may we tell NAV?
+        state = _evolve(state, pending=None)
+        yes_no = A.parse_yesno(text) if keyword(text) is None else None
+        if yes_no is not None:
+            if yes_no == A.YES_VALUE:
+                out.effects.append(CrisisNotice())
+            out.replies.append(Reply(_sys(flows, state, "crisis_told" if yes_no == A.YES_VALUE
+                                          else "crisis_not_told", ctx)))
+            st = current.step(state.step or "") if current else None
+            if current is not None and st is not None and st.is_question:  # the flow goes on
+                out.replies.append(Reply(render(tr(flows, state.lang, f"{current.id}.{st.id}",
+                                                   st.text or ""), _values(current, state, ctx)),
+                                         _choices(flows, current, st, state),
+                                         st.kind is Kind.CHOICE))
             return out.result(state, sensitive)
+        # not a yes or no: taken as no, and the message is read as it would have been
     kw = keyword(text)
     if kw is not None:
         return out.result(_global(flows, state, kw, now, ctx, out), sensitive)
@@ -283,6 +308,29 @@ def step(flows: FlowSet, state: State, event: Event, now: datetime,
     if current.version != state.version:
         state = _evolve(state, version=current.version)
     return out.result(_answer(flows, current, st, state, text, now, ctx, out), sensitive)
+
+
+def _crisis(flows: FlowSet, crisis_flow: Flow, state: State, anonymous: bool,
+            ctx: Mapping[str, str], out: _Out) -> State:
+    """Safety first, in every state and before any flow: the numbers at once, and the
+    conversation the user was in stays where it was. If someone at NAV is on duty they are
+    told to call (inside an anonymous flow only if the user says yes); if not, the user is
+    told plainly that no one at NAV reads this now."""
+    for st in crisis_flow.steps:
+        if st.text:
+            out.replies.append(Reply(render(tr(flows, state.lang, f"{CRISIS_FLOW}.{st.id}",
+                                               st.text), ctx)))
+    out.effects.append(Crisis(anonymous))
+    if not ctx.get(ON_DUTY):
+        out.replies.append(Reply(_sys(flows, state, "crisis_nobody", ctx)))
+    elif anonymous:
+        out.replies.append(Reply(_sys(flows, state, "crisis_ask", ctx),
+                                 _yesno_labels(flows, state)))
+        return _evolve(state, pending="crisis")
+    else:
+        out.effects.append(CrisisNotice())
+        out.replies.append(Reply(_sys(flows, state, "crisis_told", ctx)))
+    return state
 
 
 def system_text(flows: FlowSet, lang: str, key: str, ctx: Mapping[str, str]) -> str:
@@ -390,7 +438,7 @@ def _run_from(flows: FlowSet, flow: Flow, st: Step | None, state: State, now: da
     """Say steps in order from `st` until a question waits or the flow ends."""
     for _ in range(MAX_CHAIN):
         if st is None:
-            out.effects.append(FlowEnded(flow.id, True))
+            _finished(flows, flow, state, out)
             return _idle(state)
         if st.text is not None:
             text = tr(flows, state.lang, f"{flow.id}.{st.id}", st.text)
@@ -399,7 +447,7 @@ def _run_from(flows: FlowSet, flow: Flow, st: Step | None, state: State, now: da
         if st.is_question:
             return _evolve(state, step=st.id, tries=0)
         if st.start_flow is not None:
-            out.effects.append(FlowEnded(flow.id, True))
+            _finished(flows, flow, state, out)
             target = flows.get(st.start_flow)
             if target is None or depth > 4:
                 return _idle(state)
@@ -411,6 +459,24 @@ def _run_from(flows: FlowSet, flow: Flow, st: Step | None, state: State, now: da
             continue
         st = flow.step(st.next) if st.next else flow.following(st.id)
     return _idle(state)  # unreachable for checked flows
+
+
+def _finished(flows: FlowSet, flow: Flow, state: State, out: _Out) -> None:
+    out.effects.append(FlowEnded(flow.id, True))
+    if flow.summary:
+        items = []
+        for st in flow.steps:
+            value = state.answers.get(st.save) if st.save else None
+            if value is None or st.save is None:
+                continue
+            shown = value
+            if st.kind is Kind.CHOICE:
+                shown = next((o.text for o in st.options if o.value == value), value)
+            elif st.kind is Kind.YESNO:
+                shown = flows.texts["yes" if value == A.YES_VALUE else "no"]
+            items.append((st.label or st.save.replace("_", " ").capitalize(), shown))
+        if items:
+            out.effects.append(Summary(flow.id, flow.title, tuple(items)))
 
 
 def _answer(flows: FlowSet, flow: Flow, st: Step, state: State, text: str, now: datetime,

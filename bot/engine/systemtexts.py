@@ -32,4 +32,13 @@ SYSTEM_TEXTS: dict[str, frozenset[str]] = {
     # messages to the veileder
     "forward_limit": frozenset(),
     "forward_no_veileder": frozenset(),
+    "forward_closed": frozenset({"svartid"}),
+    "forward_away": frozenset({"borte_til"}),
+    "forward_away_closed": frozenset({"borte_til", "svartid"}),
+    "forward_away_waits": frozenset({"borte_til", "svartid"}),
+    # crisis: after the numbers (flows/crisis.yaml)
+    "crisis_nobody": frozenset(),
+    "crisis_told": frozenset(),
+    "crisis_ask": frozenset(),
+    "crisis_not_told": frozenset(),
 }

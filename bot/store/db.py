@@ -15,7 +15,7 @@ import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,9 @@ class UserContext:
     office: str | None = None
     meeting_at: datetime | None = None
     meeting_place: str | None = None
+    working_hours: str | None = None
+    away_until: date | None = None
+    backup_phone: str | None = None  # the veileder's own backup, else the office's
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +186,8 @@ class Batch:
         for chunk in _chunks(list(user_ids), 400):
             marks = ",".join("?" * len(chunk))
             q = f"""
-                SELECT u.id, u.first_name, v.name, v.work_phone, o.name, m.starts_at, m.place
+                SELECT u.id, u.first_name, v.name, v.work_phone, o.name, m.starts_at, m.place,
+                       v.working_hours, v.away_until, COALESCE(v.backup_phone, o.backup_phone)
                 FROM users u
                 LEFT JOIN veiledere v ON v.id = u.veileder_id
                 LEFT JOIN offices o ON o.id = v.office_id
@@ -192,11 +196,14 @@ class Batch:
                     AND starts_at >= ? ORDER BY starts_at LIMIT 1)
                 WHERE u.id IN ({marks})"""
             async with self.conn.execute(q, [now, *chunk]) as cur:
-                for uid, first, vname, phone, office, starts, place in await cur.fetchall():
+                for (uid, first, vname, phone, office, starts, place, hours, away,
+                     backup) in await cur.fetchall():
                     out[uid] = UserContext(
                         first_name=first, veileder=vname, work_phone=phone, office=office,
                         meeting_at=datetime.fromisoformat(starts) if starts else None,
-                        meeting_place=place,
+                        meeting_place=place, working_hours=hours,
+                        away_until=date.fromisoformat(away) if away else None,
+                        backup_phone=backup,
                     )
         return out
 

@@ -1,14 +1,14 @@
 """Threads between a young person and their veileder's work phone: metadata only.
 
 A thread has a short code per veileder (K7); a veileder can only ever find their own threads.
-Events record when a message went which way ('in': to the veileder, 'out': to the young
-person), never what it said.
+Events record when a message went which way ('in', 'summary', 'crisis': to the veileder;
+'out': to the young person), never what it said.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import aiosqlite
@@ -28,6 +28,10 @@ class Sender:
     veileder_id: int | None
     veileder_name: str | None
     work_phone: str | None
+    working_hours: str | None = None
+    away_until: date | None = None
+    backup_phone: str | None = None  # the veileder's own backup, else the office's
+    office: str | None = None
 
 
 @dataclass(frozen=True)
@@ -45,27 +49,39 @@ class Thread:
 
 async def sender(c: aiosqlite.Connection, user_id: int) -> Sender:
     async with c.execute(
-        "SELECT u.id, u.first_name, u.last_name, u.phone, v.id, v.name, v.work_phone "
-        "FROM users u LEFT JOIN veiledere v ON v.id = u.veileder_id WHERE u.id = ?",
+        "SELECT u.id, u.first_name, u.last_name, u.phone, v.id, v.name, v.work_phone, "
+        "v.working_hours, v.away_until, COALESCE(v.backup_phone, o.backup_phone), o.name "
+        "FROM users u LEFT JOIN veiledere v ON v.id = u.veileder_id "
+        "LEFT JOIN offices o ON o.id = v.office_id WHERE u.id = ?",
         (user_id,)) as cur:
         r = await cur.fetchone()
     assert r is not None
-    return Sender(*r)
+    return Sender(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7],
+                  date.fromisoformat(r[8]) if r[8] else None, r[9], r[10])
 
 
-async def forwards_since(c: aiosqlite.Connection, user_id: int, since: datetime) -> int:
+async def desk_id(c: aiosqlite.Connection, phone: str) -> int | None:
+    """The veileder (or backup desk) whose work phone this is."""
+    async with c.execute("SELECT id FROM veiledere WHERE work_phone = ?", (phone,)) as cur:
+        r = await cur.fetchone()
+    return int(r[0]) if r else None
+
+
+async def events_since(c: aiosqlite.Connection, user_id: int, direction: str,
+                       since: datetime) -> int:
     async with c.execute(
         "SELECT COUNT(*) FROM thread_events e JOIN threads t ON t.id = e.thread_id "
-        "WHERE t.user_id = ? AND e.direction = 'in' AND e.at >= ?",
-        (user_id, iso(since))) as cur:
+        "WHERE t.user_id = ? AND e.direction = ? AND e.at >= ?",
+        (user_id, direction, iso(since))) as cur:
         r = await cur.fetchone()
     return int(r[0]) if r else 0
 
 
 async def open_thread(c: aiosqlite.Connection, user_id: int, veileder_id: int,
-                      now: datetime) -> int:
+                      now: datetime, direction: str = "in") -> int:
     """The code of the user's open thread with this veileder, opening one if needed; records
-    an incoming message on it."""
+    a message to the veileder on it ('in': a forward, 'summary': answers from a flow,
+    'crisis': an urgent notice)."""
     async with c.execute("SELECT id, code FROM threads WHERE user_id = ? AND veileder_id = ? "
                          "AND status = 'open'", (user_id, veileder_id)) as cur:
         row = await cur.fetchone()
@@ -80,7 +96,7 @@ async def open_thread(c: aiosqlite.Connection, user_id: int, veileder_id: int,
         tid = int(cur2.lastrowid or 0)
     else:
         tid, code = int(row[0]), int(row[1])
-    await event(c, tid, "in", now)
+    await event(c, tid, direction, now)
     return code
 
 
@@ -148,7 +164,7 @@ async def list_threads(store: Store, *, open_only: bool = False) -> list[ThreadR
     rows = await store.fetchall(
         "SELECT t.code, v.name, COALESCE(u.first_name, '') || ' ' || "
         "COALESCE(SUBSTR(u.last_name, 1, 1) || '.', ''), t.status, t.opened_at, t.last_at, "
-        "(SELECT COUNT(*) FROM thread_events e WHERE e.thread_id = t.id AND e.direction = 'in'),"
+        "(SELECT COUNT(*) FROM thread_events e WHERE e.thread_id = t.id AND e.direction != 'out'),"
         " (SELECT COUNT(*) FROM thread_events e WHERE e.thread_id = t.id "
         "AND e.direction = 'out') FROM threads t JOIN users u ON u.id = t.user_id "
         f"JOIN veiledere v ON v.id = t.veileder_id {where} ORDER BY t.last_at DESC")
