@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 from bot.config import load_config
@@ -78,3 +79,22 @@ def test_the_cli_uses_the_file_and_writes_to_it(tmp_path: Path) -> None:
          "\"SELECT due_at FROM scheduled WHERE slot LIKE 'evening%'\").fetchone()[0])"],
         capture_output=True, text=True, cwd=tmp_path)
     assert rows.stdout.strip() == "2027-11-23T16:30:00+00:00"  # 17.30 in Oslo, from the file
+
+
+def test_closed_days_and_working_hours(tmp_path: Path) -> None:
+    p = tmp_path / "v.yaml"
+    p.write_text("kontorer:\n  - navn: NAV Gjøvik\nstengt:\n  - 24.12.2026\n  - 31.12.2026\n"
+                 "veiledere:\n  - navn: Kari\n    jobbtelefon: 400 12 345\n"
+                 "    kontor: NAV Gjøvik\n    arbeidstid: 09.00-14.30\n", encoding="utf-8")
+    conf, errors = load_config(p)
+    assert errors == [] and conf is not None
+    assert conf.rules.closed_days == {date(2026, 12, 24), date(2026, 12, 31)}
+    assert conf.veiledere[0].working_hours == "09.00-14.30"
+    p.write_text("stengt:\n  - 24.12.2026\n  - 32.12.2026\nveiledere:\n  - navn: Kari\n"
+                 "    jobbtelefon: 400 12 345\n    kontor: NAV Gjøvik\n"
+                 "    arbeidstid: 15.00-08.00\nkontorer:\n  - navn: NAV Gjøvik\n",
+                 encoding="utf-8")
+    conf, errors = load_config(p)
+    assert conf is None
+    assert errors == [f"{p}:3: error: 'stengt' must be a date like 24.12.2026",
+                      f"{p}:8: error: veileder Kari: 'arbeidstid' must be like \"08.00-15.30\""]
