@@ -32,6 +32,7 @@ from .engine.runtime import (
     Reply,
     SaveAnswer,
     SetConsent,
+    SetHearBack,
     SetLanguage,
     SetStopped,
     StartFlow,
@@ -315,6 +316,8 @@ class Pipeline:
                         vars_cache.pop(user.id, None)  # dates in the new language
                     elif isinstance(eff, SetConsent):
                         changes.consent[user.id] = eff.consent
+                    elif isinstance(eff, SetHearBack):
+                        changes.hear_back[user.id] = eff.hear_back
                     elif isinstance(eff, Crisis):  # metadata only, never the text
                         log.warning("crisis signal from %s on %s (anonymous flow: %s); crisis "
                                     "numbers sent", mask_address(item.address), item.channel,
@@ -387,5 +390,6 @@ def _forget(ch: Changes, erased: set[int]) -> None:
     ch.stopped = {u: v for u, v in ch.stopped.items() if u not in erased}
     ch.language = {u: v for u, v in ch.language.items() if u not in erased}
     ch.consent = {u: v for u, v in ch.consent.items() if u not in erased}
+    ch.hear_back = {u: v for u, v in ch.hear_back.items() if u not in erased}
     ch.outbox = [OutRow(None, o.channel, o.address, o.text, o.choices, o.numbered, o.due_at)
                  if o.user_id in erased else o for o in ch.outbox]

@@ -360,6 +360,9 @@ def _build_step(chk: FileChecker, node: Any, line: int,
     if save is not None and save in GLOBAL_VARIABLES:
         chk.error(line_of_value(node, "save", line),
                   f"{what}save name '{save}' is taken by a built-in variable; pick another")
+    if save == "hør_tilbake" and kind is not Kind.YESNO:
+        chk.error(line_of_value(node, "save", line),
+                  f"{what}'hør_tilbake' is the yes/no to hearing back; use type: yesno")
     hint = chk.get_str(node, "hint", line, what=what)
     optional = chk.get_bool(node, "optional", line, what)
     lo = chk.get_int(node, "min", line, what)

@@ -134,6 +134,14 @@ class SetConsent:
 
 
 @dataclass(frozen=True, slots=True)
+class SetHearBack:
+    """The user's yes or no to hearing what changed because of feedback («Du sa – vi gjorde»).
+    A setting of the user, even when asked inside an anonymous flow: never what they wrote."""
+
+    hear_back: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Crisis:
     """A message signalled crisis: the numbers were sent. Recorded without the text."""
 
@@ -168,7 +176,7 @@ class FlowEnded:
 
 
 Effect = (SaveAnswer | AnonymousAnswer | SetStopped | EraseUser | FlowEnded | SetLanguage
-          | SetConsent | Crisis | CrisisNotice | Forward | Summary)
+          | SetConsent | SetHearBack | Crisis | CrisisNotice | Forward | Summary)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +209,7 @@ LANGUAGES = ("nb", "nn", "en")
 SAVE_LANGUAGE = "språk"  # reserved save names: the answer changes the user's settings
 SAVE_CONSENT = "samtykke"
 SAVE_FORWARD = "til_veileder"  # the answer is sent to the veileder's work phone, not stored
+SAVE_HEAR_BACK = "hør_tilbake"  # yes/no: the user wants «Du sa – vi gjorde» updates
 # ctx key set (to any text) when someone at NAV reads messages for this user right now
 ON_DUTY = "_vakt"
 
@@ -551,6 +560,8 @@ def _advance(flows: FlowSet, flow: Flow, st: Step, state: State, value: str | No
         if not consent:  # no means no messages, until the user writes START
             state = _evolve(state, stopped=True)
             out.effects.append(SetStopped(True))
+    elif value is not None and st.save == SAVE_HEAR_BACK and st.kind is Kind.YESNO:
+        out.effects.append(SetHearBack(value == A.YES_VALUE))
     elif value is not None and st.save == SAVE_FORWARD and not flow.anonymous:
         out.effects.append(Forward(value))
     elif value is not None and st.save:

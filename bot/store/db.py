@@ -106,6 +106,7 @@ class Changes:
     stopped: dict[int, bool] = field(default_factory=dict)
     language: dict[int, str] = field(default_factory=dict)
     consent: dict[int, bool] = field(default_factory=dict)
+    hear_back: dict[int, bool] = field(default_factory=dict)
     erased: list[int] = field(default_factory=list)
 
 
@@ -242,6 +243,9 @@ class Batch:
         if ch.consent:
             await c.executemany("UPDATE users SET consent = ? WHERE id = ?",
                                 [(int(v), uid) for uid, v in ch.consent.items()])
+        if ch.hear_back:
+            await c.executemany("UPDATE users SET hear_back = ? WHERE id = ?",
+                                [(int(v), uid) for uid, v in ch.hear_back.items()])
         if ch.answers:
             await c.executemany(
                 "INSERT INTO answers (user_id, flow, key, value, meeting_id, saved_at) "

@@ -166,4 +166,13 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX thread_events_thread ON thread_events(thread_id, at);
     """,
+    # 7: «Du sa – vi gjorde»: who said yes to hearing back (a yes/no in the feedback flow, no
+    # time, nothing of what they wrote); the 14-day digests made, so a missed one runs once.
+    """
+    ALTER TABLE users ADD COLUMN hear_back INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE digests (
+        period TEXT PRIMARY KEY,
+        made_at TEXT NOT NULL
+    );
+    """,
 ]
