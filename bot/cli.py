@@ -27,6 +27,7 @@ from .channels.console import CHANNEL as CONSOLE
 from .channels.console import ConsoleSender
 from .config import apply_config, configured
 from .demo import DEMO_USER_PHONE, seed_demo
+from .digest import make_report
 from .engine.model import FlowSet
 from .flowtest import run_all
 from .i18n import default_messages_dir, load_all
@@ -34,6 +35,7 @@ from .meetings import user_id_by_phone
 from .phone import PhoneError, normalise_phone, pretty_phone
 from .pipeline import FlowRequest, Inbound, Pipeline, system_clock
 from .privacy import mask_address
+from .reportfmt import FORMATS
 from .schedule import DEFAULT_RULES, OSLO
 from .scheduler import Ticker
 from .server import StartError, load_flows, serve
@@ -41,7 +43,7 @@ from .settings import Settings, SettingsError, load_settings
 from .store import Store
 from .store import outbox as O
 from .store.meetings import MeetingError
-from .when import describe
+from .when import WhenError, describe, parse_day
 
 log = logging.getLogger("veivis")
 
@@ -367,6 +369,47 @@ def cmd_backup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _days(text: str) -> int:
+    m = re.fullmatch(r"\s*(\d{1,3})\s*(d|dager|days?|u|uker|w|weeks?)?\s*", text.lower())
+    if not m or int(m.group(1)) == 0:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a period; write it like 14d or 4w")
+    return int(m.group(1)) * (7 if (m.group(2) or "d")[0] in "uw" else 1)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """The report for the resource group, from the anonymous answers."""
+    since = None
+    if args.since:
+        try:
+            since = parse_day(args.since, system_clock())
+        except WhenError as e:
+            print(f"veivis report: {e}", file=sys.stderr)
+            return 2
+    flows = load_flows_or_explain(default_flows_dir())
+    if flows is None:
+        return 1
+    if not Path(args.db).exists():
+        print(f"veivis report: {args.db}: no such database", file=sys.stderr)
+        return 1
+
+    async def go() -> str:
+        store = await Store.open(args.db)
+        try:
+            rep = await make_report(store, flows, system_clock(), days=args.period,
+                                    since=since, office=args.office)
+        finally:
+            await store.close()
+        return FORMATS[args.format](rep)
+
+    text = asyncio.run(go())
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"wrote {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 # -- parser -------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -410,6 +453,17 @@ def build_parser() -> argparse.ArgumentParser:
     obl.add_argument("--limit", type=int, default=50)
     obl.add_argument("--db", default=default_db())
     obl.set_defaults(func=lambda a: asyncio.run(_outbox_list(a)))
+    rp = sub.add_parser("report", help="the report for the resource group (anonymous answers)")
+    when = rp.add_mutually_exclusive_group()
+    when.add_argument("--since", metavar="DATE", help="from the week of DATE through this week")
+    when.add_argument("--period", type=_days, default=14, metavar="14d",
+                      help="that many days of whole weeks before this one (default 14d)")
+    rp.add_argument("--office", help="only this office")
+    rp.add_argument("--format", choices=sorted(FORMATS), default="md")
+    rp.add_argument("--out", metavar="FILE", help="write here instead of to the screen")
+    rp.add_argument("--db", default=default_db())
+    rp.set_defaults(func=cmd_report)
+
     bk = sub.add_parser("backup", help="copy the database safely while the bot runs")
     bk.add_argument("target", help="the new backup file")
     bk.add_argument("--db", default=default_db())

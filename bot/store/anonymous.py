@@ -60,3 +60,14 @@ async def write_anonymous(conn: aiosqlite.Connection, rows: Sequence[AnonymousRo
         [(secrets.randbits(62), r.flow, r.question, scrub(r.value), week, r.office)
          for r in shuffled],
     )
+
+
+async def rows_in_weeks(conn: aiosqlite.Connection,
+                        weeks: Sequence[str]) -> list[tuple[str, str, str, str, str | None]]:
+    """(flow, question, value, week, office) of the given ISO weeks, for reports."""
+    if not weeks:
+        return []
+    async with conn.execute(
+        "SELECT flow, question, value, week, office FROM anonymous_answers WHERE week IN "
+        f"({','.join('?' * len(weeks))})", list(weeks)) as cur:
+        return [(str(a), str(b), str(c), str(d), e) for a, b, c, d, e in await cur.fetchall()]
