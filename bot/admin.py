@@ -7,6 +7,7 @@ come back as one line and exit code 1 (2 for wrong arguments), never a traceback
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from pathlib import Path
@@ -123,6 +124,60 @@ async def veileder_away(store: Store, a: argparse.Namespace) -> str:
           else "no backup phone is set (vikar or the office's reservetelefon), so messages "
                "wait for them")
     return f"{name} is away through {until:%d.%m.%Y}: {to}{where}"
+
+
+async def _rows(store: Store, sql: str, args: tuple[object, ...]) -> list[dict[str, object]]:
+    async with store.conn.execute(sql, args) as cur:
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in await cur.fetchall()]
+
+
+async def export_user(store: Store, a: argparse.Namespace) -> str:
+    """Everything stored about one person, as JSON (the right of access). Anonymous answers
+    are not in it: nothing links them to anyone."""
+    phone = normalise_phone(" ".join(a.phone))
+    users = await _rows(store, "SELECT u.id, u.phone, u.telegram_chat_id, u.channel, "
+                        "u.first_name, u.last_name, u.language, u.stopped, u.consent, "
+                        "u.hear_back, u.created_at, v.name AS veileder FROM users u LEFT JOIN "
+                        "veiledere v ON v.id = u.veileder_id WHERE u.phone = ?", (phone,))
+    if not users:
+        raise Problem(f"no user with phone {pretty_phone(phone)}")
+    user = users[0]
+    uid = user.pop("id")
+    for key in ("stopped", "consent", "hear_back"):
+        user[key] = None if user[key] is None else bool(user[key])
+    state = await _rows(store, "SELECT state, updated_at FROM conversations WHERE user_id = ?",
+                        (uid,))
+    data = {
+        "about": "Alt Veivis har lagret om deg. Anonyme svar (spørsmålene etter møtet og "
+                 "meldinger til ressursgruppa) er ikke med: ingen kan koble dem til deg.",
+        "made_at": system_clock().isoformat(timespec="seconds"),
+        "user": user,
+        "conversation": {"state": json.loads(str(state[0]["state"])),
+                         "updated_at": state[0]["updated_at"]} if state else None,
+        "messages_from_you": await _rows(
+            store, "SELECT received_at, channel, text FROM inbound WHERE user_id = ? "
+            "ORDER BY received_at", (uid,)),
+        "messages_to_you": await _rows(
+            store, "SELECT created_at, channel, text, status, sent_at FROM outbox "
+            "WHERE user_id = ? ORDER BY id", (uid,)),
+        "answers": await _rows(store, "SELECT flow, key, value, saved_at FROM answers "
+                               "WHERE user_id = ? ORDER BY id", (uid,)),
+        "meetings": await _rows(store, "SELECT starts_at, place, kind, status FROM meetings "
+                                "WHERE user_id = ? ORDER BY starts_at", (uid,)),
+        "conversations_with_veileder": [
+            {**t, "events": await _rows(store, "SELECT at, direction FROM thread_events "
+                                        "WHERE thread_id = ? ORDER BY at", (t.pop("id"),))}
+            for t in await _rows(store, "SELECT t.id, 'K' || t.code AS code, v.name AS "
+                                 "veileder, t.status, t.opened_at, t.closed_at FROM threads t "
+                                 "JOIN veiledere v ON v.id = t.veileder_id WHERE t.user_id = ?",
+                                 (uid,))],
+    }
+    text = json.dumps(data, ensure_ascii=False, indent=2)
+    if a.out:
+        Path(a.out).write_text(text + "\n", encoding="utf-8")
+        return f"wrote {a.out}"
+    return text
 
 
 async def config_check(store: Store | None, a: argparse.Namespace) -> str:
@@ -280,6 +335,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     ts = t.add_subparsers(dest="sub", required=True)
     p = cmd(ts, "list", threads_list, "list conversations, newest first")
     p.add_argument("--open", action="store_true", help="only open ones")
+
+    p = cmd(sub, "export-user", export_user, "everything stored about one person, as JSON")
+    p.add_argument("phone", nargs="+", help="the phone number, e.g. 912 34 567")
+    p.add_argument("--out", metavar="FILE", help="write here instead of to the screen")
 
     m = sub.add_parser("meeting", help="meetings").add_subparsers(dest="sub", required=True)
     p = cmd(m, "add", meeting_add, "register a meeting: PHONE WHEN [PLACE]")

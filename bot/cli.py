@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from . import announce
 from .admin import add_parsers, run
 from .channels import telegram as T
 from .channels.console import CHANNEL as CONSOLE
@@ -410,6 +411,48 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_announce(args: argparse.Namespace) -> int:
+    """«Du sa – vi gjorde»: one short update to those who said yes to hearing back."""
+    path = Path(args.file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        print(f"veivis announce: {path}: {e}", file=sys.stderr)
+        return 1
+    flows = load_flows_or_explain(default_flows_dir())
+    if flows is None:
+        return 1
+    findings = announce.check(text, str(path), flows)
+    if findings:  # every rule counts here: the text goes to many people at once
+        for f in findings:
+            print(f"{f.pos}: {f.severity}: {f.message}", file=sys.stderr)
+        print("Nothing was sent. Change the text and try again.", file=sys.stderr)
+        return 1
+    conf, errors = configured()
+    if errors:
+        print("\n".join(["veivis: the configuration file has errors:", *errors]),
+              file=sys.stderr)
+        return 1
+    rules = conf.rules if conf else DEFAULT_RULES
+
+    async def go() -> str:
+        store = await Store.open(args.db)
+        try:
+            if args.dry_run:
+                n = len(await announce.recipients(store))
+                return f"the text is fine; it would go to {n} people (nothing sent)"
+            done = await announce.announce(store, text, system_clock(), rules)
+        finally:
+            await store.close()
+        when = ("now" if done.due <= system_clock() else
+                f"at {done.due.astimezone(OSLO):%d.%m %H.%M} (after quiet hours)")
+        return (f"queued for {done.recipients} people; the sender sends it {when}, "
+                "at the send rate")
+
+    print(asyncio.run(go()))
+    return 0
+
+
 # -- parser -------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -429,7 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=lambda a: asyncio.run(chat(a)))
 
     add_parsers(sub, default_db())
-    for name in ("user", "veileder", "meeting", "config", "threads"):
+    for name in ("user", "veileder", "meeting", "config", "threads", "export-user"):
         sub.choices[name].set_defaults(func=lambda a: asyncio.run(run(a.handler, a)))
 
     r = sub.add_parser("run", help="run the bot: web server, channels, sender, scheduler")
@@ -463,6 +506,13 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", metavar="FILE", help="write here instead of to the screen")
     rp.add_argument("--db", default=default_db())
     rp.set_defaults(func=cmd_report)
+
+    an = sub.add_parser("announce", help="«Du sa – vi gjorde»: a short update to those who "
+                        "said yes to hearing back")
+    an.add_argument("file", help="a text file with the message (plain Norwegian, checked)")
+    an.add_argument("--dry-run", action="store_true", help="check it and count, send nothing")
+    an.add_argument("--db", default=default_db())
+    an.set_defaults(func=cmd_announce)
 
     bk = sub.add_parser("backup", help="copy the database safely while the bot runs")
     bk.add_argument("target", help="the new backup file")

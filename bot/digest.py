@@ -3,12 +3,25 @@ digest (delivered to a folder, a Telegram group and coordinators' phones)."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from telegram import Bot, InputFile
 
 from .engine.model import FlowSet
 from .report import AnonRow, Period, Report, build, period_of
+from .reportfmt import html
 from .store import Store
 from .store.anonymous import rows_in_weeks
+from .store.db import iso
+from .store.meetings import queue_message
+
+log = logging.getLogger(__name__)
 
 
 async def make_report(store: Store, flows: FlowSet, now: datetime, *,
@@ -18,3 +31,66 @@ async def make_report(store: Store, flows: FlowSet, now: datetime, *,
     rows = [AnonRow(*r) for r in await rows_in_weeks(store.conn, p.keys)]
     before = [AnonRow(*r) for r in await rows_in_weeks(store.conn, p.before().keys)]
     return build(flows, rows, before, p, now, office)
+
+
+@dataclass
+class DigestJob:
+    """The 14-day digest: at each fire time, the report of the two full weeks before, saved in
+    a folder, sent to the resource group's Telegram group (summary and the HTML file), and
+    coordinators told by SMS. Each period is made once (the `digests` table), so a run
+    missed while the service was down is made once at start, and never twice."""
+
+    store: Store
+    flows: FlowSet
+    trigger: CronTrigger
+    folder: Path | None = None
+    bot: Bot | None = None
+    chat_id: str | None = None
+    phones: tuple[str, ...] = ()
+
+    async def run(self, fire_time: datetime) -> Report | None:
+        """Make and deliver the digest for the period before `fire_time`; None if it was
+        made already."""
+        period = period_of(fire_time, days=14)
+        key = f"{period.keys[0]}..{period.keys[-1]}"
+        if await self.store.fetchall("SELECT 1 FROM digests WHERE period = ?", (key,)):
+            return None
+        rep = await make_report(self.store, self.flows, fire_time, period=period)
+        page = html(rep)
+        name = f"veivis-rapport-{period.keys[0]}-{period.keys[-1][-3:]}.html"
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            (self.folder / name).write_text(page, encoding="utf-8")
+        if self.bot is not None and self.chat_id:
+            await self.bot.send_message(self.chat_id, "\n".join([rep.title, "", *rep.summary]))
+            await self.bot.send_document(self.chat_id, InputFile(page.encode(), filename=name),
+                                         caption="Hele rapporten. Åpne filen i nettleseren.")
+        async with self.store.transaction() as c:
+            for phone in self.phones:
+                await queue_message(c, "sms", phone,
+                                    f"Veivis: rapporten for ressursgruppa er klar "
+                                    f"({period.label()}). {rep.summary[0]}", fire_time)
+            await c.execute("INSERT INTO digests (period, made_at) VALUES (?, ?)",
+                            (key, iso(fire_time)))
+        log.info("digest for %s made", key)
+        return rep
+
+    def last_fire_time(self, now: datetime) -> datetime | None:
+        """The latest time the digest should have run, up to `now` (within 60 days)."""
+        last, t = None, self.trigger.get_next_fire_time(None, now - timedelta(days=60))
+        while t is not None and t <= now:
+            last, t = t, self.trigger.get_next_fire_time(t, t + timedelta(seconds=1))
+        return last
+
+    async def catch_up(self, now: datetime) -> Report | None:
+        """At start: make the last digest if it was missed (once)."""
+        last = self.last_fire_time(now)
+        return await self.run(last) if last is not None else None
+
+    def schedule(self, sched: AsyncIOScheduler, clock: Callable[[], datetime]) -> None:
+        async def job() -> None:
+            try:
+                await self.run(clock())
+            except Exception:
+                log.exception("the digest failed; it is made at the next start or run")
+        sched.add_job(job, self.trigger, id="digest", coalesce=True, misfire_grace_time=3600)

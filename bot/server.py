@@ -25,14 +25,16 @@ from .channels import sms as S
 from .channels import telegram as T
 from .channels.base import reply_once
 from .config import apply_config, configured
+from .digest import DigestJob
 from .engine.model import FlowSet
 from .i18n import default_messages_dir, load_all
 from .outbox import Sender
+from .phone import normalise_phone
 from .pipeline import Clock, Inbound, Pipeline, system_clock
 from .privacy import mask_address
 from .schedule import DEFAULT_RULES
 from .scheduler import Ticker, start_scheduler
-from .settings import Settings
+from .settings import Settings, digest_trigger
 from .store import Store
 from .store import outbox as O
 
@@ -57,6 +59,7 @@ class Service:
     transports: list[object] = field(default_factory=list)
     accepting: bool = True
     scheduler: AsyncIOScheduler | None = None
+    digest: DigestJob | None = None
 
     def wake_senders(self) -> None:
         for s in self.senders.values():
@@ -123,6 +126,14 @@ async def build(settings: Settings, clock: Clock = system_clock, *,
             svc.senders[S.CHANNEL] = Sender(store, tw, clock, rate=settings.number("SMS_RATE"),
                                             max_tries=tries, timeout=timeout,
                                             poll=sender_poll, backoff=backoff)
+        if settings.digest_on:
+            folder = settings.get("DIGEST_FOLDER")
+            svc.digest = DigestJob(
+                store, flows, digest_trigger(settings.get("DIGEST_SCHEDULE")),
+                folder=Path(folder) if folder else None,
+                bot=svc.telegram.bot if svc.telegram is not None else None,
+                chat_id=settings.get("DIGEST_TELEGRAM_CHAT") or None,
+                phones=tuple(normalise_phone(p) for p in settings.digest_phones_raw()))
     except BaseException:
         await store.close()
         raise
@@ -146,6 +157,11 @@ async def start(svc: Service, *, scheduler: bool = True) -> None:
         await s.start()
     if scheduler:
         svc.scheduler = start_scheduler(svc.ticker)
+        if svc.digest is not None:
+            svc.digest.schedule(svc.scheduler, svc.clock)
+            # a digest missed while the service was down is made once now
+            svc.scheduler.add_job(svc.digest.catch_up, "date", args=[svc.clock()],
+                                  id="digest-catch-up", misfire_grace_time=None)
 
 
 async def stop(svc: Service, grace: float = 20.0) -> None:

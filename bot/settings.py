@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from apscheduler.triggers.cron import CronTrigger
+
 from .phone import PhoneError, normalise_phone
 
 
@@ -51,6 +53,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SMS_RATE", "1", "SMS per second (Twilio's limit for your sender)"),
     Setting("OUTBOX_MAX_TRIES", "6", "tries before a message is marked failed"),
     Setting("SEND_TIMEOUT", "15", "seconds to wait for a provider to answer one send"),
+    Setting("DIGEST_SCHEDULE", "day_of_week=mon week=*/2 hour=12 minute=0",
+            "when the report for the resource group is made (APScheduler cron fields, Oslo "
+            "time; default Mondays 12.00 in odd ISO weeks); it covers the two full weeks before"),
+    Setting("DIGEST_FOLDER", "", "folder the report (HTML) is saved in; empty: none"),
+    Setting("DIGEST_TELEGRAM_CHAT", "", "chat id of the resource group's Telegram group: "
+            "gets the summary and the HTML file; empty: none"),
+    Setting("DIGEST_SMS", "", "coordinators' phones (comma between) told by SMS that the "
+            "report is ready; empty: none"),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -156,7 +166,35 @@ class Settings:
             if not url:
                 out.append("SMS needs VEIVIS_PUBLIC_URL: Twilio signs each webhook with the "
                            "address it called, and sends delivery reports there")
+        out += self.digest_problems()
         return out
+
+    def digest_problems(self) -> list[str]:
+        out = []
+        try:
+            digest_trigger(self.get("DIGEST_SCHEDULE"))
+        except ValueError as e:
+            out.append(f"DIGEST_SCHEDULE: {e}")
+        for phone in self.digest_phones_raw():
+            try:
+                normalise_phone(phone)
+            except PhoneError as e:
+                out.append(f"DIGEST_SMS: {e}")
+        if self.get("DIGEST_TELEGRAM_CHAT") and not self.telegram:
+            out.append("DIGEST_TELEGRAM_CHAT needs TELEGRAM_BOT_TOKEN")
+        if self.get("DIGEST_SMS") and not self.sms:
+            out.append("DIGEST_SMS needs Twilio (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, "
+                       "TWILIO_FROM)")
+        return out
+
+    def digest_phones_raw(self) -> list[str]:
+        return [p.strip() for p in self.get("DIGEST_SMS").split(",") if p.strip()]
+
+    @property
+    def digest_on(self) -> bool:
+        return bool(self.get("DIGEST_SCHEDULE") and (
+            self.get("DIGEST_FOLDER") or self.get("DIGEST_TELEGRAM_CHAT")
+            or self.get("DIGEST_SMS")))
 
     def describe(self) -> list[str]:
         """Every setting and its value, secrets hidden."""
@@ -197,3 +235,22 @@ def load_settings(toml_path: str | Path | None = None,
         if s.name in env:
             values[s.name] = env[s.name]
     return Settings(values)
+
+
+def digest_trigger(spec: str) -> CronTrigger:
+    """«day_of_week=mon week=*/2 hour=12 minute=0» as an APScheduler cron trigger in Oslo
+    time; a plain error for anything it cannot read."""
+    fields: dict[str, str] = {}
+    for part in spec.split():
+        key, sep, value = part.partition("=")
+        if not sep or key not in _CRON_FIELDS:
+            raise ValueError(f"'{part}' is not a cron field; use {', '.join(_CRON_FIELDS)} "
+                             "like day_of_week=mon hour=12")
+        fields[key] = value
+    try:
+        return CronTrigger(timezone="Europe/Oslo", **fields)
+    except (ValueError, TypeError) as e:
+        raise ValueError(str(e)) from None
+
+
+_CRON_FIELDS = ("year", "month", "week", "day", "day_of_week", "hour", "minute")

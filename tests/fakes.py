@@ -95,13 +95,14 @@ class _Server:
 # -- Telegram ------------------------------------------------------------------------------------
 
 class FakeTelegram(_Server):
-    """getMe, getUpdates (long polling), sendMessage, setWebhook, deleteWebhook."""
+    """getMe, getUpdates (long polling), sendMessage, sendDocument, setWebhook, deleteWebhook."""
 
     def __init__(self, token: str, username: str = "veivis_test_bot") -> None:
         super().__init__()
         self.token = token
         self.username = username
         self.sent: list[Sent] = []
+        self.documents: list[tuple[str, str, bytes, str]] = []  # chat, file name, bytes, caption
         self.updates: list[dict[str, Any]] = []
         self.webhook: dict[str, Any] = {}
         self._update_ids = itertools.count(1000)
@@ -117,7 +118,8 @@ class FakeTelegram(_Server):
         if request.content_type == "application/json":
             params = await request.json()
         else:
-            params = {k: str(v) for k, v in (await request.post()).items()}
+            params = {k: (v if isinstance(v, web.FileField) else str(v))
+                      for k, v in (await request.post()).items()}
         self.requests += 1
         handler: Callable[[dict[str, Any]], Any] | None = getattr(self, f"_m_{method}", None)
         if handler is None:
@@ -175,6 +177,15 @@ class FakeTelegram(_Server):
                               time.monotonic()))
         return {"message_id": next(self._message_ids), "date": int(time.time()),
                 "chat": {"id": int(chat_id), "type": "private"}, "text": p["text"]}
+
+    async def _m_sendDocument(self, p: dict[str, Any]) -> Any:
+        doc = p["document"]
+        assert isinstance(doc, web.FileField), "a document is uploaded as a file"
+        self.documents.append((str(p["chat_id"]), doc.filename, doc.file.read(),
+                               str(p.get("caption", ""))))
+        return {"message_id": next(self._message_ids), "date": int(time.time()),
+                "chat": {"id": int(p["chat_id"]), "type": "group"},
+                "document": {"file_id": "d1", "file_unique_id": "u1", "file_name": doc.filename}}
 
     # -- what a person does in Telegram ------------------------------------------------------
     def update(self, chat_id: int, text: str | None = None, *,

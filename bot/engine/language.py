@@ -271,6 +271,20 @@ def check_text(ut: UserText, wordlist: Wordlist, explained: set[str]) -> Iterato
                                        "must not name NAV, the office or the place")
 
 
+def check_message(text: str, path: str, wordlist: Wordlist | None) -> list[Finding]:
+    """The same rules for a text a coordinator sends once (`veivis announce`): nothing is
+    explained there, so every listed word counts."""
+    ut = UserText("announce", "the message", Pos(path, 1), text)
+    out = list(check_text(ut, wordlist or Wordlist(), set()))
+    if _VARIABLE.search(text):
+        out.append(Finding(ut.pos, "error", "the message: {…} is not filled in here; write "
+                                            "the text as it should be sent"))
+    return out
+
+
+_VARIABLE = re.compile(r"\{[^{}]*\}")
+
+
 def _short(s: str, n: int = 50) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 

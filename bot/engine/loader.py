@@ -841,7 +841,8 @@ def load(paths: Sequence[str | Path], *, language: bool = True) -> Report:
                                 "bot needs one (flows/system.yaml) to run"))
     if crisis is not None:
         _check_crisis_numbers(flows, crisis, diags)
-    flowset = (FlowSet(flows=flows, texts=texts, checklist=checklist, crisis=crisis)
+    flowset = (FlowSet(flows=flows, texts=texts, checklist=checklist, crisis=crisis,
+                       wordlist=wordlist)
                if texts is not None else None)
     lix: dict[str, float] = {}
     if language and flows:

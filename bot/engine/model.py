@@ -130,6 +130,7 @@ class FlowSet:
     # lang -> (context, bokmål text) -> translation; filled from messages/*.po
     catalogs: dict[str, dict[tuple[str, str], str]] = field(default_factory=dict)
     crisis: Any = None  # CrisisWords from flows/krise.yaml (bot.engine.crisis)
+    wordlist: Any = None  # Wordlist from flows/ordliste.yaml (bot.engine.language)
 
     def get(self, flow_id: str) -> Flow | None:
         return self.flows.get(flow_id)

@@ -1,0 +1,48 @@
+"""«Du sa – vi gjorde»: a coordinator's short update to the young people who said yes to
+hearing back (`veivis announce FILE`).
+
+The text must pass the same plain-language rules as the flows. It goes to each person who
+said yes and has not written STOPP, on their own channel, through the outbox (so the send
+rate and retries apply), and never in quiet hours: then it waits for the morning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from .engine.language import Finding, check_message
+from .engine.model import FlowSet, Pos
+from .schedule import DEFAULT_RULES, Rules, next_allowed
+from .store import Store
+from .store.meetings import queue_message
+
+
+@dataclass(frozen=True)
+class Announced:
+    recipients: int
+    due: datetime  # when it goes out (later than now in quiet hours)
+
+
+def check(text: str, path: str, flows: FlowSet) -> list[Finding]:
+    if not text.strip():
+        return [Finding(Pos(path, 1), "error", "the file is empty")]
+    return check_message(text.strip(), path, flows.wordlist)
+
+
+async def recipients(store: Store) -> list[tuple[int, str, str]]:
+    """(user id, channel, address) of everyone who said yes and has not stopped."""
+    rows = await store.fetchall(
+        "SELECT id, channel, CASE WHEN channel = 'telegram' THEN telegram_chat_id ELSE phone "
+        "END FROM users WHERE hear_back = 1 AND stopped = 0 ORDER BY id")
+    return [(int(u), str(c), str(a)) for u, c, a in rows if a]
+
+
+async def announce(store: Store, text: str, now: datetime,
+                   rules: Rules = DEFAULT_RULES) -> Announced:
+    due = next_allowed(now, rules)  # now, or the end of quiet hours
+    people = await recipients(store)
+    async with store.transaction() as c:
+        for uid, channel, address in people:
+            await queue_message(c, channel, address, text.strip(), now, uid, due=due)
+    return Announced(len(people), due)
