@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.config import Config, load_config
 from bot.demo import DEMO_USER_PHONE, seed_demo
 from bot.engine import load
 from bot.engine.model import FlowSet
@@ -54,6 +55,14 @@ def copy_flows(tmp_path: Path, file: str | None = None, old: str = "", new: str 
         f = flows / file
         f.write_text(f.read_text(encoding="utf-8").replace(old, new), encoding="utf-8")
     return flows
+
+
+def config_from(path: Path, text: str) -> Config:
+    """A configuration file with this text, loaded; it must have no mistakes."""
+    path.write_text(text, encoding="utf-8")
+    conf, errors = load_config(path)
+    assert errors == [] and conf is not None, errors
+    return conf
 
 
 OLA = "+4740099999"  # another veileder at the demo office (the `d` fixture)

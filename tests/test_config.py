@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bot.config import load_config
 
-from .conftest import ROOT
+from .conftest import ROOT, config_from
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -34,12 +34,10 @@ def test_mistakes_are_reported_at_their_line(tmp_path: Path) -> None:
                  "  - navn: B\n    jobbtelefon: 40011111\n    kontor: C\n  - navn: D\n"
                  "    jobbtelefon: 400 11 111\n    kontor: A\npåminnelser:\n  timer_før: mange\n"
                  "  stille_fra: \"25.00\"\n  kveld: 1\n", encoding="utf-8")
-    good = tmp_path / "ok.yaml"
-    good.write_text("kontorer:\n  - navn: A\nveiledere:\n  - navn: B\n    jobbtelefon: 40011111"
-                    "\n    kontor: A\n    arbeidstid: 08.00-15.30\n    borte_til: 24.12.2026\n"
-                    "    vikar: 400 22 222\n", encoding="utf-8")
-    conf, errors = load_config(good)
-    assert errors == [] and conf is not None
+    conf = config_from(tmp_path / "ok.yaml",
+                       "kontorer:\n  - navn: A\nveiledere:\n  - navn: B\n    jobbtelefon: "
+                       "40011111\n    kontor: A\n    arbeidstid: 08.00-15.30\n    borte_til: "
+                       "24.12.2026\n    vikar: 400 22 222\n")
     v = conf.veiledere[0]
     assert (v.working_hours, str(v.away_until), v.backup_phone) == (
         "08.00-15.30", "2026-12-24", "+4740022222")
@@ -83,11 +81,9 @@ def test_the_cli_uses_the_file_and_writes_to_it(tmp_path: Path) -> None:
 
 def test_closed_days_and_working_hours(tmp_path: Path) -> None:
     p = tmp_path / "v.yaml"
-    p.write_text("kontorer:\n  - navn: NAV Gjøvik\nstengt:\n  - 24.12.2026\n  - 31.12.2026\n"
-                 "veiledere:\n  - navn: Kari\n    jobbtelefon: 400 12 345\n"
-                 "    kontor: NAV Gjøvik\n    arbeidstid: 09.00-14.30\n", encoding="utf-8")
-    conf, errors = load_config(p)
-    assert errors == [] and conf is not None
+    conf = config_from(p, "kontorer:\n  - navn: NAV Gjøvik\nstengt:\n  - 24.12.2026\n"
+                          "  - 31.12.2026\nveiledere:\n  - navn: Kari\n    jobbtelefon: "
+                          "400 12 345\n    kontor: NAV Gjøvik\n    arbeidstid: 09.00-14.30\n")
     assert conf.rules.closed_days == {date(2026, 12, 24), date(2026, 12, 31)}
     assert conf.veiledere[0].working_hours == "09.00-14.30"
     p.write_text("stengt:\n  - 24.12.2026\n  - 32.12.2026\nveiledere:\n  - navn: Kari\n"

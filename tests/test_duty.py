@@ -20,7 +20,7 @@ from bot.pipeline import FlowRequest
 from bot.schedule import OSLO
 from bot.store import Store
 
-from .conftest import OLA, ROOT, Desk, ManualClock
+from .conftest import OLA, ROOT, Desk, ManualClock, config_from
 from .test_crisis import CRISIS
 
 U, KARI = DEMO_USER_PHONE, DEMO_VEILEDER_PHONE
@@ -165,12 +165,10 @@ async def test_away_without_a_backup_the_message_waits_for_the_return(d: Desk) -
 
 
 async def test_the_offices_backup_phone_from_the_file_can_answer(d: Desk, tmp_path: Path) -> None:
-    path = tmp_path / "veivis.yaml"
-    path.write_text("kontorer:\n  - navn: NAV Gjøvik\n    reservetelefon: 61 00 00 00\n"
-                    "veiledere:\n  - navn: Kari Nordmann\n    jobbtelefon: 400 12 345\n"
-                    "    kontor: NAV Gjøvik\n    borte_til: 27.11.2026\n", encoding="utf-8")
-    conf, errors = load_config(path)
-    assert errors == [] and conf is not None
+    conf = config_from(tmp_path / "veivis.yaml",
+                       "kontorer:\n  - navn: NAV Gjøvik\n    reservetelefon: 61 00 00 00\n"
+                       "veiledere:\n  - navn: Kari Nordmann\n    jobbtelefon: 400 12 345\n"
+                       "    kontor: NAV Gjøvik\n    borte_til: 27.11.2026\n")
     await apply_config(d.store, conf)
     await d.user("veileder")
     assert (await d.user("hei"))[0].endswith("Meldingen gikk til en annen veileder på NAV "
