@@ -17,7 +17,7 @@ from .engine.model import FlowSet
 from .report import AnonRow, Period, Report, build, period_of
 from .reportfmt import html
 from .store import Store
-from .store.anonymous import rows_in_weeks
+from .store.anonymous import counts_in_weeks
 from .store.db import iso
 from .store.meetings import queue_message
 
@@ -28,8 +28,8 @@ async def make_report(store: Store, flows: FlowSet, now: datetime, *,
                       period: Period | None = None, days: int | None = None,
                       since: date | None = None, office: str | None = None) -> Report:
     p = period or period_of(now, days=days, since=since)
-    rows = [AnonRow(*r) for r in await rows_in_weeks(store.conn, p.keys)]
-    before = [AnonRow(*r) for r in await rows_in_weeks(store.conn, p.before().keys)]
+    rows = [AnonRow(*r) for r in await counts_in_weeks(store.conn, p.keys)]
+    before = [AnonRow(*r) for r in await counts_in_weeks(store.conn, p.before().keys)]
     return build(flows, rows, before, p, now, office)
 
 

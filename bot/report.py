@@ -32,11 +32,14 @@ FEEDBACK_FLOWS = ("feedback",)
 
 @dataclass(frozen=True)
 class AnonRow:
+    """How many gave this answer in the period (the database counts; texts come one by one
+    unless two wrote the very same)."""
+
     flow: str
     question: str
     value: str
-    week: str
     office: str | None
+    n: int = 1
 
 
 @dataclass(frozen=True)
@@ -162,7 +165,10 @@ def _answered(flow: Flow) -> list[Step]:
 
 def _participants(flow: Flow, rows: Sequence[AnonRow]) -> int:
     """How many took part: the most answers any one question got (rows are not linked)."""
-    per = Counter(r.question for r in rows if r.flow == flow.id)
+    per: Counter[str] = Counter()
+    for r in rows:
+        if r.flow == flow.id:
+            per[r.question] += r.n
     return max(per.values(), default=0)
 
 
@@ -174,17 +180,27 @@ def _share(c: int | None, n: int) -> float | None:
     return None if c is None or n == 0 else c / n
 
 
-def _question(flow: Flow, st: Step, now_rows: list[AnonRow],
-              before_rows: list[AnonRow]) -> Question:
+def _by_question(rows: Sequence[AnonRow]) -> dict[str, Counter[str]]:
+    out: dict[str, Counter[str]] = {}
+    for r in rows:
+        out.setdefault(r.question, Counter())[r.value] += r.n
+    return out
+
+
+def _mean(c: Counter[str]) -> float:
+    return sum(int(v) * k for v, k in c.items() if v.lstrip("-").isdigit()) / c.total()
+
+
+def _question(flow: Flow, st: Step, now_by: dict[str, Counter[str]],
+              before_by: dict[str, Counter[str]]) -> Question:
     key = st.save or ""
-    values = [r.value for r in now_rows if r.question == key]
-    before = [r.value for r in before_rows if r.question == key]
+    now_c, before_c = now_by.get(key, Counter()), before_by.get(key, Counter())
     label = st.label or st.text or key
-    n, nb = len(values), len(before)
+    n, nb = now_c.total(), before_c.total()
     base = Question(flow.id, key, label, st.text or "", st.kind or Kind.TEXT, _shown(n),
                     _shown(nb))
     if st.kind is Kind.TEXT:
-        return replace(base, texts=tuple(values) if n >= MIN_GROUP else None)
+        return replace(base, texts=tuple(now_c.elements()) if n >= MIN_GROUP else None)
     if st.kind is Kind.YESNO:
         cats = [("Ja", YES_VALUE), ("Nei", NO_VALUE)]
     elif st.kind is Kind.CHOICE:
@@ -192,7 +208,6 @@ def _question(flow: Flow, st: Step, now_rows: list[AnonRow],
     else:  # scale / number
         lo, hi = st.min if st.min is not None else 1, st.max if st.max is not None else 5
         cats = [(str(i), str(i)) for i in range(lo, hi + 1)]
-    now_c, before_c = Counter(values), Counter(before)
     shown = protect([now_c[v] for _, v in cats])
     shown_b = protect([before_c[v] for _, v in cats])
     cells = tuple(Cell(lab, c, _share(c, n), b, _share(b, nb))
@@ -200,9 +215,9 @@ def _question(flow: Flow, st: Step, now_rows: list[AnonRow],
     mean = mean_b = None
     if st.kind in (Kind.SCALE, Kind.NUMBER):
         if n >= MIN_GROUP and None not in shown:
-            mean = sum(int(v) for v in values if v.lstrip("-").isdigit()) / n
+            mean = _mean(now_c)
         if nb >= MIN_GROUP and None not in shown_b:
-            mean_b = sum(int(v) for v in before if v.lstrip("-").isdigit()) / nb
+            mean_b = _mean(before_c)
     return replace(base, cells=cells, mean=mean, mean_before=mean_b)
 
 
@@ -210,8 +225,8 @@ def _feedback(flow: Flow, rows: list[AnonRow]) -> list[TopicGroup]:
     """Texts grouped by the step they were written in (its label is the topic); topics with
     fewer than 5 pooled; nothing at all when fewer than 5 wrote."""
     steps = [s for s in _answered(flow) if s.kind is Kind.TEXT]
-    groups = [(s.label or s.save or "", [r.value for r in rows if r.question == s.save])
-              for s in steps]
+    groups = [(s.label or s.save or "", [r.value for r in rows if r.question == s.save
+                                         for _ in range(r.n)]) for s in steps]
     total = sum(len(t) for _, t in groups)
     if total < MIN_GROUP:
         return []
@@ -241,20 +256,23 @@ def build(flows: FlowSet, rows: Sequence[AnonRow], before: Sequence[AnonRow], pe
         before_rows = [r for r in before if r.flow == fid]
         n, nb = _participants(flow, now_rows), _participants(flow, before_rows)
         rep.survey_n, rep.survey_n_before = _shown(n), _shown(nb)
+        now_by, before_by = _by_question(now_rows), _by_question(before_rows)
         for st in _answered(flow):
-            rep.questions.append(_question(flow, st, now_rows, before_rows))
+            rep.questions.append(_question(flow, st, now_by, before_by))
         if office is None:  # who took part, per office
-            names = sorted({r.office or "Uten kontor" for r in now_rows})
-            per = [_participants(flow, [r for r in now_rows
-                                        if (r.office or "Uten kontor") == o]) for o in names]
+            per_office: dict[str, list[AnonRow]] = {}
+            for r in now_rows:
+                per_office.setdefault(r.office or "Uten kontor", []).append(r)
+            names = sorted(per_office)
+            per = [_participants(flow, per_office[o]) for o in names]
             rep.offices = list(zip(names, protect(per), strict=True))
     for fid in FEEDBACK_FLOWS:
         flow = flows.get(fid)
         if flow is None:
             continue
         texts = {s.save for s in _answered(flow) if s.kind is Kind.TEXT}
-        m = sum(1 for r in rows if r.flow == fid and r.question in texts)
-        mb = sum(1 for r in before if r.flow == fid and r.question in texts)
+        m = sum(r.n for r in rows if r.flow == fid and r.question in texts)
+        mb = sum(r.n for r in before if r.flow == fid and r.question in texts)
         rep.feedback_n, rep.feedback_n_before = _shown(m), _shown(mb)
         rep.feedback = _feedback(flow, [r for r in rows if r.flow == fid])
     rep.summary = _summary(rep)

@@ -62,12 +62,13 @@ async def write_anonymous(conn: aiosqlite.Connection, rows: Sequence[AnonymousRo
     )
 
 
-async def rows_in_weeks(conn: aiosqlite.Connection,
-                        weeks: Sequence[str]) -> list[tuple[str, str, str, str, str | None]]:
-    """(flow, question, value, week, office) of the given ISO weeks, for reports."""
+async def counts_in_weeks(conn: aiosqlite.Connection,
+                          weeks: Sequence[str]) -> list[tuple[str, str, str, str | None, int]]:
+    """(flow, question, value, office, how many) in the given ISO weeks, for reports."""
     if not weeks:
         return []
     async with conn.execute(
-        "SELECT flow, question, value, week, office FROM anonymous_answers WHERE week IN "
-        f"({','.join('?' * len(weeks))})", list(weeks)) as cur:
-        return [(str(a), str(b), str(c), str(d), e) for a, b, c, d, e in await cur.fetchall()]
+        "SELECT flow, question, value, office, COUNT(*) FROM anonymous_answers WHERE week IN "
+        f"({','.join('?' * len(weeks))}) GROUP BY flow, question, value, office",
+        list(weeks)) as cur:
+        return [(str(a), str(b), str(c), d, int(n)) for a, b, c, d, n in await cur.fetchall()]
