@@ -53,11 +53,6 @@ def short_name(first: str | None, last: str | None) -> str:
     return name
 
 
-def duty_of(who: TH.Sender, now: datetime, closed: Collection[date] = ()) -> Duty:
-    return duty(now, work_phone=who.work_phone, working_hours=who.working_hours,
-                away_until=who.away_until, backup_phone=who.backup_phone, closed=closed)
-
-
 @dataclass(frozen=True)
 class Routed:
     """How a message to the veileder went: `key` is the system text the young person gets
@@ -86,9 +81,10 @@ async def _send(c: aiosqlite.Connection, who: TH.Sender, d: Duty, direction: str
 
 
 def _auto_reply(d: Duty) -> str | None:
-    """What the young person is told when nobody reads the message now."""
+    """What the young person is told instead of the flow's «sent», unless the veileder
+    reads it now."""
     if d.backup:
-        return None if d.open_now else "forward_away_closed"
+        return "forward_away" if d.open_now else "forward_away_closed"
     if d.away_until is not None:
         return "forward_away_waits"
     return None if d.open_now else "forward_closed"
@@ -104,16 +100,13 @@ async def forward(c: aiosqlite.Connection, user_id: int, text: str, now: datetim
         return Routed("forward_no_veileder")
     if await TH.events_since(c, user_id, "in", now - timedelta(hours=1)) >= FORWARDS_PER_HOUR:
         return Routed("forward_limit")
-    d = duty_of(who, now, closed)
+    d = duty(now, who, closed)
     name, body = short_name(who.first_name, who.last_name), _shorten(text, MAX_FORWARD)
     about = f" (for {who.veileder_name}, som er borte)" if d.backup else ""
     await _send(c, who, d, "in", lambda code: (
         f"Veivis K{code} fra {name}{about}: {body} — Svar: K{code} + tekst. "
         f"K{code} LUKK avslutter."), now)
-    key = _auto_reply(d)
-    if d.backup and d.open_now:
-        key = "forward_away"
-    return Routed(key, d)
+    return Routed(_auto_reply(d), d)
 
 
 async def summary(c: aiosqlite.Connection, user_id: int, title: str,
@@ -124,7 +117,7 @@ async def summary(c: aiosqlite.Connection, user_id: int, title: str,
     who = await TH.sender(c, user_id)
     if who.veileder_id is None or not who.work_phone:
         return False
-    d = duty_of(who, now, closed)
+    d = duty(now, who, closed)
     name = short_name(who.first_name, who.last_name)
     when = f" ({describe(meeting_at)})" if meeting_at else ""
     about = f" (for {who.veileder_name}, som er borte)" if d.backup else ""
@@ -146,7 +139,7 @@ async def crisis_notice(c: aiosqlite.Connection, user_id: int, now: datetime,
     so they can call; never what the young person wrote. False if nobody is on duty (the
     young person was told so). A second signal within half an hour sends no second SMS."""
     who = await TH.sender(c, user_id)
-    d = duty_of(who, now, closed)
+    d = duty(now, who, closed)
     if not d.on_duty:
         return False
     if await TH.events_since(c, user_id, "crisis", now - CRISIS_NOTICE_EVERY):

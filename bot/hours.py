@@ -14,6 +14,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
+from typing import Protocol
 
 from .schedule import OSLO
 
@@ -21,18 +22,22 @@ DEFAULT_HOURS = (time(8, 0), time(15, 30))
 _HOURS = re.compile(r"^\s*([01]?\d|2[0-3])[.:]([0-5]\d)\s*-\s*([01]?\d|2[0-3])[.:]([0-5]\d)\s*$")
 
 
+def _hours(text: str | None) -> tuple[time, time] | None:
+    """«08.00-15.30» -> (08:00, 15:30); None unless it reads as a start before an end."""
+    m = _HOURS.match(text or "")
+    if not m:
+        return None
+    start, end = time(int(m[1]), int(m[2])), time(int(m[3]), int(m[4]))
+    return (start, end) if start < end else None
+
+
 def valid_hours(text: str) -> bool:
-    m = _HOURS.match(text)
-    return bool(m) and (int(m[1]), int(m[2])) < (int(m[3]), int(m[4]))  # type: ignore[index]
+    return _hours(text) is not None
 
 
 def parse_hours(text: str | None) -> tuple[time, time]:
-    """«08.00-15.30» -> (08:00, 15:30); missing or unreadable: the default."""
-    m = _HOURS.match(text or "")
-    if not m:
-        return DEFAULT_HOURS
-    start, end = time(int(m[1]), int(m[2])), time(int(m[3]), int(m[4]))
-    return (start, end) if start < end else DEFAULT_HOURS
+    """The working hours written; missing or unreadable: the default."""
+    return _hours(text) or DEFAULT_HOURS
 
 
 def easter(year: int) -> date:
@@ -112,19 +117,30 @@ class Duty:
         return self.phone is not None and self.open_now
 
 
-def duty(now: datetime, *, work_phone: str | None, working_hours: str | None = None,
-         away_until: date | None = None, backup_phone: str | None = None,
-         closed: Collection[date] = ()) -> Duty:
-    if not work_phone:
+class VeilederDesk(Protocol):
+    """What routing needs to know about a user's veileder (a thread sender, a user context)."""
+
+    @property
+    def work_phone(self) -> str | None: ...
+    @property
+    def working_hours(self) -> str | None: ...
+    @property
+    def away_until(self) -> date | None: ...
+    @property
+    def backup_phone(self) -> str | None: ...
+
+
+def duty(now: datetime, who: VeilederDesk, closed: Collection[date] = ()) -> Duty:
+    if not who.work_phone:
         return Duty(None, False, None)
     today = now.astimezone(OSLO).date()
-    away = away_until if away_until is not None and away_until >= today else None
-    if away is not None and backup_phone:
+    away = who.away_until if who.away_until is not None and who.away_until >= today else None
+    if away is not None and who.backup_phone:
         at = next_open(now, DEFAULT_HOURS, closed)
-        return Duty(backup_phone, at <= now, at, away, True)
-    hours = parse_hours(working_hours)
+        return Duty(who.backup_phone, at <= now, at, away, True)
+    hours = parse_hours(who.working_hours)
     if away is not None:  # no backup: it waits for the veileder
-        return Duty(work_phone, False,
+        return Duty(who.work_phone, False,
                     next_open(now, hours, closed, not_before=away + timedelta(days=1)), away)
     at = next_open(now, hours, closed)
-    return Duty(work_phone, at <= now, at)
+    return Duty(who.work_phone, at <= now, at)

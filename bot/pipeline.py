@@ -107,9 +107,7 @@ def context_values(ctx: UserContext | None, lang: str, now: datetime | None = No
     if ctx is None:
         return {}
     out: dict[str, str] = {}
-    if now is not None and duty(now, work_phone=ctx.work_phone, working_hours=ctx.working_hours,
-                                away_until=ctx.away_until, backup_phone=ctx.backup_phone,
-                                closed=closed).on_duty:
+    if now is not None and duty(now, ctx, closed).on_duty:
         out[ON_DUTY] = "ja"
     if ctx.first_name:
         out["fornavn"] = ctx.first_name

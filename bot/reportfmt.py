@@ -13,6 +13,22 @@ from html import escape
 from .engine.model import Kind
 from .report import HIDDEN, Cell, Question, Report, number
 
+# said the same way in every format
+TOO_FEW_ANSWERS = "For få svar til å vise fordelingen."
+TOO_FEW_TEXTS = "Færre enn 5 skrev noe. Tekstene vises når det er minst 5."
+TOO_FEW_MESSAGES = "Færre enn 5 meldinger i perioden. De vises når det er minst 5."
+HOW_HIDDEN = (f"Tall fra 1 til 4 vises som «{HIDDEN}», og da skjules også et tall til, så ingen "
+              "kan regne seg fram til dem.")
+
+
+def _made(rep: Report) -> str:
+    return f"Laget {rep.made_at.strftime('%d.%m.%Y %H.%M')} UTC."
+
+
+def _before(rep: Report) -> str:
+    return (f"Forrige periode ({rep.period.before().label()}): {_n(rep.survey_n_before)} "
+            f"svarte")
+
 
 def _count(c: int | None) -> str:
     return HIDDEN if c is None else str(c)
@@ -43,8 +59,8 @@ def _n(n: int | None) -> str:
 def markdown(rep: Report) -> str:
     out = [f"# {rep.title}", ""]
     out += [f"- {s}" for s in rep.summary]
-    out += ["", f"Forrige periode ({rep.period.before().label()}): {_n(rep.survey_n_before)} "
-            f"svarte på spørsmålene, {_n(rep.feedback_n_before)} sendte en melding.", ""]
+    out += ["", f"{_before(rep)} på spørsmålene, {_n(rep.feedback_n_before)} sendte en "
+            "melding.", ""]
     if rep.offices:
         out += ["## Hvem svarte, per kontor", "", "| Kontor | Svarte |", "| --- | ---: |"]
         out += [f"| {o} | {_count(c)} |" for o, c in rep.offices]
@@ -56,7 +72,7 @@ def markdown(rep: Report) -> str:
             out += _texts_md(q.texts)
             continue
         if q.n is None:
-            out += ["For få svar til å vise fordelingen.", ""]
+            out += [TOO_FEW_ANSWERS, ""]
             continue
         out += ["| Svar | Antall | Andel | Forrige periode | Endring |",
                 "| --- | ---: | ---: | ---: | ---: |"]
@@ -69,18 +85,17 @@ def markdown(rep: Report) -> str:
         out.append("")
     out += ["## Meldinger til ressursgruppa", ""]
     if not rep.feedback:
-        out += ["Færre enn 5 meldinger i perioden. De vises når det er minst 5.", ""]
+        out += [TOO_FEW_MESSAGES, ""]
     for g in rep.feedback:
         out += [f"### {g.label} ({_count(g.count)})", ""]
         out += [f"> {t}" + "\n" for t in g.texts]
-    out += ["", f"Laget {rep.made_at.strftime('%d.%m.%Y %H.%M')} UTC. Tall fra 1 til 4 vises som "
-            f"«{HIDDEN}», og da skjules også et tall til, så ingen kan regne seg fram til dem."]
+    out += ["", f"{_made(rep)} {HOW_HIDDEN}"]
     return "\n".join(out).rstrip() + "\n"
 
 
 def _texts_md(texts: tuple[str, ...] | None) -> list[str]:
     if texts is None:
-        return ["Færre enn 5 skrev noe. Tekstene vises når det er minst 5.", ""]
+        return [TOO_FEW_TEXTS, ""]
     return [f"> {t}\n" for t in texts] + [""]
 
 
@@ -165,10 +180,10 @@ def _question_html(q: Question) -> str:
             f'<p class="muted">{escape(q.text)} Svarte: {escape(_n(q.n))}.</p>')
     if q.kind is Kind.TEXT:
         if q.texts is None:
-            return head + "<p>Færre enn 5 skrev noe. Tekstene vises når det er minst 5.</p></div>"
+            return head + f"<p>{TOO_FEW_TEXTS}</p></div>"
         return head + "".join(f"<blockquote>{escape(t)}</blockquote>" for t in q.texts) + "</div>"
     if q.n is None:
-        return head + "<p>For få svar til å vise fordelingen.</p></div>"
+        return head + f"<p>{TOO_FEW_ANSWERS}</p></div>"
     rows = "".join(
         f"<tr><td>{escape(c.label)}</td><td class=num>{escape(_count(c.count))}</td>"
         f"<td class=num>{_pct(c.share)}</td><td class=num>{escape(_count(c.before))}</td>"
@@ -186,9 +201,8 @@ def _question_html(q: Question) -> str:
 def html(rep: Report) -> str:
     body = [f"<h1>{escape(rep.title)}</h1>", '<section class="summary">']
     body += [f"<p>{escape(s)}</p>" for s in rep.summary]
-    body.append(f'<p class="muted">Forrige periode ({escape(rep.period.before().label())}): '
-                f"{escape(_n(rep.survey_n_before))} svarte, {escape(_n(rep.feedback_n_before))} "
-                "sendte en melding.</p></section>")
+    body.append(f'<p class="muted">{escape(_before(rep))}, '
+                f"{escape(_n(rep.feedback_n_before))} sendte en melding.</p></section>")
     if rep.offices:
         body.append('<h2>Hvem svarte, per kontor</h2><div class="card"><table>'
                     "<tr><th>Kontor</th><th class=num>Svarte</th></tr>")
@@ -199,15 +213,12 @@ def html(rep: Report) -> str:
     body += [_question_html(q) for q in rep.questions]
     body.append("<h2>Meldinger til ressursgruppa</h2>")
     if not rep.feedback:
-        body.append('<div class="card"><p>Færre enn 5 meldinger i perioden. De vises når det '
-                    "er minst 5.</p></div>")
+        body.append(f'<div class="card"><p>{TOO_FEW_MESSAGES}</p></div>')
     for g in rep.feedback:
         body.append(f'<div class="card"><h3>{escape(g.label)} ({escape(_count(g.count))})</h3>'
                     + "".join(f"<blockquote>{escape(t)}</blockquote>" for t in g.texts)
                     + "</div>")
-    body.append(f'<p class="muted">Laget {rep.made_at.strftime("%d.%m.%Y %H.%M")} UTC. Svarene '
-                f"er anonyme. Tall fra 1 til 4 vises som «{HIDDEN}», og da skjules også et tall "
-                "til, så ingen kan regne seg fram til dem.</p>")
+    body.append(f'<p class="muted">{_made(rep)} Svarene er anonyme. {escape(HOW_HIDDEN)}</p>')
     return ("<!doctype html>\n<html lang=\"nb\"><head><meta charset=\"utf-8\">"
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
