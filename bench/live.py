@@ -31,11 +31,11 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 
-from bot import server  # noqa: E402
+from bot.app import server  # noqa: E402
+from bot.app.settings import Settings  # noqa: E402
 from bot.channels import sms as S  # noqa: E402
 from bot.channels.sms import TwilioTransport  # noqa: E402
-from bot.outbox import Sender  # noqa: E402
-from bot.settings import Settings  # noqa: E402
+from bot.delivery.sender import Sender  # noqa: E402
 from bot.store import Store  # noqa: E402
 from tests.fakes import FakeTwilio  # noqa: E402
 

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 import aiosqlite  # noqa: E402
 
 from bot.engine import FlowSet, StartFlow, State, UserText, load, step  # noqa: E402
-from bot.pipeline import Inbound, Pipeline  # noqa: E402
+from bot.service.pipeline import Inbound, Pipeline  # noqa: E402
 from bot.store import Store  # noqa: E402
 from bot.store.db import _statements  # noqa: E402
 from bot.store.migrations import MIGRATIONS  # noqa: E402

@@ -31,12 +31,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bot.engine import load  # noqa: E402
-from bot.pipeline import Pipeline  # noqa: E402
-from bot.schedule import OSLO, plan  # noqa: E402
-from bot.scheduler import Ticker, start_scheduler  # noqa: E402
+from bot.service.pipeline import Pipeline  # noqa: E402
+from bot.service.scheduler import Ticker, start_scheduler  # noqa: E402
 from bot.store import Store  # noqa: E402
 from bot.store import meetings as M  # noqa: E402
 from bot.store.db import iso  # noqa: E402
+from bot.timing.planner import OSLO, plan  # noqa: E402
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 

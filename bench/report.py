@@ -27,10 +27,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.digest import make_report  # noqa: E402
 from bot.engine import load  # noqa: E402
-from bot.report import period_of  # noqa: E402
-from bot.reportfmt import html  # noqa: E402
+from bot.reports.digest import make_report  # noqa: E402
+from bot.reports.formats import html  # noqa: E402
+from bot.reports.report import period_of  # noqa: E402
 from bot.store import AnonymousRow, Store  # noqa: E402
 from bot.store.anonymous import write_anonymous  # noqa: E402
 

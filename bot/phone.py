@@ -1,4 +1,5 @@
-"""Phone numbers in E.164 form (+47 by default), with plain error messages."""
+"""Phone numbers: E.164 form (+47 by default) with plain error messages, and masking for logs
+(never a whole phone number or chat id in a log)."""
 
 from __future__ import annotations
 
@@ -40,3 +41,10 @@ def pretty_phone(e164: str) -> str:
             return f"{d[:3]} {d[3:5]} {d[5:]}"
         return f"{d[:2]} {d[2:4]} {d[4:6]} {d[6:]}"
     return e164
+def mask_address(address: str) -> str:
+    """'+4791234567' -> '+47******67'; a chat id keeps only its last two digits."""
+    a = address.strip()
+    if len(a) <= 4:
+        return "*" * len(a)
+    keep_head = 3 if a.startswith("+") else 0
+    return a[:keep_head] + "*" * (len(a) - keep_head - 2) + a[-2:]

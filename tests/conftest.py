@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import Config, load_config
-from bot.demo import DEMO_USER_PHONE, seed_demo
+from bot.app.config import Config, load_config
+from bot.app.demo import DEMO_USER_PHONE, seed_demo
 from bot.engine import load
 from bot.engine.model import FlowSet
-from bot.pipeline import Inbound, Pipeline
+from bot.service.pipeline import Inbound, Pipeline
 from bot.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent

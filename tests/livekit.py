@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bot import server
-from bot.settings import Settings
+from bot.app import server
+from bot.app.settings import Settings
 from bot.store import Store
 from bot.store.db import iso
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.demo import DEMO_USER_PHONE, seed_demo
+from bot.app.demo import DEMO_USER_PHONE, seed_demo
 from bot.engine.model import FlowSet
-from bot.pipeline import FlowRequest, Inbound, Pipeline
+from bot.service.pipeline import FlowRequest, Inbound, Pipeline
 from bot.store import Store
 from bot.store.anonymous import scrub
 

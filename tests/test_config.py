@@ -9,7 +9,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from bot.config import load_config
+from bot.app.config import load_config
 
 from .conftest import ROOT, config_from
 

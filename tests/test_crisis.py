@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.demo import DEMO_USER_PHONE, seed_demo
+from bot.app.demo import DEMO_USER_PHONE, seed_demo
 from bot.engine import StartFlow, State, UserText, load, step
 from bot.engine.model import FlowSet
 from bot.engine.runtime import Crisis
-from bot.pipeline import FlowRequest, Inbound, Pipeline
+from bot.service.pipeline import FlowRequest, Inbound, Pipeline
 from bot.store import Store
 
 from .conftest import NOW, ManualClock, copy_flows

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.demo import DEMO_USER_PHONE, DEMO_VEILEDER_PHONE, seed_demo
+from bot.app.demo import DEMO_USER_PHONE, DEMO_VEILEDER_PHONE, seed_demo
 from bot.engine.model import FlowSet
-from bot.pipeline import Inbound, Pipeline
+from bot.service.pipeline import Inbound, Pipeline
 from bot.store import Store
 from bot.store import meetings as M
 

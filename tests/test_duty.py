@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import apply_config, load_config
-from bot.demo import DEMO_USER_PHONE, DEMO_VEILEDER_PHONE
-from bot.hours import easter, holidays, next_open
-from bot.pipeline import FlowRequest
-from bot.schedule import OSLO
+from bot.app.config import apply_config, load_config
+from bot.app.demo import DEMO_USER_PHONE, DEMO_VEILEDER_PHONE
+from bot.service.pipeline import FlowRequest
 from bot.store import Store
+from bot.timing.hours import easter, holidays, next_open
+from bot.timing.planner import OSLO
 
 from .conftest import OLA, ROOT, Desk, ManualClock, config_from
 from .test_crisis import CRISIS

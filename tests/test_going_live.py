@@ -17,10 +17,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from bot.app.demo import DEMO_USER_PHONE, seed_demo
+from bot.app.settings import SettingsError, load_settings
 from bot.channels.sms import TwilioTransport
-from bot.demo import DEMO_USER_PHONE, seed_demo
-from bot.outbox import RateLimiter, Sender
-from bot.settings import SettingsError, load_settings
+from bot.delivery.sender import RateLimiter, Sender
 from bot.store import Store
 from bot.store import outbox as O
 
@@ -365,7 +365,7 @@ async def test_backup_makes_a_consistent_copy(tmp_path: Path) -> None:
 
 
 def test_every_setting_is_documented_in_the_example_env_file() -> None:
-    from bot.settings import SETTINGS
+    from bot.app.settings import SETTINGS
     example = (ROOT / "deploy" / "veivis.env.example").read_text()
     names = [line.split("=", 1)[0] for line in example.splitlines()
              if line and not line.startswith("#")]

@@ -10,8 +10,8 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
 from bot.engine import load
+from bot.engine.i18n import extract_flows, load_all
 from bot.engine.language import lix, sentences, sms_segments
-from bot.i18n import extract_flows, load_all
 
 from .conftest import FLOWS, MESSAGES, ROOT, copy_flows
 

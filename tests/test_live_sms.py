@@ -8,9 +8,9 @@ from pathlib import Path
 
 import aiohttp
 
-from bot.demo import DEMO_USER_PHONE, DEMO_VEILEDER_PHONE, seed_demo
-from bot.schedule import OSLO
+from bot.app.demo import DEMO_USER_PHONE, DEMO_VEILEDER_PHONE, seed_demo
 from bot.store import Store
+from bot.timing.planner import OSLO
 
 from .conftest import NOW
 from .fakes import FakeTwilio

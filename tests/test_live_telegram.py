@@ -10,10 +10,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bot.app.demo import seed_demo
 from bot.channels import telegram as T
-from bot.demo import seed_demo
-from bot.schedule import OSLO
 from bot.store import Store
+from bot.timing.planner import OSLO
 
 from .conftest import NOW
 from .fakes import FakeTelegram, post_update

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.demo import DEMO_USER_PHONE, seed_demo
+from bot.app.demo import DEMO_USER_PHONE, seed_demo
 from bot.engine import State, UserText, step
 from bot.engine.model import FlowSet
 from bot.engine.runtime import Forward, system_text
-from bot.pipeline import FlowRequest, Inbound, Pipeline
+from bot.service.pipeline import FlowRequest, Inbound, Pipeline
 from bot.store import Store
 from bot.store.migrations import MIGRATIONS
 

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from bot import meetings
-from bot.demo import DEMO_USER_PHONE, seed_demo
+from bot.app.demo import DEMO_USER_PHONE, seed_demo
 from bot.engine.model import FlowSet
-from bot.pipeline import Inbound, Pipeline
-from bot.schedule import OSLO
-from bot.scheduler import Ticker
+from bot.service import meetings
+from bot.service.pipeline import Inbound, Pipeline
+from bot.service.scheduler import Ticker
 from bot.store import Store
 from bot.store import meetings as M
+from bot.timing.planner import OSLO
 
 from .conftest import NOW, ManualClock
 

@@ -16,12 +16,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.demo import seed_demo
-from bot.digest import make_report
+from bot.app.demo import seed_demo
 from bot.engine.model import FlowSet
-from bot.pipeline import FlowRequest, Inbound, Pipeline
-from bot.report import HIDDEN, Period, period_of, protect
-from bot.reportfmt import csv_text, html, markdown
+from bot.reports.digest import make_report
+from bot.reports.formats import csv_text, html, markdown
+from bot.reports.report import HIDDEN, Period, period_of, protect
+from bot.service.pipeline import FlowRequest, Inbound, Pipeline
 from bot.store import AnonymousRow, Store
 from bot.store.anonymous import write_anonymous
 

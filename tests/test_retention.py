@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from bot.demo import DEMO_USER_PHONE, seed_demo
+from bot.app.demo import DEMO_USER_PHONE, seed_demo
 from bot.engine.model import FlowSet
-from bot.pipeline import FlowRequest, Inbound, Pipeline
+from bot.service.pipeline import FlowRequest, Inbound, Pipeline
 from bot.store import Store
 
 from .conftest import NOW, ManualClock
@@ -43,7 +43,7 @@ async def test_apscheduler_wakes_the_ticker(tmp_path: Path, flows: FlowSet,
     bot's clock is the fixed Monday noon, so the preparation is not held by quiet hours.)"""
     import asyncio
 
-    from bot.scheduler import Ticker, start_scheduler
+    from bot.service.scheduler import Ticker, start_scheduler
 
     store = await Store.open(tmp_path / "s.db")
     await seed_demo(store, clock.now)  # its preparation is due now

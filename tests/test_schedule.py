@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time
 
-from bot.schedule import OSLO, Rules, at_oslo, is_quiet, next_allowed, plan
+from bot.timing.planner import OSLO, Rules, at_oslo, is_quiet, next_allowed, plan
 
 
 def oslo(y: int, mo: int, d: int, h: int, mi: int = 0) -> datetime:
@@ -98,7 +98,7 @@ def test_reminders_close_together_are_not_both_sent() -> None:
 
 
 def test_meeting_time_says_today_and_tomorrow_in_each_language() -> None:
-    from bot.timefmt import meeting_time
+    from bot.timing.display import meeting_time
     meeting = oslo(2026, 11, 24, 10)
     monday = oslo(2026, 11, 23, 12)
     assert meeting_time(meeting, "nb", monday) == "i morgen, tirsdag 24. november kl. 10.00"

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from datetime import timedelta
 
-from bot.demo import DEMO_USER_PHONE, DEMO_VEILEDER_PHONE
+from bot.app.demo import DEMO_USER_PHONE, DEMO_VEILEDER_PHONE
 
 from .conftest import NOW, OLA, ROOT, Desk, ManualClock
 

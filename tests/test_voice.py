@@ -9,16 +9,16 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.announce import announce
+from bot.app.demo import DEMO_USER_PHONE, seed_demo
+from bot.app.settings import Settings, digest_trigger
 from bot.channels import telegram as T
-from bot.demo import DEMO_USER_PHONE, seed_demo
-from bot.digest import DigestJob
 from bot.engine.model import FlowSet
-from bot.pipeline import FlowRequest, Inbound, Pipeline
-from bot.schedule import OSLO
-from bot.settings import Settings, digest_trigger
+from bot.reports.announce import announce
+from bot.reports.digest import DigestJob
+from bot.service.pipeline import FlowRequest, Inbound, Pipeline
 from bot.store import AnonymousRow, Store
 from bot.store.anonymous import write_anonymous
+from bot.timing.planner import OSLO
 
 from .conftest import NOW, ROOT, ManualClock
 from .fakes import FakeTelegram

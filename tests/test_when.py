@@ -7,8 +7,8 @@ from datetime import datetime
 
 import pytest
 
-from bot.schedule import OSLO
-from bot.when import WhenError, parse_command, parse_when
+from bot.timing.planner import OSLO
+from bot.timing.when import WhenError, parse_command, parse_when
 
 from .conftest import NOW
 

@@ -18,7 +18,7 @@ from twilio.http.response import Response as TwilioResponse
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
-from ..outbox import SendError
+from ..delivery.sender import SendError
 from ..store import OutboxItem
 from .base import plain_text
 

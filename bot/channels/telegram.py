@@ -29,11 +29,11 @@ from telegram import (
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 from telegram.request import HTTPXRequest
 
+from ..delivery.sender import SendError
 from ..engine.model import FlowSet
 from ..engine.runtime import system_text
-from ..outbox import SendError
-from ..pipeline import Clock, FlowRequest, Inbound, Pipeline
-from ..privacy import mask_address
+from ..phone import mask_address
+from ..service.pipeline import Clock, FlowRequest, Inbound, Pipeline
 from ..store import OutboxItem, Store
 from ..store import outbox as O
 from ..store.meetings import log_inbound_once, queue_message

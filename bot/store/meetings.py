@@ -9,7 +9,7 @@ from datetime import datetime
 
 import aiosqlite
 
-from ..schedule import Planned
+from ..timing.planner import Planned
 from .db import Store, iso
 
 

@@ -1,4 +1,4 @@
-"""A `bot.report.Report` as one self-contained HTML page, Markdown or CSV. Pure text out.
+"""A `bot.reports.report.Report` as one self-contained HTML page, Markdown or CSV. Pure text out.
 
 The HTML has no scripts and loads nothing (a Content-Security-Policy says so): charts are inline
 SVG, styles inline, and it reads well on a phone.
@@ -10,8 +10,8 @@ import csv
 import io
 from html import escape
 
-from .engine.model import Kind
-from .report import HIDDEN, Cell, Question, Report, number
+from bot.engine.model import Kind
+from bot.reports.report import HIDDEN, Cell, Question, Report, number
 
 # said the same way in every format
 TOO_FEW_ANSWERS = "For få svar til å vise fordelingen."

@@ -21,42 +21,31 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from . import announce
-from .admin import add_parsers, run
-from .channels import telegram as T
-from .channels.console import CHANNEL as CONSOLE
-from .channels.console import ConsoleSender
-from .config import apply_config, configured
-from .demo import DEMO_USER_PHONE, seed_demo
-from .digest import make_report
-from .engine.model import FlowSet
-from .flowtest import run_all
-from .i18n import default_messages_dir, load_all
-from .meetings import user_id_by_phone
-from .phone import PhoneError, normalise_phone, pretty_phone
-from .pipeline import FlowRequest, Inbound, Pipeline, system_clock
-from .privacy import mask_address
-from .reportfmt import FORMATS
-from .schedule import DEFAULT_RULES, OSLO
-from .scheduler import Ticker
-from .server import StartError, load_flows, serve
-from .settings import Settings, SettingsError, load_settings
-from .store import Store
-from .store import outbox as O
-from .store.meetings import MeetingError
-from .when import WhenError, describe, parse_day
+from bot.app.admin import add_parsers, run
+from bot.app.config import apply_config, configured
+from bot.app.demo import DEMO_USER_PHONE, seed_demo
+from bot.app.flowtest import run_all
+from bot.app.server import StartError, load_flows, serve
+from bot.app.settings import Settings, SettingsError, default_flows_dir, load_settings
+from bot.channels import telegram as T
+from bot.channels.console import CHANNEL as CONSOLE
+from bot.channels.console import ConsoleSender
+from bot.engine.i18n import default_messages_dir, load_all
+from bot.engine.model import FlowSet
+from bot.phone import PhoneError, mask_address, normalise_phone, pretty_phone
+from bot.reports import announce
+from bot.reports.digest import make_report
+from bot.reports.formats import FORMATS
+from bot.service.meetings import user_id_by_phone
+from bot.service.pipeline import FlowRequest, Inbound, Pipeline, system_clock
+from bot.service.scheduler import Ticker
+from bot.store import Store
+from bot.store import outbox as O
+from bot.store.meetings import MeetingError
+from bot.timing.planner import DEFAULT_RULES, OSLO
+from bot.timing.when import WhenError, describe, parse_day
 
 log = logging.getLogger("veivis")
-
-
-def default_flows_dir() -> Path:
-    env = os.environ.get("VEIVIS_FLOWS")
-    if env:
-        return Path(env)
-    here = Path("flows")
-    if here.is_dir():
-        return here
-    return Path(__file__).resolve().parent.parent / "flows"
 
 
 def default_db() -> str:
@@ -112,7 +101,8 @@ def cmd_flows_test(args: argparse.Namespace) -> int:
     if flowset is None:
         return 1
     paths = args.paths or [str(flows_dir / "tests")]
-    logging.getLogger("bot.pipeline").setLevel(logging.ERROR)  # a transcript's crisis is a test
+    # a transcript's crisis is a test, not a signal to log
+    logging.getLogger("bot.service.pipeline").setLevel(logging.ERROR)
     ran, failures = asyncio.run(run_all(paths, flowset))
     for f in failures:
         print(f)

@@ -17,10 +17,9 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 
-from . import desk
-from .engine import answers
-from .engine.model import FlowSet
-from .engine.runtime import (
+from bot.engine import answers
+from bot.engine.model import FlowSet
+from bot.engine.runtime import (
     ON_DUTY,
     AnonymousAnswer,
     Crisis,
@@ -41,14 +40,14 @@ from .engine.runtime import (
     UserText,
     system_text,
 )
-from .engine.runtime import step as engine_step
-from .hours import duty
-from .phone import pretty_phone
-from .privacy import mask_address
-from .schedule import DEFAULT_RULES, Rules
-from .store import AnonymousRow, Changes, OutRow, Store, UserContext
-from .store.db import PHONE_CHANNELS
-from .timefmt import day_date, meeting_time
+from bot.engine.runtime import step as engine_step
+from bot.phone import mask_address, pretty_phone
+from bot.service import desk
+from bot.store import AnonymousRow, Changes, OutRow, Store, UserContext
+from bot.store.db import PHONE_CHANNELS
+from bot.timing.display import day_date, meeting_time
+from bot.timing.hours import duty
+from bot.timing.planner import DEFAULT_RULES, Rules
 
 log = logging.getLogger(__name__)
 

@@ -21,22 +21,21 @@ from pathlib import Path
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from .channels import sms as S
-from .channels import telegram as T
-from .channels.base import reply_once
-from .config import apply_config, configured
-from .digest import DigestJob
-from .engine.model import FlowSet
-from .i18n import default_messages_dir, load_all
-from .outbox import Sender
-from .phone import normalise_phone
-from .pipeline import Clock, Inbound, Pipeline, system_clock
-from .privacy import mask_address
-from .schedule import DEFAULT_RULES
-from .scheduler import Ticker, start_scheduler
-from .settings import Settings, digest_trigger
-from .store import Store
-from .store import outbox as O
+from bot.app.config import apply_config, configured
+from bot.app.settings import Settings, default_flows_dir, digest_trigger
+from bot.channels import sms as S
+from bot.channels import telegram as T
+from bot.channels.base import reply_once
+from bot.delivery.sender import Sender
+from bot.engine.i18n import default_messages_dir, load_all
+from bot.engine.model import FlowSet
+from bot.phone import mask_address, normalise_phone
+from bot.reports.digest import DigestJob
+from bot.service.pipeline import Clock, Inbound, Pipeline, system_clock
+from bot.service.scheduler import Ticker, start_scheduler
+from bot.store import Store
+from bot.store import outbox as O
+from bot.timing.planner import DEFAULT_RULES
 
 log = logging.getLogger(__name__)
 
@@ -67,18 +66,13 @@ class Service:
 
 
 def load_flows(settings: Settings) -> FlowSet:
-    flows_dir = Path(settings.get("VEIVIS_FLOWS") or _default_flows())
+    flows_dir = Path(settings.get("VEIVIS_FLOWS") or default_flows_dir())
     report = load_all([flows_dir], default_messages_dir(flows_dir))
     if report.errors or report.flowset is None:
         lines = [str(d) for d in report.errors] or [f"{flows_dir}: no system.yaml found"]
         raise StartError("the flows have errors (veivis flows check shows them):\n"
                          + "\n".join(lines))
     return report.flowset
-
-
-def _default_flows() -> Path:
-    here = Path("flows")
-    return here if here.is_dir() else Path(__file__).resolve().parent.parent / "flows"
 
 
 async def build(settings: Settings, clock: Clock = system_clock, *,

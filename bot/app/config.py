@@ -32,11 +32,11 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from .engine.loader import FileChecker, line_of_item, line_of_value, read_yaml
-from .hours import valid_hours
-from .phone import PhoneError, normalise_phone, pretty_phone
-from .schedule import DEFAULT_RULES, Rules
-from .store import Store
+from bot.engine.loader import FileChecker, line_of_item, line_of_value, read_yaml
+from bot.phone import PhoneError, normalise_phone, pretty_phone
+from bot.store import Store
+from bot.timing.hours import valid_hours
+from bot.timing.planner import DEFAULT_RULES, Rules
 
 TOP_KEYS = {"kontorer", "veiledere", "påminnelser", "stengt"}
 OFFICE_KEYS = {"navn", "adresse", "åpningstider", "reservetelefon"}

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from .privacy import mask_address
-from .store import OutboxItem, Store
-from .store import outbox as O
+from bot.phone import mask_address
+from bot.store import OutboxItem, Store
+from bot.store import outbox as O
 
 log = logging.getLogger(__name__)
 

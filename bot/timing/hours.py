@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Protocol
 
-from .schedule import OSLO
+from bot.timing.planner import OSLO
 
 DEFAULT_HOURS = (time(8, 0), time(15, 30))
 _HOURS = re.compile(r"^\s*([01]?\d|2[0-3])[.:]([0-5]\d)\s*-\s*([01]?\d|2[0-3])[.:]([0-5]\d)\s*$")

@@ -2,7 +2,7 @@
 
 Input is the anonymous rows (flow, question, value, ISO week, office) of a period and of the
 period before, and the flows (for question labels and option texts). Output is a `Report`
-that `bot.reportfmt` writes as HTML, Markdown or CSV.
+that `bot.reports.formats` writes as HTML, Markdown or CSV.
 
 Small groups are hidden. A count from 1 to 4 is shown as «færre enn 5». If that leaves one
 hidden cell in a question, the next smallest cell is hidden too, so no hidden count can be
@@ -20,9 +20,9 @@ from datetime import date, datetime, timedelta
 
 from babel.numbers import format_decimal
 
-from .engine.answers import NO_VALUE, YES_VALUE
-from .engine.model import Flow, FlowSet, Kind, Step
-from .schedule import OSLO
+from bot.engine.answers import NO_VALUE, YES_VALUE
+from bot.engine.model import Flow, FlowSet, Kind, Step
+from bot.timing.planner import OSLO
 
 MIN_GROUP = 5
 HIDDEN = "færre enn 5"

@@ -1,6 +1,6 @@
 """Command-line administration: users, veiledere and meetings (`veivis user|veileder|meeting`).
 
-Wiring only: parse, call bot.meetings or the store, print plainly. Errors a person can fix
+Wiring only: parse, call bot.service.meetings or the store, print plainly. Errors a person can fix
 come back as one line and exit code 1 (2 for wrong arguments), never a traceback.
 """
 
@@ -12,8 +12,7 @@ from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from pathlib import Path
 
-from . import meetings
-from .config import (
+from bot.app.config import (
     add_veileder_to_file,
     apply_config,
     configured,
@@ -21,14 +20,15 @@ from .config import (
     load_config,
     set_away_in_file,
 )
-from .phone import PhoneError, normalise_phone, pretty_phone
-from .pipeline import system_clock
-from .schedule import DEFAULT_RULES, OSLO
-from .store import Store
-from .store import meetings as M
-from .store import threads as TH
-from .store.meetings import MeetingError
-from .when import WhenError, describe, parse_day, split_when_place
+from bot.phone import PhoneError, normalise_phone, pretty_phone
+from bot.service import meetings
+from bot.service.pipeline import system_clock
+from bot.store import Store
+from bot.store import meetings as M
+from bot.store import threads as TH
+from bot.store.meetings import MeetingError
+from bot.timing.planner import DEFAULT_RULES, OSLO
+from bot.timing.when import WhenError, describe, parse_day, split_when_place
 
 REPLIES = {"kommer": "kommer", "ny_tid": "trenger ny tid", "kan_ikke": "kan ikke komme"}
 

@@ -27,12 +27,12 @@ from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from .demo import DEMO_USER_PHONE, seed_demo
-from .engine.loader import Diagnostic, FileChecker, flow_files, line_of_item, read_yaml
-from .engine.model import FlowSet
-from .engine.runtime import Reply
-from .pipeline import FlowRequest, Inbound, Pipeline
-from .store import Store
+from bot.app.demo import DEMO_USER_PHONE, seed_demo
+from bot.engine.loader import Diagnostic, FileChecker, flow_files, line_of_item, read_yaml
+from bot.engine.model import FlowSet
+from bot.engine.runtime import Reply
+from bot.service.pipeline import FlowRequest, Inbound, Pipeline
+from bot.store import Store
 
 FIXED_NOW = datetime(2026, 11, 23, 11, 0, tzinfo=UTC)  # 12.00 in Oslo, a Monday
 TURN_KEYS = {"bot", "user", "choices"}

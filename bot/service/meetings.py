@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from .phone import PhoneError, normalise_phone
-from .schedule import DEFAULT_RULES, Planned, Rules, notice, plan
-from .store import Store
-from .store import meetings as M
-from .store.meetings import MeetingError
-from .when import WhenError, parse_when
+from bot.phone import PhoneError, normalise_phone
+from bot.store import Store
+from bot.store import meetings as M
+from bot.store.meetings import MeetingError
+from bot.timing.planner import DEFAULT_RULES, Planned, Rules, notice, plan
+from bot.timing.when import WhenError, parse_when
 
 
 async def user_id_by_phone(store: Store, phone: str) -> tuple[int, int | None]:

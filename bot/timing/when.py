@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from .phone import PhoneError, normalise_phone
-from .schedule import OSLO, at_oslo
+from bot.phone import PhoneError, normalise_phone
+from bot.timing.planner import OSLO, at_oslo
 
 WEEKDAYS = {
     "mandag": 0, "man": 0, "måndag": 0, "tirsdag": 1, "tir": 1, "tysdag": 1, "onsdag": 2,

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from apscheduler.triggers.cron import CronTrigger
 
-from .phone import PhoneError, normalise_phone
+from bot.phone import PhoneError, normalise_phone
 
 
 @dataclass(frozen=True)
@@ -254,3 +254,14 @@ def digest_trigger(spec: str) -> CronTrigger:
 
 
 _CRON_FIELDS = ("year", "month", "week", "day", "day_of_week", "hour", "minute")
+
+
+def default_flows_dir() -> Path:
+    """VEIVIS_FLOWS, else ./flows, else the flows shipped beside the package."""
+    env = os.environ.get("VEIVIS_FLOWS")
+    if env:
+        return Path(env)
+    here = Path("flows")
+    if here.is_dir():
+        return here
+    return Path(__file__).resolve().parents[2] / "flows"

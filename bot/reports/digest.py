@@ -13,13 +13,13 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from telegram import Bot, InputFile
 
-from .engine.model import FlowSet
-from .report import AnonRow, Period, Report, build, period_of
-from .reportfmt import html
-from .store import Store
-from .store.anonymous import counts_in_weeks
-from .store.db import iso
-from .store.meetings import queue_message
+from bot.engine.model import FlowSet
+from bot.reports.formats import html
+from bot.reports.report import AnonRow, Period, Report, build, period_of
+from bot.store import Store
+from bot.store.anonymous import counts_in_weeks
+from bot.store.db import iso
+from bot.store.meetings import queue_message
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from typing import IO, Any
 
 from babel.messages.pofile import read_po
 
-from .engine.language import MAX_SEGMENTS, SAMPLE_VALUES, non_gsm, sms_segments
-from .engine.loader import Diagnostic, Report, file_texts, flow_files, load
-from .engine.templates import render
+from bot.engine.language import MAX_SEGMENTS, SAMPLE_VALUES, non_gsm, sms_segments
+from bot.engine.loader import Diagnostic, Report, file_texts, flow_files, load
+from bot.engine.templates import render
 
 DOMAIN = "veivis"
 TRANSLATED = ("nn", "en")

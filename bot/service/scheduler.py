@@ -23,11 +23,11 @@ from datetime import datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from .engine.language import DISCREET
-from .pipeline import Clock, FlowRequest, Pipeline
-from .schedule import DEFAULT_RULES, Rules, is_quiet
-from .store import Store
-from .store import meetings as M
+from bot.engine.language import DISCREET
+from bot.service.pipeline import Clock, FlowRequest, Pipeline
+from bot.store import Store
+from bot.store import meetings as M
+from bot.timing.planner import DEFAULT_RULES, Rules, is_quiet
 
 log = logging.getLogger(__name__)
 

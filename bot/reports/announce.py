@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from .engine.language import Finding, check_message
-from .engine.model import FlowSet, Pos
-from .schedule import DEFAULT_RULES, Rules, next_allowed
-from .store import Store
-from .store.meetings import queue_message
+from bot.engine.language import Finding, check_message
+from bot.engine.model import FlowSet, Pos
+from bot.store import Store
+from bot.store.meetings import queue_message
+from bot.timing.planner import DEFAULT_RULES, Rules, next_allowed
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ closes the thread. Codes are looked up only among the veileder's own threads. An
 flow marked `summary` (first-meeting preparation, a reply to a reminder) go the same way, as
 one short SMS; a crisis signal sends an urgent notice with name and phone to whoever is on
 duty. Outside working hours and on public holidays the SMS waits until someone reads it (the
-young person is told when); while the veileder is away it goes to the backup (bot.hours).
+young person is told when); while the veileder is away it goes to the backup (bot.timing.hours).
 
 Only a number registered as a veileder's work phone reaches this code (the pipeline checks);
 a veileder reaches only their own users: a young person assigned to another veileder is
@@ -26,15 +26,15 @@ from datetime import date, datetime, timedelta
 
 import aiosqlite
 
-from . import meetings
-from .hours import Duty, duty
-from .phone import pretty_phone
-from .schedule import DEFAULT_RULES, Rules
-from .store import Store
-from .store import meetings as M
-from .store import threads as TH
-from .store.meetings import MeetingError
-from .when import VERBS, WhenError, describe, parse_command
+from bot.phone import pretty_phone
+from bot.service import meetings
+from bot.store import Store
+from bot.store import meetings as M
+from bot.store import threads as TH
+from bot.store.meetings import MeetingError
+from bot.timing.hours import Duty, duty
+from bot.timing.planner import DEFAULT_RULES, Rules
+from bot.timing.when import VERBS, WhenError, describe, parse_command
 
 EXAMPLE = "Eksempel: MØTE 912 34 567 24.11 10:00 NAV Gjøvik. Eller FLYTT / AVLYS + nummer."
 

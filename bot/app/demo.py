@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from .meetings import register
-from .store import Store
-from .timefmt import OSLO
+from bot.service.meetings import register
+from bot.store import Store
+from bot.timing.display import OSLO
 
 DEMO_USER_PHONE = "+4791234567"
 DEMO_VEILEDER_PHONE = "+4740012345"
