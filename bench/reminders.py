@@ -92,7 +92,8 @@ async def main(n_meetings: int, burst: int) -> None:
         t0 = time.perf_counter()  # planning included: what `veivis meeting import` does
         for i in range(1, n_meetings + 1, 1000):
             chunk = [meeting(uid) for uid in range(i, min(i + 1000, n_meetings + 1))]
-            await M.add_meetings(store, chunk, NOW)
+            async with store.tx(NOW) as tx:
+                await tx.add_meetings(chunk, NOW)
         reg = time.perf_counter() - t0
         rows = (await store.fetchall("SELECT count(*) FROM scheduled "
                                      "WHERE status = 'pending'"))[0][0]

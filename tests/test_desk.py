@@ -8,7 +8,6 @@ from bot.app.demo import DEMO_USER_PHONE, DEMO_VEILEDER_PHONE, seed_demo
 from bot.engine.model import FlowSet
 from bot.service.pipeline import Inbound, Pipeline
 from bot.store import Store
-from bot.store import meetings as M
 
 from .conftest import ManualClock
 
@@ -42,7 +41,7 @@ async def test_a_veileder_registers_moves_and_cancels(tmp_path: Path, flows: Flo
     assert got[0].startswith("Registrert: første møte med 912 00 000")  # a new user, now hers
     got = await say(p, DEMO_VEILEDER_PHONE, "MØTE 912 34 567 snart", "v4")
     assert got[0].startswith("Veivis skjønte ikke meldingen: no date in «snart»")
-    assert len(await M.list_meetings(store)) == 3
+    assert len(await store.list_meetings()) == 3
     await p.stop()
     await store.close()
 
@@ -52,7 +51,7 @@ async def test_another_number_is_never_a_veileder(tmp_path: Path, flows: FlowSet
     store, p = await setup(tmp_path, flows, clock)
     got = await say(p, "+4798765432", "MØTE 912 34 567 i morgen kl 10", "x1")
     assert got[0].startswith("Hei! Jeg er Veivis")  # a young person's first message
-    assert len(await M.list_meetings(store)) == 1  # only the demo meeting
+    assert len(await store.list_meetings()) == 1  # only the demo meeting
     assert await store.fetchall("SELECT count(*) FROM scheduled WHERE kind = 'moved'") == [(0,)]
     await p.stop()
     await store.close()
@@ -66,7 +65,7 @@ async def test_a_veileder_reaches_only_their_own_users(tmp_path: Path, flows: Fl
                       "Eksempel: MØTE 912 34 567 24.11 10:00 NAV Gjøvik. Eller FLYTT / AVLYS + "
                       "nummer.")
     assert "Sara" not in got[0]
-    assert [m.status for m in await M.list_meetings(store, include_cancelled=True)] == [
+    assert [m.status for m in await store.list_meetings(include_cancelled=True)] == [
         "planned"]
     await p.stop()
     await store.close()

@@ -154,7 +154,7 @@ async def test_a_failing_message_is_rolled_back_alone(tmp_path: Path, flows: Flo
                                                       clock: ManualClock) -> None:
     """A write that fails half-way leaves nothing of that message and spares the others."""
     store = await open_seeded(tmp_path / "v.db")
-    await store.conn.execute(
+    await store._conn.execute(
         "CREATE TRIGGER boom BEFORE INSERT ON outbox WHEN NEW.address = '+4740000666' "
         "BEGIN SELECT RAISE(ABORT, 'disk on fire'); END")
     async with Pipeline(store, flows, clock) as p:

@@ -14,7 +14,6 @@ from bot.service import meetings
 from bot.service.pipeline import Inbound, Pipeline
 from bot.service.scheduler import Ticker
 from bot.store import Store
-from bot.store import meetings as M
 from bot.timing.planner import OSLO
 
 from .conftest import NOW, ManualClock
@@ -74,7 +73,7 @@ async def test_a_first_meeting_from_preparation_to_survey(tmp_path: Path, flows:
                    "kl. 10.00 på NAV Gjøvik. Kommer du?"]
     assert await w.say("ja", "r1") == [
         "Flott! Vi ses i morgen, tirsdag 24. november kl. 10.00. Husk BankID."]
-    rows = await M.list_meetings(w.store)
+    rows = await w.store.list_meetings()
     assert rows[0].reply == "kommer"  # what the veileder sees in `veivis meeting list`
     got = await w.at(oslo(2026, 11, 24, 8, 5))
     assert len(got) == 1 and "Kommer du?" in got[0]  # 2 hours before
@@ -137,7 +136,7 @@ async def test_a_crash_while_sending_loses_nothing_and_sends_nothing_twice(
         tmp_path: Path, flows: FlowSet, clock: ManualClock) -> None:
     w = await world(tmp_path, flows, clock)
     # the write of the messages fails (as a crash before commit would): nothing is marked done
-    await w.store.conn.execute("CREATE TRIGGER crash BEFORE INSERT ON outbox "
+    await w.store._conn.execute("CREATE TRIGGER crash BEFORE INSERT ON outbox "
                                "BEGIN SELECT RAISE(ABORT, 'power cut'); END")
     clock.now = NOW + timedelta(minutes=1)
     with pytest.raises(RuntimeError):
@@ -145,7 +144,7 @@ async def test_a_crash_while_sending_loses_nothing_and_sends_nothing_twice(
     assert await sent(w.store) == []
     assert await w.store.fetchall("SELECT status FROM scheduled WHERE slot = 'prep'") == [
         ("pending",)]
-    await w.store.conn.execute("DROP TRIGGER crash")
+    await w.store._conn.execute("DROP TRIGGER crash")
     await w.ticker.tick()
     await w.ticker.tick()
     got = await sent(w.store)
@@ -158,7 +157,7 @@ async def test_moved_and_cancelled_meetings_take_their_reminders_with_them(
         tmp_path: Path, flows: FlowSet, clock: ManualClock) -> None:
     w = await world(tmp_path, flows, clock)
     await w.at(NOW + timedelta(minutes=1))
-    mid = (await M.list_meetings(w.store))[0].id
+    mid = (await w.store.list_meetings())[0].id
     await meetings.move(w.store, mid, oslo(2026, 11, 26, 14), "Kafé Hunndalen", clock.now)
     got = await w.at(NOW + timedelta(minutes=10))
     assert got == ["Hei Sara! Møtet med Kari Nordmann er flyttet. Ny tid er torsdag 26. "
@@ -200,7 +199,7 @@ async def test_500_meetings_moved_and_cancelled_at_random(tmp_path: Path, flows:
     while clock.now < end:
         clock.now += timedelta(minutes=15)
         for mid in rng.sample(ids, 3):
-            m = {r.id: r for r in await M.list_meetings(store, include_cancelled=True)}[mid]
+            m = {r.id: r for r in await store.list_meetings(include_cancelled=True)}[mid]
             if m.status != "planned" or m.starts_at <= clock.now + timedelta(hours=1):
                 continue
             if rng.random() < 0.5:
@@ -249,6 +248,6 @@ async def test_a_discreet_user_gets_reminders_that_do_not_name_nav(
     assert reminder == ["Hei Sara! Husk at du har en avtale i morgen, tirsdag 24. november "
                         "kl. 10.00. Kommer du?"]
     assert await w.say("2", "d1") == ["Ok. Du får en melding når du har en ny tid."]
-    assert (await M.list_meetings(w.store))[0].reply == "ny_tid"
+    assert (await w.store.list_meetings())[0].reply == "ny_tid"
     await w.pipeline.stop()
     await w.store.close()

@@ -24,8 +24,6 @@ from bot.phone import PhoneError, normalise_phone, pretty_phone
 from bot.service import meetings
 from bot.service.pipeline import system_clock
 from bot.store import Store
-from bot.store import meetings as M
-from bot.store import threads as TH
 from bot.store.meetings import MeetingError
 from bot.timing.planner import DEFAULT_RULES, OSLO
 from bot.timing.when import WhenError, describe, parse_day, split_when_place
@@ -40,16 +38,15 @@ class Problem(Exception):
 async def _veileder_id(store: Store, phone: str | None) -> int | None:
     if not phone:
         return None
-    rows = await store.fetchall("SELECT id FROM veiledere WHERE work_phone = ?",
-                                (normalise_phone(phone),))
-    if not rows:
+    vid = await store.veileder_id(normalise_phone(phone))
+    if vid is None:
         raise Problem(f"no veileder with work phone {phone} (veivis veileder list)")
-    return int(rows[0][0])
+    return vid
 
 
 async def user_add(store: Store, a: argparse.Namespace) -> str:
     phone = normalise_phone(a.phone)
-    if await store.fetchall("SELECT 1 FROM users WHERE phone = ?", (phone,)):
+    if await store.user_exists(phone):
         raise Problem(f"{pretty_phone(phone)} is already registered")
     first, _, last = (a.name or "").strip().partition(" ")
     await store.add_user(phone=phone, channel=a.channel, first_name=first or None,
@@ -59,10 +56,7 @@ async def user_add(store: Store, a: argparse.Namespace) -> str:
 
 
 async def user_list(store: Store, a: argparse.Namespace) -> str:
-    rows = await store.fetchall(
-        "SELECT u.phone, TRIM(COALESCE(u.first_name,'') || ' ' || COALESCE(u.last_name,'')), "
-        "u.channel, u.language, v.name, u.stopped FROM users u "
-        "LEFT JOIN veiledere v ON v.id = u.veileder_id ORDER BY u.id")
+    rows = await store.list_users()
     return "\n".join(f"{pretty_phone(p or '-'):14} {n or '-':20} {ch:8} {lang:3} "
                      f"{v or '-':20}{' STOPPET' if s else ''}"
                      for p, n, ch, lang, v, s in rows) or "no users"
@@ -70,7 +64,7 @@ async def user_list(store: Store, a: argparse.Namespace) -> str:
 
 async def veileder_add(store: Store, a: argparse.Namespace) -> str:
     phone = normalise_phone(a.phone)
-    if await store.fetchall("SELECT 1 FROM veiledere WHERE work_phone = ?", (phone,)):
+    if await store.veileder_id(phone) is not None:
         raise Problem(f"{pretty_phone(phone)} is already a veileder's work phone")
     office = await store.add_office(a.office)
     await store.add_veileder(a.name, phone, office)
@@ -83,7 +77,7 @@ async def veileder_add(store: Store, a: argparse.Namespace) -> str:
 
 async def _find_veileder(store: Store, who: str) -> tuple[int, str, str]:
     """A veileder by work phone or by name (any case; a part is enough if it is unique)."""
-    rows = await store.fetchall("SELECT id, name, work_phone FROM veiledere ORDER BY name")
+    rows = await store.veiledere()
     try:
         phone = normalise_phone(who)
         found = [r for r in rows if r[2] == phone]
@@ -96,7 +90,7 @@ async def _find_veileder(store: Store, who: str) -> tuple[int, str, str]:
     if len(found) > 1:
         raise Problem(f"{who} fits {', '.join(str(r[1]) for r in found)}; give the full name "
                       "or the work phone")
-    return int(found[0][0]), str(found[0][1]), str(found[0][2])
+    return found[0]
 
 
 async def veileder_away(store: Store, a: argparse.Namespace) -> str:
@@ -108,70 +102,32 @@ async def veileder_away(store: Store, a: argparse.Namespace) -> str:
         if a.until is None:
             raise Problem("give --until DATE (the last day away, e.g. 4.12.2026) or --back")
         until = parse_day(a.until, system_clock())
-    async with store.transaction() as c:
-        await c.execute("UPDATE veiledere SET away_until = ? WHERE id = ?",
-                        (until.isoformat() if until else None, vid))
+    await store.set_away(vid, until)
     path = a.config or default_config_path()
     where = ""
     if path and set_away_in_file(path, phone, until):
         where = f"; written to {path}"
     if until is None:
         return f"{name} is back: messages go to {pretty_phone(phone)} again{where}"
-    backup = await store.fetchall(
-        "SELECT COALESCE(v.backup_phone, o.backup_phone) FROM veiledere v "
-        "LEFT JOIN offices o ON o.id = v.office_id WHERE v.id = ?", (vid,))
-    to = (f"messages go to the backup {pretty_phone(backup[0][0])}" if backup and backup[0][0]
+    backup = await store.backup_phone(vid)
+    to = (f"messages go to the backup {pretty_phone(backup)}" if backup
           else "no backup phone is set (vikar or the office's reservetelefon), so messages "
                "wait for them")
     return f"{name} is away through {until:%d.%m.%Y}: {to}{where}"
-
-
-async def _rows(store: Store, sql: str, args: tuple[object, ...]) -> list[dict[str, object]]:
-    async with store.conn.execute(sql, args) as cur:
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r, strict=True)) for r in await cur.fetchall()]
 
 
 async def export_user(store: Store, a: argparse.Namespace) -> str:
     """Everything stored about one person, as JSON (the right of access). Anonymous answers
     are not in it: nothing links them to anyone."""
     phone = normalise_phone(" ".join(a.phone))
-    users = await _rows(store, "SELECT u.id, u.phone, u.telegram_chat_id, u.channel, "
-                        "u.first_name, u.last_name, u.language, u.stopped, u.consent, "
-                        "u.hear_back, u.created_at, v.name AS veileder FROM users u LEFT JOIN "
-                        "veiledere v ON v.id = u.veileder_id WHERE u.phone = ?", (phone,))
-    if not users:
+    found = await store.export_user(phone)
+    if found is None:
         raise Problem(f"no user with phone {pretty_phone(phone)}")
-    user = users[0]
-    uid = user.pop("id")
-    for key in ("stopped", "consent", "hear_back"):
-        user[key] = None if user[key] is None else bool(user[key])
-    state = await _rows(store, "SELECT state, updated_at FROM conversations WHERE user_id = ?",
-                        (uid,))
     data = {
         "about": "Alt Veivis har lagret om deg. Anonyme svar (spørsmålene etter møtet og "
                  "meldinger til ressursgruppa) er ikke med: ingen kan koble dem til deg.",
         "made_at": system_clock().isoformat(timespec="seconds"),
-        "user": user,
-        "conversation": {"state": json.loads(str(state[0]["state"])),
-                         "updated_at": state[0]["updated_at"]} if state else None,
-        "messages_from_you": await _rows(
-            store, "SELECT received_at, channel, text FROM inbound WHERE user_id = ? "
-            "ORDER BY received_at", (uid,)),
-        "messages_to_you": await _rows(
-            store, "SELECT created_at, channel, text, status, sent_at FROM outbox "
-            "WHERE user_id = ? ORDER BY id", (uid,)),
-        "answers": await _rows(store, "SELECT flow, key, value, saved_at FROM answers "
-                               "WHERE user_id = ? ORDER BY id", (uid,)),
-        "meetings": await _rows(store, "SELECT starts_at, place, kind, status FROM meetings "
-                                "WHERE user_id = ? ORDER BY starts_at", (uid,)),
-        "conversations_with_veileder": [
-            {**t, "events": await _rows(store, "SELECT at, direction FROM thread_events "
-                                        "WHERE thread_id = ? ORDER BY at", (t.pop("id"),))}
-            for t in await _rows(store, "SELECT t.id, 'K' || t.code AS code, v.name AS "
-                                 "veileder, t.status, t.opened_at, t.closed_at FROM threads t "
-                                 "JOIN veiledere v ON v.id = t.veileder_id WHERE t.user_id = ?",
-                                 (uid,))],
+        **found,
     }
     text = json.dumps(data, ensure_ascii=False, indent=2)
     if a.out:
@@ -203,15 +159,14 @@ async def config_apply(store: Store, a: argparse.Namespace) -> str:
 
 
 async def veileder_list(store: Store, a: argparse.Namespace) -> str:
-    rows = await store.fetchall("SELECT v.name, v.work_phone, o.name FROM veiledere v "
-                                "LEFT JOIN offices o ON o.id = v.office_id ORDER BY v.name")
+    rows = await store.veileder_offices()
     return "\n".join(f"{n:24} {pretty_phone(p or '-'):14} {o or '-'}" for n, p, o in rows) \
         or "no veiledere"
 
 
 async def threads_list(store: Store, a: argparse.Namespace) -> str:
     """Conversations with veiledere: who, when, how many messages each way; never the text."""
-    rows = await TH.list_threads(store, open_only=a.open)
+    rows = await store.list_threads(open_only=a.open)
     if not rows:
         return "no open conversations" if a.open else "no conversations"
     head = f"{'code':5} {'veileder':18} {'user':12} {'status':7} {'last':17} {'in':>3} {'out':>3}"
@@ -248,7 +203,7 @@ async def meeting_cancel(store: Store, a: argparse.Namespace) -> str:
 
 
 async def meeting_list(store: Store, a: argparse.Namespace) -> str:
-    rows = await M.list_meetings(store, include_cancelled=a.all)
+    rows = await store.list_meetings(include_cancelled=a.all)
     return "\n".join(
         f"{r.id:5} {describe(r.starts_at):26} {r.kind:8} {pretty_phone(r.user_phone or '-'):12}"
         f" {r.user_name or '-':18} {r.place or '-':18} "

@@ -429,7 +429,7 @@ def cmd_announce(args: argparse.Namespace) -> int:
         store = await Store.open(args.db)
         try:
             if args.dry_run:
-                n = len(await announce.recipients(store))
+                n = len(await store.hear_back_recipients())
                 return f"the text is fine; it would go to {n} people (nothing sent)"
             done = await announce.announce(store, text, system_clock(), rules)
         finally:

@@ -197,7 +197,7 @@ def web_app(svc: Service) -> web.Application:
     async def readyz(request: web.Request) -> web.Response:
         checks: dict[str, str] = {}
         try:
-            await asyncio.wait_for(svc.store.fetchall("SELECT 1"), 2.0)
+            await asyncio.wait_for(svc.store.ping(), 2.0)
             checks["database"] = "ok"
         except Exception as e:
             checks["database"] = f"error: {type(e).__name__}"

@@ -9,7 +9,6 @@ from datetime import datetime
 from ..engine.model import FlowSet
 from ..engine.runtime import system_text
 from ..store import Store
-from ..store.meetings import log_inbound_once, queue_message
 
 
 def plain_text(text: str, choices: Sequence[str], numbered: bool) -> str:
@@ -23,6 +22,6 @@ async def reply_once(store: Store, flows: FlowSet, channel: str, address: str,
                      provider_id: str, key: str, now: datetime) -> None:
     """Answer a message with a system text (in bokmål: the sender may be no user), once per
     provider message id; the message itself is logged without text or user."""
-    async with store.transaction() as c:
-        if await log_inbound_once(c, channel, provider_id, now):
-            await queue_message(c, channel, address, system_text(flows, "nb", key, {}), now)
+    async with store.tx(now) as tx:
+        if await tx.log_inbound_once(channel, provider_id, now):
+            await tx.queue_message(channel, address, system_text(flows, "nb", key, {}), now)

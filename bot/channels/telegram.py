@@ -36,7 +36,6 @@ from ..phone import mask_address
 from ..service.pipeline import Clock, FlowRequest, Inbound, Pipeline
 from ..store import OutboxItem, Store
 from ..store import outbox as O
-from ..store.meetings import log_inbound_once, queue_message
 from .base import reply_once
 
 log = logging.getLogger(__name__)
@@ -202,8 +201,8 @@ class TelegramChannel:
         member = update.my_chat_member
         if member is not None:
             chat = str(member.chat.id)
-            async with self.store.transaction() as c:
-                first_time = await log_inbound_once(c, CHANNEL, pid, self.clock())
+            async with self.store.tx(self.clock()) as tx:
+                first_time = await tx.log_inbound_once(CHANNEL, pid, self.clock())
             if first_time and member.new_chat_member.status in ("kicked", "left"):
                 dropped = await O.stop_address(self.store, CHANNEL, chat, "blocked the bot")
                 log.info("telegram chat %s blocked the bot: stopped, %d queued dropped",
@@ -232,22 +231,22 @@ class TelegramChannel:
 
     async def _link(self, chat_id: str, pid: str, code: str) -> None:
         now = self.clock()
-        async with self.store.transaction() as c:
-            first_time = await log_inbound_once(c, CHANNEL, pid, now)
+        async with self.store.tx(now) as tx:
+            first_time = await tx.log_inbound_once(CHANNEL, pid, now)
         if not first_time:
             return
         linked = await O.use_invite(self.store, code_hash(code), chat_id, now)
         if linked is None:
             log.info("telegram chat %s used an unknown or spent invite",
                      mask_address(chat_id))
-            async with self.store.transaction() as c:
-                await queue_message(c, CHANNEL, chat_id, self._text("link_invalid"), now)
+            async with self.store.tx(now) as tx:
+                await tx.queue_message(CHANNEL, chat_id, self._text("link_invalid"), now)
         else:
             uid, consented = linked
             log.info("telegram chat %s linked to user %d", mask_address(chat_id), uid)
             if consented:
-                async with self.store.transaction() as c:
-                    await queue_message(c, CHANNEL, chat_id, self._text("linked"), now)
+                async with self.store.tx(now) as tx:
+                    await tx.queue_message(CHANNEL, chat_id, self._text("linked"), now)
             else:
                 await self.pipeline.submit(FlowRequest(CHANNEL, chat_id, "welcome"))
         self.on_queued()

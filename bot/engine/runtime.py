@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from bot.timing.display import day_date, meeting_time
+from bot.timing.hours import Duty
+
 from . import answers as A
 from .crisis import CRISIS_FLOW
 from .model import Flow, FlowSet, Kind, Option, Step
@@ -150,23 +153,30 @@ class Crisis:
 
 @dataclass(frozen=True, slots=True)
 class Forward:
-    """The user wrote a message for their veileder: the shell sends it to the work phone."""
+    """The user wrote a message for their veileder: the shell sends it where `duty` says (the
+    work phone, or the backup while the veileder is away), not before `duty.read_from`."""
 
     text: str
+    duty: Duty
 
 
 @dataclass(frozen=True, slots=True)
 class CrisisNotice:
-    """Tell whoever is on duty at NAV to call the user (name and phone, never the text)."""
+    """Tell whoever is on duty at NAV (`duty`) to call the user (name and phone, never the
+    text)."""
+
+    duty: Duty
 
 
 @dataclass(frozen=True, slots=True)
 class Summary:
-    """A finished flow's answers, for the veileder: (label, answer as the user chose it)."""
+    """A finished flow's answers, for the veileder: (label, answer as the user chose it),
+    sent where `duty` says."""
 
     flow: str
     title: str
     items: tuple[tuple[str, str], ...]
+    duty: Duty
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +187,20 @@ class FlowEnded:
 
 Effect = (SaveAnswer | AnonymousAnswer | SetStopped | EraseUser | FlowEnded | SetLanguage
           | SetConsent | SetHearBack | Crisis | CrisisNotice | Forward | Summary)
+
+
+@dataclass(frozen=True, slots=True)
+class Desk:
+    """What a step knows about the user's veileder, read by the shell before the step: where
+    a message for the veileder goes now and whether anyone reads it (`duty`; None: the user
+    has no veileder), and how many messages the user sent the veileder in the last hour."""
+
+    duty: Duty | None = None
+    forwards_last_hour: int = 0
+
+
+NO_DESK = Desk()
+FORWARDS_PER_HOUR = 5  # protects the veileder's phone from one user
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,8 +234,6 @@ SAVE_LANGUAGE = "språk"  # reserved save names: the answer changes the user's s
 SAVE_CONSENT = "samtykke"
 SAVE_FORWARD = "til_veileder"  # the answer is sent to the veileder's work phone, not stored
 SAVE_HEAR_BACK = "hør_tilbake"  # yes/no: the user wants «Du sa – vi gjorde» updates
-# ctx key set (to any text) when someone at NAV reads messages for this user right now
-ON_DUTY = "_vakt"
 
 
 def tr(flows: FlowSet, lang: str, context: str, text: str) -> str:
@@ -234,22 +256,28 @@ def keyword(text: str) -> str | None:
 
 
 class _Out:
-    """Collects replies and effects while a step runs."""
+    """Collects replies and effects while a step runs; holds what the step knows of the desk.
+    `instead`: one reply that replaces the step's replies (an honest answer about a message
+    to the veileder, in place of the flow's «sent»)."""
 
-    __slots__ = ("effects", "replies")
+    __slots__ = ("desk", "effects", "instead", "replies")
 
-    def __init__(self) -> None:
+    def __init__(self, desk: Desk) -> None:
+        self.desk = desk
         self.replies: list[Reply] = []
         self.effects: list[Effect] = []
+        self.instead: Reply | None = None
 
     def result(self, state: State, sensitive: bool = False) -> Result:
-        return Result(state, tuple(self.replies), tuple(self.effects), sensitive)
+        replies = (self.instead,) if self.instead is not None else tuple(self.replies)
+        return Result(state, replies, tuple(self.effects), sensitive)
 
 
 def step(flows: FlowSet, state: State, event: Event, now: datetime,
-         ctx: Mapping[str, str]) -> Result:
-    """Run one event against a user's state. Pure and deterministic."""
-    out = _Out()
+         ctx: Mapping[str, str], desk: Desk = NO_DESK) -> Result:
+    """Run one event against a user's state. Pure and deterministic: everything it needs to
+    know (template values, the veileder's duty) comes in `ctx` and `desk`."""
+    out = _Out(desk)
     if isinstance(event, StartFlow):
         if state.stopped:
             return out.result(state)
@@ -280,10 +308,12 @@ def step(flows: FlowSet, state: State, event: Event, now: datetime,
         state = _evolve(state, pending=None)
         yes_no = A.parse_yesno(text) if keyword(text) is None else None
         if yes_no is not None:
-            if yes_no == A.YES_VALUE:
-                out.effects.append(CrisisNotice())
-            out.replies.append(Reply(_sys(flows, state, "crisis_told" if yes_no == A.YES_VALUE
-                                          else "crisis_not_told", ctx)))
+            told = yes_no == A.YES_VALUE and out.desk.duty is not None and out.desk.duty.on_duty
+            if told and out.desk.duty is not None:
+                out.effects.append(CrisisNotice(out.desk.duty))
+            key = ("crisis_told" if told else "crisis_nobody" if yes_no == A.YES_VALUE
+                   else "crisis_not_told")
+            out.replies.append(Reply(_sys(flows, state, key, ctx)))
             st = current.step(state.step or "") if current else None
             if current is not None and st is not None and st.is_question:  # the flow goes on
                 out.replies.append(Reply(render(tr(flows, state.lang, f"{current.id}.{st.id}",
@@ -330,14 +360,15 @@ def _crisis(flows: FlowSet, crisis_flow: Flow, state: State, anonymous: bool,
             out.replies.append(Reply(render(tr(flows, state.lang, f"{CRISIS_FLOW}.{st.id}",
                                                st.text), ctx)))
     out.effects.append(Crisis(anonymous))
-    if not ctx.get(ON_DUTY):
+    duty = out.desk.duty
+    if duty is None or not duty.on_duty:
         out.replies.append(Reply(_sys(flows, state, "crisis_nobody", ctx)))
     elif anonymous:
         out.replies.append(Reply(_sys(flows, state, "crisis_ask", ctx),
                                  _yesno_labels(flows, state)))
         return _evolve(state, pending="crisis")
     else:
-        out.effects.append(CrisisNotice())
+        out.effects.append(CrisisNotice(duty))
         out.replies.append(Reply(_sys(flows, state, "crisis_told", ctx)))
     return state
 
@@ -484,8 +515,9 @@ def _finished(flows: FlowSet, flow: Flow, state: State, out: _Out) -> None:
             elif st.kind is Kind.YESNO:
                 shown = flows.texts["yes" if value == A.YES_VALUE else "no"]
             items.append((st.label or st.save.replace("_", " ").capitalize(), shown))
-        if items:
-            out.effects.append(Summary(flow.id, flow.title, tuple(items)))
+        duty = out.desk.duty
+        if items and duty is not None:  # a user with no veileder: nobody to tell
+            out.effects.append(Summary(flow.id, flow.title, tuple(items), duty))
 
 
 def _answer(flows: FlowSet, flow: Flow, st: Step, state: State, text: str, now: datetime,
@@ -563,7 +595,7 @@ def _advance(flows: FlowSet, flow: Flow, st: Step, state: State, value: str | No
     elif value is not None and st.save == SAVE_HEAR_BACK and st.kind is Kind.YESNO:
         out.effects.append(SetHearBack(value == A.YES_VALUE))
     elif value is not None and st.save == SAVE_FORWARD and not flow.anonymous:
-        out.effects.append(Forward(value))
+        _forward(flows, state, value, now, ctx, out)
     elif value is not None and st.save:
         if flow.anonymous:
             out.effects.append(AnonymousAnswer(flow.id, st.save, value))
@@ -583,3 +615,31 @@ def _advance(flows: FlowSet, flow: Flow, st: Step, state: State, value: str | No
     if st.end:
         nxt = None
     return _run_from(flows, flow, nxt, state, now, ctx, out, depth=0)
+
+
+def _forward(flows: FlowSet, state: State, text: str, now: datetime, ctx: Mapping[str, str],
+             out: _Out) -> None:
+    """A message for the veileder: sent where the desk's duty says, and the young person is
+    told honestly when to expect an answer (in place of the flow's «sent» when nobody reads
+    it now, when they have no veileder, or after too many messages this hour)."""
+    d = out.desk.duty
+    if d is None:
+        out.instead = Reply(_sys(flows, state, "forward_no_veileder", ctx))
+        return
+    if out.desk.forwards_last_hour >= FORWARDS_PER_HOUR:
+        out.instead = Reply(_sys(flows, state, "forward_limit", ctx))
+        return
+    out.effects.append(Forward(text, d))
+    if d.backup:
+        key: str | None = "forward_away" if d.open_now else "forward_away_closed"
+    elif d.away_until is not None:
+        key = "forward_away_waits"
+    else:
+        key = None if d.open_now else "forward_closed"
+    if key is not None:
+        when: dict[str, str] = {}
+        if d.read_from is not None:
+            when["svartid"] = meeting_time(d.read_from, state.lang, now)
+        if d.away_until is not None:
+            when["borte_til"] = day_date(d.away_until, state.lang)
+        out.instead = Reply(_sys(flows, state, key, ctx, when))

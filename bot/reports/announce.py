@@ -14,7 +14,6 @@ from datetime import datetime
 from bot.engine.language import Finding, check_message
 from bot.engine.model import FlowSet, Pos
 from bot.store import Store
-from bot.store.meetings import queue_message
 from bot.timing.planner import DEFAULT_RULES, Rules, next_allowed
 
 
@@ -30,19 +29,10 @@ def check(text: str, path: str, flows: FlowSet) -> list[Finding]:
     return check_message(text.strip(), path, flows.wordlist)
 
 
-async def recipients(store: Store) -> list[tuple[int, str, str]]:
-    """(user id, channel, address) of everyone who said yes and has not stopped."""
-    rows = await store.fetchall(
-        "SELECT id, channel, CASE WHEN channel = 'telegram' THEN telegram_chat_id ELSE phone "
-        "END FROM users WHERE hear_back = 1 AND stopped = 0 ORDER BY id")
-    return [(int(u), str(c), str(a)) for u, c, a in rows if a]
-
-
 async def announce(store: Store, text: str, now: datetime,
                    rules: Rules = DEFAULT_RULES) -> Announced:
     due = next_allowed(now, rules)  # now, or the end of quiet hours
-    people = await recipients(store)
-    async with store.transaction() as c:
-        for uid, channel, address in people:
-            await queue_message(c, channel, address, text.strip(), now, uid, due=due)
+    people = await store.hear_back_recipients()
+    await store.queue_messages([(uid, channel, address, text.strip())
+                                for uid, channel, address in people], now, due=due)
     return Announced(len(people), due)

@@ -17,9 +17,6 @@ from bot.engine.model import FlowSet
 from bot.reports.formats import html
 from bot.reports.report import AnonRow, Period, Report, build, period_of
 from bot.store import Store
-from bot.store.anonymous import counts_in_weeks
-from bot.store.db import iso
-from bot.store.meetings import queue_message
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +25,8 @@ async def make_report(store: Store, flows: FlowSet, now: datetime, *,
                       period: Period | None = None, days: int | None = None,
                       since: date | None = None, office: str | None = None) -> Report:
     p = period or period_of(now, days=days, since=since)
-    rows = [AnonRow(*r) for r in await counts_in_weeks(store.conn, p.keys)]
-    before = [AnonRow(*r) for r in await counts_in_weeks(store.conn, p.before().keys)]
+    rows = [AnonRow(*r) for r in await store.anonymous_counts(p.keys)]
+    before = [AnonRow(*r) for r in await store.anonymous_counts(p.before().keys)]
     return build(flows, rows, before, p, now, office)
 
 
@@ -53,7 +50,7 @@ class DigestJob:
         made already."""
         period = period_of(fire_time, days=14)
         key = f"{period.keys[0]}..{period.keys[-1]}"
-        if await self.store.fetchall("SELECT 1 FROM digests WHERE period = ?", (key,)):
+        if await self.store.digest_made(key):
             return None
         rep = await make_report(self.store, self.flows, fire_time, period=period)
         page = html(rep)
@@ -65,13 +62,10 @@ class DigestJob:
             await self.bot.send_message(self.chat_id, "\n".join([rep.title, "", *rep.summary]))
             await self.bot.send_document(self.chat_id, InputFile(page.encode(), filename=name),
                                          caption="Hele rapporten. Åpne filen i nettleseren.")
-        async with self.store.transaction() as c:
-            for phone in self.phones:
-                await queue_message(c, "sms", phone,
-                                    f"Veivis: rapporten for ressursgruppa er klar "
-                                    f"({period.label()}). {rep.summary[0]}", fire_time)
-            await c.execute("INSERT INTO digests (period, made_at) VALUES (?, ?)",
-                            (key, iso(fire_time)))
+        told = (f"Veivis: rapporten for ressursgruppa er klar ({period.label()}). "
+                f"{rep.summary[0]}")
+        await self.store.record_digest(key, [("sms", phone, told) for phone in self.phones],
+                                       fire_time)
         log.info("digest for %s made", key)
         return rep
 

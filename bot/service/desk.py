@@ -20,26 +20,23 @@ transaction: nothing half-saved, a retried webhook is handled once.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-
-import aiosqlite
+from datetime import datetime, timedelta
 
 from bot.phone import pretty_phone
 from bot.service import meetings
 from bot.store import Store
-from bot.store import meetings as M
 from bot.store import threads as TH
 from bot.store.meetings import MeetingError
-from bot.timing.hours import Duty, duty
+from bot.store.tx import Tx
+from bot.timing.hours import Duty
 from bot.timing.planner import DEFAULT_RULES, Rules
 from bot.timing.when import VERBS, WhenError, describe, parse_command
 
 EXAMPLE = "Eksempel: MØTE 912 34 567 24.11 10:00 NAV Gjøvik. Eller FLYTT / AVLYS + nummer."
 
 
-FORWARDS_PER_HOUR = 5  # protects the veileder's phone from one user
 MAX_FORWARD = 300  # characters of a young person's text that go to the work phone
 REPLY_WINDOW = timedelta(hours=24)  # a reply without a code goes to the only thread this recent
 _CODE = re.compile(r"^\s*K\s?(\d{1,5})\b[\s:.,-]*(.*)$", re.IGNORECASE | re.DOTALL)
@@ -53,15 +50,6 @@ def short_name(first: str | None, last: str | None) -> str:
     return name
 
 
-@dataclass(frozen=True)
-class Routed:
-    """How a message to the veileder went: `key` is the system text the young person gets
-    instead of the flow's «sent» (None: sent and read now, the flow's own text is true)."""
-
-    key: str | None
-    duty: Duty | None = None
-
-
 def _shorten(text: str, limit: int) -> str:
     body = " ".join(text.split())
     if len(body) > limit:
@@ -69,87 +57,61 @@ def _shorten(text: str, limit: int) -> str:
     return body
 
 
-async def _send(c: aiosqlite.Connection, who: TH.Sender, d: Duty, direction: str,
+async def _send(tx: Tx, who: TH.Sender, d: Duty, direction: str,
                 text: Callable[[int], str], now: datetime) -> int:
     """Open (or reuse) the thread on the desk that reads it (the veileder, or the backup while
     they are away) and queue the SMS, held until someone reads messages."""
     assert d.phone is not None and who.veileder_id is not None
-    desk = (await TH.desk_id(c, d.phone)) if d.backup else who.veileder_id
-    code = await TH.open_thread(c, who.user_id, desk or who.veileder_id, now, direction)
-    await M.queue_message(c, "sms", d.phone, text(code), now, due=d.read_from)
+    desk = (await tx.desk_id(d.phone)) if d.backup else who.veileder_id
+    code = await tx.open_thread(who.user_id, desk or who.veileder_id, now, direction)
+    await tx.queue_message("sms", d.phone, text(code), now, due=d.read_from)
     return code
 
 
-def _auto_reply(d: Duty) -> str | None:
-    """What the young person is told instead of the flow's «sent», unless the veileder
-    reads it now."""
-    if d.backup:
-        return "forward_away" if d.open_now else "forward_away_closed"
-    if d.away_until is not None:
-        return "forward_away_waits"
-    return None if d.open_now else "forward_closed"
+def _for(who: TH.Sender, d: Duty) -> str:
+    return f" (for {who.veileder_name}, som er borte)" if d.backup else ""
 
 
-async def forward(c: aiosqlite.Connection, user_id: int, text: str, now: datetime,
-                  closed: Collection[date] = ()) -> Routed:
-    """Send a young person's message to their veileder's work phone, in the caller's
-    transaction: to the backup while the veileder is away, held until working hours after
-    them. The young person is told honestly when to expect an answer."""
-    who = await TH.sender(c, user_id)
-    if who.veileder_id is None or not who.work_phone:
-        return Routed("forward_no_veileder")
-    if await TH.events_since(c, user_id, "in", now - timedelta(hours=1)) >= FORWARDS_PER_HOUR:
-        return Routed("forward_limit")
-    d = duty(now, who, closed)
+async def forward(tx: Tx, user_id: int, text: str, d: Duty, now: datetime) -> None:
+    """Send a young person's message where the engine decided (`d`: their veileder's work
+    phone, or the backup while the veileder is away; held until someone reads it)."""
+    who = await tx.sender(user_id)
     name, body = short_name(who.first_name, who.last_name), _shorten(text, MAX_FORWARD)
-    about = f" (for {who.veileder_name}, som er borte)" if d.backup else ""
-    await _send(c, who, d, "in", lambda code: (
-        f"Veivis K{code} fra {name}{about}: {body} — Svar: K{code} + tekst. "
+    await _send(tx, who, d, "in", lambda code: (
+        f"Veivis K{code} fra {name}{_for(who, d)}: {body} — Svar: K{code} + tekst. "
         f"K{code} LUKK avslutter."), now)
-    return Routed(_auto_reply(d), d)
 
 
-async def summary(c: aiosqlite.Connection, user_id: int, title: str,
-                  items: Sequence[tuple[str, str]], meeting_at: datetime | None,
-                  now: datetime, closed: Collection[date] = ()) -> bool:
+async def summary(tx: Tx, user_id: int, title: str, items: Sequence[tuple[str, str]],
+                  meeting_at: datetime | None, d: Duty, now: datetime) -> None:
     """A flow's answers for the veileder (first-meeting preparation, a reply to a reminder),
-    as one short SMS with the thread's code. False when the user has no veileder."""
-    who = await TH.sender(c, user_id)
-    if who.veileder_id is None or not who.work_phone:
-        return False
-    d = duty(now, who, closed)
+    as one short SMS with the thread's code."""
+    who = await tx.sender(user_id)
     name = short_name(who.first_name, who.last_name)
     when = f" ({describe(meeting_at)})" if meeting_at else ""
-    about = f" (for {who.veileder_name}, som er borte)" if d.backup else ""
     body = (f"{items[0][1]}." if len(items) == 1  # one answer speaks for itself
             else " ".join(f"{label}: {value}." for label, value in items))
     body = _shorten(body, MAX_FORWARD)
-    await _send(c, who, d, "summary", lambda code: (
-        f"Veivis K{code} fra {name}{about} – {title}{when}: {body} Svar: K{code} + tekst."),
-        now)
-    return True
+    await _send(tx, who, d, "summary", lambda code: (
+        f"Veivis K{code} fra {name}{_for(who, d)} – {title}{when}: {body} "
+        f"Svar: K{code} + tekst."), now)
 
 
 CRISIS_NOTICE_EVERY = timedelta(minutes=30)  # one urgent SMS per young person in that time
 
 
-async def crisis_notice(c: aiosqlite.Connection, user_id: int, now: datetime,
-                        closed: Collection[date] = ()) -> bool:
-    """An urgent SMS to whoever is on duty for this young person, with their name and phone
-    so they can call; never what the young person wrote. False if nobody is on duty (the
-    young person was told so). A second signal within half an hour sends no second SMS."""
-    who = await TH.sender(c, user_id)
-    d = duty(now, who, closed)
-    if not d.on_duty:
+async def crisis_notice(tx: Tx, user_id: int, d: Duty, now: datetime) -> bool:
+    """An urgent SMS to whoever the engine found on duty for this young person, with their
+    name and phone so they can call; never what the young person wrote. A second signal
+    within half an hour sends no second SMS (False)."""
+    if await tx.events_since(user_id, "crisis", now - CRISIS_NOTICE_EVERY):
         return False
-    if await TH.events_since(c, user_id, "crisis", now - CRISIS_NOTICE_EVERY):
-        return True
+    who = await tx.sender(user_id)
     full = " ".join(x for x in (who.first_name, who.last_name) if x) or "En bruker"
     phone = f"tlf. {pretty_phone(who.phone)}" if who.phone else "telefon ukjent"
-    about = f" (for {who.veileder_name}, som er borte)" if d.backup else ""
-    await _send(c, who, d, "crisis", lambda code: (
-        f"HASTER fra Veivis K{code}: {full}, {phone}{about}, skrev noe som kan bety krise. "
-        f"Ring så fort du kan. {who.first_name or 'Brukeren'} har fått krisenumrene. "
+    await _send(tx, who, d, "crisis", lambda code: (
+        f"HASTER fra Veivis K{code}: {full}, {phone}{_for(who, d)}, skrev noe som kan bety "
+        f"krise. Ring så fort du kan. {who.first_name or 'Brukeren'} har fått krisenumrene. "
         f"Svar: K{code} + tekst."), now)
     return True
 
@@ -164,26 +126,26 @@ class Veileder:
 async def handle(store: Store, v: Veileder, channel: str, provider_id: str, text: str,
                  now: datetime, rules: Rules = DEFAULT_RULES) -> tuple[str | None, bool]:
     """(the confirmation or error to send back, was it a duplicate)."""
-    async with store.transaction() as c:
-        if not await M.log_inbound_once(c, channel, provider_id, now):
+    async with store.tx(now) as tx:
+        if not await tx.log_inbound_once(channel, provider_id, now):
             return None, True
         try:
-            reply = await _relay(c, v, text, now)
+            reply = await _relay(tx, v, text, now)
             if reply is None:
-                reply = await _run(store, v, text, now, rules)
+                reply = await _run(tx, v, text, now, rules)
         except (WhenError, MeetingError) as e:
             reply = f"Veivis skjønte ikke meldingen: {e}. {EXAMPLE}"
-        await M.queue_message(c, channel, v.phone, reply, now)
+        await tx.queue_message(channel, v.phone, reply, now)
     return reply, False
 
 
-async def _relay(c: aiosqlite.Connection, v: Veileder, text: str,
+async def _relay(tx: Tx, v: Veileder, text: str,
                  now: datetime) -> str | None:
     """A reply to a young person, if the message is one; the confirmation for the veileder.
     None: it is a meeting command (or meant as one)."""
     m = _CODE.match(text)
     if m:
-        thread = await TH.find(c, v.id, int(m.group(1)))
+        thread = await tx.find_thread(v.id, int(m.group(1)))
         body = m.group(2).strip()
         if thread is None:  # not one of theirs (or no such code): nothing about it leaks
             return f"K{m.group(1)} er ikke en av dine samtaler i Veivis."
@@ -191,7 +153,7 @@ async def _relay(c: aiosqlite.Connection, v: Veileder, text: str,
         first = text.strip().split(maxsplit=1)
         if first and first[0].casefold() in VERBS:
             return None
-        recent = await TH.open_recent(c, v.id, now - REPLY_WINDOW)
+        recent = await tx.open_recent_threads(v.id, now - REPLY_WINDOW)
         if len(recent) != 1:
             codes = ", ".join(f"K{t.code}" for t in recent[:5])
             return ("Start svaret med koden, for eksempel K7 Hei!" + (
@@ -199,44 +161,44 @@ async def _relay(c: aiosqlite.Connection, v: Veileder, text: str,
         thread, body = recent[0], text.strip()
     name = short_name(thread.first_name, thread.last_name)
     if body.casefold() == "lukk":
-        await TH.close(c, thread.id, now)
+        await tx.close_thread(thread.id, now)
         return f"K{thread.code} med {name} er avsluttet."
     if not body:
         return f"Skriv svaret etter koden, for eksempel K{thread.code} Hei!"
     if thread.stopped:
         return f"{name} har skrevet STOPP og får ikke meldinger fra Veivis nå."
     first_name = v.name.split()[0] if v.name.strip() else "Veilederen"
-    await TH.reply(c, thread, f"{first_name}: {body}", now)
+    await tx.reply_in_thread(thread, f"{first_name}: {body}", now)
     return f"Sendt til {name} (K{thread.code})."
 
 
-async def _user(store: Store, v: Veileder, phone: str, *, create: bool,
+async def _user(tx: Tx, v: Veileder, phone: str, *, create: bool,
                 now: datetime) -> tuple[int, str]:
-    found = await M.user_for_veileder(store.conn, phone, v.id, create=create, now=now)
+    found = await tx.user_for_veileder(phone, v.id, create=create, now=now)
     if found is None:  # someone else's user, or unknown: say nothing about them
         raise MeetingError(f"{pretty_phone(phone)} er ikke registrert hos deg")
     return found[0], found[1] or pretty_phone(phone)
 
 
-async def _run(store: Store, v: Veileder, text: str, now: datetime, rules: Rules) -> str:
+async def _run(tx: Tx, v: Veileder, text: str, now: datetime, rules: Rules) -> str:
     cmd = parse_command(text, now)
-    _, name = await _user(store, v, cmd.phone, create=cmd.verb == "add", now=now)
+    _, name = await _user(tx, v, cmd.phone, create=cmd.verb == "add", now=now)
     if cmd.verb == "add":
         assert cmd.when is not None
-        m = await meetings.new_meeting(store, phone=cmd.phone, starts_at=cmd.when,
+        m = await meetings.new_meeting(tx, phone=cmd.phone, starts_at=cmd.when,
                                        place=cmd.place, first=None, now=now, rules=rules,
                                        veileder_id=v.id)
-        await M.add_meetings_in(store.conn, [m], now)
+        await tx.add_meetings([m], now)
         kind = "første møte" if m.kind == "first" else "møte"
         return (f"Registrert: {kind} med {name} {describe(cmd.when)}"
                 f"{', ' + cmd.place if cmd.place else ''}. Veivis sender påminnelser. "
                 f"Feil? Svar AVLYS {pretty_phone(cmd.phone)}")
-    mid = await meetings.next_meeting_of(store, cmd.phone, now)
+    mid = await meetings.next_meeting_of(tx, cmd.phone, now)
     if cmd.verb == "move":
         assert cmd.when is not None
-        planned = await meetings.move_plan(store, mid, cmd.when, now, rules)
-        await M.move_meeting_in(store.conn, mid, cmd.when, cmd.place, planned, now)
+        planned = await meetings.move_plan(tx, mid, cmd.when, now, rules)
+        await tx.move_meeting(mid, cmd.when, cmd.place, planned, now)
         return f"Flyttet: møtet med {name} er nå {describe(cmd.when)}. {name} får beskjed."
-    notice = await meetings.cancel_notice(store, mid, now, rules)
-    await M.cancel_meeting_in(store.conn, mid, notice, now)
+    notice = await meetings.cancel_notice(tx, mid, now, rules)
+    await tx.cancel_meeting(mid, notice, now)
     return f"Avlyst: møtet med {name}. {name} får én melding om det."

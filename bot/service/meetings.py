@@ -15,28 +15,28 @@ from bot.phone import PhoneError, normalise_phone
 from bot.store import Store
 from bot.store import meetings as M
 from bot.store.meetings import MeetingError
+from bot.store.protocol import MeetingReads
 from bot.timing.planner import DEFAULT_RULES, Planned, Rules, notice, plan
 from bot.timing.when import WhenError, parse_when
 
 
-async def user_id_by_phone(store: Store, phone: str) -> tuple[int, int | None]:
-    rows = await store.fetchall("SELECT id, veileder_id FROM users WHERE phone = ?", (phone,))
-    if not rows:
+async def user_id_by_phone(db: MeetingReads, phone: str) -> tuple[int, int | None]:
+    found = await db.user_by_phone(phone)
+    if found is None:
         raise MeetingError(f"no user with phone {phone}; add them first (veivis user add)")
-    return int(rows[0][0]), rows[0][1]
+    return found
 
 
-async def new_meeting(store: Store, *, phone: str, starts_at: datetime, place: str | None,
+async def new_meeting(db: MeetingReads, *, phone: str, starts_at: datetime, place: str | None,
                       first: bool | None, now: datetime, rules: Rules = DEFAULT_RULES,
                       veileder_id: int | None = None, earlier: int = 0) -> M.NewMeeting:
     """Check and plan a meeting for the user with this phone (nothing saved yet).
     `first=None`: first if they have had none (counting `earlier` ones in the same import)."""
     if starts_at <= now:
         raise MeetingError("the meeting time has passed; give a time in the future")
-    uid, assigned = await user_id_by_phone(store, phone)
+    uid, assigned = await user_id_by_phone(db, phone)
     if first is None:
-        rows = await store.fetchall("SELECT count(*) FROM meetings WHERE user_id = ?", (uid,))
-        first = rows[0][0] + earlier == 0
+        first = await db.meeting_count(uid) + earlier == 0
     return M.NewMeeting(uid, veileder_id or assigned, starts_at, place,
                         "first" if first else "followup", plan(starts_at, first, now, rules))
 
@@ -46,15 +46,16 @@ async def register(store: Store, *, phone: str, starts_at: datetime, place: str 
                    veileder_id: int | None = None) -> int:
     m = await new_meeting(store, phone=phone, starts_at=starts_at, place=place, first=first,
                           now=now, rules=rules, veileder_id=veileder_id)
-    return (await M.add_meetings(store, [m], now))[0]
+    async with store.tx(now) as tx:
+        return (await tx.add_meetings([m], now))[0]
 
 
-async def move_plan(store: Store, meeting_id: int, starts_at: datetime, now: datetime,
+async def move_plan(db: MeetingReads, meeting_id: int, starts_at: datetime, now: datetime,
                     rules: Rules = DEFAULT_RULES) -> list[Planned]:
     """The new plan for a moved meeting, with a notice to the young person."""
     if starts_at <= now:
         raise MeetingError("the new time has passed; give a time in the future")
-    _, kind, _ = await M.meeting_start(store, meeting_id)
+    _, kind, _ = await db.meeting_start(meeting_id)
     planned = [p for p in plan(starts_at, kind == "first", now, rules) if p.kind != "prep"]
     planned.append(notice("moved", starts_at, now, rules))
     return planned
@@ -63,29 +64,29 @@ async def move_plan(store: Store, meeting_id: int, starts_at: datetime, now: dat
 async def move(store: Store, meeting_id: int, starts_at: datetime, place: str | None,
                now: datetime, rules: Rules = DEFAULT_RULES) -> None:
     planned = await move_plan(store, meeting_id, starts_at, now, rules)
-    await M.move_meeting(store, meeting_id, starts_at, place, planned, now)
+    async with store.tx(now) as tx:
+        await tx.move_meeting(meeting_id, starts_at, place, planned, now)
 
 
-async def cancel_notice(store: Store, meeting_id: int, now: datetime,
+async def cancel_notice(db: MeetingReads, meeting_id: int, now: datetime,
                         rules: Rules = DEFAULT_RULES) -> Planned:
-    start, _, _ = await M.meeting_start(store, meeting_id)
+    start, _, _ = await db.meeting_start(meeting_id)
     return notice("cancelled", start, now, rules)
 
 
 async def cancel(store: Store, meeting_id: int, now: datetime,
                  rules: Rules = DEFAULT_RULES) -> None:
-    await M.cancel_meeting(store, meeting_id, await cancel_notice(store, meeting_id, now, rules),
-                           now)
+    notice_ = await cancel_notice(store, meeting_id, now, rules)
+    async with store.tx(now) as tx:
+        await tx.cancel_meeting(meeting_id, notice_, now)
 
 
-async def next_meeting_of(store: Store, phone: str, now: datetime) -> int:
-    uid, _ = await user_id_by_phone(store, phone)
-    rows = await store.fetchall(
-        "SELECT id FROM meetings WHERE user_id = ? AND status = 'planned' AND starts_at >= ? "
-        "ORDER BY starts_at LIMIT 1", (uid, now.isoformat(timespec="seconds")))
-    if not rows:
+async def next_meeting_of(db: MeetingReads, phone: str, now: datetime) -> int:
+    uid, _ = await user_id_by_phone(db, phone)
+    mid = await db.next_meeting(uid, now)
+    if mid is None:
         raise MeetingError(f"{phone} has no planned meeting")
-    return int(rows[0][0])
+    return mid
 
 
 # -- CSV import ---------------------------------------------------------------------------------
@@ -155,5 +156,6 @@ async def import_csv(store: Store, path: Path, now: datetime,
             errors.append(f"{path}:{r.line}: {e}")
     if errors:
         return 0, sorted(errors, key=lambda e: int(e.split(":")[1]) if e.count(":") > 1 else 0)
-    return len(await M.add_meetings(store, planned, now)), []
+    async with store.tx(now) as tx:
+        return len(await tx.add_meetings(planned, now)), []
 

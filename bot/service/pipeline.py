@@ -13,39 +13,29 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from bot.engine import answers
 from bot.engine.model import FlowSet
 from bot.engine.runtime import (
-    ON_DUTY,
-    AnonymousAnswer,
-    Crisis,
-    CrisisNotice,
-    EraseUser,
+    Desk,
     Expire,
-    Forward,
     Nudge,
     Reply,
-    SaveAnswer,
-    SetConsent,
-    SetHearBack,
-    SetLanguage,
-    SetStopped,
     StartFlow,
     State,
-    Summary,
     UserText,
-    system_text,
 )
 from bot.engine.runtime import step as engine_step
 from bot.phone import mask_address, pretty_phone
 from bot.service import desk
-from bot.store import AnonymousRow, Changes, OutRow, Store, UserContext
-from bot.store.db import PHONE_CHANNELS
-from bot.timing.display import day_date, meeting_time
+from bot.service.effects import Scope, apply
+from bot.store import Batch, Changes, OutRow, Store, UserContext, UserRow
+from bot.store.sql import PHONE_CHANNELS
+from bot.timing.display import meeting_time
 from bot.timing.hours import duty
 from bot.timing.planner import DEFAULT_RULES, Rules
 
@@ -101,13 +91,12 @@ class _Pending:
     future: asyncio.Future[Handled] = field(repr=False)
 
 
-def context_values(ctx: UserContext | None, lang: str, now: datetime | None = None,
-                   closed: Collection[date] = ()) -> dict[str, str]:
+def context_values(ctx: UserContext | None, lang: str,
+                   now: datetime | None = None) -> dict[str, str]:
+    """The template values a flow may show about the user ({fornavn}, {veileder}, ...)."""
     if ctx is None:
         return {}
     out: dict[str, str] = {}
-    if now is not None and duty(now, ctx, closed).on_duty:
-        out[ON_DUTY] = "ja"
     if ctx.first_name:
         out["fornavn"] = ctx.first_name
     if ctx.veileder:
@@ -235,130 +224,20 @@ class Pipeline:
         results: list[tuple[_Pending, Handled]] = []
         leftover: list[_Pending] = []
         async with self.store.batch(now) as b:
-            users = await b.users_for((p.item.channel, p.item.address) for p in batch)
-            seen: set[tuple[str, str]] = set()
-            by_channel: dict[str, list[str]] = {}
-            for p in batch:
-                if isinstance(p.item, Inbound):
-                    by_channel.setdefault(p.item.channel, []).append(p.item.provider_id)
-            for ch, pids in by_channel.items():
-                seen.update((ch, pid) for pid in await b.seen(ch, pids))
-            uids = list({u.id for u in users.values()})
-            raw_states = await b.states(uids)
-            ctxs = await b.contexts(uids)
-            meeting_ids = {p.item.meeting_id for p in batch
-                           if isinstance(p.item, FlowRequest) and p.item.meeting_id}
-            meeting_ids |= {s["meeting"] for s in raw_states.values() if s.get("meeting")}
-            meetings = await b.meetings(sorted(meeting_ids)) if meeting_ids else {}
-            states: dict[int, State] = {}
-            changes = Changes()
-            erased: set[int] = set()
-            vars_cache: dict[int, dict[str, str]] = {}
+            w = await self._load(b, batch, now)
             for i, p in enumerate(batch):
-                item = p.item
-                user = users[item.channel, item.address]
-                if user.id in erased:
+                user = w.users[p.item.channel, p.item.address]
+                if user.id in w.erased:
                     leftover = batch[i:]  # the user is gone: their next message makes a new one
                     break
-                if isinstance(item, Inbound):
-                    key = (item.channel, item.provider_id)
-                    if key in seen:
-                        results.append((p, Handled(duplicate=True, user_id=user.id)))
-                        continue
-                    seen.add(key)
-                    event: UserText | StartFlow | Nudge | Expire = UserText(item.text)
-                elif item.action == "nudge":
-                    event = Nudge(item.flow_id)
-                elif item.action == "expire":
-                    event = Expire(item.flow_id)
-                else:
-                    event = StartFlow(item.flow_id, item.meeting_id)
-                state = states.get(user.id)
-                if state is None:
-                    state = State.from_json(raw_states.get(user.id, {}))
-                    if user.stopped != state.stopped:  # stopped outside a chat (carrier STOP)
-                        state = replace(state, stopped=user.stopped)
-                values = vars_cache.get(user.id)
-                if values is None:
-                    values = vars_cache[user.id] = context_values(
-                        ctxs.get(user.id), state.lang, now, self.rules.closed_days)
-                about = (item.meeting_id if isinstance(item, FlowRequest) and item.meeting_id
-                         else state.meeting)
-                if about in meetings:  # a flow about one meeting shows that meeting
-                    starts, place = meetings[about]
-                    values = {**values, "møtetid": meeting_time(starts, state.lang, now)}
-                    if place:
-                        values["møtested"] = place
-                res = engine_step(self.flows, state, event, now, values)
-                replies = res.replies
-                states[user.id] = res.state
-                if isinstance(item, Inbound):
-                    # kept only with consent, and never inside an anonymous flow
-                    keep = res.state.consent is True and not res.sensitive
-                    text = answers.clean(item.text) if keep else None
-                    changes.inbound.append((user.id, item.channel, item.provider_id, text,
-                                            (item.received_at or now).isoformat()))
-                office = ctxs[user.id].office if user.id in ctxs else None
-                for eff in res.effects:
-                    if isinstance(eff, SaveAnswer):
-                        changes.answers.append((user.id, eff.flow, eff.key, eff.value,
-                                                state.meeting))
-                    elif isinstance(eff, AnonymousAnswer):
-                        changes.anonymous.append(AnonymousRow(eff.flow, eff.key, eff.value,
-                                                              office))
-                    elif isinstance(eff, SetStopped):
-                        changes.stopped[user.id] = eff.stopped
-                    elif isinstance(eff, SetLanguage):
-                        changes.language[user.id] = eff.lang
-                        vars_cache.pop(user.id, None)  # dates in the new language
-                    elif isinstance(eff, SetConsent):
-                        changes.consent[user.id] = eff.consent
-                    elif isinstance(eff, SetHearBack):
-                        changes.hear_back[user.id] = eff.hear_back
-                    elif isinstance(eff, Crisis):  # metadata only, never the text
-                        log.warning("crisis signal from %s on %s (anonymous flow: %s); crisis "
-                                    "numbers sent", mask_address(item.address), item.channel,
-                                    eff.in_anonymous_flow)
-                    elif isinstance(eff, EraseUser):
-                        erased.add(user.id)
-                    elif isinstance(eff, Forward):
-                        routed = await desk.forward(b.conn, user.id, eff.text, now,
-                                                    self.rules.closed_days)
-                        if routed.key is not None:  # said instead of «sent»
-                            replies = (Reply(system_text(
-                                self.flows, res.state.lang, routed.key,
-                                {**values, **_when_read(routed, res.state.lang, now)})),)
-                    elif isinstance(eff, Summary):
-                        meeting_at = meetings[about][0] if about in meetings else None
-                        await desk.summary(b.conn, user.id, eff.title, eff.items, meeting_at, now,
-                                           self.rules.closed_days)
-                    elif isinstance(eff, CrisisNotice):
-                        if await desk.crisis_notice(b.conn, user.id, now,
-                                                    self.rules.closed_days):
-                            log.warning("crisis notice for %s to the one on duty",
-                                        mask_address(item.address))
-                        else:  # nobody on duty after all: say so, never «told»
-                            told = system_text(self.flows, res.state.lang, "crisis_told", values)
-                            nobody = system_text(self.flows, res.state.lang, "crisis_nobody",
-                                                 values)
-                            replies = tuple(Reply(nobody) if r.text == told else r
-                                            for r in replies)
-                for r in replies:
-                    changes.outbox.append(OutRow(user.id, user.channel, user.address, r.text,
-                                                 r.choices, r.numbered, now))
-                if isinstance(item, FlowRequest) and item.scheduled_id is not None:
-                    changes.scheduled_done.append(item.scheduled_id)
-                results.append((p, Handled(replies, False, user.id)))
-                log.info("handled %s from %s on %s: %d replies",
-                         "message" if isinstance(item, Inbound) else f"start {item.flow_id}",
-                         mask_address(item.address), item.channel, len(res.replies))
-            if erased:
-                _forget(changes, erased)
-            changes.erased = sorted(erased)
-            changes.states = {uid: json.dumps(s.to_json(), ensure_ascii=False)
-                              for uid, s in states.items() if uid not in erased}
-            await b.write(changes)
-        if changes.anonymous or changes.erased:
+                results.append((p, await self._one(b, w, p.item, user, now)))
+            if w.erased:
+                _forget(w.changes, w.erased)
+            w.changes.erased = sorted(w.erased)
+            w.changes.states = {uid: json.dumps(st.to_json(), ensure_ascii=False)
+                                for uid, st in w.states.items() if uid not in w.erased}
+            await b.write(w.changes)
+        if w.changes.anonymous or w.changes.erased:
             await self.store.forget_history()
         self.batches += 1
         self.processed += len(results)
@@ -367,16 +246,117 @@ class Pipeline:
                 p.future.set_result(h)
         return leftover
 
+    async def _load(self, b: Batch, batch: list[_Pending], now: datetime) -> _Work:
+        """Everything the batch's steps need, read with a few set-wise queries."""
+        users = await b.users_for((p.item.channel, p.item.address) for p in batch)
+        seen: set[tuple[str, str]] = set()
+        by_channel: dict[str, list[str]] = {}
+        for p in batch:
+            if isinstance(p.item, Inbound):
+                by_channel.setdefault(p.item.channel, []).append(p.item.provider_id)
+        for ch, pids in by_channel.items():
+            seen.update((ch, pid) for pid in await b.seen(ch, pids))
+        uids = list({u.id for u in users.values()})
+        raw_states = await b.states(uids)
+        ctxs = await b.contexts(uids)
+        meeting_ids = {p.item.meeting_id for p in batch
+                       if isinstance(p.item, FlowRequest) and p.item.meeting_id}
+        meeting_ids |= {s["meeting"] for s in raw_states.values() if s.get("meeting")}
+        meetings = await b.meetings(sorted(meeting_ids)) if meeting_ids else {}
+        with_veileder = [uid for uid, c in ctxs.items() if c.work_phone]
+        forwards = (await b.forwards_since(with_veileder, now - timedelta(hours=1))
+                    if with_veileder else {})
+        return _Work(users, seen, raw_states, ctxs, meetings, forwards)
 
-def _when_read(routed: desk.Routed, lang: str, now: datetime) -> dict[str, str]:
-    """{svartid} and {borte_til} for the auto-reply, in the user's language."""
-    out: dict[str, str] = {}
-    d = routed.duty
-    if d is not None and d.read_from is not None:
-        out["svartid"] = meeting_time(d.read_from, lang, now)
-    if d is not None and d.away_until is not None:
-        out["borte_til"] = day_date(d.away_until, lang)
-    return out
+    async def _one(self, b: Batch, w: _Work, item: Item, user: UserRow,
+                   now: datetime) -> Handled:
+        """One item: the engine's step, then its effects carried out as decided."""
+        if isinstance(item, Inbound):
+            key = (item.channel, item.provider_id)
+            if key in w.seen:
+                return Handled(duplicate=True, user_id=user.id)
+            w.seen.add(key)
+        state = w.state_of(user)
+        ctx = w.ctxs.get(user.id)
+        about = (item.meeting_id if isinstance(item, FlowRequest) and item.meeting_id
+                 else state.meeting)
+        values = self._values(w, user.id, state.lang, about, now)
+        res = engine_step(self.flows, state, _event(item), now, values,
+                          self._desk(w, user.id, ctx, now))
+        w.states[user.id] = res.state
+        if res.state.lang != state.lang:
+            w.values.pop(user.id, None)  # dates in the new language from now on
+        if isinstance(item, Inbound):
+            # kept only with consent, and never inside an anonymous flow
+            keep = res.state.consent is True and not res.sensitive
+            w.changes.inbound.append((user.id, item.channel, item.provider_id,
+                                      answers.clean(item.text) if keep else None,
+                                      (item.received_at or now).isoformat()))
+        scope = Scope(b, w.changes, user, now, ctx.office if ctx else None, state.meeting,
+                      w.meetings[about][0] if about in w.meetings else None, w.erased)
+        for eff in res.effects:
+            await apply(eff, scope)
+        for r in res.replies:
+            w.changes.outbox.append(OutRow(user.id, user.channel, user.address, r.text,
+                                           r.choices, r.numbered, now))
+        if isinstance(item, FlowRequest) and item.scheduled_id is not None:
+            w.changes.scheduled_done.append(item.scheduled_id)
+        log.info("handled %s from %s on %s: %d replies",
+                 "message" if isinstance(item, Inbound) else f"start {item.flow_id}",
+                 mask_address(item.address), item.channel, len(res.replies))
+        return Handled(res.replies, False, user.id)
+
+    def _values(self, w: _Work, uid: int, lang: str, about: int | None,
+                now: datetime) -> dict[str, str]:
+        values = w.values.get(uid)
+        if values is None:
+            values = w.values[uid] = context_values(w.ctxs.get(uid), lang, now)
+        if about in w.meetings:  # a flow about one meeting shows that meeting
+            starts, place = w.meetings[about]
+            values = {**values, "møtetid": meeting_time(starts, lang, now)}
+            if place:
+                values["møtested"] = place
+        return values
+
+    def _desk(self, w: _Work, uid: int, ctx: UserContext | None, now: datetime) -> Desk:
+        """Who reads a message for the veileder now, decided once, before the step."""
+        if ctx is None or not ctx.work_phone:
+            return Desk()
+        return Desk(duty(now, ctx, self.rules.closed_days), w.forwards.get(uid, 0))
+
+
+@dataclass
+class _Work:
+    """A batch in progress: what was read for it and what it will write."""
+
+    users: dict[tuple[str, str], UserRow]
+    seen: set[tuple[str, str]]
+    raw_states: dict[int, dict[str, Any]]
+    ctxs: dict[int, UserContext]
+    meetings: dict[int, tuple[datetime, str | None]]
+    forwards: dict[int, int]
+    states: dict[int, State] = field(default_factory=dict)
+    values: dict[int, dict[str, str]] = field(default_factory=dict)
+    changes: Changes = field(default_factory=Changes)
+    erased: set[int] = field(default_factory=set)
+
+    def state_of(self, user: UserRow) -> State:
+        state = self.states.get(user.id)
+        if state is None:
+            state = State.from_json(self.raw_states.get(user.id, {}))
+            if user.stopped != state.stopped:  # stopped outside a chat (carrier STOP)
+                state = replace(state, stopped=user.stopped)
+        return state
+
+
+def _event(item: Item) -> UserText | StartFlow | Nudge | Expire:
+    if isinstance(item, Inbound):
+        return UserText(item.text)
+    if item.action == "nudge":
+        return Nudge(item.flow_id)
+    if item.action == "expire":
+        return Expire(item.flow_id)
+    return StartFlow(item.flow_id, item.meeting_id)
 
 
 def _forget(ch: Changes, erased: set[int]) -> None:

@@ -73,7 +73,7 @@ class Ticker:
 
     async def _once(self) -> tuple[TickResult, bool]:
         now = self.clock()
-        rows = await M.due(self.store, now, self.batch)
+        rows = await self.store.due(now, self.batch)
         result = TickResult()
         drop: list[int] = []
         send: list[M.Due] = []
@@ -91,7 +91,7 @@ class Ticker:
                 send.append(r)
             else:
                 drop.append(r.id)
-        await M.drop(self.store, drop, now)
+        await self.store.drop_scheduled(drop, now)
         result.dropped = len(drop)
         await asyncio.gather(*(self.pipeline.submit(FlowRequest(
             r.channel, r.address, self._flow_for(r), r.meeting_id, r.id,
@@ -111,7 +111,7 @@ def start_scheduler(ticker: Ticker, *, safety_interval: float = 10.0,
             await ticker.tick()
         except Exception:
             log.exception("tick failed; the next one tries again")
-        nxt = await M.next_due(ticker.store)
+        nxt = await ticker.store.next_due()
         if nxt is not None:
             run_at = max(nxt, ticker.clock() + timedelta(milliseconds=50))
             sched.add_job(wake, "date", run_date=run_at, id="wake", replace_existing=True,

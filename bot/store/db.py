@@ -15,28 +15,24 @@ import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
+from . import meetings as M
 from .anonymous import AnonymousRow, write_anonymous
 from .migrations import MIGRATIONS
+from .queries import Queries
+from .sql import PHONE_CHANNELS, chunks, iso
+from .tx import Tx
 
 log = logging.getLogger(__name__)
 # aiosqlite logs every statement with its parameters at DEBUG: message texts and phone
 # numbers. Logs must never hold those, whatever level the app runs at.
 logging.getLogger("aiosqlite").setLevel(logging.WARNING)
 
-PHONE_CHANNELS = ("sms", "console")
-
-
-def iso(dt: datetime) -> str:
-    """Times are stored as UTC ISO text, so they sort and compare as text."""
-    if dt.tzinfo is not None:
-        dt = dt.astimezone(UTC)
-    return dt.isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,12 +106,8 @@ class Changes:
     erased: list[int] = field(default_factory=list)
 
 
-class Batch:
-    """One open transaction of the pipeline."""
-
-    def __init__(self, conn: aiosqlite.Connection, now: datetime) -> None:
-        self.conn = conn
-        self.now = now
+class Batch(Tx):
+    """One open transaction of the pipeline: set-wise reads and writes for a whole batch."""
 
     async def users_for(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], UserRow]:
         """The users behind (channel, address) keys; creates the ones not seen before.
@@ -130,10 +122,10 @@ class Batch:
             by_chat = [a for c, a in keys if c not in PHONE_CHANNELS]
             rows: list[Any] = []
             for col, vals in (("phone", by_phone), ("telegram_chat_id", by_chat)):
-                for chunk in _chunks(vals, 500):
+                for chunk in chunks(vals, 500):
                     q = (f"SELECT id, channel, {col}, first_name, language, stopped FROM users "
                          f"WHERE {col} IN ({','.join('?' * len(chunk))})")
-                    async with self.conn.execute(q, chunk) as cur:
+                    async with self._c.execute(q, chunk) as cur:
                         rows.extend((col, r) for r in await cur.fetchall())
             index = {(col, r[2]): r for col, r in rows}
             missing = []
@@ -148,11 +140,11 @@ class Batch:
                     moved.append((ch, r[0]))
                 found[ch, addr] = UserRow(r[0], ch, addr, r[3], r[4], bool(r[5]))
             if moved:
-                await self.conn.executemany("UPDATE users SET channel = ? WHERE id = ?", moved)
+                await self._c.executemany("UPDATE users SET channel = ? WHERE id = ?", moved)
             if not missing or attempt == 1:
                 break
             now = iso(self.now)
-            await self.conn.executemany(
+            await self._c.executemany(
                 "INSERT INTO users (phone, telegram_chat_id, channel, created_at) "
                 "VALUES (?, ?, ?, ?)",
                 [(a if c in PHONE_CHANNELS else None, None if c in PHONE_CHANNELS else a, c, now)
@@ -164,19 +156,19 @@ class Batch:
     async def seen(self, channel: str, provider_ids: Sequence[str]) -> set[str]:
         """Which of these provider message ids were processed before."""
         out: set[str] = set()
-        for chunk in _chunks(list(provider_ids), 500):
+        for chunk in chunks(list(provider_ids), 500):
             q = (f"SELECT provider_id FROM inbound WHERE channel = ? AND provider_id IN "
                  f"({','.join('?' * len(chunk))})")
-            async with self.conn.execute(q, [channel, *chunk]) as cur:
+            async with self._c.execute(q, [channel, *chunk]) as cur:
                 out.update(r[0] for r in await cur.fetchall())
         return out
 
     async def states(self, user_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         out: dict[int, dict[str, Any]] = {}
-        for chunk in _chunks(list(user_ids), 500):
+        for chunk in chunks(list(user_ids), 500):
             q = (f"SELECT user_id, state FROM conversations WHERE user_id IN "
                  f"({','.join('?' * len(chunk))})")
-            async with self.conn.execute(q, chunk) as cur:
+            async with self._c.execute(q, chunk) as cur:
                 for uid, s in await cur.fetchall():
                     out[uid] = json.loads(s)
         return out
@@ -184,7 +176,7 @@ class Batch:
     async def contexts(self, user_ids: Sequence[int]) -> dict[int, UserContext]:
         out: dict[int, UserContext] = {}
         now = iso(self.now)
-        for chunk in _chunks(list(user_ids), 400):
+        for chunk in chunks(list(user_ids), 400):
             marks = ",".join("?" * len(chunk))
             q = f"""
                 SELECT u.id, u.first_name, v.name, v.work_phone, o.name, m.starts_at, m.place,
@@ -196,7 +188,7 @@ class Batch:
                     SELECT id FROM meetings WHERE user_id = u.id AND status = 'planned'
                     AND starts_at >= ? ORDER BY starts_at LIMIT 1)
                 WHERE u.id IN ({marks})"""
-            async with self.conn.execute(q, [now, *chunk]) as cur:
+            async with self._c.execute(q, [now, *chunk]) as cur:
                 for (uid, first, vname, phone, office, starts, place, hours, away,
                      backup) in await cur.fetchall():
                     out[uid] = UserContext(
@@ -208,19 +200,30 @@ class Batch:
                     )
         return out
 
+    async def forwards_since(self, user_ids: Sequence[int], since: datetime) -> dict[int, int]:
+        """How many messages each user sent their veileder since then."""
+        out: dict[int, int] = {}
+        for chunk in chunks(list(user_ids), 500):
+            q = (f"SELECT t.user_id, COUNT(*) FROM thread_events e "
+                 f"JOIN threads t ON t.id = e.thread_id WHERE e.direction = 'in' AND e.at >= ? "
+                 f"AND t.user_id IN ({','.join('?' * len(chunk))}) GROUP BY t.user_id")
+            async with self._c.execute(q, [iso(since), *chunk]) as cur:
+                out.update((int(u), int(n)) for u, n in await cur.fetchall())
+        return out
+
     async def meetings(self, ids: Sequence[int]) -> dict[int, tuple[datetime, str | None]]:
         """Start and place of particular meetings (the one a reminder is about)."""
         out: dict[int, tuple[datetime, str | None]] = {}
-        for chunk in _chunks(list(ids), 500):
+        for chunk in chunks(list(ids), 500):
             q = (f"SELECT id, starts_at, place FROM meetings WHERE id IN "
                  f"({','.join('?' * len(chunk))})")
-            async with self.conn.execute(q, chunk) as cur:
+            async with self._c.execute(q, chunk) as cur:
                 for mid, starts, place in await cur.fetchall():
                     out[mid] = (datetime.fromisoformat(starts), place)
         return out
 
     async def write(self, ch: Changes) -> None:
-        c = self.conn
+        c = self._c
         now = iso(self.now)
         for uid in ch.erased:
             await _erase(c, uid)
@@ -276,16 +279,11 @@ async def _erase(c: aiosqlite.Connection, uid: int) -> None:
     await c.execute("DELETE FROM users WHERE id = ?", (uid,))
 
 
-def _chunks(seq: Sequence[Any], n: int) -> Iterable[Sequence[Any]]:
-    for i in range(0, len(seq), n):
-        yield seq[i:i + n]
-
-
-class Store:
+class Store(Queries):
     """An open database. Use `await Store.open(path)`; `close()` when done."""
 
     def __init__(self, conn: aiosqlite.Connection, path: str) -> None:
-        self.conn = conn
+        self._conn = conn
         self.path = path
         self.created = False  # True when this open created the schema (a new database)
         # one connection, many tasks (pipeline, senders, webhooks): one transaction at a time
@@ -314,10 +312,10 @@ class Store:
         return store
 
     async def close(self) -> None:
-        await self.conn.close()
+        await self._conn.close()
 
     async def schema_version(self) -> int:
-        async with self.conn.execute("PRAGMA user_version") as cur:
+        async with self._conn.execute("PRAGMA user_version") as cur:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
@@ -340,26 +338,51 @@ class Store:
             yield Batch(c, now)
 
     @asynccontextmanager
+    async def tx(self, now: datetime) -> AsyncIterator[Tx]:
+        """One write transaction for the service: committed when the block ends, rolled back
+        if it raises."""
+        async with self.transaction() as c:
+            yield Tx(c, now)
+
+    async def ping(self) -> None:
+        """Raises if the database does not answer (for /readyz)."""
+        await self.fetchall("SELECT 1")
+
+    # -- reads for meetings (outside a transaction; Tx has the same inside one) -----------
+    async def user_by_phone(self, phone: str) -> tuple[int, int | None] | None:
+        return await M.user_by_phone(self._conn, phone)
+
+    async def meeting_count(self, user_id: int) -> int:
+        return await M.meeting_count(self._conn, user_id)
+
+    async def next_meeting(self, user_id: int, now: datetime) -> int | None:
+        return await M.next_meeting(self._conn, user_id, now)
+
+    async def meeting_start(self, meeting_id: int) -> tuple[datetime, str, int]:
+        return await M.meeting_start_in(self._conn, meeting_id)
+
+    @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One write transaction: committed when the block ends, rolled back if it raises.
+        """One write transaction at the SQL level, for this package, tests and benchmarks
+        (the service uses `tx()`): committed when the block ends, rolled back if it raises.
         Tasks sharing the store wait for each other's transactions (not reentrant)."""
         async with self._tx_lock:
-            await self.conn.execute("BEGIN IMMEDIATE")
+            await self._conn.execute("BEGIN IMMEDIATE")
             try:
-                yield self.conn
+                yield self._conn
             except BaseException:
-                await self.conn.execute("ROLLBACK")
+                await self._conn.execute("ROLLBACK")
                 raise
-            await self.conn.execute("COMMIT")
+            await self._conn.execute("COMMIT")
 
     async def forget_history(self) -> None:
         """Copy the WAL into the database and empty it, so no record remains of which rows
         changed together in one transaction (an anonymous answer and a conversation)."""
-        await self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        await self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # -- outbox ------------------------------------------------------------------------------
     async def due_outbox(self, channel: str, now: datetime, limit: int = 100) -> list[OutboxItem]:
-        async with self.conn.execute(
+        async with self._conn.execute(
             "SELECT id, user_id, channel, address, text, choices, numbered, tries FROM outbox "
             "WHERE status = 'pending' AND channel = ? AND due_at <= ? ORDER BY id LIMIT ?",
             (channel, iso(now), limit),
@@ -454,9 +477,11 @@ class Store:
                 counts[table] = cur.rowcount
         return counts
 
-    # -- reading, for the CLI and tests ------------------------------------------------------
+    # -- raw reads: for this package, tests, benchmarks and attack tests --------------------
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        async with self.conn.execute(sql, params) as cur:
+        """Read-only SQL. Not part of the store's interface (bot.store.protocol): code outside
+        bot/store never calls it."""
+        async with self._conn.execute(sql, params) as cur:
             return [tuple(r) for r in await cur.fetchall()]
 
 

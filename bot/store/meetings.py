@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import aiosqlite
 
 from ..timing.planner import Planned
-from .db import Store, iso
+from .sql import iso
 
 
 class MeetingError(ValueError):
@@ -63,12 +64,6 @@ class NewMeeting:
     planned: Sequence[Planned]
 
 
-async def add_meetings(store: Store, meetings: Sequence[NewMeeting], now: datetime) -> list[int]:
-    """Register meetings and their plans in one transaction: all or nothing."""
-    async with store.transaction() as c:
-        return await add_meetings_in(c, meetings, now)
-
-
 async def add_meetings_in(c: aiosqlite.Connection, meetings: Sequence[NewMeeting],
                           now: datetime) -> list[int]:
     """The same, inside a (write) transaction the caller holds: ids are taken after the
@@ -99,16 +94,10 @@ async def _meeting_status(c: aiosqlite.Connection, meeting_id: int) -> str:
     return str(row[0])
 
 
-async def move_meeting(store: Store, meeting_id: int, starts_at: datetime,
-                       place: str | None, planned: Sequence[Planned], now: datetime) -> None:
-    """Move a meeting: its pending scheduled rows go, the new plan comes in (slots already
-    done, such as the preparation, are not planned again)."""
-    async with store.transaction() as c:
-        await move_meeting_in(c, meeting_id, starts_at, place, planned, now)
-
-
 async def move_meeting_in(c: aiosqlite.Connection, meeting_id: int, starts_at: datetime,
                           place: str | None, planned: Sequence[Planned], now: datetime) -> None:
+    """Move a meeting: its pending scheduled rows go, the new plan comes in (slots already
+    done, such as the preparation, are not planned again)."""
     if await _meeting_status(c, meeting_id) != "planned":
         raise MeetingError(f"meeting {meeting_id} is cancelled; register a new one")
     await c.execute("DELETE FROM scheduled WHERE meeting_id = ? AND status = 'pending'",
@@ -118,15 +107,9 @@ async def move_meeting_in(c: aiosqlite.Connection, meeting_id: int, starts_at: d
     await _insert_planned(c, meeting_id, planned)
 
 
-async def cancel_meeting(store: Store, meeting_id: int, notice: Planned,
-                         now: datetime) -> None:
-    """Cancel: no pending reminder survives; one cancellation message is scheduled."""
-    async with store.transaction() as c:
-        await cancel_meeting_in(c, meeting_id, notice, now)
-
-
 async def cancel_meeting_in(c: aiosqlite.Connection, meeting_id: int, notice: Planned,
                             now: datetime) -> None:
+    """Cancel: no pending reminder survives; one cancellation message is scheduled."""
     if await _meeting_status(c, meeting_id) != "planned":
         raise MeetingError(f"meeting {meeting_id} is already cancelled")
     await c.execute("DELETE FROM scheduled WHERE meeting_id = ? AND status = 'pending'",
@@ -136,16 +119,46 @@ async def cancel_meeting_in(c: aiosqlite.Connection, meeting_id: int, notice: Pl
     await _insert_planned(c, meeting_id, [notice])
 
 
-async def meeting_start(store: Store, meeting_id: int) -> tuple[datetime, str, int]:
-    rows = await store.fetchall("SELECT starts_at, kind, user_id FROM meetings WHERE id = ?",
-                                (meeting_id,))
-    if not rows:
+async def meeting_start_in(c: aiosqlite.Connection, meeting_id: int) -> tuple[datetime, str, int]:
+    """(start, kind, user id) of a meeting."""
+    async with c.execute("SELECT starts_at, kind, user_id FROM meetings WHERE id = ?",
+                         (meeting_id,)) as cur:
+        row = await cur.fetchone()
+    if row is None:
         raise MeetingError(f"there is no meeting {meeting_id}")
-    return datetime.fromisoformat(rows[0][0]), str(rows[0][1]), int(rows[0][2])
+    return datetime.fromisoformat(row[0]), str(row[1]), int(row[2])
 
 
-async def due(store: Store, now: datetime, limit: int = 10_000) -> list[Due]:
-    rows = await store.fetchall(
+async def user_by_phone(c: aiosqlite.Connection, phone: str) -> tuple[int, int | None] | None:
+    """(user id, veileder id) of the young person with this phone."""
+    async with c.execute("SELECT id, veileder_id FROM users WHERE phone = ?", (phone,)) as cur:
+        row = await cur.fetchone()
+    return (int(row[0]), row[1]) if row else None
+
+
+async def meeting_count(c: aiosqlite.Connection, user_id: int) -> int:
+    async with c.execute("SELECT count(*) FROM meetings WHERE user_id = ?", (user_id,)) as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def next_meeting(c: aiosqlite.Connection, user_id: int, now: datetime) -> int | None:
+    """The user's next planned meeting."""
+    async with c.execute(
+            "SELECT id FROM meetings WHERE user_id = ? AND status = 'planned' AND starts_at >= ? "
+            "ORDER BY starts_at LIMIT 1", (user_id, iso(now))) as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else None
+
+
+async def _all(c: aiosqlite.Connection, sql: str,
+               params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+    async with c.execute(sql, params) as cur:
+        return [tuple(r) for r in await cur.fetchall()]
+
+
+async def due(c: aiosqlite.Connection, now: datetime, limit: int = 10_000) -> list[Due]:
+    rows = await _all(c,
         "SELECT s.id, s.meeting_id, s.kind, s.flow, s.due_at, s.not_after, m.status, "
         "u.channel, COALESCE(CASE WHEN u.channel = 'telegram' THEN u.telegram_chat_id END, "
         "u.phone), u.discreet FROM scheduled s JOIN meetings m ON m.id = s.meeting_id "
@@ -157,21 +170,19 @@ async def due(store: Store, now: datetime, limit: int = 10_000) -> list[Due]:
             for r in rows]
 
 
-async def next_due(store: Store) -> datetime | None:
-    rows = await store.fetchall("SELECT MIN(due_at) FROM scheduled WHERE status = 'pending'")
+async def next_due(c: aiosqlite.Connection) -> datetime | None:
+    rows = await _all(c, "SELECT MIN(due_at) FROM scheduled WHERE status = 'pending'")
     return datetime.fromisoformat(rows[0][0]) if rows and rows[0][0] else None
 
 
-async def drop(store: Store, ids: Sequence[int], now: datetime) -> None:
-    if not ids:
-        return
-    async with store.transaction() as c:
-        await c.executemany("UPDATE scheduled SET status = 'dropped', handled_at = ? "
-                            "WHERE id = ? AND status = 'pending'", [(iso(now), i) for i in ids])
+async def drop(c: aiosqlite.Connection, ids: Sequence[int], now: datetime) -> None:
+    await c.executemany("UPDATE scheduled SET status = 'dropped', handled_at = ? "
+                        "WHERE id = ? AND status = 'pending'", [(iso(now), i) for i in ids])
 
 
-async def list_meetings(store: Store, *, include_cancelled: bool = False) -> list[MeetingRow]:
-    rows = await store.fetchall(
+async def list_meetings(c: aiosqlite.Connection, *,
+                        include_cancelled: bool = False) -> list[MeetingRow]:
+    rows = await _all(c,
         "SELECT m.id, u.phone, TRIM(COALESCE(u.first_name, '') || ' ' || "
         "COALESCE(u.last_name, '')), v.name, m.starts_at, m.place, m.kind, m.status, "
         "(SELECT value FROM answers a WHERE a.meeting_id = m.id AND a.key = 'svar' "

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from .db import PHONE_CHANNELS, OutboxItem, Store, iso, outbox_item
+from .db import OutboxItem, Store, outbox_item
+from .sql import PHONE_CHANNELS, iso
 
 INTERRUPTED = "interrupted while sending: it may or may not have arrived"
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import aiosqlite
 
-from .db import Store, iso
 from .meetings import queue_message
+from .sql import iso
 
 
 @dataclass(frozen=True)
@@ -159,15 +159,16 @@ class ThreadRow:
     messages_out: int
 
 
-async def list_threads(store: Store, *, open_only: bool = False) -> list[ThreadRow]:
+async def list_threads(c: aiosqlite.Connection, *, open_only: bool = False) -> list[ThreadRow]:
     where = "WHERE t.status = 'open'" if open_only else ""
-    rows = await store.fetchall(
+    async with c.execute(
         "SELECT t.code, v.name, COALESCE(u.first_name, '') || ' ' || "
         "COALESCE(SUBSTR(u.last_name, 1, 1) || '.', ''), t.status, t.opened_at, t.last_at, "
         "(SELECT COUNT(*) FROM thread_events e WHERE e.thread_id = t.id AND e.direction != 'out'),"
         " (SELECT COUNT(*) FROM thread_events e WHERE e.thread_id = t.id "
         "AND e.direction = 'out') FROM threads t JOIN users u ON u.id = t.user_id "
-        f"JOIN veiledere v ON v.id = t.veileder_id {where} ORDER BY t.last_at DESC")
+        f"JOIN veiledere v ON v.id = t.veileder_id {where} ORDER BY t.last_at DESC") as cur:
+        rows = await cur.fetchall()
     return [ThreadRow(int(r[0]), str(r[1]), str(r[2]).strip(), str(r[3]), str(r[4]), str(r[5]),
                       int(r[6]), int(r[7])) for r in rows]
 
