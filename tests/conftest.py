@@ -72,7 +72,7 @@ class Desk:
     """The pipeline with the demo user and veiledere; messages in, what each number got."""
 
     def __init__(self, store: Store, flows: FlowSet, clock: ManualClock) -> None:
-        self.store, self.clock = store, clock
+        self.store, self.clock, self.flows = store, clock, flows
         self.pipeline = Pipeline(store, flows, clock)
         self.n = 0
 

@@ -22,9 +22,10 @@ from bot.app.config import (
 )
 from bot.phone import PhoneError, normalise_phone, pretty_phone
 from bot.service import meetings
-from bot.service.pipeline import system_clock
+from bot.service.clock import system_clock
 from bot.store import Store
 from bot.store.meetings import MeetingError
+from bot.store.protocol import Database
 from bot.timing.planner import DEFAULT_RULES, OSLO
 from bot.timing.when import WhenError, describe, parse_day, split_when_place
 
@@ -35,7 +36,7 @@ class Problem(Exception):
     """A mistake in what was asked, told to the person as one line."""
 
 
-async def _veileder_id(store: Store, phone: str | None) -> int | None:
+async def _veileder_id(store: Database, phone: str | None) -> int | None:
     if not phone:
         return None
     vid = await store.veileder_id(normalise_phone(phone))
@@ -44,7 +45,7 @@ async def _veileder_id(store: Store, phone: str | None) -> int | None:
     return vid
 
 
-async def user_add(store: Store, a: argparse.Namespace) -> str:
+async def user_add(store: Database, a: argparse.Namespace) -> str:
     phone = normalise_phone(a.phone)
     if await store.user_exists(phone):
         raise Problem(f"{pretty_phone(phone)} is already registered")
@@ -55,14 +56,14 @@ async def user_add(store: Store, a: argparse.Namespace) -> str:
     return f"added {first or 'user'} {pretty_phone(phone)}"
 
 
-async def user_list(store: Store, a: argparse.Namespace) -> str:
+async def user_list(store: Database, a: argparse.Namespace) -> str:
     rows = await store.list_users()
     return "\n".join(f"{pretty_phone(p or '-'):14} {n or '-':20} {ch:8} {lang:3} "
                      f"{v or '-':20}{' STOPPET' if s else ''}"
                      for p, n, ch, lang, v, s in rows) or "no users"
 
 
-async def veileder_add(store: Store, a: argparse.Namespace) -> str:
+async def veileder_add(store: Database, a: argparse.Namespace) -> str:
     phone = normalise_phone(a.phone)
     if await store.veileder_id(phone) is not None:
         raise Problem(f"{pretty_phone(phone)} is already a veileder's work phone")
@@ -75,7 +76,7 @@ async def veileder_add(store: Store, a: argparse.Namespace) -> str:
     return f"added veileder {a.name} ({pretty_phone(phone)}, {a.office}){where}"
 
 
-async def _find_veileder(store: Store, who: str) -> tuple[int, str, str]:
+async def _find_veileder(store: Database, who: str) -> tuple[int, str, str]:
     """A veileder by work phone or by name (any case; a part is enough if it is unique)."""
     rows = await store.veiledere()
     try:
@@ -93,7 +94,7 @@ async def _find_veileder(store: Store, who: str) -> tuple[int, str, str]:
     return found[0]
 
 
-async def veileder_away(store: Store, a: argparse.Namespace) -> str:
+async def veileder_away(store: Database, a: argparse.Namespace) -> str:
     """Mark a veileder away through a date (or back, with --back): their messages go to the
     backup phone meanwhile, and young people are told when they are back."""
     vid, name, phone = await _find_veileder(store, a.name)
@@ -116,7 +117,7 @@ async def veileder_away(store: Store, a: argparse.Namespace) -> str:
     return f"{name} is away through {until:%d.%m.%Y}: {to}{where}"
 
 
-async def export_user(store: Store, a: argparse.Namespace) -> str:
+async def export_user(store: Database, a: argparse.Namespace) -> str:
     """Everything stored about one person, as JSON (the right of access). Anonymous answers
     are not in it: nothing links them to anyone."""
     phone = normalise_phone(" ".join(a.phone))
@@ -136,7 +137,7 @@ async def export_user(store: Store, a: argparse.Namespace) -> str:
     return text
 
 
-async def config_check(store: Store | None, a: argparse.Namespace) -> str:
+async def config_check(store: Database | None, a: argparse.Namespace) -> str:
     path = a.file or default_config_path()
     if path is None:
         raise Problem("no configuration file: give one, set VEIVIS_CONFIG or create veivis.yaml "
@@ -150,7 +151,7 @@ async def config_check(store: Store | None, a: argparse.Namespace) -> str:
             f"{conf.rules.quiet_from:%H.%M}-{conf.rules.quiet_until:%H.%M}")
 
 
-async def config_apply(store: Store, a: argparse.Namespace) -> str:
+async def config_apply(store: Database, a: argparse.Namespace) -> str:
     summary = await config_check(None, a)
     conf, _ = load_config(a.file or default_config_path())  # type: ignore[arg-type]
     assert conf is not None
@@ -158,13 +159,13 @@ async def config_apply(store: Store, a: argparse.Namespace) -> str:
     return summary + "; applied to the database"
 
 
-async def veileder_list(store: Store, a: argparse.Namespace) -> str:
+async def veileder_list(store: Database, a: argparse.Namespace) -> str:
     rows = await store.veileder_offices()
     return "\n".join(f"{n:24} {pretty_phone(p or '-'):14} {o or '-'}" for n, p, o in rows) \
         or "no veiledere"
 
 
-async def threads_list(store: Store, a: argparse.Namespace) -> str:
+async def threads_list(store: Database, a: argparse.Namespace) -> str:
     """Conversations with veiledere: who, when, how many messages each way; never the text."""
     rows = await store.list_threads(open_only=a.open)
     if not rows:
@@ -180,7 +181,7 @@ def describe_iso(value: str) -> str:
     return datetime.fromisoformat(value).astimezone(OSLO).strftime("%Y-%m-%d %H:%M")
 
 
-async def meeting_add(store: Store, a: argparse.Namespace) -> str:
+async def meeting_add(store: Database, a: argparse.Namespace) -> str:
     now = system_clock()
     when, place = split_when_place(" ".join(a.when), now)
     first = True if a.first else False if a.followup else None
@@ -190,19 +191,19 @@ async def meeting_add(store: Store, a: argparse.Namespace) -> str:
     return f"meeting {mid}: {describe(when)}" + (f", {where}" if where else "")
 
 
-async def meeting_move(store: Store, a: argparse.Namespace) -> str:
+async def meeting_move(store: Database, a: argparse.Namespace) -> str:
     now = system_clock()
     when, place = split_when_place(" ".join(a.when), now)
     await meetings.move(store, a.id, when, a.place or place, now, a.rules)
     return f"meeting {a.id} moved to {describe(when)}; the young person is told"
 
 
-async def meeting_cancel(store: Store, a: argparse.Namespace) -> str:
+async def meeting_cancel(store: Database, a: argparse.Namespace) -> str:
     await meetings.cancel(store, a.id, system_clock(), a.rules)
     return f"meeting {a.id} cancelled; the young person gets one message about it"
 
 
-async def meeting_list(store: Store, a: argparse.Namespace) -> str:
+async def meeting_list(store: Database, a: argparse.Namespace) -> str:
     rows = await store.list_meetings(include_cancelled=a.all)
     return "\n".join(
         f"{r.id:5} {describe(r.starts_at):26} {r.kind:8} {pretty_phone(r.user_phone or '-'):12}"
@@ -211,14 +212,14 @@ async def meeting_list(store: Store, a: argparse.Namespace) -> str:
         for r in rows) or "no meetings"
 
 
-async def meeting_import(store: Store, a: argparse.Namespace) -> str:
+async def meeting_import(store: Database, a: argparse.Namespace) -> str:
     n, errors = await meetings.import_csv(store, Path(a.file), system_clock(), a.rules)
     if errors:
         raise Problem("\n".join([*errors, "nothing was imported"]))
     return f"imported {n} meetings"
 
 
-Handler = Callable[[Store, argparse.Namespace], Awaitable[str]]
+Handler = Callable[[Database, argparse.Namespace], Awaitable[str]]
 
 
 async def run(handler: Handler, a: argparse.Namespace) -> int:

@@ -25,19 +25,28 @@ from bot.app.admin import add_parsers, run
 from bot.app.config import apply_config, configured
 from bot.app.demo import DEMO_USER_PHONE, seed_demo
 from bot.app.flowtest import run_all
-from bot.app.server import StartError, load_flows, serve
-from bot.app.settings import Settings, SettingsError, default_flows_dir, load_settings
+from bot.app.server import StartError, flows_for, serve
+from bot.app.settings import (
+    FlowsError,
+    Settings,
+    SettingsError,
+    default_flows_dir,
+    load_flows,
+    load_settings,
+    messages_dir,
+)
 from bot.channels import telegram as T
 from bot.channels.console import CHANNEL as CONSOLE
 from bot.channels.console import ConsoleSender
-from bot.engine.i18n import default_messages_dir, load_all
+from bot.engine.i18n import load_all
 from bot.engine.model import FlowSet
 from bot.phone import PhoneError, mask_address, normalise_phone, pretty_phone
 from bot.reports import announce
 from bot.reports.digest import make_report
 from bot.reports.formats import FORMATS
+from bot.service.clock import system_clock
 from bot.service.meetings import user_id_by_phone
-from bot.service.pipeline import FlowRequest, Inbound, Pipeline, system_clock
+from bot.service.pipeline import FlowRequest, Inbound, Pipeline
 from bot.service.scheduler import Ticker
 from bot.store import Store
 from bot.store import outbox as O
@@ -57,21 +66,14 @@ def _print_diagnostics(report_diags: Sequence[object], stream: object = sys.stdo
         print(d, file=stream)  # type: ignore[call-overload]
 
 
-def messages_dir(flows_dir: Path) -> Path:
-    env = os.environ.get("VEIVIS_MESSAGES")
-    return Path(env) if env else default_messages_dir(flows_dir)
-
-
 def load_flows_or_explain(flows_dir: Path) -> FlowSet | None:
-    report = load_all([flows_dir], messages_dir(flows_dir))
-    if report.errors or report.flowset is None:
-        _print_diagnostics(report.errors, sys.stderr)
-        if report.flowset is None and not report.errors:
-            print(f"{flows_dir}: no system texts file (system.yaml) found", file=sys.stderr)
+    try:
+        return load_flows(flows_dir)
+    except FlowsError as e:
+        _print_diagnostics(e.lines, sys.stderr)
         print(f"The flows in {flows_dir} have errors; fix them, then try again "
               "(veivis flows check shows them all).", file=sys.stderr)
         return None
-    return report.flowset
 
 
 # -- veivis flows check / test ------------------------------------------------------------------
@@ -102,7 +104,7 @@ def cmd_flows_test(args: argparse.Namespace) -> int:
         return 1
     paths = args.paths or [str(flows_dir / "tests")]
     # a transcript's crisis is a test, not a signal to log
-    logging.getLogger("bot.service.pipeline").setLevel(logging.ERROR)
+    logging.getLogger("bot.service").setLevel(logging.ERROR)
     ran, failures = asyncio.run(run_all(paths, flowset))
     for f in failures:
         print(f)
@@ -253,7 +255,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print("\n".join(settings.describe()))
     problems = settings.problems()
     try:
-        load_flows(settings)
+        flows_for(settings)
     except StartError as e:
         problems.append(str(e))
     _conf, errors = configured(settings.get("VEIVIS_CONFIG") or None)

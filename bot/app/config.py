@@ -34,7 +34,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from bot.engine.loader import FileChecker, line_of_item, line_of_value, read_yaml
 from bot.phone import PhoneError, normalise_phone, pretty_phone
-from bot.store import Store
+from bot.store.protocol import Database
 from bot.timing.hours import valid_hours
 from bot.timing.planner import DEFAULT_RULES, Rules
 
@@ -246,7 +246,7 @@ def _rules(node: Any, chk: FileChecker, line: int) -> Rules:
     return rules
 
 
-async def apply_config(store: Store, conf: Config) -> tuple[int, int]:
+async def apply_config(store: Database, conf: Config) -> tuple[int, int]:
     """Bring offices and veiledere in the database up to the file (by name / work phone)."""
     await store.upsert_offices([(o.name, o.address, o.opening_hours, o.backup_phone)
                                 for o in conf.offices])

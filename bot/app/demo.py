@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from bot.service.meetings import register
-from bot.store import Store
+from bot.store.protocol import Database
 from bot.timing.display import OSLO
 
 DEMO_USER_PHONE = "+4791234567"
@@ -20,7 +20,7 @@ def next_working_day_at_ten(now: datetime) -> datetime:
     return datetime(day.year, day.month, day.day, 10, 0, tzinfo=OSLO)
 
 
-async def seed_demo(store: Store, now: datetime, channel: str = "console") -> None:
+async def seed_demo(store: Database, now: datetime, channel: str = "console") -> None:
     office = await store.add_office("NAV Gjøvik")
     veileder = await store.add_veileder("Kari Nordmann", DEMO_VEILEDER_PHONE, office)
     await store.add_user(phone=DEMO_USER_PHONE, channel=channel, first_name="Sara",

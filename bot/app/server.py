@@ -22,16 +22,16 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.app.config import apply_config, configured
-from bot.app.settings import Settings, default_flows_dir, digest_trigger
+from bot.app.settings import FlowsError, Settings, default_flows_dir, digest_trigger, load_flows
 from bot.channels import sms as S
 from bot.channels import telegram as T
 from bot.channels.base import reply_once
 from bot.delivery.sender import Sender
-from bot.engine.i18n import default_messages_dir, load_all
 from bot.engine.model import FlowSet
 from bot.phone import mask_address, normalise_phone
 from bot.reports.digest import DigestJob
-from bot.service.pipeline import Clock, Inbound, Pipeline, system_clock
+from bot.service.clock import Clock, system_clock
+from bot.service.pipeline import Inbound, Pipeline
 from bot.service.scheduler import Ticker, start_scheduler
 from bot.store import Store
 from bot.store import outbox as O
@@ -65,14 +65,13 @@ class Service:
             s.wake()
 
 
-def load_flows(settings: Settings) -> FlowSet:
-    flows_dir = Path(settings.get("VEIVIS_FLOWS") or default_flows_dir())
-    report = load_all([flows_dir], default_messages_dir(flows_dir))
-    if report.errors or report.flowset is None:
-        lines = [str(d) for d in report.errors] or [f"{flows_dir}: no system.yaml found"]
+def flows_for(settings: Settings) -> FlowSet:
+    """The flows the settings name (VEIVIS_FLOWS, else the default folder)."""
+    try:
+        return load_flows(Path(settings.get("VEIVIS_FLOWS") or default_flows_dir()))
+    except FlowsError as e:
         raise StartError("the flows have errors (veivis flows check shows them):\n"
-                         + "\n".join(lines))
-    return report.flowset
+                         + "\n".join(e.lines)) from e
 
 
 async def build(settings: Settings, clock: Clock = system_clock, *,
@@ -82,7 +81,7 @@ async def build(settings: Settings, clock: Clock = system_clock, *,
     if problems:
         raise StartError("the settings are not complete:\n" + "\n".join(f"- {p}"
                                                                        for p in problems))
-    flows = load_flows(settings)
+    flows = flows_for(settings)
     conf, errors = configured(settings.get("VEIVIS_CONFIG") or None)
     if errors:
         raise StartError("the configuration file has errors:\n" + "\n".join(errors))

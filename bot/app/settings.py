@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 from apscheduler.triggers.cron import CronTrigger
 
+from bot.engine.i18n import default_messages_dir, load_all
+from bot.engine.model import FlowSet
 from bot.phone import PhoneError, normalise_phone
 
 
@@ -265,3 +267,29 @@ def default_flows_dir() -> Path:
     if here.is_dir():
         return here
     return Path(__file__).resolve().parents[2] / "flows"
+
+
+def messages_dir(flows_dir: Path) -> Path:
+    """VEIVIS_MESSAGES, else the messages folder beside the flows folder."""
+    env = os.environ.get("VEIVIS_MESSAGES")
+    return Path(env) if env else default_messages_dir(flows_dir)
+
+
+class FlowsError(Exception):
+    """The flows cannot be run: one `path:line: message` per problem."""
+
+    def __init__(self, flows_dir: Path, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.flows_dir = flows_dir
+        self.lines = lines
+
+
+def load_flows(flows_dir: Path | None = None) -> FlowSet:
+    """The one way every command loads the flows it runs on (with their translations);
+    raises FlowsError when they have errors."""
+    flows_dir = flows_dir or default_flows_dir()
+    report = load_all([flows_dir], messages_dir(flows_dir))
+    if report.errors or report.flowset is None:
+        raise FlowsError(flows_dir, [str(d) for d in report.errors]
+                         or [f"{flows_dir}: no system texts file (system.yaml) found"])
+    return report.flowset

@@ -6,7 +6,7 @@ import json
 import textwrap
 from typing import TextIO
 
-from ..service.pipeline import Clock
+from ..service.clock import Clock
 from ..store import Store
 from .base import plain_text
 

@@ -33,7 +33,8 @@ from ..delivery.sender import SendError
 from ..engine.model import FlowSet
 from ..engine.runtime import system_text
 from ..phone import mask_address
-from ..service.pipeline import Clock, FlowRequest, Inbound, Pipeline
+from ..service.clock import Clock
+from ..service.pipeline import FlowRequest, Inbound, Pipeline
 from ..store import OutboxItem, Store
 from ..store import outbox as O
 from .base import reply_once

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from bot.engine.language import Finding, check_message
 from bot.engine.model import FlowSet, Pos
-from bot.store import Store
+from bot.store.protocol import Database
 from bot.timing.planner import DEFAULT_RULES, Rules, next_allowed
 
 
@@ -29,7 +29,7 @@ def check(text: str, path: str, flows: FlowSet) -> list[Finding]:
     return check_message(text.strip(), path, flows.wordlist)
 
 
-async def announce(store: Store, text: str, now: datetime,
+async def announce(store: Database, text: str, now: datetime,
                    rules: Rules = DEFAULT_RULES) -> Announced:
     due = next_allowed(now, rules)  # now, or the end of quiet hours
     people = await store.hear_back_recipients()

@@ -16,12 +16,12 @@ from telegram import Bot, InputFile
 from bot.engine.model import FlowSet
 from bot.reports.formats import html
 from bot.reports.report import AnonRow, Period, Report, build, period_of
-from bot.store import Store
+from bot.store.protocol import Database
 
 log = logging.getLogger(__name__)
 
 
-async def make_report(store: Store, flows: FlowSet, now: datetime, *,
+async def make_report(store: Database, flows: FlowSet, now: datetime, *,
                       period: Period | None = None, days: int | None = None,
                       since: date | None = None, office: str | None = None) -> Report:
     p = period or period_of(now, days=days, since=since)
@@ -37,7 +37,7 @@ class DigestJob:
     coordinators told by SMS. Each period is made once (the `digests` table), so a run
     missed while the service was down is made once at start, and never twice."""
 
-    store: Store
+    store: Database
     flows: FlowSet
     trigger: CronTrigger
     folder: Path | None = None

@@ -26,10 +26,10 @@ from datetime import datetime, timedelta
 
 from bot.phone import pretty_phone
 from bot.service import meetings
-from bot.store import Store
 from bot.store import threads as TH
 from bot.store.meetings import MeetingError
-from bot.store.tx import Tx
+from bot.store.protocol import Database
+from bot.store.protocol import Transaction as Tx
 from bot.timing.hours import Duty
 from bot.timing.planner import DEFAULT_RULES, Rules
 from bot.timing.when import VERBS, WhenError, describe, parse_command
@@ -123,7 +123,7 @@ class Veileder:
     phone: str
 
 
-async def handle(store: Store, v: Veileder, channel: str, provider_id: str, text: str,
+async def handle(store: Database, v: Veileder, channel: str, provider_id: str, text: str,
                  now: datetime, rules: Rules = DEFAULT_RULES) -> tuple[str | None, bool]:
     """(the confirmation or error to send back, was it a duplicate)."""
     async with store.tx(now) as tx:

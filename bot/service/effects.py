@@ -30,7 +30,8 @@ from bot.engine.runtime import (
 )
 from bot.phone import mask_address
 from bot.service import desk
-from bot.store import AnonymousRow, Batch, Changes, UserRow
+from bot.store import AnonymousRow, Changes, UserRow
+from bot.store.protocol import BatchTransaction as Batch
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,9 @@ from datetime import datetime
 from pathlib import Path
 
 from bot.phone import PhoneError, normalise_phone
-from bot.store import Store
 from bot.store import meetings as M
 from bot.store.meetings import MeetingError
-from bot.store.protocol import MeetingReads
+from bot.store.protocol import Database, MeetingReads
 from bot.timing.planner import DEFAULT_RULES, Planned, Rules, notice, plan
 from bot.timing.when import WhenError, parse_when
 
@@ -41,7 +40,7 @@ async def new_meeting(db: MeetingReads, *, phone: str, starts_at: datetime, plac
                         "first" if first else "followup", plan(starts_at, first, now, rules))
 
 
-async def register(store: Store, *, phone: str, starts_at: datetime, place: str | None,
+async def register(store: Database, *, phone: str, starts_at: datetime, place: str | None,
                    first: bool | None, now: datetime, rules: Rules = DEFAULT_RULES,
                    veileder_id: int | None = None) -> int:
     m = await new_meeting(store, phone=phone, starts_at=starts_at, place=place, first=first,
@@ -61,7 +60,7 @@ async def move_plan(db: MeetingReads, meeting_id: int, starts_at: datetime, now:
     return planned
 
 
-async def move(store: Store, meeting_id: int, starts_at: datetime, place: str | None,
+async def move(store: Database, meeting_id: int, starts_at: datetime, place: str | None,
                now: datetime, rules: Rules = DEFAULT_RULES) -> None:
     planned = await move_plan(store, meeting_id, starts_at, now, rules)
     async with store.tx(now) as tx:
@@ -74,7 +73,7 @@ async def cancel_notice(db: MeetingReads, meeting_id: int, now: datetime,
     return notice("cancelled", start, now, rules)
 
 
-async def cancel(store: Store, meeting_id: int, now: datetime,
+async def cancel(store: Database, meeting_id: int, now: datetime,
                  rules: Rules = DEFAULT_RULES) -> None:
     notice_ = await cancel_notice(store, meeting_id, now, rules)
     async with store.tx(now) as tx:
@@ -140,7 +139,7 @@ def read_meetings_csv(path: Path, now: datetime) -> tuple[list[CsvRow], list[str
     return rows, errors
 
 
-async def import_csv(store: Store, path: Path, now: datetime,
+async def import_csv(store: Database, path: Path, now: datetime,
                      rules: Rules = DEFAULT_RULES) -> tuple[int, list[str]]:
     """All or nothing: every row valid and every user known, then one transaction."""
     rows, errors = read_meetings_csv(path, now)

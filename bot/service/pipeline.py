@@ -15,7 +15,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from bot.engine import answers
@@ -32,21 +32,17 @@ from bot.engine.runtime import (
 from bot.engine.runtime import step as engine_step
 from bot.phone import mask_address, pretty_phone
 from bot.service import desk
+from bot.service.clock import Clock, system_clock
 from bot.service.effects import Scope, apply
-from bot.store import Batch, Changes, OutRow, Store, UserContext, UserRow
+from bot.store import Changes, OutRow, UserContext, UserRow
+from bot.store.protocol import BatchTransaction as Batch
+from bot.store.protocol import Database
 from bot.store.sql import PHONE_CHANNELS
 from bot.timing.display import meeting_time
 from bot.timing.hours import duty
 from bot.timing.planner import DEFAULT_RULES, Rules
 
 log = logging.getLogger(__name__)
-
-Clock = Callable[[], datetime]
-
-
-def system_clock() -> datetime:
-    return datetime.now(UTC)
-
 
 @dataclass(frozen=True, slots=True)
 class Inbound:
@@ -113,7 +109,7 @@ def context_values(ctx: UserContext | None, lang: str,
 
 
 class Pipeline:
-    def __init__(self, store: Store, flows: FlowSet, clock: Clock = system_clock,
+    def __init__(self, store: Database, flows: FlowSet, clock: Clock = system_clock,
                  max_batch: int = 256, rules: Rules = DEFAULT_RULES) -> None:
         self.rules = rules
         self.store = store
@@ -126,6 +122,8 @@ class Pipeline:
         self.processed = 0
         # called after each batch is committed (the senders wake up to send its replies)
         self.listeners: list[Callable[[], None]] = []
+        # when a list: every step's inputs, so a test can replay the pure step and compare
+        self.trace: list[StepInputs] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -281,8 +279,10 @@ class Pipeline:
         about = (item.meeting_id if isinstance(item, FlowRequest) and item.meeting_id
                  else state.meeting)
         values = self._values(w, user.id, state.lang, about, now)
-        res = engine_step(self.flows, state, _event(item), now, values,
-                          self._desk(w, user.id, ctx, now))
+        event, desk_now = _event(item), self._desk(w, user.id, ctx, now)
+        if self.trace is not None:
+            self.trace.append(StepInputs(user.id, state, event, now, values, desk_now))
+        res = engine_step(self.flows, state, event, now, values, desk_now)
         w.states[user.id] = res.state
         if res.state.lang != state.lang:
             w.values.pop(user.id, None)  # dates in the new language from now on
@@ -323,6 +323,18 @@ class Pipeline:
         if ctx is None or not ctx.work_phone:
             return Desk()
         return Desk(duty(now, ctx, self.rules.closed_days), w.forwards.get(uid, 0))
+
+
+@dataclass(frozen=True)
+class StepInputs:
+    """What one step was given (for replaying it)."""
+
+    user_id: int
+    state: State
+    event: UserText | StartFlow | Nudge | Expire
+    now: datetime
+    values: dict[str, str]
+    desk: Desk
 
 
 @dataclass

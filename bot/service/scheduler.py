@@ -24,9 +24,10 @@ from datetime import datetime, timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.engine.language import DISCREET
-from bot.service.pipeline import Clock, FlowRequest, Pipeline
-from bot.store import Store
+from bot.service.clock import Clock
+from bot.service.pipeline import FlowRequest, Pipeline
 from bot.store import meetings as M
+from bot.store.protocol import Database
 from bot.timing.planner import DEFAULT_RULES, Rules, is_quiet
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class TickResult:
 
 
 class Ticker:
-    def __init__(self, store: Store, pipeline: Pipeline, clock: Clock,
+    def __init__(self, store: Database, pipeline: Pipeline, clock: Clock,
                  rules: Rules = DEFAULT_RULES, batch: int = 10_000) -> None:
         self.store = store
         self.pipeline = pipeline
