@@ -76,7 +76,9 @@ async def test_pipeline_logs_the_signal_without_the_text(tmp_path: Path, flows: 
     assert "113" in h.replies[0].text
     assert "crisis signal" in caplog.text
     assert "leve" not in caplog.text and "91234567" not in caplog.text
-    assert await store.fetchall("SELECT text FROM inbound WHERE provider_id = 'k1'") == [(None,)]
+    # typed inside the survey: no message-log row tied to the person, only a keyed hash
+    assert await store.fetchall("SELECT * FROM inbound WHERE provider_id = 'k1'") == []
+    assert await store.fetchall("SELECT COUNT(*) FROM seen_keys") == [(1,)]
     await store.close()
 
 

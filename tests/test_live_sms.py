@@ -87,8 +87,9 @@ async def journey(live: Live, fake: FakeTwilio) -> None:
     for t in SURVEY:
         last = await say(live, fake, t)
     assert last == ["Tusen takk! Svarene hjelper NAV å gjøre møtene bedre."]
-    anon = await live.store.fetchall("SELECT COUNT(*) FROM anonymous_answers")
-    assert anon[0][0] == 8  # the 8 questions, with no link to the user
+    # the 8 answers wait sealed in the pool until 4 more people have answered
+    assert await live.store.fetchall("SELECT COUNT(*) FROM anonymous_pool") == [(8,)]
+    assert await live.store.fetchall("SELECT COUNT(*) FROM anonymous_answers") == [(0,)]
 
 
 async def test_a_first_meeting_by_sms_from_preparation_to_survey(tmp_path: Path) -> None:

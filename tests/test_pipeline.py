@@ -74,18 +74,25 @@ async def test_anonymous_answers_leave_no_text_behind(tmp_path: Path, flows: Flo
                                                       clock: ManualClock) -> None:
     store = await open_seeded(tmp_path / "v.db")
     secret = "Veilederen var sen og ufin"
+    phones = [U] + [f"+4790000{n:03d}" for n in range(4)]
     async with Pipeline(store, flows, clock) as p:
-        await p.submit(FlowRequest("console", U, "first_meeting_survey"))
-        for i, t in enumerate(["ja", "ja", "nei", "ja", "ja", "ja", "ja", "4", secret]):
-            await p.submit(Inbound("console", U, t, f"a{i}"))
-    inbound = await store.fetchall("SELECT text FROM inbound ORDER BY id")
-    assert len(inbound) == 9 and all(t is None for (t,) in inbound)  # nothing typed in it kept
+        for k, phone in enumerate(phones):
+            await p.submit(FlowRequest("console", phone, "first_meeting_survey"))
+            for i, t in enumerate(["ja", "ja", "nei", "ja", "ja", "ja", "ja", "4", secret]):
+                await p.submit(Inbound("console", phone, t, f"a{k}-{i}"))
+            raw = (tmp_path / "v.db").read_bytes() + (tmp_path / "v.db-wal").read_bytes()
+            if k < 4:  # fewer than 5 people: sealed in the pool, readable nowhere
+                assert secret.encode() not in raw
+                assert await store.fetchall("SELECT count(*) FROM anonymous_answers") == [(0,)]
+    assert await store.fetchall("SELECT count(*) FROM inbound") == [(0,)]  # nothing typed kept
     conv = await store.fetchall("SELECT state FROM conversations")
     assert secret not in str(conv)
     anon = await store.fetchall("SELECT flow, question, value, week, office "
                                 "FROM anonymous_answers ORDER BY question")
-    assert ("first_meeting_survey", "kommentar", secret, "2026-W48", "NAV Gjøvik") in anon
-    assert len(anon) == 8
+    assert anon.count(("first_meeting_survey", "kommentar", secret, "2026-W48",
+                       "Hele regionen")) == 5  # 5 answered; not 5 from one office
+    assert len(anon) == 40 and await store.fetchall("SELECT count(*) FROM anonymous_pool") == [
+        (0,)]
     cols = [r[1] for r in await store.fetchall("PRAGMA table_info(anonymous_answers)")]
     assert cols == ["id", "flow", "question", "value", "week", "office"]
     await store.close()
@@ -106,13 +113,17 @@ async def test_erase_removes_the_person_but_keeps_anonymous_rows(tmp_path: Path,
         assert "slettet" in texts(h)[0]
         # the same person writes again: a new, empty user
         h2 = await p.submit(Inbound("console", U, "hei", "e7"))
+        # a retried webhook from before SLETT is still recognised
+        assert (await p.submit(Inbound("console", U, "hei", "e1"))).duplicate
     assert h2.user_id != h.user_id
     for table in ("meetings", "answers"):
         assert await store.fetchall(f"SELECT count(*) FROM {table}") == [(0,)]
     assert await store.fetchall("SELECT first_name FROM users") == [(None,)]
-    old = await store.fetchall("SELECT user_id, text FROM inbound WHERE provider_id < 'e7'")
-    assert old and all(r == (None, None) for r in old)
-    assert await store.fetchall("SELECT count(*) FROM anonymous_answers") == [(1,)]
+    # her message log is gone; the ids live on only as keyed hashes, with the day
+    assert await store.fetchall("SELECT * FROM inbound WHERE provider_id < 'e7'") == []
+    assert await store.fetchall("SELECT COUNT(*) FROM seen_keys") == [(7,)]
+    # the answer she gave waits, sealed, with nothing that says whose it is
+    assert await store.fetchall("SELECT count(*) FROM anonymous_pool") == [(1,)]
     pending = await store.fetchall("SELECT user_id, text FROM outbox WHERE status = 'pending' "
                                    "AND text LIKE 'Ferdig%'")
     assert pending and pending[0][0] is None  # the confirmation still goes out
@@ -208,5 +219,5 @@ async def test_odd_messages_never_crash(tmp_path: Path, flows: FlowSet, clock: M
     assert len(h.replies) <= 2
     assert texts(h2)  # the conversation goes on
     stored = await store.fetchall("SELECT length(text) FROM inbound WHERE provider_id = 'odd'")
-    assert stored[0][0] is None or stored[0][0] <= 2000
+    assert stored == []  # typed inside the survey: no row tied to the person at all
     await store.close()

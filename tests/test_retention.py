@@ -26,13 +26,12 @@ async def test_old_logs_and_meetings_go_anonymous_rows_stay(tmp_path: Path, flow
     counts = await store.purge(NOW + timedelta(days=89))
     assert counts["inbound"] == 0 and counts["outbox"] == 0
     counts = await store.purge(NOW + timedelta(days=91))
-    assert counts["inbound"] == 3 and counts["outbox"] > 0
-    assert await store.fetchall("SELECT count(*) FROM inbound") == [(0,)]
-    assert await store.fetchall("SELECT count(*) FROM anonymous_answers") == [(1,)]
-    assert await store.fetchall("SELECT count(*) FROM meetings") == [(1,)]
-    counts = await store.purge(NOW + timedelta(days=367))
-    assert counts["meetings"] == 1
-    assert await store.fetchall("SELECT count(*) FROM users") == [(1,)]  # the person stays
+    # 90 days with no message, no conversation and no meeting: the person is deleted, as
+    # the welcome says, with their log, messages and meeting
+    assert counts["users"] == 1
+    for table in ("users", "inbound", "outbox", "meetings", "conversations"):
+        assert await store.fetchall(f"SELECT count(*) FROM {table}") == [(0,)], table
+    assert await store.fetchall("SELECT count(*) FROM anonymous_pool") == [(1,)]
     await store.close()
 
 
@@ -63,4 +62,19 @@ async def test_apscheduler_wakes_the_ticker(tmp_path: Path, flows: FlowSet,
             sched.shutdown(wait=False)
     rows = await store.fetchall("SELECT text FROM outbox ORDER BY id")
     assert rows[0][0].startswith("Hei Sara! Du skal ha ditt første møte")
+    await store.close()
+
+
+async def test_an_active_person_stays_and_old_logs_go(tmp_path: Path, flows: FlowSet,
+                                                       clock: ManualClock) -> None:
+    store = await Store.open(tmp_path / "r.db")
+    await seed_demo(store, NOW)
+    async with Pipeline(store, flows, clock) as p:
+        await p.submit(Inbound("console", DEMO_USER_PHONE, "hei", "old1"))
+        await store.mark_sent([r[0] for r in await store.fetchall("SELECT id FROM outbox")], NOW)
+        clock.now = NOW + timedelta(days=60)  # she writes again two months later
+        await p.submit(Inbound("console", DEMO_USER_PHONE, "hei igjen", "new1"))
+    counts = await store.purge(NOW + timedelta(days=91))
+    assert counts["users"] == 0 and counts["inbound"] == 1  # the old message goes, she stays
+    assert await store.fetchall("SELECT provider_id FROM inbound") == [("new1",)]
     await store.close()

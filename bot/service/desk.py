@@ -64,7 +64,7 @@ async def _send(tx: Tx, who: TH.Sender, d: Duty, direction: str,
     assert d.phone is not None and who.veileder_id is not None
     desk = (await tx.desk_id(d.phone)) if d.backup else who.veileder_id
     code = await tx.open_thread(who.user_id, desk or who.veileder_id, now, direction)
-    await tx.queue_message("sms", d.phone, text(code), now, due=d.read_from)
+    await tx.queue_message("sms", d.phone, text(code), now, due=d.read_from, about=who.user_id)
     return code
 
 
@@ -129,47 +129,49 @@ async def handle(store: Database, v: Veileder, channel: str, provider_id: str, t
     async with store.tx(now) as tx:
         if not await tx.log_inbound_once(channel, provider_id, now):
             return None, True
+        about: int | None = None  # the young person the answer names (SLETT erases it)
         try:
-            reply = await _relay(tx, v, text, now)
+            reply, about = await _relay(tx, v, text, now)
             if reply is None:
-                reply = await _run(tx, v, text, now, rules)
+                reply, about = await _run(tx, v, text, now, rules)
         except (WhenError, MeetingError) as e:
             reply = f"Veivis skjønte ikke meldingen: {e}. {EXAMPLE}"
-        await tx.queue_message(channel, v.phone, reply, now)
+        await tx.queue_message(channel, v.phone, reply, now, about=about)
     return reply, False
 
 
 async def _relay(tx: Tx, v: Veileder, text: str,
-                 now: datetime) -> str | None:
-    """A reply to a young person, if the message is one; the confirmation for the veileder.
-    None: it is a meeting command (or meant as one)."""
+                 now: datetime) -> tuple[str | None, int | None]:
+    """A reply to a young person, if the message is one: the confirmation for the veileder,
+    and who it is about. None: it is a meeting command (or meant as one)."""
     m = _CODE.match(text)
     if m:
         thread = await tx.find_thread(v.id, int(m.group(1)))
         body = m.group(2).strip()
         if thread is None:  # not one of theirs (or no such code): nothing about it leaks
-            return f"K{m.group(1)} er ikke en av dine samtaler i Veivis."
+            return f"K{m.group(1)} er ikke en av dine samtaler i Veivis.", None
     else:
         first = text.strip().split(maxsplit=1)
         if first and first[0].casefold() in VERBS:
-            return None
+            return None, None
         recent = await tx.open_recent_threads(v.id, now - REPLY_WINDOW)
         if len(recent) != 1:
             codes = ", ".join(f"K{t.code}" for t in recent[:5])
             return ("Start svaret med koden, for eksempel K7 Hei!" + (
-                f" Åpne samtaler: {codes}." if codes else " Du har ingen åpne samtaler nå."))
+                f" Åpne samtaler: {codes}." if codes else " Du har ingen åpne samtaler nå.")), None
         thread, body = recent[0], text.strip()
     name = short_name(thread.first_name, thread.last_name)
     if body.casefold() == "lukk":
         await tx.close_thread(thread.id, now)
-        return f"K{thread.code} med {name} er avsluttet."
+        return f"K{thread.code} med {name} er avsluttet.", thread.user_id
     if not body:
-        return f"Skriv svaret etter koden, for eksempel K{thread.code} Hei!"
+        return f"Skriv svaret etter koden, for eksempel K{thread.code} Hei!", thread.user_id
     if thread.stopped:
-        return f"{name} har skrevet STOPP og får ikke meldinger fra Veivis nå."
+        return (f"{name} har skrevet STOPP og får ikke meldinger fra Veivis nå.",
+                thread.user_id)
     first_name = v.name.split()[0] if v.name.strip() else "Veilederen"
     await tx.reply_in_thread(thread, f"{first_name}: {body}", now)
-    return f"Sendt til {name} (K{thread.code})."
+    return f"Sendt til {name} (K{thread.code}).", thread.user_id
 
 
 async def _user(tx: Tx, v: Veileder, phone: str, *, create: bool,
@@ -180,9 +182,10 @@ async def _user(tx: Tx, v: Veileder, phone: str, *, create: bool,
     return found[0], found[1] or pretty_phone(phone)
 
 
-async def _run(tx: Tx, v: Veileder, text: str, now: datetime, rules: Rules) -> str:
+async def _run(tx: Tx, v: Veileder, text: str, now: datetime,
+               rules: Rules) -> tuple[str, int]:
     cmd = parse_command(text, now)
-    _, name = await _user(tx, v, cmd.phone, create=cmd.verb == "add", now=now)
+    uid, name = await _user(tx, v, cmd.phone, create=cmd.verb == "add", now=now)
     if cmd.verb == "add":
         assert cmd.when is not None
         m = await meetings.new_meeting(tx, phone=cmd.phone, starts_at=cmd.when,
@@ -192,13 +195,13 @@ async def _run(tx: Tx, v: Veileder, text: str, now: datetime, rules: Rules) -> s
         kind = "første møte" if m.kind == "first" else "møte"
         return (f"Registrert: {kind} med {name} {describe(cmd.when)}"
                 f"{', ' + cmd.place if cmd.place else ''}. Veivis sender påminnelser. "
-                f"Feil? Svar AVLYS {pretty_phone(cmd.phone)}")
+                f"Feil? Svar AVLYS {pretty_phone(cmd.phone)}"), uid
     mid = await meetings.next_meeting_of(tx, cmd.phone, now)
     if cmd.verb == "move":
         assert cmd.when is not None
         planned = await meetings.move_plan(tx, mid, cmd.when, now, rules)
         await tx.move_meeting(mid, cmd.when, cmd.place, planned, now)
-        return f"Flyttet: møtet med {name} er nå {describe(cmd.when)}. {name} får beskjed."
+        return f"Flyttet: møtet med {name} er nå {describe(cmd.when)}. {name} får beskjed.", uid
     notice = await meetings.cancel_notice(tx, mid, now, rules)
     await tx.cancel_meeting(mid, notice, now)
-    return f"Avlyst: møtet med {name}. {name} får én melding om det."
+    return f"Avlyst: møtet med {name}. {name} får én melding om det.", uid

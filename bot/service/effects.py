@@ -58,7 +58,7 @@ async def apply(effect: Effect, s: Scope) -> None:
                                       s.meeting))
         case AnonymousAnswer():
             s.changes.anonymous.append(AnonymousRow(effect.flow, effect.key, effect.value,
-                                                    s.office))
+                                                    s.office, s.tx.respondent(s.user.id)))
         case SetStopped():
             s.changes.stopped[s.user.id] = effect.stopped
         case SetLanguage():

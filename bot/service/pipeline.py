@@ -235,7 +235,9 @@ class Pipeline:
             w.changes.states = {uid: json.dumps(st.to_json(), ensure_ascii=False)
                                 for uid, st in w.states.items() if uid not in w.erased}
             await b.write(w.changes)
-        if w.changes.anonymous or w.changes.erased:
+        if w.changes.anonymous:
+            await self.store.release_anonymous(now)
+        if w.changes.erased or self.store.history_pending:
             await self.store.forget_history()
         self.batches += 1
         self.processed += len(results)
@@ -287,11 +289,13 @@ class Pipeline:
         if res.state.lang != state.lang:
             w.values.pop(user.id, None)  # dates in the new language from now on
         if isinstance(item, Inbound):
-            # kept only with consent, and never inside an anonymous flow
-            keep = res.state.consent is True and not res.sensitive
-            w.changes.inbound.append((user.id, item.channel, item.provider_id,
-                                      answers.clean(item.text) if keep else None,
-                                      (item.received_at or now).isoformat()))
+            if res.sensitive:  # typed inside an anonymous flow: no trace tied to the person
+                w.changes.seen_only.append((item.channel, item.provider_id))
+            else:  # the text kept only with consent
+                keep = res.state.consent is True
+                w.changes.inbound.append((user.id, item.channel, item.provider_id,
+                                          answers.clean(item.text) if keep else None,
+                                          (item.received_at or now).isoformat()))
         scope = Scope(b, w.changes, user, now, ctx.office if ctx else None, state.meeting,
                       w.meetings[about][0] if about in w.meetings else None, w.erased)
         for eff in res.effects:
@@ -380,5 +384,6 @@ def _forget(ch: Changes, erased: set[int]) -> None:
     ch.language = {u: v for u, v in ch.language.items() if u not in erased}
     ch.consent = {u: v for u, v in ch.consent.items() if u not in erased}
     ch.hear_back = {u: v for u, v in ch.hear_back.items() if u not in erased}
-    ch.outbox = [OutRow(None, o.channel, o.address, o.text, o.choices, o.numbered, o.due_at)
+    ch.outbox = [OutRow(None, o.channel, o.address, o.text, o.choices, o.numbered, o.due_at,
+                        forget=True)
                  if o.user_id in erased else o for o in ch.outbox]

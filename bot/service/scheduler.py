@@ -112,6 +112,8 @@ def start_scheduler(ticker: Ticker, *, safety_interval: float = 10.0,
             await ticker.tick()
         except Exception:
             log.exception("tick failed; the next one tries again")
+        if ticker.store.history_pending:  # erased data still in the WAL: try again now
+            await ticker.store.forget_history()
         nxt = await ticker.store.next_due()
         if nxt is not None:
             run_at = max(nxt, ticker.clock() + timedelta(milliseconds=50))
@@ -121,6 +123,7 @@ def start_scheduler(ticker: Ticker, *, safety_interval: float = 10.0,
     async def purge() -> None:
         counts = await ticker.store.purge(ticker.clock())
         log.info("retention: deleted %s", counts)
+        await ticker.store.forget_history()
 
     # the daily retention purge; a run missed during downtime runs once at start
     sched.add_job(purge, "cron", hour=3, minute=15, timezone="Europe/Oslo", id="purge",

@@ -15,17 +15,18 @@ import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
 from . import meetings as M
-from .anonymous import AnonymousRow, write_anonymous
+from .anonymous import AnonymousRow, pool_anonymous, release
 from .migrations import MIGRATIONS
 from .queries import Queries
-from .sql import PHONE_CHANNELS, chunks, iso
+from .seal import Sealer, key_file_for
+from .sql import FORGET_SENT, PHONE_CHANNELS, chunks, iso
 from .tx import Tx
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class OutRow:
     choices: Sequence[str]
     numbered: bool
     due_at: datetime
+    forget: bool = False  # wipe the address and text once sent (the answer to SLETT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +106,9 @@ class Changes:
     consent: dict[int, bool] = field(default_factory=dict)
     hear_back: dict[int, bool] = field(default_factory=dict)
     erased: list[int] = field(default_factory=list)
+    # (channel, provider id) of messages typed inside an anonymous flow: kept only as a keyed
+    # hash with the day, never with the user
+    seen_only: list[tuple[str, str]] = field(default_factory=list)
 
 
 class Batch(Tx):
@@ -154,8 +159,14 @@ class Batch(Tx):
         return found
 
     async def seen(self, channel: str, provider_ids: Sequence[str]) -> set[str]:
-        """Which of these provider message ids were processed before."""
+        """Which of these provider message ids were processed before (in the message log, or
+        as a keyed hash when they were typed inside an anonymous flow)."""
         out: set[str] = set()
+        keys = {self._seen_key(channel, pid): pid for pid in provider_ids}
+        for chunk in chunks(list(keys), 500):
+            q = f"SELECT key FROM seen_keys WHERE key IN ({','.join('?' * len(chunk))})"
+            async with self._c.execute(q, chunk) as cur:
+                out.update(keys[bytes(r[0])] for r in await cur.fetchall())
         for chunk in chunks(list(provider_ids), 500):
             q = (f"SELECT provider_id FROM inbound WHERE channel = ? AND provider_id IN "
                  f"({','.join('?' * len(chunk))})")
@@ -226,7 +237,7 @@ class Batch(Tx):
         c = self._c
         now = iso(self.now)
         for uid in ch.erased:
-            await _erase(c, uid)
+            await erase_user(c, self._sealer, uid, self.now)
         if ch.inbound:
             await c.executemany(
                 "INSERT OR IGNORE INTO inbound (user_id, channel, provider_id, text, received_at)"
@@ -260,38 +271,63 @@ class Batch(Tx):
         if ch.outbox:
             await c.executemany(
                 "INSERT INTO outbox (user_id, channel, address, text, choices, numbered, "
-                "created_at, due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "created_at, due_at, forget) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(o.user_id, o.channel, o.address, o.text,
                   json.dumps(list(o.choices), ensure_ascii=False) if o.choices else None,
-                  int(o.numbered), now, iso(o.due_at)) for o in ch.outbox])
-        await write_anonymous(c, ch.anonymous, self.now)
+                  int(o.numbered), now, iso(o.due_at), int(o.forget)) for o in ch.outbox])
+        if ch.seen_only:
+            day = self.now.astimezone(UTC).date().isoformat()
+            await c.executemany("INSERT OR IGNORE INTO seen_keys (key, day) VALUES (?, ?)",
+                                [(self._seen_key(chn, pid), day) for chn, pid in ch.seen_only])
+        await pool_anonymous(c, self._sealer, ch.anonymous)
+
+    def _seen_key(self, channel: str, provider_id: str) -> bytes:
+        return self._sealer.mac("seen", channel, provider_id)
 
 
-async def _erase(c: aiosqlite.Connection, uid: int) -> None:
-    """SLETT: remove a user's personal data. Anonymous rows hold nothing to remove.
+async def erase_user(c: aiosqlite.Connection, sealer: Sealer, uid: int, now: datetime) -> None:
+    """SLETT (and the 90-day retention): remove a person's data, in the caller's transaction.
+    Anonymous rows hold nothing to remove (and a pooled answer cannot be found by person).
 
-    The inbound log keeps the provider message ids (not personal; needed so a retried webhook
-    is not processed again) but loses the user link and the text.
+    - the message log's rows go; their provider ids stay only as keyed hashes (seen_keys), so
+      a retried webhook is still recognised and nothing tells when the person wrote;
+    - every outbox row to them or about them (a forward, a summary or a crisis notice to the
+      veileder, a veileder's confirmation naming them) goes, pending or sent;
+    - the user row goes, and with it (ON DELETE CASCADE) the conversation, answers,
+      meetings and what was scheduled for them, threads and their events, invites.
+    `secure_delete` overwrites what is deleted; the WAL is emptied after the batch.
     """
-    await c.execute("UPDATE inbound SET user_id = NULL, text = NULL WHERE user_id = ?", (uid,))
-    await c.execute("DELETE FROM outbox WHERE user_id = ? AND status != 'pending'", (uid,))
-    await c.execute("UPDATE outbox SET user_id = NULL WHERE user_id = ?", (uid,))
+    async with c.execute("SELECT channel, provider_id FROM inbound WHERE user_id = ?",
+                         (uid,)) as cur:
+        ids = await cur.fetchall()
+    day = now.astimezone(UTC).date().isoformat()
+    await c.executemany("INSERT OR IGNORE INTO seen_keys (key, day) VALUES (?, ?)",
+                        [(sealer.mac("seen", ch, pid), day) for ch, pid in ids])
+    await c.execute("DELETE FROM inbound WHERE user_id = ?", (uid,))
+    await c.execute("DELETE FROM outbox WHERE user_id = ? OR about_user = ?", (uid, uid))
     await c.execute("DELETE FROM users WHERE id = ?", (uid,))
 
 
 class Store(Queries):
     """An open database. Use `await Store.open(path)`; `close()` when done."""
 
-    def __init__(self, conn: aiosqlite.Connection, path: str) -> None:
+    def __init__(self, conn: aiosqlite.Connection, path: str, sealer: Sealer) -> None:
         self._conn = conn
+        self._sealer = sealer
+        self.history_pending = False  # erased data may still be in the WAL
         self.path = path
         self.created = False  # True when this open created the schema (a new database)
         # one connection, many tasks (pipeline, senders, webhooks): one transaction at a time
         self._tx_lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, path: str | Path) -> Store:
+    async def open(cls, path: str | Path, sealer: Sealer | None = None) -> Store:
+        """Open (and migrate) the database. `sealer`: the key for the anonymous pool; by
+        default the key file `key_file_for(path)` (made if missing)."""
         p = str(path)
+        if sealer is None:
+            key_file = key_file_for(p)
+            sealer = Sealer.from_file(key_file) if key_file else Sealer.ephemeral()
         if p != ":memory:":
             Path(p).parent.mkdir(parents=True, exist_ok=True)
         pending = aiosqlite.connect(p, isolation_level=None)
@@ -307,7 +343,7 @@ class Store(Queries):
         # deleted data (SLETT, retention, redacted logs) is overwritten, not left in free pages
         await conn.execute("PRAGMA secure_delete = ON")
         await conn.execute("PRAGMA busy_timeout = 5000")
-        store = cls(conn, p)
+        store = cls(conn, p, sealer)
         await store.migrate()
         return store
 
@@ -335,14 +371,14 @@ class Store(Queries):
     async def batch(self, now: datetime) -> AsyncIterator[Batch]:
         """One pipeline batch in one transaction."""
         async with self.transaction() as c:
-            yield Batch(c, now)
+            yield Batch(c, now, self._sealer)
 
     @asynccontextmanager
     async def tx(self, now: datetime) -> AsyncIterator[Tx]:
         """One write transaction for the service: committed when the block ends, rolled back
         if it raises."""
         async with self.transaction() as c:
-            yield Tx(c, now)
+            yield Tx(c, now, self._sealer)
 
     async def ping(self) -> None:
         """Raises if the database does not answer (for /readyz)."""
@@ -375,10 +411,35 @@ class Store(Queries):
                 raise
             await self._conn.execute("COMMIT")
 
-    async def forget_history(self) -> None:
-        """Copy the WAL into the database and empty it, so no record remains of which rows
-        changed together in one transaction (an anonymous answer and a conversation)."""
-        await self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    async def release_anonymous(self, now: datetime) -> int:
+        """Move what enough people answered out of the anonymous pool (one transaction that
+        touches nothing about any person); returns how many rows were released."""
+        async with self.transaction() as c:
+            n = await release(c, self._sealer, now)
+        if n:
+            log.info("released %d anonymous answers", n)
+        return n
+
+    async def forget_history(self) -> bool:
+        """Copy the WAL into the database and empty it, so erased data (SLETT) does not stay
+        in the WAL's old frames. Never waits: while a reader (a backup, a report, an sqlite3
+        shell) holds an old snapshot the checkpoint cannot finish, so it says so (False) and
+        `history_pending` stays set; the pipeline and the scheduler's tick try again."""
+        await self._conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            async with self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cur:
+                row = await cur.fetchone()
+        finally:
+            await self._conn.execute("PRAGMA busy_timeout = 5000")
+        done = row is not None and int(row[0]) == 0
+        if done:
+            if self.history_pending:
+                log.info("WAL checkpointed and emptied")
+            self.history_pending = False
+        else:
+            self.history_pending = True
+            log.info("WAL checkpoint postponed: a reader holds an old snapshot")
+        return done
 
     # -- outbox ------------------------------------------------------------------------------
     async def due_outbox(self, channel: str, now: datetime, limit: int = 100) -> list[OutboxItem]:
@@ -397,6 +458,7 @@ class Store(Queries):
                 "UPDATE outbox SET status = 'sent', sent_at = ?, provider_id = ?, "
                 "tries = tries + 1 WHERE id = ? AND status = 'pending'",
                 [(iso(now), p, i) for i, p in zip(ids, pids, strict=True)])
+            await c.executemany(FORGET_SENT, [(i,) for i in ids])
 
     # -- people and meetings (the meetings issue grows this) --------------------------------
     async def add_office(self, name: str) -> int:
@@ -455,13 +517,29 @@ class Store(Queries):
 
     # -- retention ---------------------------------------------------------------------------
     async def purge(self, now: datetime, keep_logs: timedelta = timedelta(days=90),
-                    keep_meetings: timedelta = timedelta(days=365)) -> dict[str, int]:
-        """Delete what is older than the welcome text promises: message logs, sent messages
-        and stored answers after 90 days, meetings (and what was scheduled for them) after a
-        year. Anonymous rows are not personal and are kept. Returns counts per table."""
+                    keep_meetings: timedelta = timedelta(days=365),
+                    keep_seen: timedelta = timedelta(days=400)) -> dict[str, int]:
+        """Delete what is older than the welcome text promises: a person who has not used
+        Veivis for 90 days (no message, no step of a conversation, no meeting in that time)
+        with everything about them; message logs, sent messages and stored answers after 90
+        days; meetings (and what was scheduled for them) after a year. Dedupe hashes are
+        kept longer than any webhook retry or replay (400 days). Anonymous rows are not
+        personal and are kept. Returns counts per table."""
         logs, meetings = iso(now - keep_logs), iso(now - keep_meetings)
         counts: dict[str, int] = {}
         async with self.transaction() as c:
+            async with c.execute(
+                    "SELECT u.id FROM users u WHERE u.created_at < ? "
+                    "AND NOT EXISTS (SELECT 1 FROM conversations v WHERE v.user_id = u.id "
+                    "AND v.updated_at >= ?) "
+                    "AND NOT EXISTS (SELECT 1 FROM inbound i WHERE i.user_id = u.id "
+                    "AND i.received_at >= ?) "
+                    "AND NOT EXISTS (SELECT 1 FROM meetings m WHERE m.user_id = u.id "
+                    "AND m.starts_at >= ?)", (logs, logs, logs, logs)) as cur:
+                quiet = [int(r[0]) for r in await cur.fetchall()]
+            for uid in quiet:
+                await erase_user(c, self._sealer, uid, now)
+            counts["users"] = len(quiet)
             for table, sql, arg in (
                 ("inbound", "DELETE FROM inbound WHERE received_at < ?", logs),
                 ("outbox", "DELETE FROM outbox WHERE status != 'pending' AND created_at < ?",
@@ -472,9 +550,11 @@ class Store(Queries):
                 ("meetings", "DELETE FROM meetings WHERE starts_at < ?", meetings),
                 # conversations with a veileder, quiet for the whole period (events cascade)
                 ("threads", "DELETE FROM threads WHERE last_at < ?", logs),
+                ("seen_keys", "DELETE FROM seen_keys WHERE day < ?",
+                 (now - keep_seen).astimezone(UTC).date().isoformat()),
             ):
-                cur = await c.execute(sql, (arg,))
-                counts[table] = cur.rowcount
+                cur2 = await c.execute(sql, (arg,))
+                counts[table] = cur2.rowcount
         return counts
 
     # -- raw reads: for this package, tests, benchmarks and attack tests --------------------

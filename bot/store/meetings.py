@@ -211,11 +211,13 @@ async def log_inbound_once(c: aiosqlite.Connection, channel: str, provider_id: s
 
 async def queue_message(c: aiosqlite.Connection, channel: str, address: str, text: str,
                         now: datetime, user_id: int | None = None,
-                        due: datetime | None = None) -> None:
-    """One message into the outbox; `due`: not sent before then (a work phone after hours)."""
-    await c.execute("INSERT INTO outbox (user_id, channel, address, text, created_at, due_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (user_id, channel, address, text, iso(now), iso(max(due or now, now))))
+                        due: datetime | None = None, about: int | None = None) -> None:
+    """One message into the outbox; `due`: not sent before then (a work phone after hours);
+    `about`: the young person a message to someone else is about (SLETT erases it)."""
+    await c.execute("INSERT INTO outbox (user_id, channel, address, text, created_at, due_at, "
+                    "about_user) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (user_id, channel, address, text, iso(now), iso(max(due or now, now)),
+                     about))
 
 
 async def user_for_veileder(c: aiosqlite.Connection, phone: str, veileder_id: int, *,

@@ -175,4 +175,44 @@ MIGRATIONS: list[str] = [
         made_at TEXT NOT NULL
     );
     """,
+    # 8: anonymous means anonymous against someone holding the database files.
+    # - anonymous_pool: answers wait here, sealed (AES-GCM, with a key kept outside the
+    #   database), until at least 5 people have answered the same question; then they move
+    #   to anonymous_answers together, shuffled, stamped with the week they were released.
+    # - seen_keys: a keyed hash of (channel, provider id) for messages typed inside an
+    #   anonymous flow (dedupe without a user or an exact time); WITHOUT ROWID, so rows lie
+    #   in the order of their hash, not of their arrival.
+    # - outbox.about_user: a message about a young person sent to someone else (a forward to
+    #   the veileder, a crisis notice, a veileder's confirmation), so SLETT and export-user
+    #   find it. outbox.forget: the address and text are wiped once sent (the answer to
+    #   SLETT, which must not keep the number it went to).
+    # - anonymous_answers rebuilt in random order (rows written before this release lay in
+    #   arrival order in the file).
+    """
+    CREATE TABLE anonymous_pool (
+        id INTEGER PRIMARY KEY,
+        sealed BLOB NOT NULL
+    );
+    CREATE TABLE seen_keys (
+        key BLOB PRIMARY KEY,
+        day TEXT NOT NULL
+    ) WITHOUT ROWID;
+    ALTER TABLE outbox ADD COLUMN about_user INTEGER REFERENCES users(id) ON DELETE SET NULL;
+    ALTER TABLE outbox ADD COLUMN forget INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX outbox_about ON outbox(about_user) WHERE about_user IS NOT NULL;
+    CREATE INDEX outbox_user ON outbox(user_id) WHERE user_id IS NOT NULL;
+    CREATE INDEX inbound_user ON inbound(user_id) WHERE user_id IS NOT NULL;
+    CREATE TABLE anonymous_answers_new (
+        id INTEGER PRIMARY KEY,
+        flow TEXT NOT NULL,
+        question TEXT NOT NULL,
+        value TEXT NOT NULL,
+        week TEXT NOT NULL,
+        office TEXT
+    );
+    INSERT INTO anonymous_answers_new (id, flow, question, value, week, office)
+        SELECT id, flow, question, value, week, office FROM anonymous_answers ORDER BY random();
+    DROP TABLE anonymous_answers;
+    ALTER TABLE anonymous_answers_new RENAME TO anonymous_answers;
+    """,
 ]

@@ -115,6 +115,9 @@ class Queries:
             "messages_to_you": await self._dicts(
                 "SELECT created_at, channel, text, status, sent_at FROM outbox "
                 "WHERE user_id = ? ORDER BY id", (uid,)),
+            "messages_about_you": await self._dicts(  # to the veileder's work phone
+                "SELECT created_at, channel, text, status, sent_at FROM outbox "
+                "WHERE about_user = ? ORDER BY id", (uid,)),
             "answers": await self._dicts("SELECT flow, key, value, saved_at FROM answers "
                                          "WHERE user_id = ? ORDER BY id", (uid,)),
             "meetings": await self._dicts("SELECT starts_at, place, kind, status FROM meetings "

@@ -15,19 +15,27 @@ import aiosqlite
 from ..timing.planner import Planned
 from . import meetings as M
 from . import threads as TH
+from .seal import Sealer
 
 
 class Tx:
     """What can be read and written inside one transaction."""
 
-    def __init__(self, conn: aiosqlite.Connection, now: datetime) -> None:
+    def __init__(self, conn: aiosqlite.Connection, now: datetime, sealer: Sealer) -> None:
         self._c = conn
         self.now = now
+        self._sealer = sealer
+
+    def respondent(self, user_id: int) -> str:
+        """An opaque token for a person, for the anonymous pool to count people by: a keyed
+        hash, sealed with the answer, never stored unsealed."""
+        return self._sealer.mac("respondent", str(user_id)).hex()
 
     # -- messages ------------------------------------------------------------------------------
     async def queue_message(self, channel: str, address: str, text: str, now: datetime,
-                            user_id: int | None = None, due: datetime | None = None) -> None:
-        await M.queue_message(self._c, channel, address, text, now, user_id, due)
+                            user_id: int | None = None, due: datetime | None = None,
+                            about: int | None = None) -> None:
+        await M.queue_message(self._c, channel, address, text, now, user_id, due, about)
 
     async def log_inbound_once(self, channel: str, provider_id: str, now: datetime) -> bool:
         return await M.log_inbound_once(self._c, channel, provider_id, now)

@@ -1,0 +1,367 @@
+"""Attacks on «anonymous means anonymous», made the way an outsider with the files would.
+
+The threat model (README, «Anonymous answers»): someone holds any of (a) a copy of the
+database files taken at any moment, (b) two such copies taken at different moments, (c) every
+report, (d) the logs, (e) the configuration (who works where). They must not tell which
+person gave an anonymous answer with better odds than 1 in 5.
+
+Each attack here is code that really tries. Where it is useful, the same attack is run
+against the old design (every answer written at once, in arrival order, next to a message-log
+row with the user and the time: `old_design`) to show that it would have succeeded.
+
+The tests use an anonymous flow of their own (coordinators own the shipped ones).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import sqlite3
+import stat
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.app.settings import load_flows
+from bot.engine.model import FlowSet
+from bot.service.pipeline import FlowRequest, Inbound, Pipeline
+from bot.store import Store
+from bot.store.anonymous import REGION, AnonymousRow, write_anonymous
+
+from .conftest import NOW, ROOT, ManualClock, copy_flows
+
+SURVEY = """\
+id: relink_survey
+title: Test av anonyme svar
+anonymous: true
+steps:
+  - id: q1
+    ask: Fikk du et nummer du kan ringe?
+    type: yesno
+    save: nummer
+  - id: q2
+    ask: Skriv hva du synes om møtet.
+    type: text
+    save: tekst
+  - id: takk
+    say: Takk for svaret.
+"""
+
+
+def marker(n: int) -> str:
+    """A comment no one else writes, so the attacker can find it in raw bytes."""
+    return f"kommentar fra person {n:02d} xq{n:02d}xq"
+
+
+@dataclass
+class Person:
+    n: int
+    phone: str
+    name: str
+    office: str
+
+
+@asynccontextmanager
+async def world(tmp_path: Path, offices: list[str]) -> AsyncIterator[
+        tuple[Store, Pipeline, list[Person], ManualClock]]:
+    """People with veiledere at these offices (one person per entry), on a file database."""
+    flows_dir = copy_flows(tmp_path)
+    (flows_dir / "relink_survey.yaml").write_text(SURVEY, encoding="utf-8")
+    flows: FlowSet = load_flows(flows_dir)
+    store = await Store.open(tmp_path / "v.db")
+    ids: dict[str, int] = {}
+    people = []
+    for n, office in enumerate(offices):
+        if office not in ids:
+            oid = await store.add_office(office)
+            ids[office] = await store.add_veileder(f"Veileder {office}",
+                                                   f"+474000{len(ids):04d}", oid)
+        p = Person(n, f"+479100{n:04d}", f"Navn{n:02d}", office)
+        await store.add_user(phone=p.phone, channel="sms", first_name=p.name,
+                             last_name="Etternavn", veileder_id=ids[office], now=NOW)
+        people.append(p)
+    clock = ManualClock(NOW)
+    pipeline = Pipeline(store, flows, clock)
+    await pipeline.start()
+    try:
+        yield store, pipeline, people, clock
+    finally:
+        await pipeline.stop()
+        await store.close()
+
+
+async def answer(p: Pipeline, person: Person, clock: ManualClock, yes: bool = True) -> None:
+    clock.now += timedelta(minutes=7)
+    await p.submit(FlowRequest("sms", person.phone, "relink_survey"))
+    await p.submit(Inbound("sms", person.phone, "ja" if yes else "nei", secrets.token_hex(8)))
+    clock.now += timedelta(seconds=40)
+    await p.submit(Inbound("sms", person.phone, marker(person.n), secrets.token_hex(8)))
+
+
+def page_order_attack(raw: bytes, people: list[Person], answered: list[int]) -> int:
+    """Cells are written into a page from its end towards its start, so within a page a
+    later insert lies at a lower offset. Sort the comments by offset, highest first, and
+    pair them with the people in the order they answered (which the attacker reads from the
+    message log or the outbox). Returns how many pairs are right."""
+    found = sorted(((raw.find(marker(p.n).encode()), p.n) for p in people
+                    if marker(p.n).encode() in raw), reverse=True)
+    return sum(1 for (_, n), who in zip(found, answered, strict=False) if n == who)
+
+
+async def old_design(tmp_path: Path, people: list[Person]) -> bytes:
+    """The design before issue 13: each answer written at once, with random ids, in the same
+    transaction as a message-log row holding the user and the exact time."""
+    store = await Store.open(tmp_path / "old.db")
+    async with store.transaction() as c:
+        for p in people:
+            await c.execute("INSERT INTO users (phone, channel, created_at) VALUES (?, 'sms', ?)",
+                            (p.phone, NOW.isoformat()))
+    for p in people:
+        async with store.transaction() as c:
+            await c.execute("INSERT INTO inbound (user_id, channel, provider_id, text, "
+                            "received_at) VALUES (?, 'sms', ?, NULL, ?)",
+                            (p.n + 1, secrets.token_hex(8),
+                             (NOW + timedelta(minutes=p.n)).isoformat()))
+            await write_anonymous(c, [AnonymousRow("relink_survey", "tekst", marker(p.n))], NOW)
+    await store.close()
+    return (tmp_path / "old.db").read_bytes()
+
+
+async def test_page_order_beside_the_message_log_links_no_one(tmp_path: Path) -> None:
+    people_offices = ["NAV Gjøvik"] * 20
+    async with world(tmp_path, people_offices) as (_, p, people, clock):
+        for person in people:
+            await answer(p, person, clock)
+        order = [person.n for person in people]
+    raw = (tmp_path / "v.db").read_bytes()
+    linked = page_order_attack(raw, people, order)
+    # the old design gave the attacker everyone
+    old = page_order_attack(await old_design(tmp_path, people), people, order)
+    assert old == 20
+    # now: released in groups of 5, shuffled; chance alone gets about 4 of 20 right
+    assert linked <= 12, linked
+
+
+async def test_nothing_readable_until_five_have_answered(tmp_path: Path) -> None:
+    async with world(tmp_path, ["NAV Gjøvik"] * 5) as (store, p, people, clock):
+        for person in people[:4]:
+            await answer(p, person, clock)
+            raw = b"".join(f.read_bytes() for f in tmp_path.glob("v.db*")
+                           if not f.name.endswith("seal-key"))
+            for q in people[:4]:
+                assert marker(q.n).encode() not in raw
+        assert await store.fetchall("SELECT COUNT(*) FROM anonymous_answers") == [(0,)]
+        await answer(p, people[4], clock)
+        rows = await store.fetchall("SELECT value FROM anonymous_answers WHERE question = ?",
+                                    ("tekst",))
+        assert sorted(v for (v,) in rows) == sorted(marker(q.n) for q in people)
+        assert await store.fetchall("SELECT COUNT(*) FROM anonymous_pool") == [(0,)]
+
+
+def wal_transactions(wal: bytes) -> Iterator[bytes]:
+    """The pages of each committed transaction in a WAL file (a frame whose header names the
+    database size ends a transaction)."""
+    if len(wal) < 32:
+        return
+    page_size = struct.unpack(">I", wal[8:12])[0]
+    at, pages = 32, []
+    while at + 24 + page_size <= len(wal):
+        commit = struct.unpack(">I", wal[at + 4:at + 8])[0]
+        pages.append(wal[at + 24:at + 24 + page_size])
+        at += 24 + page_size
+        if commit:
+            yield b"".join(pages)
+            pages = []
+
+
+@contextmanager
+def reader_holding_a_snapshot(db: Path) -> Iterator[None]:
+    """A backup, a report or an sqlite3 shell with a read transaction open."""
+    c = sqlite3.connect(db)
+    c.execute("BEGIN")
+    c.execute("SELECT COUNT(*) FROM users").fetchall()
+    try:
+        yield
+    finally:
+        c.close()
+
+
+async def test_a_reader_holding_the_wal_sees_no_answer_beside_a_person(tmp_path: Path) -> None:
+    async with world(tmp_path, ["NAV Gjøvik"] * 6) as (store, p, people, clock):
+        await answer(p, people[0], clock)
+        with reader_holding_a_snapshot(tmp_path / "v.db"):
+            for person in people[1:5]:
+                await answer(p, person, clock)  # the 5th releases all five
+            # another user's message is not held up by the anonymous writes
+            t0 = time.perf_counter()
+            await p.submit(Inbound("sms", people[5].phone, "hei", "other"))
+            latency = time.perf_counter() - t0
+            wal = (tmp_path / "v.db-wal").read_bytes()
+        assert await store.fetchall("SELECT COUNT(*) FROM anonymous_answers") == [(10,)]
+    assert latency < 1.0, latency  # was 4.97 s: every anonymous write waited for the reader
+    txs = list(wal_transactions(wal))
+    with_answers = [t for t in txs if any(marker(q.n).encode() in t for q in people)]
+    assert with_answers  # the release is in the WAL, and the attacker reads it ...
+    for t in with_answers:  # ... in transactions that name nobody
+        for q in people:
+            assert q.phone.encode() not in t and q.phone[3:].encode() not in t
+            assert q.name.encode() not in t
+
+
+async def test_an_office_with_few_answers_is_not_named(tmp_path: Path) -> None:
+    """One respondent from Søndre Land among five from Gjøvik: a join of office and week
+    against the configuration would name her, so the whole release is stored as the region."""
+    offices = ["NAV Gjøvik"] * 5 + ["NAV Søndre Land"]
+    async with world(tmp_path, offices) as (store, p, people, clock):
+        for person in [people[5], *people[:4]]:
+            await answer(p, person, clock)
+        rows = await store.fetchall("SELECT office, week, COUNT(*) FROM anonymous_answers "
+                                    "GROUP BY office, week, question")
+        assert rows and all(office == REGION and n == 5 for office, _, n in rows)
+        # with five from each office, offices are kept
+        for person in people[4:5]:
+            await answer(p, person, clock)
+    async with world(tmp_path / "b", ["NAV Gjøvik"] * 5 + ["NAV Østre Toten"] * 5) as (
+            store, p, people, clock):
+        for person in people:
+            await answer(p, person, clock)
+        rows = await store.fetchall("SELECT office, COUNT(*) FROM anonymous_answers "
+                                    "WHERE question = 'tekst' GROUP BY office ORDER BY office")
+        assert rows == [("NAV Gjøvik", 5), ("NAV Østre Toten", 5)]
+
+
+def backup(db: Path, target: Path) -> dict[str, set[tuple[object, ...]]]:
+    """`veivis backup` (SQLite's online backup), then every table read as the attacker
+    would."""
+    src, dst = sqlite3.connect(f"file:{db}?mode=ro", uri=True), sqlite3.connect(target)
+    with dst:
+        src.backup(dst)
+    src.close()
+    tables = [r[0] for r in dst.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    out = {t: set(dst.execute(f"SELECT * FROM {t}").fetchall()) for t in tables}
+    dst.close()
+    return out
+
+
+async def test_two_backups_around_one_answer_show_nothing_of_it(tmp_path: Path) -> None:
+    async with world(tmp_path, ["NAV Gjøvik"] * 6) as (_store, p, people, clock):
+        a = backup(tmp_path / "v.db", tmp_path / "a.db")
+        await answer(p, people[0], clock)
+        b = backup(tmp_path / "v.db", tmp_path / "b.db")
+        new = {t: b[t] - a.get(t, set()) for t in b}
+        assert new["anonymous_answers"] == set()
+        assert len(new["anonymous_pool"]) == 2  # two sealed rows; their bytes say nothing
+        raw_b = (tmp_path / "b.db").read_bytes()
+        assert marker(0).encode() not in raw_b
+        for person in people[1:5]:
+            await answer(p, person, clock)
+        c = backup(tmp_path / "v.db", tmp_path / "c.db")
+    released = c["anonymous_answers"] - b["anonymous_answers"]
+    # the diff around a release holds the answers of five people, not one
+    texts = {r[3] for r in released if r[2] == "tekst"}
+    assert texts == {marker(q.n) for q in people[:5]}
+    assert {r[4] for r in released} == {"2026-W48"}  # the week of the release, nothing finer
+
+
+async def test_after_slett_the_files_hold_nothing_of_the_person(tmp_path: Path) -> None:
+    """She writes to her veileder, sends a crisis message (the veileder is told), her
+    veileder registers a meeting by SMS (the confirmation names her number), she answers
+    the survey; then SLETT. The database, its WAL and a backup taken after hold none of her
+    number (in any form), her name or what she wrote."""
+    async with world(tmp_path, ["NAV Gjøvik"] * 5) as (store, p, people, clock):
+        sara = people[0]
+        clock.now = NOW  # Monday 12.00 in Oslo: the veileder is at work
+        for i, text in enumerate(["VEILEDER", "Kan du ringe meg om bostøtte xyzzy?",
+                                  "jeg vil ikke leve mer"]):
+            await p.submit(Inbound("sms", sara.phone, text, f"s{i}"))
+        work = (await store.fetchall("SELECT work_phone FROM veiledere"))[0][0]
+        await p.submit(Inbound("sms", work, f"MØTE {sara.phone[3:]} i morgen kl 10", "v1"))
+        await answer(p, sara, clock)
+        about = await store.fetchall("SELECT COUNT(*) FROM outbox WHERE address = ?", (work,))
+        assert about[0][0] >= 3  # the forward, the crisis notice, the confirmation
+        await p.submit(Inbound("sms", sara.phone, "SLETT", "s8"))
+        await p.submit(Inbound("sms", sara.phone, "ja", "s9"))
+        # the answer to SLETT is sent (a fake sender marks it), then forgets where it went
+        pending = await store.fetchall("SELECT id FROM outbox WHERE status = 'pending'")
+        await store.mark_sent([r[0] for r in pending], clock.now)
+        assert await store.forget_history()
+        after = backup(tmp_path / "v.db", tmp_path / "after.db")
+        files = [tmp_path / "v.db", tmp_path / "v.db-wal", tmp_path / "after.db"]
+        raw = b"".join(f.read_bytes() for f in files if f.exists())
+    forms = [sara.phone, sara.phone[3:], sara.phone[1:], f"{sara.phone[3:6]} "
+             f"{sara.phone[6:8]} {sara.phone[8:]}", sara.name, "xyzzy", "bostøtte"]
+    for form in forms:
+        assert form.encode() not in raw, form
+    assert all(sara.phone not in str(rows) for rows in after.values())
+
+
+async def test_erasing_with_a_reader_open_empties_the_wal_when_it_closes(
+        tmp_path: Path) -> None:
+    async with world(tmp_path, ["NAV Gjøvik"]) as (store, p, people, _clock):
+        sara = people[0]
+        await p.submit(Inbound("sms", sara.phone, "Hei, jeg heter Navn00 qwerty", "t0"))
+        with reader_holding_a_snapshot(tmp_path / "v.db"):
+            await p.submit(Inbound("sms", sara.phone, "SLETT", "t1"))
+            await p.submit(Inbound("sms", sara.phone, "ja", "t2"))
+            assert store.history_pending  # the checkpoint could not finish, and said so
+        assert await store.forget_history()  # the next try, after the reader closed
+        assert not store.history_pending
+        assert (tmp_path / "v.db-wal").stat().st_size == 0
+        assert b"qwerty" not in (tmp_path / "v.db").read_bytes()
+
+
+async def test_the_anonymous_path_keeps_up(tmp_path: Path) -> None:
+    """Not a timing target (bench/anonymous.py measures it): many people answering at once
+    are all handled, and the pool ends empty."""
+    async with world(tmp_path, ["NAV Gjøvik"] * 25) as (store, p, people, clock):
+        await asyncio.gather(*(answer(p, person, clock) for person in people))
+        assert await store.fetchall("SELECT COUNT(*) FROM anonymous_answers") == [(50,)]
+        assert await store.fetchall("SELECT COUNT(*) FROM anonymous_pool") == [(0,)]
+
+
+async def test_no_table_column_or_log_line_names_a_respondent(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with world(tmp_path, ["NAV Gjøvik"] * 5) as (store, p, people, clock):
+        for person in people:
+            await answer(p, person, clock)
+        cols = [r[1] for r in await store.fetchall("PRAGMA table_info(anonymous_answers)")]
+        assert cols == ["id", "flow", "question", "value", "week", "office"]
+        tables = [r[0] for r in await store.fetchall(
+            "SELECT name FROM sqlite_master WHERE type = 'table' "
+            "AND name != 'anonymous_answers' AND name NOT LIKE 'sqlite_%'")]
+        for t in tables:  # no other table holds what they wrote, in any form
+            dump = str(await store.fetchall(f"SELECT * FROM {t}"))
+            assert not any(marker(q.n) in dump for q in people), t
+    for q in people:  # (d) the logs: never a text, never a whole number
+        assert marker(q.n) not in caplog.text and q.phone not in caplog.text
+
+
+def test_files_with_personal_data_are_for_the_owner_only(tmp_path: Path) -> None:
+    """The database, its WAL, the seal key, a backup and an export made by `veivis`: 0600,
+    whatever the umask of the shell that ran it."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    db = tmp_path / "p.db"
+
+    def veivis(*args: str, stdin: str = "") -> None:
+        done = subprocess.run([sys.executable, "-c", "import os, sys; os.umask(0o022); "
+                               "from bot.app.cli import main; sys.exit(main())", *args],
+                              input=stdin, capture_output=True, text=True, env=env,
+                              timeout=120, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+    veivis("chat", "--db", str(db), "--json", "--now", "2026-11-23 12:00", stdin="hei\n")
+    veivis("backup", "--db", str(db), str(tmp_path / "copy.db"))
+    veivis("export-user", "--db", str(db), "91234567", "--out", str(tmp_path / "me.json"))
+    made = [db, Path(f"{db}.seal-key"), tmp_path / "copy.db", tmp_path / "me.json"]
+    for f in made:
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
