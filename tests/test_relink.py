@@ -34,6 +34,9 @@ import pytest
 
 from bot.app.settings import load_flows
 from bot.engine.model import FlowSet
+from bot.reports.digest import make_report
+from bot.reports.formats import markdown
+from bot.reports.report import PeriodError
 from bot.service.pipeline import FlowRequest, Inbound, Pipeline
 from bot.store import Store
 from bot.store.anonymous import REGION, AnonymousRow, write_anonymous
@@ -41,7 +44,7 @@ from bot.store.anonymous import REGION, AnonymousRow, write_anonymous
 from .conftest import NOW, ROOT, ManualClock, copy_flows
 
 SURVEY = """\
-id: relink_survey
+id: first_meeting_survey
 title: Test av anonyme svar
 anonymous: true
 steps:
@@ -76,7 +79,8 @@ async def world(tmp_path: Path, offices: list[str]) -> AsyncIterator[
         tuple[Store, Pipeline, list[Person], ManualClock]]:
     """People with veiledere at these offices (one person per entry), on a file database."""
     flows_dir = copy_flows(tmp_path)
-    (flows_dir / "relink_survey.yaml").write_text(SURVEY, encoding="utf-8")
+    # a survey of the test's own, in place of the shipped one (the report reads it)
+    (flows_dir / "first_meeting_survey.yaml").write_text(SURVEY, encoding="utf-8")
     flows: FlowSet = load_flows(flows_dir)
     store = await Store.open(tmp_path / "v.db")
     ids: dict[str, int] = {}
@@ -102,7 +106,7 @@ async def world(tmp_path: Path, offices: list[str]) -> AsyncIterator[
 
 async def answer(p: Pipeline, person: Person, clock: ManualClock, yes: bool = True) -> None:
     clock.now += timedelta(minutes=7)
-    await p.submit(FlowRequest("sms", person.phone, "relink_survey"))
+    await p.submit(FlowRequest("sms", person.phone, "first_meeting_survey"))
     await p.submit(Inbound("sms", person.phone, "ja" if yes else "nei", secrets.token_hex(8)))
     clock.now += timedelta(seconds=40)
     await p.submit(Inbound("sms", person.phone, marker(person.n), secrets.token_hex(8)))
@@ -132,7 +136,8 @@ async def old_design(tmp_path: Path, people: list[Person]) -> bytes:
                             "received_at) VALUES (?, 'sms', ?, NULL, ?)",
                             (p.n + 1, secrets.token_hex(8),
                              (NOW + timedelta(minutes=p.n)).isoformat()))
-            await write_anonymous(c, [AnonymousRow("relink_survey", "tekst", marker(p.n))], NOW)
+            await write_anonymous(c, [AnonymousRow("first_meeting_survey", "tekst",
+                                                   marker(p.n))], NOW)
     await store.close()
     return (tmp_path / "old.db").read_bytes()
 
@@ -365,3 +370,24 @@ def test_files_with_personal_data_are_for_the_owner_only(tmp_path: Path) -> None
     made = [db, Path(f"{db}.seal-key"), tmp_path / "copy.db", tmp_path / "me.json"]
     for f in made:
         assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+
+
+async def test_two_reports_cannot_be_subtracted(tmp_path: Path) -> None:
+    """(c) every report: only fixed periods that are over, so a report made later about the
+    same period is the same report, and the period going on now is never reported."""
+    async with world(tmp_path, ["NAV Gjøvik"] * 10) as (store, p, people, clock):
+        flows = p.flows
+        clock.now = NOW - timedelta(days=10)  # in the period before NOW (weeks 46-47)
+        for person in people[:5]:
+            await answer(p, person, clock)
+        first = await make_report(store, flows, NOW)
+        clock.now = NOW  # five more answer in the period going on now
+        for person in people[5:]:
+            await answer(p, person, clock)
+        later = await make_report(store, flows, NOW + timedelta(days=3))
+        with pytest.raises(PeriodError):
+            await make_report(store, flows, NOW, week=NOW.date())
+    assert first.survey_n == 5
+    made = "Laget"  # everything but the line that says when it was made
+    assert ([ln for ln in markdown(first).splitlines() if made not in ln]
+            == [ln for ln in markdown(later).splitlines() if made not in ln])

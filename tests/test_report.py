@@ -8,7 +8,7 @@ import io
 import os
 import subprocess
 import sys
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -20,7 +20,14 @@ from bot.app.demo import seed_demo
 from bot.engine.model import FlowSet
 from bot.reports.digest import make_report
 from bot.reports.formats import csv_text, html, markdown
-from bot.reports.report import HIDDEN, Period, period_of, protect
+from bot.reports.report import (
+    HIDDEN,
+    Period,
+    PeriodError,
+    period_containing,
+    period_of,
+    protect,
+)
 from bot.service.pipeline import FlowRequest, Inbound, Pipeline
 from bot.store import AnonymousRow, Store
 from bot.store.anonymous import write_anonymous
@@ -63,12 +70,23 @@ def test_no_hidden_count_can_be_worked_out(counts: list[int]) -> None:
         assert hidden == list(range(len(counts)))
 
 
-def test_periods_are_whole_weeks() -> None:
-    p = period_of(NOW, days=14)  # Monday 23 November (week 48): weeks 46 and 47
+def test_periods_are_fixed_and_over() -> None:
+    p = period_of(NOW)  # Monday 23 November (week 48): the last period that is over
     assert p.keys == ("2026-W46", "2026-W47")
     assert p.label() == "uke 46–47 2026 (9. november–22. november)"
     assert p.before().keys == ("2026-W44", "2026-W45")
-    assert period_of(NOW, since=date(2026, 11, 11)).keys == ("2026-W46", "2026-W47", "2026-W48")
+    # any day of a period names that period, and no period overlaps another
+    assert period_of(NOW, week=date(2026, 11, 11)) == p
+    assert period_of(NOW, week=date(2026, 11, 4)) == p.before()
+    for n in range(200):
+        day = date(2026, 1, 1) + timedelta(days=n)
+        q = period_containing(day)
+        assert q.first <= day <= q.last_day and q.weeks == 2
+        assert q == period_containing(q.first) == period_containing(q.last_day)
+    # the period going on now cannot be reported: a report a day later would differ from
+    # it by one day's answers
+    with pytest.raises(PeriodError, match="ikke over"):
+        period_of(NOW, week=date(2026, 11, 23))
     assert Period(date(2026, 12, 28), 2).keys == ("2026-W53", "2027-W01")
 
 
@@ -109,7 +127,7 @@ async def test_a_report_from_real_answers(store: Store, flows: FlowSet) -> None:
             await answer_survey(p, f"+479300{n:04d}",
                                 ["ja", "ja", "ja", "ja", "ja" if n < 2 else "nei", "ja", "3",
                                  "HOPP"])
-    rep = await make_report(store, flows, NOW, days=14)
+    rep = await make_report(store, flows, NOW)
     assert rep.summary[:3] == ["15 svarte på spørsmålene etter første møte.",
                                "15 av 15 ble spurt hva som er viktigst for dem nå.",
                                "15 av 15 fikk se planen sin og vite at de eier den."]
@@ -138,7 +156,7 @@ async def test_hidden_cells_and_offices(store: Store, flows: FlowSet) -> None:
                               "NAV Gjøvik" if n < 10 else "NAV Vestre Toten")]
     async with store.transaction() as c:
         await write_anonymous(c, rows, WEEK47)
-    rep = await make_report(store, flows, NOW, days=14)
+    rep = await make_report(store, flows, NOW)
     tel = next(q for q in rep.questions if q.key == "telefon")
     assert [c.count for c in tel.cells] == [None, None]  # 3 said no: both hidden
     assert not any("et nummer de kan ringe" in s for s in rep.summary)
@@ -146,9 +164,6 @@ async def test_hidden_cells_and_offices(store: Store, flows: FlowSet) -> None:
     text = markdown(rep)
     assert "| Ja | færre enn 5 |  | færre enn 5 |  |" in text
     assert "| Nei | færre enn 5 |  | færre enn 5 |  |" in text
-    only = await make_report(store, flows, NOW, days=14, office="NAV Vestre Toten")
-    assert only.survey_n is None
-    assert only.summary[0].startswith("Færre enn 5 svarte")
 
 
 async def test_feedback_is_grouped_by_topic_and_small_topics_pooled(store: Store,
@@ -158,12 +173,14 @@ async def test_feedback_is_grouped_by_topic_and_small_topics_pooled(store: Store
              AnonymousRow("feedback", "melding", "uten tema")]
     async with store.transaction() as c:
         await write_anonymous(c, rows, WEEK47)
-    rep = await make_report(store, flows, NOW, days=14)
+    rep = await make_report(store, flows, NOW)
     assert [(g.label, g.count) for g in rep.feedback] == [
         ("Aktiviteten min", 5), ("Andre tema (færre enn 5 hver)", None)]
     assert sorted(rep.feedback[1].texts) == ["penger", "uten tema"]
-    # fewer than 5 messages in all: none shown
-    rep = await make_report(store, flows, NOW, since=date(2026, 11, 23))
+    # fewer than 5 messages in all (the period before has 2): none shown
+    async with store.transaction() as c:
+        await write_anonymous(c, rows[5:], WEEK47 - timedelta(weeks=2))
+    rep = await make_report(store, flows, NOW, week=date(2026, 11, 2))
     assert rep.feedback == [] and rep.feedback_n is None
 
 
@@ -174,7 +191,7 @@ async def test_the_formats(store: Store, flows: FlowSet) -> None:
              for _ in range(5)]
     async with store.transaction() as c:
         await write_anonymous(c, rows, WEEK47)
-    rep = await make_report(store, flows, NOW, days=14)
+    rep = await make_report(store, flows, NOW)
     page = html(rep)
     assert "<script" not in page and "default-src 'none'" in page
     assert "&lt;b&gt;fint&lt;/b&gt; &amp; greit" in page  # texts are escaped
@@ -195,19 +212,26 @@ def veivis(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 async def test_the_command(store: Store, tmp_path: Path) -> None:
+    two_weeks_ago = datetime.now(UTC) - timedelta(weeks=2)  # in the last period that is over
     async with store.transaction() as c:
         await write_anonymous(c, [AnonymousRow("feedback", "melding", "hei")] * 6,
-                              datetime.now(UTC))
+                              two_weeks_ago)
     await store.close()
-    r = veivis("report", "--since", "1.1.2026", "--format", "md", "--db", store.path)
+    r = veivis("report", "--format", "md", "--db", store.path)
     assert r.returncode == 0, r.stderr
     assert "6 sendte en melding til ressursgruppa." in r.stdout
     out = tmp_path / "r.html"
-    r = veivis("report", "--period", "4w", "--format", "html", "--out", str(out), "--db",
-               store.path)
+    r = veivis("report", "--period", two_weeks_ago.strftime("%d.%m.%Y"), "--format", "html",
+               "--out", str(out), "--db", store.path)
     assert r.returncode == 0 and out.read_text(encoding="utf-8").startswith("<!doctype html>")
+    # the period going on now: refused, with a period that can be had
+    r = veivis("report", "--period", datetime.now(UTC).strftime("%d.%m.%Y"), "--db",
+               store.path)
+    assert r.returncode == 1 and "ikke over ennå" in r.stderr and "Traceback" not in r.stderr
     r = veivis("report", "--period", "lenge", "--db", store.path)
-    assert r.returncode == 2 and "is not a period" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    r = veivis("report", "--since", "1.1.2026", "--db", store.path)  # gone: reports overlapped
+    assert r.returncode == 2
 
 
 # -- in a real browser -----------------------------------------------------------------------------
@@ -231,7 +255,7 @@ async def test_the_html_renders_in_chromium_on_a_phone(store: Store, flows: Flow
     async with store.transaction() as c:
         await write_anonymous(c, rows, WEEK47)
     page = tmp_path / "rapport.html"
-    page.write_text(html(await make_report(store, flows, NOW, days=14)), encoding="utf-8")
+    page.write_text(html(await make_report(store, flows, NOW)), encoding="utf-8")
     got = await browser.render(CHROMIUM, page.as_uri(), evaluate={
         "text": "document.body.innerText",
         "overflow": "document.documentElement.scrollWidth - window.innerWidth",

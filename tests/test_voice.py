@@ -87,7 +87,7 @@ async def seed_answers(store: Store) -> None:
             for _ in range(6)]
     rows += [AnonymousRow("feedback", "melding_mote", f"melding {i}") for i in range(5)]
     async with store.transaction() as c:
-        await write_anonymous(c, rows, datetime(2026, 11, 11, 10, tzinfo=UTC))  # week 46
+        await write_anonymous(c, rows, datetime(2026, 11, 4, 10, tzinfo=UTC))  # week 45
 
 
 async def test_the_digest_is_delivered_once_per_period(tmp_path: Path, flows: FlowSet) -> None:
@@ -104,19 +104,19 @@ async def test_the_digest_is_delivered_once_per_period(tmp_path: Path, flows: Fl
         rep = await job.catch_up(datetime(2026, 11, 18, 9, tzinfo=UTC))  # missed: made now
         assert rep is not None
         await bot.shutdown()
-    page = (tmp_path / "rapporter" / "veivis-rapport-2026-W45-W46.html").read_text()
+    page = (tmp_path / "rapporter" / "veivis-rapport-2026-W44-W45.html").read_text()
     assert "6 svarte på spørsmålene etter første møte." in page
     assert fake.texts_to("-100200") == [
-        "Veivis: hva unge sier, uke 45–46 2026 (2. november–15. november)\n\n"
+        "Veivis: hva unge sier, uke 44–45 2026 (26. oktober–8. november)\n\n"
         "6 svarte på spørsmålene etter første møte.\n"
         "6 av 6 fikk et nummer de kan ringe eller sende SMS til.\n"
         "5 sendte en melding til ressursgruppa."]
     [(chat, name, data, caption)] = fake.documents
-    assert (chat, name) == ("-100200", "veivis-rapport-2026-W45-W46.html")
+    assert (chat, name) == ("-100200", "veivis-rapport-2026-W44-W45.html")
     assert data.decode() == page and caption.startswith("Hele rapporten")
     sms = await store.fetchall("SELECT text FROM outbox WHERE address = ?", (COORDINATOR,))
-    assert sms == [("Veivis: rapporten for ressursgruppa er klar (uke 45–46 2026 (2. november–"
-                    "15. november)). 6 svarte på spørsmålene etter første møte.",)]
+    assert sms == [("Veivis: rapporten for ressursgruppa er klar (uke 44–45 2026 (26. oktober–"
+                    "8. november)). 6 svarte på spørsmålene etter første møte.",)]
     # the same period again (a restart, a second run): nothing more
     assert await job.run(monday) is None
     assert await job.catch_up(datetime(2026, 11, 30, 9, tzinfo=UTC)) is None  # before 12.00

@@ -44,6 +44,7 @@ from bot.phone import PhoneError, mask_address, normalise_phone, pretty_phone
 from bot.reports import announce
 from bot.reports.digest import make_report
 from bot.reports.formats import FORMATS
+from bot.reports.report import PeriodError
 from bot.service.clock import system_clock
 from bot.service.meetings import user_id_by_phone
 from bot.service.pipeline import FlowRequest, Inbound, Pipeline
@@ -362,19 +363,13 @@ def cmd_backup(args: argparse.Namespace) -> int:
     return 0
 
 
-def _days(text: str) -> int:
-    m = re.fullmatch(r"\s*(\d{1,3})\s*(d|dager|days?|u|uker|w|weeks?)?\s*", text.lower())
-    if not m or int(m.group(1)) == 0:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a period; write it like 14d or 4w")
-    return int(m.group(1)) * (7 if (m.group(2) or "d")[0] in "uw" else 1)
-
-
 def cmd_report(args: argparse.Namespace) -> int:
-    """The report for the resource group, from the anonymous answers."""
-    since = None
-    if args.since:
+    """The report for the resource group, from the anonymous answers: one fixed 14-day period
+    that is over."""
+    week = None
+    if args.period:
         try:
-            since = parse_day(args.since, system_clock())
+            week = parse_day(args.period, system_clock())
         except WhenError as e:
             print(f"veivis report: {e}", file=sys.stderr)
             return 2
@@ -388,13 +383,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     async def go() -> str:
         store = await Store.open(args.db)
         try:
-            rep = await make_report(store, flows, system_clock(), days=args.period,
-                                    since=since, office=args.office)
+            rep = await make_report(store, flows, system_clock(), week=week)
         finally:
             await store.close()
         return FORMATS[args.format](rep)
 
-    text = asyncio.run(go())
+    try:
+        text = asyncio.run(go())
+    except PeriodError as e:
+        print(f"veivis report: {e}", file=sys.stderr)
+        return 1
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
         print(f"wrote {args.out}")
@@ -489,11 +487,9 @@ def build_parser() -> argparse.ArgumentParser:
     obl.add_argument("--db", default=default_db())
     obl.set_defaults(func=lambda a: asyncio.run(_outbox_list(a)))
     rp = sub.add_parser("report", help="the report for the resource group (anonymous answers)")
-    when = rp.add_mutually_exclusive_group()
-    when.add_argument("--since", metavar="DATE", help="from the week of DATE through this week")
-    when.add_argument("--period", type=_days, default=14, metavar="14d",
-                      help="that many days of whole weeks before this one (default 14d)")
-    rp.add_argument("--office", help="only this office")
+    rp.add_argument("--period", metavar="DATE",
+                    help="the fixed 14-day period DATE falls in (it must be over); default: "
+                         "the latest period that is over")
     rp.add_argument("--format", choices=sorted(FORMATS), default="md")
     rp.add_argument("--out", metavar="FILE", help="write here instead of to the screen")
     rp.add_argument("--db", default=default_db())

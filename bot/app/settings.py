@@ -55,9 +55,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SMS_RATE", "1", "SMS per second (Twilio's limit for your sender)"),
     Setting("OUTBOX_MAX_TRIES", "6", "tries before a message is marked failed"),
     Setting("SEND_TIMEOUT", "15", "seconds to wait for a provider to answer one send"),
-    Setting("DIGEST_SCHEDULE", "day_of_week=mon week=*/2 hour=12 minute=0",
-            "when the report for the resource group is made (APScheduler cron fields, Oslo "
-            "time; default Mondays 12.00 in odd ISO weeks); it covers the two full weeks before"),
+    Setting("DIGEST_SCHEDULE", "day_of_week=mon hour=12 minute=0",
+            "when Veivis looks for a finished report period (APScheduler cron fields, Oslo "
+            "time; default Mondays 12.00); each fixed 14-day period is reported once, the "
+            "first time this runs after it is over"),
     Setting("DIGEST_FOLDER", "", "folder the report (HTML) is saved in; empty: none"),
     Setting("DIGEST_TELEGRAM_CHAT", "", "chat id of the resource group's Telegram group: "
             "gets the summary and the HTML file; empty: none"),

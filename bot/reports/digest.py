@@ -15,19 +15,21 @@ from telegram import Bot, InputFile
 
 from bot.engine.model import FlowSet
 from bot.reports.formats import html
-from bot.reports.report import AnonRow, Period, Report, build, period_of
+from bot.reports.report import AnonRow, Period, Report, build, last_finished, period_of
 from bot.store.protocol import Database
 
 log = logging.getLogger(__name__)
 
 
 async def make_report(store: Database, flows: FlowSet, now: datetime, *,
-                      period: Period | None = None, days: int | None = None,
-                      since: date | None = None, office: str | None = None) -> Report:
-    p = period or period_of(now, days=days, since=since)
+                      period: Period | None = None, week: date | None = None) -> Report:
+    """The report of one fixed period that is over (the latest, or the one `week` falls in),
+    compared with the period before. Never of an unfinished period, never of a part of the
+    region: two reports can then never be subtracted to show what one of them hid."""
+    p = period or period_of(now, week=week)
     rows = [AnonRow(*r) for r in await store.anonymous_counts(p.keys)]
     before = [AnonRow(*r) for r in await store.anonymous_counts(p.before().keys)]
-    return build(flows, rows, before, p, now, office)
+    return build(flows, rows, before, p, now)
 
 
 @dataclass
@@ -48,7 +50,7 @@ class DigestJob:
     async def run(self, fire_time: datetime) -> Report | None:
         """Make and deliver the digest for the period before `fire_time`; None if it was
         made already."""
-        period = period_of(fire_time, days=14)
+        period = last_finished(fire_time)
         key = f"{period.keys[0]}..{period.keys[-1]}"
         if await self.store.digest_made(key):
             return None

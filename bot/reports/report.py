@@ -79,16 +79,38 @@ def _day(d: date) -> str:
     return f"{d.day}. {_MONTHS[d.month - 1]}"
 
 
-def period_of(now: datetime, *, days: int | None = None, since: date | None = None) -> Period:
-    """`days`: that many days of whole weeks before this week (14: the last two full weeks).
-    `since`: from the week of that day through this week."""
-    today = now.astimezone(OSLO).date()
-    monday = today - timedelta(days=today.weekday())
-    if since is not None:
-        first = since - timedelta(days=since.weekday())
-        return Period(first, max(1, (monday - first).days // 7 + 1))
-    weeks = max(1, -(-(days or 14) // 7))
-    return Period(monday - timedelta(weeks=weeks), weeks)
+# Reports cover fixed 14-day periods only, counted from this Monday (so the periods in 2026
+# are weeks 46–47, 48–49, ...), and only periods that are over. No two reports overlap, so
+# none can be subtracted from another to show what one of them hid.
+EPOCH = date(2024, 1, 8)
+PERIOD_WEEKS = 2
+
+
+def period_containing(day: date) -> Period:
+    """The fixed period that `day` falls in."""
+    n = (day - EPOCH).days // (7 * PERIOD_WEEKS)
+    return Period(EPOCH + timedelta(weeks=PERIOD_WEEKS * n), PERIOD_WEEKS)
+
+
+def last_finished(now: datetime) -> Period:
+    """The latest fixed period that is over by `now` (Oslo time)."""
+    return period_containing(now.astimezone(OSLO).date()).before()
+
+
+class PeriodError(ValueError):
+    """A period that cannot be reported, in words a coordinator can act on."""
+
+
+def period_of(now: datetime, *, week: date | None = None) -> Period:
+    """The period to report: the latest one that is over, or the fixed period that the day
+    `week` falls in, which must be over too (an unfinished period is never reported)."""
+    if week is None:
+        return last_finished(now)
+    p = period_containing(week)
+    if p.last_day >= now.astimezone(OSLO).date():
+        raise PeriodError(f"perioden {p.label()} er ikke over ennå; velg en periode som er "
+                          f"ferdig, for eksempel {last_finished(now).label()}")
+    return p
 
 
 # -- small-group protection ---------------------------------------------------------------------
