@@ -391,3 +391,23 @@ async def test_two_reports_cannot_be_subtracted(tmp_path: Path) -> None:
     made = "Laget"  # everything but the line that says when it was made
     assert ([ln for ln in markdown(first).splitlines() if made not in ln]
             == [ln for ln in markdown(later).splitlines() if made not in ln])
+
+
+async def test_a_crash_between_the_answer_and_the_release_loses_nothing(
+        tmp_path: Path) -> None:
+    async with world(tmp_path, ["NAV Gjøvik"] * 5) as (store, p, people, clock):
+        for person in people[:4]:
+            await answer(p, person, clock)
+        release = Store.release_anonymous
+
+        async def crash(self: Store, now: object) -> int:
+            raise RuntimeError("killed before the release")
+        Store.release_anonymous = crash  # type: ignore[method-assign,assignment]
+        try:
+            await answer(p, people[4], clock)  # the fifth answer is committed, then a crash
+        finally:
+            Store.release_anonymous = release  # type: ignore[method-assign]
+        assert await store.fetchall("SELECT COUNT(*) FROM anonymous_answers") == [(0,)]
+        await p.stop()
+        await p.start()  # the restart releases what waited
+        assert await store.fetchall("SELECT COUNT(*) FROM anonymous_answers") == [(10,)]

@@ -126,8 +126,19 @@ class Pipeline:
         self.trace: list[StepInputs] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
+    async def _release(self, now: datetime) -> None:
+        """Release what enough people answered. The batch is committed already: a failure
+        here loses nothing (the answers wait, sealed) and is tried again with the next
+        anonymous answer and at every start."""
+        try:
+            await self.store.release_anonymous(now)
+        except Exception:
+            log.exception("releasing anonymous answers failed; they wait in the pool")
+
     async def start(self) -> None:
         if self._worker is None:
+            # answers pooled before a crash that came between their batch and the release
+            await self._release(self.clock())
             self._worker = asyncio.create_task(self._run(), name="veivis-pipeline")
 
     async def stop(self) -> None:
@@ -236,7 +247,7 @@ class Pipeline:
                                 for uid, st in w.states.items() if uid not in w.erased}
             await b.write(w.changes)
         if w.changes.anonymous:
-            await self.store.release_anonymous(now)
+            await self._release(now)
         if w.changes.erased or self.store.history_pending:
             await self.store.forget_history()
         self.batches += 1
