@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -425,12 +426,16 @@ class Store(Queries):
         in the WAL's old frames. Never waits: while a reader (a backup, a report, an sqlite3
         shell) holds an old snapshot the checkpoint cannot finish, so it says so (False) and
         `history_pending` stays set; the pipeline and the scheduler's tick try again."""
-        await self._conn.execute("PRAGMA busy_timeout = 0")
-        try:
-            async with self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cur:
-                row = await cur.fetchone()
-        finally:
-            await self._conn.execute("PRAGMA busy_timeout = 5000")
+        row = None
+        async with self._tx_lock:  # never in the middle of another task's transaction
+            await self._conn.execute("PRAGMA busy_timeout = 0")
+            try:
+                async with self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cur:
+                    row = await cur.fetchone()
+            except sqlite3.OperationalError as e:  # locked: the same as busy, try later
+                log.info("WAL checkpoint postponed: %s", e)
+            finally:
+                await self._conn.execute("PRAGMA busy_timeout = 5000")
         done = row is not None and int(row[0]) == 0
         if done:
             if self.history_pending:
