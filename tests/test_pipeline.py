@@ -17,7 +17,7 @@ from bot.service.pipeline import FlowRequest, Inbound, Pipeline
 from bot.store import Store
 from bot.store.migrations import MIGRATIONS
 
-from .conftest import NOW, ManualClock
+from .conftest import NOW, ManualClock, said_yes
 
 U = DEMO_USER_PHONE
 
@@ -30,6 +30,7 @@ async def open_seeded(path: Path) -> Store:
     store = await Store.open(path)
     if store.created:
         await seed_demo(store, NOW)
+        await said_yes(store)  # the welcome is answered
     return store
 
 

@@ -40,7 +40,7 @@ from bot.store import AnonymousRow, Store
 from bot.store.anonymous import write_anonymous
 
 from . import browser
-from .conftest import NOW, ROOT, ManualClock
+from .conftest import NOW, ROOT, ManualClock, said_yes
 
 WEEK47 = datetime(2026, 11, 18, 11, 0, tzinfo=UTC)  # Wednesday of week 47
 WEEK45 = datetime(2026, 11, 4, 11, 0, tzinfo=UTC)
@@ -99,12 +99,14 @@ def test_periods_are_fixed_and_over() -> None:
 # -- through the pipeline ------------------------------------------------------------------------
 
 async def answer_survey(p: Pipeline, phone: str, answers: list[str]) -> None:
+    await said_yes(p.store, phone, "sms")
     await p.submit(FlowRequest("sms", phone, "first_meeting_survey"))
     for i, t in enumerate(["ja", *answers]):
         await p.submit(Inbound("sms", phone, t, f"{phone}-s{i}"))
 
 
 async def send_feedback(p: Pipeline, phone: str, topic: str, text: str) -> None:
+    await said_yes(p.store, phone, "sms")
     await p.submit(FlowRequest("sms", phone, "feedback"))
     await p.submit(Inbound("sms", phone, topic, f"{phone}-f1"))
     await p.submit(Inbound("sms", phone, text, f"{phone}-f2"))
