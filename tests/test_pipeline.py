@@ -78,6 +78,7 @@ async def test_anonymous_answers_leave_no_text_behind(tmp_path: Path, flows: Flo
     phones = [U] + [f"+4790000{n:03d}" for n in range(4)]
     async with Pipeline(store, flows, clock) as p:
         for k, phone in enumerate(phones):
+            await said_yes(store, phone)
             await p.submit(FlowRequest("console", phone, "first_meeting_survey"))
             for i, t in enumerate(["ja", "ja", "nei", "ja", "ja", "ja", "ja", "4", secret]):
                 await p.submit(Inbound("console", phone, t, f"a{k}-{i}"))
