@@ -134,6 +134,35 @@ async def _drive(proc: asyncio.subprocess.Process, url: str, width: int, height:
     return out
 
 
+# What sticks out, measured as a person sees it: the right edge of every element and every piece
+# of text (a long word can overflow the box that holds it), and how far any text in a chart
+# goes past the chart (an SVG clips it). `document.documentElement.scrollWidth -
+# window.innerWidth` is no test: a phone browser zooms out to fit a page that is too wide, and
+# then innerWidth grows with it.
+LAYOUT = """(() => {
+  const out = {right: 0, left: 0, widest: '', clipped: 0, clippedText: ''};
+  const note = (r, what) => {
+    if (!r.width) return;
+    if (r.right > out.right) { out.right = r.right; out.widest = what; }
+    out.left = Math.min(out.left, r.left);
+  };
+  for (const e of document.querySelectorAll('body *'))
+    note(e.getBoundingClientRect(), '<' + e.tagName.toLowerCase() + '>');
+  const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while (walk.nextNode()) {
+    const range = document.createRange();
+    range.selectNodeContents(walk.currentNode);
+    note(range.getBoundingClientRect(), JSON.stringify(walk.currentNode.textContent.slice(0, 60)));
+  }
+  for (const t of document.querySelectorAll('svg text')) {
+    const box = t.closest('svg').getBoundingClientRect(), r = t.getBoundingClientRect();
+    const over = Math.max(r.right - box.right, box.left - r.left);
+    if (over > out.clipped) { out.clipped = over; out.clippedText = t.textContent; }
+  }
+  return out;
+})()"""
+
+
 def artifact_dir() -> Path:
     """Where tests leave files for people to look at (CI keeps them)."""
     p = Path(os.environ.get("VEIVIS_ARTIFACTS", Path(__file__).resolve().parent.parent /

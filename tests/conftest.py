@@ -10,7 +10,7 @@ import pytest
 from bot.app.config import Config, load_config
 from bot.app.demo import DEMO_USER_PHONE, seed_demo
 from bot.engine import load
-from bot.engine.model import FlowSet
+from bot.engine.model import FlowSet, Kind
 from bot.service.pipeline import Inbound, Pipeline
 from bot.store import Store
 
@@ -57,6 +57,50 @@ def copy_flows(tmp_path: Path, file: str | None = None, old: str = "", new: str 
     return flows
 
 
+async def said_yes(store: Store, phone: str = DEMO_USER_PHONE, channel: str = "console") -> None:
+    """This person has answered the welcome with a yes, as the pipeline keeps it: on the user
+    and in their conversation (a new person is registered first). Until then, whatever the
+    service starts waits for the welcome: tests/test_young_user.py."""
+    if not await store.fetchall("SELECT 1 FROM users WHERE phone = ?", (phone,)):
+        await store.add_user(phone=phone, channel=channel, first_name=None, last_name=None,
+                             veileder_id=None, now=NOW)
+    async with store.transaction() as c:
+        await c.execute("UPDATE users SET consent = 1 WHERE phone = ?", (phone,))
+        await c.execute(
+            "INSERT INTO conversations (user_id, state, updated_at) "
+            "SELECT id, '{\"consent\": true}', created_at FROM users WHERE phone = ? "
+            "ON CONFLICT (user_id) DO UPDATE SET state = json_set(state, '$.consent', "
+            "json('true'))", (phone,))
+
+
+def yes_to_welcome(flows: FlowSet) -> list[str]:
+    """What a person types to get through the shipped welcome with a yes, whatever its
+    questions are now: the first option of a choice, «ja» to a yes/no, a word to a text."""
+    welcome = flows.get("welcome")
+    assert welcome is not None
+    typed: list[str] = []
+    st = welcome.first
+    for _ in range(len(welcome.steps)):
+        value = None
+        if st.kind is Kind.CHOICE:
+            typed.append("1")
+            value = st.options[0].value
+        elif st.kind is Kind.YESNO:
+            typed.append("ja")
+            value = "ja"
+        elif st.kind is not None:
+            typed.append(str(st.min if st.min is not None else 1) if st.kind in (
+                Kind.SCALE, Kind.NUMBER) else "hei")
+        if st.end or st.start_flow:
+            break
+        target = dict(st.routes).get(value or "") or st.next
+        nxt = welcome.step(target) if target else welcome.following(st.id)
+        if nxt is None:
+            break
+        st = nxt
+    return typed
+
+
 def config_from(path: Path, text: str) -> Config:
     """A configuration file with this text, loaded; it must have no mistakes."""
     path.write_text(text, encoding="utf-8")
@@ -100,8 +144,7 @@ async def d(tmp_path: Path, flows: FlowSet, clock: ManualClock) -> AsyncIterator
     await seed_demo(store, NOW)
     office = await store.add_office("NAV Gjøvik")
     await store.add_veileder("Ola Hansen", OLA, office)
-    async with store.transaction() as c:
-        await c.execute("UPDATE users SET consent = 1")
+    await said_yes(store)
     desk = Desk(store, flows, clock)
     await desk.pipeline.start()
     yield desk

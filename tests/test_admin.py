@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from bot.engine.model import FlowSet
+
+from .conftest import yes_to_welcome
 from .test_cli import veivis
 
 
@@ -19,11 +22,11 @@ def test_register_list_move_cancel(tmp_path: Path) -> None:
     ok("veileder", "add", "Ola Nordmann", "400 11 111", "--office", "NAV Østre Toten", "--db", db)
     ok("user", "add", "912 00 000", "--name", "Ali Khan", "--veileder", "40011111", "--db", db)
     out = ok("meeting", "add", "91200000", "24.11.2027", "10:00", "NAV", "Gjøvik", "--db", db)
-    assert out.strip() == "meeting 1: onsdag 24.11 kl. 10.00, NAV Gjøvik"
+    assert out.strip() == "meeting 1: onsdag 24.11.2027 kl. 10.00, NAV Gjøvik"  # far: the year
     listing = ok("meeting", "list", "--db", db)
     assert "first" in listing and "Ali Khan" in listing and "ikke svart" in listing
     ok("meeting", "move", "1", "25.11.2027", "kl", "12", "--db", db)
-    assert "torsdag 25.11 kl. 12.00" in ok("meeting", "list", "--db", db)
+    assert "torsdag 25.11.2027 kl. 12.00" in ok("meeting", "list", "--db", db)
     ok("meeting", "cancel", "1", "--db", db)
     assert ok("meeting", "list", "--db", db).strip() == "no meetings"
     assert "AVLYST" in ok("meeting", "list", "--all", "--db", db)
@@ -67,12 +70,15 @@ def test_csv_import_is_all_or_nothing_with_line_numbers(tmp_path: Path) -> None:
     assert kinds == ["first", "followup"]
 
 
-def test_chat_clock_fires_reminders_as_it_passes_them(tmp_path: Path) -> None:
+def test_chat_clock_fires_reminders_as_it_passes_them(tmp_path: Path, flows: FlowSet) -> None:
+    welcome = yes_to_welcome(flows)  # the demo user is new: the welcome comes first
     p = veivis("chat", "--db", str(tmp_path / "c.db"), "--json", "--now", "2026-11-23 12:00",
-               stdin="/tid +6h\nja\n/tid +1d\n")
+               stdin="\n".join([*welcome, "/tid +6h", "ja", "/tid +1d", ""]))
     assert p.returncode == 0, p.stderr
     texts = [json.loads(line)["text"] for line in p.stdout.splitlines()]
-    assert texts[0].startswith("Hei Sara! Du skal ha ditt første møte")  # due at once
+    first = flows.get("welcome")
+    assert first is not None and texts[0] == first.first.text
+    assert any(t.startswith("Hei Sara! Du skal ha ditt første møte") for t in texts)
     assert any(t.startswith("Hei Sara! Husk møtet") for t in texts)  # 18.00 the day before
     assert texts[-1].startswith("Hei! Du hadde nettopp ditt første møte")  # the survey
 

@@ -9,7 +9,7 @@ from bot.engine.model import FlowSet
 from bot.service.pipeline import FlowRequest, Inbound, Pipeline
 from bot.store import Store
 
-from .conftest import ManualClock
+from .conftest import ManualClock, said_yes
 
 FEEDBACK = "Kurset ligger for langt unna og bussen går sjelden"
 COMMENT = "Hun var grei men kom sent"
@@ -22,6 +22,7 @@ async def test_row_order_does_not_follow_the_order_of_answers(
     async with Pipeline(store, flows, clock) as p:
         for n in range(40):
             phone = f"+4790000{n:03d}"
+            await said_yes(store, phone, "sms")
             await p.submit(FlowRequest("sms", phone, "feedback"))
             await p.submit(Inbound("sms", phone, "4", f"{n}a"))
             await p.submit(Inbound("sms", phone, f"melding nummer {n:02d}", f"{n}b"))

@@ -14,7 +14,7 @@ from bot.engine.runtime import Crisis
 from bot.service.pipeline import FlowRequest, Inbound, Pipeline
 from bot.store import Store
 
-from .conftest import NOW, ManualClock, copy_flows
+from .conftest import NOW, ManualClock, copy_flows, said_yes
 
 CRISIS = ["jeg vil ikke leve mer", "Jeg vil ikke leve mer.", "JEG VIL DØ", "vil bare dø 😢",
           "tenker på å ta livet mitt", "har lyst å ta livet av meg", "selvmord",
@@ -70,6 +70,7 @@ async def test_pipeline_logs_the_signal_without_the_text(tmp_path: Path, flows: 
     caplog.set_level(logging.INFO)
     store = await Store.open(tmp_path / "c.db")
     await seed_demo(store, NOW)
+    await said_yes(store)  # (else the welcome comes before the survey)
     async with Pipeline(store, flows, clock) as p:
         await p.submit(FlowRequest("console", DEMO_USER_PHONE, "first_meeting_survey"))
         h = await p.submit(Inbound("console", DEMO_USER_PHONE, "jeg vil ikke leve mer", "k1"))

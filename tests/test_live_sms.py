@@ -12,7 +12,7 @@ from bot.app.demo import DEMO_USER_PHONE, DEMO_VEILEDER_PHONE, seed_demo
 from bot.store import Store
 from bot.timing.planner import OSLO
 
-from .conftest import NOW
+from .conftest import NOW, said_yes
 from .fakes import FakeTwilio
 from .livekit import PUBLIC, SID, Live, sms_live
 
@@ -29,6 +29,7 @@ def oslo(d: int, h: int, mi: int = 0) -> datetime:
 
 async def seed(store: Store) -> None:
     await seed_demo(store, NOW, channel="sms")  # first meeting Tuesday 24.11 10.00
+    await said_yes(store)  # the welcome before it: tests/test_young_user.py
 
 
 async def say(live: Live, fake: FakeTwilio, text: str) -> list[str]:

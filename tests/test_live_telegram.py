@@ -87,7 +87,8 @@ async def linked_chat(live: Live, fake: FakeTelegram, webhook: bool = False) -> 
     code = link.split("=", 1)[1]
     chat = Chat(live, fake, webhook=webhook)
     got = await chat.say(f"/start {code}")
-    assert got[0].startswith("Hei! Jeg er Veivis")  # the welcome asks for consent
+    assert got[0].startswith("Hei! Jeg er Veivis")  # the welcome: language, then consent
+    await chat.say("1")
     await chat.say("ja")
     return chat
 

@@ -17,7 +17,7 @@ from bot.service.pipeline import FlowRequest, Inbound, Pipeline
 from bot.store import Store
 from bot.store.migrations import MIGRATIONS
 
-from .conftest import NOW, ManualClock
+from .conftest import NOW, ManualClock, said_yes
 
 U = DEMO_USER_PHONE
 
@@ -30,6 +30,7 @@ async def open_seeded(path: Path) -> Store:
     store = await Store.open(path)
     if store.created:
         await seed_demo(store, NOW)
+        await said_yes(store)  # the welcome is answered
     return store
 
 
@@ -77,6 +78,7 @@ async def test_anonymous_answers_leave_no_text_behind(tmp_path: Path, flows: Flo
     phones = [U] + [f"+4790000{n:03d}" for n in range(4)]
     async with Pipeline(store, flows, clock) as p:
         for k, phone in enumerate(phones):
+            await said_yes(store, phone)
             await p.submit(FlowRequest("console", phone, "first_meeting_survey"))
             for i, t in enumerate(["ja", "ja", "nei", "ja", "ja", "ja", "ja", "4", secret]):
                 await p.submit(Inbound("console", phone, t, f"a{k}-{i}"))

@@ -41,7 +41,7 @@ from bot.service.pipeline import FlowRequest, Inbound, Pipeline
 from bot.store import Store
 from bot.store.anonymous import REGION, AnonymousRow, write_anonymous
 
-from .conftest import NOW, ROOT, ManualClock, copy_flows
+from .conftest import NOW, ROOT, ManualClock, copy_flows, said_yes
 
 SURVEY = """\
 id: first_meeting_survey
@@ -93,6 +93,7 @@ async def world(tmp_path: Path, offices: list[str]) -> AsyncIterator[
         p = Person(n, f"+479100{n:04d}", f"Navn{n:02d}", office)
         await store.add_user(phone=p.phone, channel="sms", first_name=p.name,
                              last_name="Etternavn", veileder_id=ids[office], now=NOW)
+        await said_yes(store, p.phone)  # the welcome is answered
         people.append(p)
     clock = ManualClock(NOW)
     pipeline = Pipeline(store, flows, clock)

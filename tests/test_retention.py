@@ -10,13 +10,14 @@ from bot.engine.model import FlowSet
 from bot.service.pipeline import FlowRequest, Inbound, Pipeline
 from bot.store import Store
 
-from .conftest import NOW, ManualClock
+from .conftest import NOW, ManualClock, said_yes
 
 
 async def test_old_logs_and_meetings_go_anonymous_rows_stay(tmp_path: Path, flows: FlowSet,
                                                             clock: ManualClock) -> None:
     store = await Store.open(tmp_path / "r.db")
     await seed_demo(store, NOW)
+    await said_yes(store)
     async with Pipeline(store, flows, clock) as p:
         await p.submit(Inbound("console", DEMO_USER_PHONE, "hei", "old1"))
         await p.submit(FlowRequest("console", DEMO_USER_PHONE, "first_meeting_survey"))
@@ -46,6 +47,7 @@ async def test_apscheduler_wakes_the_ticker(tmp_path: Path, flows: FlowSet,
 
     store = await Store.open(tmp_path / "s.db")
     await seed_demo(store, clock.now)  # its preparation is due now
+    await said_yes(store)  # (else the welcome comes first)
     async with Pipeline(store, flows, clock) as p:
         sched = start_scheduler(Ticker(store, p, clock))
         try:

@@ -20,7 +20,7 @@ from bot.store import AnonymousRow, Store
 from bot.store.anonymous import write_anonymous
 from bot.timing.planner import OSLO
 
-from .conftest import NOW, ROOT, ManualClock
+from .conftest import NOW, ROOT, ManualClock, said_yes
 from .fakes import FakeTelegram
 from .livekit import TOKEN
 
@@ -33,6 +33,7 @@ def veivis(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
 
 
 async def feedback(p: Pipeline, phone: str, text: str, hear_back: str) -> None:
+    await said_yes(p.store, phone, "sms")
     await p.submit(FlowRequest("sms", phone, "feedback"))
     for i, t in enumerate(["1", text, hear_back]):
         await p.submit(Inbound("sms", phone, t, f"{phone}-{i}"))

@@ -31,7 +31,7 @@ def oslo(y: int, mo: int, d: int, h: int, mi: int = 0) -> datetime:
     ("24.11. kl 10", oslo(2026, 11, 24, 10)),
     ("24/11 10.00", oslo(2026, 11, 24, 10)),
     ("1.12 kl 8", oslo(2026, 12, 1, 8)),
-    ("20.11 kl 10", oslo(2027, 11, 20, 10)),  # passed this year: next year
+    ("5.1 kl 10", oslo(2027, 1, 5, 10)),  # passed this year, and next year is near
     ("24.11.2026 10:00", oslo(2026, 11, 24, 10)),
     ("3.1.27 kl 12", oslo(2027, 1, 3, 12)),
     ("2026-12-01 09:00", oslo(2026, 12, 1, 9)),
@@ -51,6 +51,11 @@ def test_parse_when(text: str, expected: datetime | None) -> None:
 @pytest.mark.parametrize(("text", "reason"), [
     ("kl 10", "no date"), ("i morgen", "no time"), ("31.11 kl 10", "no date 31.11"),
     ("24.11 kl 25", "no time"), ("snart", "no date"), ("i morgen kl 10 kanskje", "kanskje"),
+    # passed: asked back, never booked a year later in silence
+    ("20.11 kl 10", "20.11 har vært. Mente du 20.11.2027?"),
+    ("1.6 kl 10", "1.6 har vært. Mente du 1.6.2027?"),
+    ("i dag kl 9", "mandag 23.11 kl. 09.00 har vært"),
+    ("23.11.2026 kl 11.59", "har vært"), ("2025-12-01 10:00", "har vært"),
 ])
 def test_parse_when_errors_say_why(text: str, reason: str) -> None:
     with pytest.raises(WhenError, match=reason):

@@ -49,6 +49,7 @@ async def user_add(store: Database, a: argparse.Namespace) -> str:
     phone = normalise_phone(a.phone)
     if await store.user_exists(phone):
         raise Problem(f"{pretty_phone(phone)} is already registered")
+    await meetings.not_a_work_phone(store, phone)
     first, _, last = (a.name or "").strip().partition(" ")
     await store.add_user(phone=phone, channel=a.channel, first_name=first or None,
                          last_name=last or None, veileder_id=await _veileder_id(store, a.veileder),
@@ -67,6 +68,7 @@ async def veileder_add(store: Database, a: argparse.Namespace) -> str:
     phone = normalise_phone(a.phone)
     if await store.veileder_id(phone) is not None:
         raise Problem(f"{pretty_phone(phone)} is already a veileder's work phone")
+    await meetings.not_a_young_person(store, phone)
     office = await store.add_office(a.office)
     await store.add_veileder(a.name, phone, office)
     where = ""
@@ -188,14 +190,14 @@ async def meeting_add(store: Database, a: argparse.Namespace) -> str:
     where: str | None = a.place or place
     mid = await meetings.register(store, phone=normalise_phone(a.phone), starts_at=when,
                                   place=where, first=first, now=now, rules=a.rules)
-    return f"meeting {mid}: {describe(when)}" + (f", {where}" if where else "")
+    return f"meeting {mid}: {describe(when, now)}" + (f", {where}" if where else "")
 
 
 async def meeting_move(store: Database, a: argparse.Namespace) -> str:
     now = system_clock()
     when, place = split_when_place(" ".join(a.when), now)
     await meetings.move(store, a.id, when, a.place or place, now, a.rules)
-    return f"meeting {a.id} moved to {describe(when)}; the young person is told"
+    return f"meeting {a.id} moved to {describe(when, now)}; the young person is told"
 
 
 async def meeting_cancel(store: Database, a: argparse.Namespace) -> str:
@@ -205,8 +207,10 @@ async def meeting_cancel(store: Database, a: argparse.Namespace) -> str:
 
 async def meeting_list(store: Database, a: argparse.Namespace) -> str:
     rows = await store.list_meetings(include_cancelled=a.all)
+    now = system_clock()
     return "\n".join(
-        f"{r.id:5} {describe(r.starts_at):26} {r.kind:8} {pretty_phone(r.user_phone or '-'):12}"
+        f"{r.id:5} {describe(r.starts_at, now):26} {r.kind:8} "
+        f"{pretty_phone(r.user_phone or '-'):12}"
         f" {r.user_name or '-':18} {r.place or '-':18} "
         f"{'AVLYST' if r.status == 'cancelled' else REPLIES.get(r.reply or '', 'ikke svart')}"
         for r in rows) or "no meetings"

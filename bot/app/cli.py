@@ -132,6 +132,8 @@ async def _read_line(interactive: bool) -> str | None:
 
 
 async def chat(args: argparse.Namespace) -> int:
+    if not args.verbose:  # the chat window shows what the young person sees: no developer logs
+        logging.getLogger().setLevel(logging.CRITICAL)
     flows = load_flows_or_explain(Path(args.flows) if args.flows else default_flows_dir())
     if flows is None:
         return 1
@@ -173,7 +175,7 @@ async def chat(args: argparse.Namespace) -> int:
             # a preview shows one flow; otherwise what is due fires as the clock passes it
             scheduled = not args.flow
             if args.flow:
-                await pipeline.submit(FlowRequest(CONSOLE, phone, args.flow))
+                await pipeline.submit(FlowRequest(CONSOLE, phone, args.flow, preview=True))
             elif scheduled:
                 await ticker.tick()
             await sender.drain()

@@ -115,7 +115,8 @@ async def run_transcript(t: Transcript, flows: FlowSet) -> list[str]:
         async with pipeline:
             pending: list[Reply] = []
             if t.flow is not None:
-                h = await pipeline.submit(FlowRequest("console", DEMO_USER_PHONE, t.flow))
+                h = await pipeline.submit(FlowRequest("console", DEMO_USER_PHONE, t.flow,
+                                                      preview=True))
                 pending = list(h.replies)
             last_user_line = 1
             for turn in t.turns:

@@ -37,13 +37,17 @@ class State:
     lang: str = "nb"
     started_at: str | None = None
     meeting: int | None = None  # the meeting the running flow is about (reminder, survey)
+    # where to go when the running flow ends: a flow the service started while the welcome
+    # had not been answered (step None: start it), or the question the user was at when they
+    # wrote SPRÅK (step set: ask it again)
+    then: State | None = None
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {}
         for k in self.__slots__:
             v = getattr(self, k)
             if (k == "consent" and v is not None) or v not in (None, False, 0, {}, "nb"):
-                d[k] = dict(v) if k == "answers" else v
+                d[k] = dict(v) if k == "answers" else v.to_json() if k == "then" else v
         return d
 
     @classmethod
@@ -51,6 +55,8 @@ class State:
         known = {k: d[k] for k in cls.__slots__ if k in d}
         if "answers" in known:
             known["answers"] = {str(k): str(v) for k, v in dict(known["answers"]).items()}
+        if "then" in known:
+            known["then"] = cls.from_json(known["then"])
         return cls(**known)
 
 
@@ -70,8 +76,13 @@ class UserText:
 
 @dataclass(frozen=True, slots=True)
 class StartFlow:
+    """The service starts a flow (a reminder, the preparation, the survey). A person who has
+    not said yes to the welcome gets the welcome first, and the flow after their yes; a
+    `preview` (a coordinator's) starts the flow as it is."""
+
     flow_id: str
     meeting: int | None = None
+    preview: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +245,8 @@ SAVE_LANGUAGE = "språk"  # reserved save names: the answer changes the user's s
 SAVE_CONSENT = "samtykke"
 SAVE_FORWARD = "til_veileder"  # the answer is sent to the veileder's work phone, not stored
 SAVE_HEAR_BACK = "hør_tilbake"  # yes/no: the user wants «Du sa – vi gjorde» updates
+# a text that says when the meeting is: said only when there is one (else system.no_meeting)
+MEETING_TIME = "{møtetid}"
 
 
 def tr(flows: FlowSet, lang: str, context: str, text: str) -> str:
@@ -281,9 +294,14 @@ def step(flows: FlowSet, state: State, event: Event, now: datetime,
     if isinstance(event, StartFlow):
         if state.stopped:
             return out.result(state)
-        started = _start(flows, state, event.flow_id, now, ctx, out)
+        if _must_introduce(flows, state, event):
+            return out.result(_introduce(flows, state, event, now, ctx, out))
+        started = _start(flows, _evolve(state, then=None), event.flow_id, now, ctx, out)
         return out.result(_evolve(started, meeting=event.meeting) if started.flow else started)
     if isinstance(event, Nudge | Expire):
+        if state.then is not None and state.then.flow == event.flow_id and not state.then.step:
+            # the flow waits for the welcome's yes: past its time it is not started at all
+            return out.result(_evolve(state, then=None) if isinstance(event, Expire) else state)
         flow = flows.get(event.flow_id)
         st = flow.step(state.step or "") if flow and state.flow == flow.id else None
         if flow is None or st is None or state.stopped:
@@ -324,7 +342,8 @@ def step(flows: FlowSet, state: State, event: Event, now: datetime,
         # not a yes or no: taken as no, and the message is read as it would have been
     kw = keyword(text)
     if kw is not None:
-        return out.result(_global(flows, state, kw, now, ctx, out), sensitive)
+        return out.result(_go_on(flows, _global(flows, state, kw, now, ctx, out), now, ctx, out),
+                          sensitive)
     if state.stopped:
         return out.result(state, sensitive)  # a stopped user gets nothing until START
     if state.pending == "erase":
@@ -346,7 +365,57 @@ def step(flows: FlowSet, state: State, event: Event, now: datetime,
         return out.result(_idle(state), sensitive)
     if current.version != state.version:
         state = _evolve(state, version=current.version)
-    return out.result(_answer(flows, current, st, state, text, now, ctx, out), sensitive)
+    after = _answer(flows, current, st, state, text, now, ctx, out)
+    return out.result(_go_on(flows, after, now, ctx, out), sensitive)
+
+
+def _must_introduce(flows: FlowSet, state: State, event: StartFlow) -> bool:
+    """Whatever the service starts, a person hears who Veivis is and what is stored, and says
+    yes, before any answer of theirs is kept."""
+    return (not event.preview and state.consent is not True and event.flow_id != WELCOME_FLOW
+            and flows.get(WELCOME_FLOW) is not None)
+
+
+def _introduce(flows: FlowSet, state: State, event: StartFlow, now: datetime,
+               ctx: Mapping[str, str], out: _Out) -> State:
+    """The welcome first; the flow the service asked for waits for the yes (the latest one,
+    if it asks again before the person answers)."""
+    later = State(flow=event.flow_id, meeting=event.meeting)
+    if state.flow == WELCOME_FLOW:
+        return _evolve(state, then=later, meeting=event.meeting)
+    started = _start(flows, state, WELCOME_FLOW, now, ctx, out)
+    if started.flow is None:  # a welcome without a question: nothing to wait for
+        started = _start(flows, started, event.flow_id, now, ctx, out)
+        return _evolve(started, meeting=event.meeting) if started.flow else started
+    return _evolve(started, then=later, meeting=event.meeting)
+
+
+def _go_on(flows: FlowSet, state: State, now: datetime, ctx: Mapping[str, str],
+           out: _Out) -> State:
+    """When a flow has ended and something waits (`then`): start the flow that waited for the
+    welcome's yes, or ask again the question the user left for SPRÅK."""
+    later = state.then
+    if later is None or state.flow is not None or state.pending is not None:
+        return state
+    state = _evolve(state, then=None)
+    if state.stopped or later.flow is None:
+        return state
+    if later.step is None:  # waited for the welcome
+        if state.consent is not True:
+            return state
+        started = _start(flows, state, later.flow, now, ctx, out)
+        return _evolve(started, meeting=later.meeting) if started.flow else started
+    flow = flows.get(later.flow)
+    st = flow.step(later.step) if flow else None
+    if flow is None or st is None or not st.is_question:
+        out.replies.append(Reply(_sys(flows, state, "flow_changed", ctx)))
+        return state
+    back = _evolve(later, version=flow.version, tries=0, lang=state.lang, consent=state.consent,
+                   stopped=state.stopped, pending=None)
+    text = tr(flows, back.lang, f"{flow.id}.{st.id}", st.text or "")
+    out.replies.append(Reply(render(text, _values(flow, back, ctx)),
+                             _choices(flows, flow, st, back), st.kind is Kind.CHOICE))
+    return back
 
 
 def _crisis(flows: FlowSet, crisis_flow: Flow, state: State, anonymous: bool,
@@ -400,7 +469,7 @@ def _global(flows: FlowSet, state: State, kw: str, now: datetime, ctx: Mapping[s
         out.effects.append(SetStopped(True))
         if state.flow:
             out.effects.append(FlowEnded(state.flow, False))
-        return _evolve(_idle(state), stopped=True, pending=None)
+        return _evolve(_idle(state), stopped=True, pending=None, then=None)
     if kw == "start":
         if state.stopped:
             out.replies.append(Reply(_sys(flows, state, "started", ctx)))
@@ -411,16 +480,23 @@ def _global(flows: FlowSet, state: State, kw: str, now: datetime, ctx: Mapping[s
         out.replies.append(Reply(_sys(flows, state, "erase_confirm", ctx),
                                  _yesno_labels(flows, state)))
         return _evolve(state, pending="erase")
-    # menu, language or veileder: leave the flow the user is in and start that one
+    # menu, language or veileder: leave the flow the user is in and start that one; after a
+    # change of language the user comes back to the question they were at
     if state.stopped:
         return state
     target = {"language": LANGUAGE_FLOW, "veileder": VEILEDER_FLOW}.get(kw, MENU_FLOW)
-    if state.flow:
+    then = None
+    if target == LANGUAGE_FLOW and state.flow == LANGUAGE_FLOW:
+        then = state.then
+    elif target == LANGUAGE_FLOW and state.flow and state.step and flows.get(state.flow):
+        then = _evolve(state, pending=None, tries=0)  # the question, to ask again
+    elif state.flow:
         out.effects.append(FlowEnded(state.flow, False))
     if flows.get(target) is None:
         out.replies.append(Reply(_sys(flows, state, "nothing_running", ctx)))
-        return _idle(state)
-    return _start(flows, _idle(state), target, now, ctx, out)
+        return _evolve(_idle(state), then=None)
+    started = _start(flows, _evolve(_idle(state), then=then), target, now, ctx, out)
+    return _evolve(started, meeting=then.meeting) if then and started.flow else started
 
 
 def _confirm_erase(flows: FlowSet, state: State, text: str, out: _Out) -> State:
@@ -480,7 +556,11 @@ def _run_from(flows: FlowSet, flow: Flow, st: Step | None, state: State, now: da
         if st is None:
             _finished(flows, flow, state, out)
             return _idle(state)
-        if st.text is not None:
+        if st.text is not None and st.kind is None and MEETING_TIME in st.text \
+                and not ctx.get(MEETING_TIME[1:-1]):
+            # never a made-up meeting: «Neste møte er tiden dere har avtalt» is no answer
+            out.replies.append(Reply(_sys(flows, state, "no_meeting", ctx)))
+        elif st.text is not None:
             text = tr(flows, state.lang, f"{flow.id}.{st.id}", st.text)
             out.replies.append(Reply(render(text, _values(flow, state, ctx)),
                                      _choices(flows, flow, st, state), st.kind is Kind.CHOICE))

@@ -22,6 +22,7 @@ SYSTEM_TEXTS: dict[str, frozenset[str]] = {
     "flow_changed": frozenset(),
     "nothing_running": frozenset(),
     "nudge": frozenset(),
+    "no_meeting": frozenset(),  # said instead of a text about the meeting when there is none
     "yes": frozenset(),
     "no": frozenset(),
     # channels

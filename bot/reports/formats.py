@@ -1,28 +1,37 @@
 """A `bot.reports.report.Report` as one self-contained HTML page, Markdown or CSV. Pure text out.
 
 The HTML has no scripts and loads nothing (a Content-Security-Policy says so): charts are inline
-SVG, styles inline, and it reads well on a phone.
+SVG, styles inline, and it fits a phone 390 px wide (tested in Chromium). Markdown escapes every
+text it did not write itself, so a feedback text cannot make a heading, a list or raw HTML. The
+CSV starts with a byte order mark, so Excel reads it as UTF-8.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 from html import escape
 
 from bot.engine.model import Kind
-from bot.reports.report import HIDDEN, Cell, Question, Report, number
+from bot.reports.report import FEWER, HIDDEN, Cell, Question, Report, number
+from bot.timing.planner import OSLO
 
 # said the same way in every format
 TOO_FEW_ANSWERS = "For få svar til å vise fordelingen."
 TOO_FEW_TEXTS = "Færre enn 5 skrev noe. Tekstene vises når det er minst 5."
 TOO_FEW_MESSAGES = "Færre enn 5 meldinger i perioden. De vises når det er minst 5."
-HOW_HIDDEN = (f"Tall fra 1 til 4 vises som «{HIDDEN}», og da skjules også et tall til, så ingen "
-              "kan regne seg fram til dem.")
+HOW_HIDDEN = (f"«{HIDDEN.capitalize()}»: tallet vises ikke, så ingen kan kjenne igjen dem som "
+              "svarte. Vi skjuler tall fra 1 til 4. Da skjuler vi ofte ett tall til, så ingen "
+              "kan regne seg fram til det lille tallet. Et skjult tall kan derfor være både "
+              "lite og stort.")
+BOM = "\ufeff"  # Excel opens a CSV as UTF-8 only with it
 
 
 def _made(rep: Report) -> str:
-    return f"Laget {rep.made_at.strftime('%d.%m.%Y %H.%M')} UTC."
+    """When the report was made, in Oslo time (the readers' clock, summer and winter)."""
+    t = rep.made_at.astimezone(OSLO)
+    return f"Laget {t.strftime('%d.%m.%Y')} kl. {t.strftime('%H.%M')} norsk tid."
 
 
 def _before(rep: Report) -> str:
@@ -31,6 +40,7 @@ def _before(rep: Report) -> str:
 
 
 def _count(c: int | None) -> str:
+    """A cell: its count, or the neutral mark (a hidden cell may be small or large)."""
     return HIDDEN if c is None else str(c)
 
 
@@ -51,23 +61,51 @@ def _heading(label: str) -> str:
 
 
 def _n(n: int | None) -> str:
-    return HIDDEN if n is None else str(n)
+    """A total: hidden only when it is below 5, so «færre enn 5» is true."""
+    return FEWER if n is None else str(n)
 
 
 # -- Markdown ----------------------------------------------------------------------------------
 
+# Characters that mean something in CommonMark (and GitHub's tables) anywhere in a line: escaped
+# with a backslash, which CommonMark allows before any ASCII punctuation. `<` and `&` included,
+# so no raw HTML and no entity gets through.
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|~!&])")
+# What makes a block only at the start of a line: a list item (-, +, 1. or 1)), a setext
+# underline (=). Indentation (code) is stripped.
+_MD_LINE_START = re.compile(r"^([-+=]|\d{1,9}[.)](?=\s|$))")
+
+
+def _md_line(text: str) -> str:
+    """One line of text as literal Markdown."""
+    text = _MD_SPECIAL.sub(r"\\\1", text.strip())
+    return _MD_LINE_START.sub(lambda m: m.group(1)[:-1] + "\\" + m.group(1)[-1], text)
+
+
+def _md(text: str) -> str:
+    """Text for one line of Markdown (a heading, a table cell, a list item): line breaks
+    become spaces, everything else is literal."""
+    return _md_line(" ".join(text.split()))
+
+
+def _md_quote(text: str) -> list[str]:
+    """Someone's text as a block quote: every line quoted and literal, then a blank line."""
+    lines = [_md_line(line) for line in text.strip().splitlines()] or [""]
+    return [f"> {line}".rstrip() for line in lines] + [""]
+
+
 def markdown(rep: Report) -> str:
-    out = [f"# {rep.title}", ""]
-    out += [f"- {s}" for s in rep.summary]
-    out += ["", f"{_before(rep)} på spørsmålene, {_n(rep.feedback_n_before)} sendte en "
-            "melding.", ""]
+    out = [f"# {_md(rep.title)}", ""]
+    out += [f"- {_md(s)}" for s in rep.summary]
+    out += ["", _md(f"{_before(rep)} på spørsmålene, {_n(rep.feedback_n_before)} sendte en "
+                    "melding."), ""]
     if rep.offices:
         out += ["## Hvem svarte, per kontor", "", "| Kontor | Svarte |", "| --- | ---: |"]
-        out += [f"| {o} | {_count(c)} |" for o, c in rep.offices]
+        out += [f"| {_md(o)} | {_count(c)} |" for o, c in rep.offices]
         out.append("")
     out += ["## Spørsmålene etter første møte", ""]
     for q in rep.questions:
-        out += [f"### {_heading(q.label)}", "", f"*{q.text}* Svarte: {_n(q.n)}.", ""]
+        out += [f"### {_md(_heading(q.label))}", "", f"*{_md(q.text)}* Svarte: {_n(q.n)}.", ""]
         if q.kind is Kind.TEXT:
             out += _texts_md(q.texts)
             continue
@@ -76,7 +114,7 @@ def markdown(rep: Report) -> str:
             continue
         out += ["| Svar | Antall | Andel | Forrige periode | Endring |",
                 "| --- | ---: | ---: | ---: | ---: |"]
-        out += [f"| {c.label} | {_count(c.count)} | {_pct(c.share)} | {_count(c.before)} | "
+        out += [f"| {_md(c.label)} | {_count(c.count)} | {_pct(c.share)} | {_count(c.before)} | "
                 f"{_change(c)} |" for c in q.cells]
         if q.mean is not None:
             out.append(f"\nSnitt: {number(q.mean)}" + (
@@ -87,22 +125,24 @@ def markdown(rep: Report) -> str:
     if not rep.feedback:
         out += [TOO_FEW_MESSAGES, ""]
     for g in rep.feedback:
-        out += [f"### {g.label} ({_count(g.count)})", ""]
-        out += [f"> {t}" + "\n" for t in g.texts]
-    out += ["", f"{_made(rep)} {HOW_HIDDEN}"]
+        out += [f"### {_md(g.label)} ({_n(g.count)})", ""]
+        for t in g.texts:
+            out += _md_quote(t)
+    out += ["", _md(f"{_made(rep)} {HOW_HIDDEN}")]
     return "\n".join(out).rstrip() + "\n"
 
 
 def _texts_md(texts: tuple[str, ...] | None) -> list[str]:
     if texts is None:
         return [TOO_FEW_TEXTS, ""]
-    return [f"> {t}\n" for t in texts] + [""]
+    return [line for t in texts for line in _md_quote(t)] + [""]
 
 
 # -- CSV -----------------------------------------------------------------------------------------
 
 def csv_text(rep: Report) -> str:
-    """One row per answer option; `;` between fields, as spreadsheets in Norway expect."""
+    """One row per answer option; `;` between fields, as spreadsheets in Norway expect; a
+    byte order mark first, so Excel reads the letters æ, ø and å right."""
     buf = io.StringIO()
     w = csv.writer(buf, delimiter=";", lineterminator="\n")
     w.writerow(["periode", "kontor", "skjema", "spørsmål", "svar", "antall", "andel_prosent",
@@ -128,7 +168,7 @@ def csv_text(rep: Report) -> str:
         if q.mean is not None:
             w.writerow([period, where, q.flow, q.label, "snitt", number(q.mean), "",
                         number(q.mean_before) if q.mean_before is not None else "", ""])
-    return buf.getvalue()
+    return BOM + buf.getvalue()
 
 
 # -- HTML ---------------------------------------------------------------------------------------
@@ -137,7 +177,7 @@ _CSS = """
 :root { color-scheme: light; }
 body { font: 17px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0;
   color: #1a1a1a; background: #f6f6f3; }
-main { max-width: 46rem; margin: 0 auto; padding: 1rem; }
+main { max-width: 46rem; margin: 0 auto; padding: 1rem; overflow-wrap: anywhere; }
 h1 { font-size: 1.5rem; line-height: 1.25; margin: .5rem 0 1rem; }
 h2 { font-size: 1.2rem; margin: 2rem 0 .5rem; }
 h3 { font-size: 1.05rem; margin: 1.25rem 0 .25rem; }
@@ -147,25 +187,29 @@ h3 { font-size: 1.05rem; margin: 1.25rem 0 .25rem; }
 .card { background: #fff; border-radius: 6px; padding: .75rem 1rem; margin: .75rem 0; }
 .muted { color: #555; font-size: .9rem; }
 svg { display: block; width: 100%; height: auto; }
-table { border-collapse: collapse; width: 100%; font-size: .95rem; }
-td, th { text-align: left; padding: .25rem .4rem; border-bottom: 1px solid #ddd; }
-td.num, th.num { text-align: right; white-space: nowrap; }
+table { border-collapse: collapse; width: 100%; font-size: .9rem; }
+td, th { text-align: left; padding: .25rem .3rem; border-bottom: 1px solid #ddd; }
+td.num, th.num { text-align: right; }
+td.num { white-space: nowrap; }
+td.chg { white-space: normal; }
 blockquote { margin: .5rem 0; padding: .5rem .75rem; background: #f0f0ec; border-radius: 4px; }
 """
 
 
 def _bars(cells: tuple[Cell, ...]) -> str:
-    """Horizontal bars for the shown cells; hidden ones say so instead of a bar."""
-    row_h, width, label_w = 30, 320, 130
+    """Horizontal bars for the shown cells; hidden ones say so instead of a bar. The widest
+    bar leaves room for «100 (100 %)» inside the picture, and long labels are shortened."""
+    row_h, width, label_w, number_w = 30, 320, 120, 86
     parts = []
     for i, c in enumerate(cells):
         y = i * row_h
-        parts.append(f'<text x="0" y="{y + 19}" font-size="13">{escape(c.label[:22])}</text>')
+        label = c.label if len(c.label) <= 16 else c.label[:15].rstrip() + "…"
+        parts.append(f'<text x="2" y="{y + 19}" font-size="13">{escape(label)}</text>')
         if c.count is None or c.share is None:
             parts.append(f'<text x="{label_w}" y="{y + 19}" font-size="13" fill="#555">'
                          f"{HIDDEN}</text>")
             continue
-        w = max(1, round(c.share * (width - label_w - 60)))
+        w = max(1, round(c.share * (width - label_w - number_w)))
         parts.append(f'<rect x="{label_w}" y="{y + 6}" width="{w}" height="18" rx="3" '
                      f'fill="#2a6f4e"/>')
         parts.append(f'<text x="{label_w + w + 6}" y="{y + 19}" font-size="13">{c.count} '
@@ -187,7 +231,7 @@ def _question_html(q: Question) -> str:
     rows = "".join(
         f"<tr><td>{escape(c.label)}</td><td class=num>{escape(_count(c.count))}</td>"
         f"<td class=num>{_pct(c.share)}</td><td class=num>{escape(_count(c.before))}</td>"
-        f"<td class=num>{_change(c)}</td></tr>" for c in q.cells)
+        f"<td class='num chg'>{_change(c)}</td></tr>" for c in q.cells)
     mean = ""
     if q.mean is not None:
         mean = f"<p>Snitt: <strong>{number(q.mean)}</strong>" + (

@@ -4,11 +4,15 @@ Input is the anonymous rows (flow, question, value, ISO week, office) of a perio
 period before, and the flows (for question labels and option texts). Output is a `Report`
 that `bot.reports.formats` writes as HTML, Markdown or CSV.
 
-Small groups are hidden. A count from 1 to 4 is shown as «færre enn 5». If that leaves one
-hidden cell in a question, the next smallest cell is hidden too, so no hidden count can be
-worked out from the total (secondary suppression). A question answered by fewer than 5 shows
-nothing but that; a mean is shown only when no cell is hidden. Free texts are shown only when
-at least 5 wrote in the period, and a topic with fewer than 5 texts is pooled with the others.
+Small groups are hidden. A count from 1 to 4 is hidden; if that leaves one hidden cell in a
+question, the next smallest cell is hidden too, so no hidden count can be worked out from the
+total (secondary suppression). Every hidden cell is shown with the same neutral mark,
+«skjult», as statistics offices do: the second hidden count may be 5 or more, so saying
+«færre enn 5» about it would be false, and marking the two differently would tell which one is
+small. Only a total hidden because it is below 5 says «færre enn 5». A question answered by
+fewer than 5 shows nothing but that; a mean is shown only when no cell is hidden. Free texts
+are shown only when at least 5 wrote in the period, and a topic with fewer than 5 texts is
+pooled with the others.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from bot.engine.model import Flow, FlowSet, Kind, Step
 from bot.timing.planner import OSLO
 
 MIN_GROUP = 5
-HIDDEN = "færre enn 5"
+HIDDEN = "skjult"  # a hidden cell: small, or hidden to protect a small one (any size)
+FEWER = "færre enn 5"  # a total hidden because it is below MIN_GROUP (always true)
 SURVEY_FLOWS = ("first_meeting_survey",)
 FEEDBACK_FLOWS = ("feedback",)
 
@@ -321,7 +326,8 @@ def _summary(rep: Report) -> list[str]:
                 change = ""
                 if q.mean_before is not None:
                     change = f" (forrige periode {number(q.mean_before)})"
-                out.append(f"{q.label}: {number(q.mean)} i snitt{change}.")
+                out.append(f"{q.label[:1].upper()}{q.label[1:]}: {number(q.mean)} i snitt"
+                           f"{change}.")
     if rep.feedback_n is None:
         out.append("Færre enn 5 sendte en melding til ressursgruppa.")
     else:

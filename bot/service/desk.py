@@ -32,7 +32,7 @@ from bot.store.protocol import Database
 from bot.store.protocol import Transaction as Tx
 from bot.timing.hours import Duty
 from bot.timing.planner import DEFAULT_RULES, Rules
-from bot.timing.when import VERBS, WhenError, describe, parse_command
+from bot.timing.when import VERBS, PassedError, WhenError, describe, parse_command
 
 EXAMPLE = "Eksempel: MØTE 912 34 567 24.11 10:00 NAV Gjøvik. Eller FLYTT / AVLYS + nummer."
 
@@ -134,6 +134,8 @@ async def handle(store: Database, v: Veileder, channel: str, provider_id: str, t
             reply, about = await _relay(tx, v, text, now)
             if reply is None:
                 reply, about = await _run(tx, v, text, now, rules)
+        except PassedError as e:  # a question back, not «did not understand»
+            reply = f"Ikke registrert: {e}"
         except (WhenError, MeetingError) as e:
             reply = f"Veivis skjønte ikke meldingen: {e}. {EXAMPLE}"
         await tx.queue_message(channel, v.phone, reply, now, about=about)
@@ -176,6 +178,7 @@ async def _relay(tx: Tx, v: Veileder, text: str,
 
 async def _user(tx: Tx, v: Veileder, phone: str, *, create: bool,
                 now: datetime) -> tuple[int, str]:
+    await meetings.not_a_work_phone(tx, phone)
     found = await tx.user_for_veileder(phone, v.id, create=create, now=now)
     if found is None:  # someone else's user, or unknown: say nothing about them
         raise MeetingError(f"{pretty_phone(phone)} er ikke registrert hos deg")
@@ -193,7 +196,7 @@ async def _run(tx: Tx, v: Veileder, text: str, now: datetime,
                                        veileder_id=v.id)
         await tx.add_meetings([m], now)
         kind = "første møte" if m.kind == "first" else "møte"
-        return (f"Registrert: {kind} med {name} {describe(cmd.when)}"
+        return (f"Registrert: {kind} med {name} {describe(cmd.when, now)}"
                 f"{', ' + cmd.place if cmd.place else ''}. Veivis sender påminnelser. "
                 f"Feil? Svar AVLYS {pretty_phone(cmd.phone)}"), uid
     mid = await meetings.next_meeting_of(tx, cmd.phone, now)
@@ -201,7 +204,8 @@ async def _run(tx: Tx, v: Veileder, text: str, now: datetime,
         assert cmd.when is not None
         planned = await meetings.move_plan(tx, mid, cmd.when, now, rules)
         await tx.move_meeting(mid, cmd.when, cmd.place, planned, now)
-        return f"Flyttet: møtet med {name} er nå {describe(cmd.when)}. {name} får beskjed.", uid
+        return (f"Flyttet: møtet med {name} er nå {describe(cmd.when, now)}. {name} får "
+                "beskjed."), uid
     notice = await meetings.cancel_notice(tx, mid, now, rules)
     await tx.cancel_meeting(mid, notice, now)
     return f"Avlyst: møtet med {name}. {name} får én melding om det.", uid

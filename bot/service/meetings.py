@@ -11,12 +11,27 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from bot.phone import PhoneError, normalise_phone
+from bot.phone import PhoneError, normalise_phone, pretty_phone
 from bot.store import meetings as M
 from bot.store.meetings import MeetingError
 from bot.store.protocol import Database, MeetingReads
 from bot.timing.planner import DEFAULT_RULES, Planned, Rules, notice, plan
 from bot.timing.when import WhenError, parse_when
+
+
+async def not_a_work_phone(db: MeetingReads, phone: str) -> None:
+    """A veileder's work phone (or a backup desk's) is never a young person: its messages are
+    read as veileder commands, and reminders for a young person would go to NAV."""
+    if await db.is_work_phone(phone):
+        raise MeetingError(f"{pretty_phone(phone)} er jobbtelefonen til en veileder, ikke "
+                           "nummeret til en ung person")
+
+
+async def not_a_young_person(db: MeetingReads, phone: str) -> None:
+    """The other way round: a young person's number never becomes a work phone."""
+    if await db.user_by_phone(phone) is not None:
+        raise MeetingError(f"{pretty_phone(phone)} er registrert som en ung person i Veivis, "
+                           "ikke som en jobbtelefon")
 
 
 async def user_id_by_phone(db: MeetingReads, phone: str) -> tuple[int, int | None]:
@@ -30,7 +45,8 @@ async def new_meeting(db: MeetingReads, *, phone: str, starts_at: datetime, plac
                       first: bool | None, now: datetime, rules: Rules = DEFAULT_RULES,
                       veileder_id: int | None = None, earlier: int = 0) -> M.NewMeeting:
     """Check and plan a meeting for the user with this phone (nothing saved yet).
-    `first=None`: first if they have had none (counting `earlier` ones in the same import)."""
+    `first=None`: first if they have had none that was not cancelled (counting `earlier` ones
+    in the same import): a first meeting that was called off was never held."""
     if starts_at <= now:
         raise MeetingError("the meeting time has passed; give a time in the future")
     uid, assigned = await user_id_by_phone(db, phone)

@@ -67,6 +67,7 @@ class FlowRequest:
     meeting_id: int | None = None
     scheduled_id: int | None = None
     action: str = "start"  # start | nudge | expire
+    preview: bool = False  # a coordinator's preview: the flow as it is, without the welcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,7 +384,7 @@ def _event(item: Item) -> UserText | StartFlow | Nudge | Expire:
         return Nudge(item.flow_id)
     if item.action == "expire":
         return Expire(item.flow_id)
-    return StartFlow(item.flow_id, item.meeting_id)
+    return StartFlow(item.flow_id, item.meeting_id, item.preview)
 
 
 def _forget(ch: Changes, erased: set[int]) -> None:

@@ -392,6 +392,9 @@ class Store(Queries):
     async def meeting_count(self, user_id: int) -> int:
         return await M.meeting_count(self._conn, user_id)
 
+    async def is_work_phone(self, phone: str) -> bool:
+        return await M.is_work_phone(self._conn, phone)
+
     async def next_meeting(self, user_id: int, now: datetime) -> int | None:
         return await M.next_meeting(self._conn, user_id, now)
 

@@ -137,9 +137,18 @@ async def user_by_phone(c: aiosqlite.Connection, phone: str) -> tuple[int, int |
 
 
 async def meeting_count(c: aiosqlite.Connection, user_id: int) -> int:
-    async with c.execute("SELECT count(*) FROM meetings WHERE user_id = ?", (user_id,)) as cur:
+    """The person's meetings that were not cancelled (a first meeting called off was never
+    held, so the next one is the first)."""
+    async with c.execute("SELECT count(*) FROM meetings WHERE user_id = ? "
+                         "AND status != 'cancelled'", (user_id,)) as cur:
         row = await cur.fetchone()
     return int(row[0]) if row else 0
+
+
+async def is_work_phone(c: aiosqlite.Connection, phone: str) -> bool:
+    """Is this a veileder's (or a backup desk's) work phone?"""
+    async with c.execute("SELECT 1 FROM veiledere WHERE work_phone = ?", (phone,)) as cur:
+        return await cur.fetchone() is not None
 
 
 async def next_meeting(c: aiosqlite.Connection, user_id: int, now: datetime) -> int | None:

@@ -77,6 +77,9 @@ class Tx:
     async def meeting_count(self, user_id: int) -> int:
         return await M.meeting_count(self._c, user_id)
 
+    async def is_work_phone(self, phone: str) -> bool:
+        return await M.is_work_phone(self._c, phone)
+
     async def next_meeting(self, user_id: int, now: datetime) -> int | None:
         return await M.next_meeting(self._c, user_id, now)
 

@@ -2,7 +2,10 @@
 
     parse_when("i morgen kl 10", now)      -> tomorrow 10.00 Europe/Oslo
     parse_when("tirsdag 10.30", now)        -> the coming Tuesday
-    parse_when("24.11 10:00", now)          -> 24 November (this year, or next if passed)
+    parse_when("24.11 10:00", now)          -> 24 November (this year; next year only if
+                                               that is within half a year: «5.1» in December)
+    parse_when("20.11 kl 10", now)          -> PassedError three days after 20.11: «20.11
+                                               har vært. Mente du 20.11.2027?»
     parse_command("MØTE 912 34 567 24.11 10:00 NAV Gjøvik", now)
 """
 
@@ -32,6 +35,17 @@ class WhenError(ValueError):
     pass
 
 
+class PassedError(WhenError):
+    """The time has passed: said back as a question, never booked a year later in silence."""
+
+
+# a day and month without a year that has passed this year means next year only when that is
+# this near (5.1 written in December); otherwise it is a mistake, and Veivis asks
+NEXT_YEAR_WITHIN = timedelta(days=183)
+# a date further away than this is shown with its year
+SHOW_YEAR_BEYOND = timedelta(days=92)
+
+
 _TIME = re.compile(r"(?:\bkl\.?\s*)?\b([01]?\d|2[0-3])(?:[.:]([0-5]\d))?\b(?!\s*[./]\s*\d)")
 _KL_TIME = re.compile(r"\bkl\.?\s*([01]?\d|2[0-3])(?:[.:]([0-5]\d))?\b")
 _HM_TIME = re.compile(r"(?<![\d.])([01]?\d|2[0-3])[.:]([0-5]\d)(?![\d.])")
@@ -50,14 +64,23 @@ def _time_of(text: str) -> tuple[time | None, str]:
     return None, text
 
 
-def _date_of(text: str, today: date) -> tuple[date | None, str]:
+def _date_of(text: str, today: date, *, ahead: bool = False) -> tuple[date | None, str]:
+    """The date in the text and the text without it. With `ahead` (a meeting), a day and month
+    that has passed is next year only within half a year; else PassedError asks."""
     def upcoming(month: int, day: int, year: int | None) -> date:
         try:
             d = date(year or today.year, month, day)
         except ValueError as e:
             raise WhenError(f"there is no date {day}.{month}") from e
         if year is None and d < today:
-            d = date(today.year + 1, month, day)
+            try:
+                later = date(today.year + 1, month, day)
+            except ValueError as e:  # 29.2, and next year has none
+                raise PassedError(f"{day}.{month} har vært. Hvilken dag mente du?") from e
+            if ahead and later - today > NEXT_YEAR_WITHIN:
+                raise PassedError(f"{day}.{month} har vært. Mente du {day}.{month}.{later.year}? "
+                                  f"Skriv i så fall året.")
+            d = later
         return d
 
     m = _DATE_ISO.search(text)
@@ -81,8 +104,8 @@ def _date_of(text: str, today: date) -> tuple[date | None, str]:
         return today + timedelta(days=1), re.sub(r"\bi\s*morgen\b", " ", text)
     for word in re.findall(r"[a-zæøå]+", text):
         if word in WEEKDAYS:
-            ahead = (WEEKDAYS[word] - today.weekday()) % 7 or 7
-            return today + timedelta(days=ahead), text.replace(word, " ", 1)
+            days = (WEEKDAYS[word] - today.weekday()) % 7 or 7
+            return today + timedelta(days=days), text.replace(word, " ", 1)
     return None, text
 
 
@@ -99,7 +122,7 @@ def parse_when(text: str, now: datetime, *, default_time: time | None = None) ->
     low = " ".join(text.casefold().replace(",", " ").split())
     today = now.astimezone(OSLO).date()
     t, rest = _time_of(low)
-    d, rest = _date_of(rest, today)
+    d, rest = _date_of(rest, today, ahead=True)
     if d is None:
         raise WhenError(f"no date in «{text}»; write e.g. «24.11», «tirsdag» or «i morgen»")
     if t is None:
@@ -109,7 +132,10 @@ def parse_when(text: str, now: datetime, *, default_time: time | None = None) ->
     leftover = [w for w in re.findall(r"\w+", rest) if w not in ("kl", "den", "på", "om")]
     if leftover:
         raise WhenError(f"did not understand «{' '.join(leftover)}» in «{text}»")
-    return at_oslo(d, t)
+    when = at_oslo(d, t)
+    if when <= now:
+        raise PassedError(f"{describe(when, now)} har vært. Hvilken dag og tid mente du?")
+    return when
 
 
 # -- veileder SMS commands -----------------------------------------------------------------------
@@ -159,6 +185,8 @@ def split_when_place(text: str, now: datetime) -> tuple[datetime, str | None]:
     for n in range(len(words), 0, -1):
         try:
             when = parse_when(" ".join(words[:n]), now)
+        except PassedError:
+            raise
         except WhenError:
             continue
         place = " ".join(words[n:]) or None
@@ -167,9 +195,17 @@ def split_when_place(text: str, now: datetime) -> tuple[datetime, str | None]:
     raise WhenError(f"no date and time in «{text}»")
 
 
-def describe(when: datetime) -> str:
-    """For confirmations to a veileder: 'tirsdag 24.11 kl. 10.00'."""
+def describe(when: datetime, now: datetime | None = None) -> str:
+    """For confirmations to a veileder: 'tirsdag 24.11 kl. 10.00'; with `now`, the year too
+    when it is another year or more than a few months away: 'lørdag 20.11.2027 kl. 10.00'."""
     local = when.astimezone(OSLO)
     names = ["mandag", "tirsdag", "onsdag", "torsdag", "fredag", "lørdag", "søndag"]
-    return f"{names[local.weekday()]} {local.day}.{local.month} kl. {local:%H.%M}"
+    year = f".{local.year}" if now is not None and shows_year(when, now) else ""
+    return f"{names[local.weekday()]} {local.day}.{local.month}{year} kl. {local:%H.%M}"
+
+
+def shows_year(when: datetime, now: datetime) -> bool:
+    """A date is said with its year when it is in another year than now, or far away."""
+    return (when.astimezone(OSLO).year != now.astimezone(OSLO).year
+            or abs(when - now) > SHOW_YEAR_BEYOND)
 
