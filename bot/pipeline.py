@@ -317,18 +317,20 @@ class Pipeline:
                     elif isinstance(eff, SetHearBack):
                         changes.hear_back[user.id] = eff.hear_back
                     elif isinstance(eff, Crisis):  # metadata only, never the text
-                        log.warning("crisis signal from %s on %s (anonymous flow: %s); crisis "
-                                    "numbers sent", mask_address(item.address), item.channel,
-                                    eff.in_anonymous_flow)
+                        log.warning("%s crisis signal from %s on %s (anonymous flow: %s); %s",
+                                    "possible" if eff.possible else "clear",
+                                    mask_address(item.address), item.channel,
+                                    eff.in_anonymous_flow, "check-in with the numbers sent"
+                                    if eff.possible else "crisis numbers sent")
                     elif isinstance(eff, EraseUser):
                         erased.add(user.id)
                     elif isinstance(eff, Forward):
                         routed = await desk.forward(b.conn, user.id, eff.text, now,
                                                     self.rules.closed_days)
                         if routed.key is not None:  # said instead of «sent»
-                            replies = (Reply(system_text(
+                            replies = (*replies[:eff.keep], Reply(system_text(
                                 self.flows, res.state.lang, routed.key,
-                                {**values, **_when_read(routed, res.state.lang, now)})),)
+                                {**values, **_when_read(routed, res.state.lang, now)})))
                     elif isinstance(eff, Summary):
                         meeting_at = meetings[about][0] if about in meetings else None
                         await desk.summary(b.conn, user.id, eff.title, eff.items, meeting_at, now,

@@ -254,8 +254,10 @@ class CrisisRules:
         """True when the message is a clear or a possible signal."""
         return self.check(text).tier is not None
 
-    def check(self, text: str) -> Verdict:
-        """Read one message: the tier, and which rule decided (or what excluded it)."""
+    def check(self, text: str, explain: bool = False) -> Verdict:
+        """Read one message: the tier, and which rule decided (or what excluded it). With
+        `explain`, also the matches a negation between the words stopped (for `veivis krise
+        test`; slower)."""
         tokens = self.tokens(text)
         if not tokens or not self.rules:
             return Verdict(None)
@@ -283,6 +285,17 @@ class CrisisRules:
                     hits.append(hit)
                     break  # one hit per rule is enough
                 cancelled.append((hit, why))
+        if explain:
+            seen = {id(h.rule) for h in hits} | {id(h.rule) for h, _ in cancelled}
+            for rule in self._positive:
+                if id(rule) in seen:
+                    continue
+                for si, s, e in self._find(rule, sentences, where, negation_in_gaps=True):
+                    sent = sentences[si]
+                    neg = next(t.text for t in sent[s:e] if self.in_group(t, NEGATION))
+                    cancelled.append((self._hit(rule, sent, s, e),
+                                      f"«{neg}» står mellom ordene (en nekting)"))
+                    break
         decided = (next((h for h in hits if h.rule.tier == CLEAR), None)
                    or next((h for h in hits if h.rule.tier == POSSIBLE), None))
         return Verdict(decided.rule.tier if decided else None, decided, tuple(hits),
@@ -377,7 +390,7 @@ class CrisisRules:
     # -- matching -----------------------------------------------------------------------------
 
     def _find(self, rule: Rule, sentences: Sequence[Sequence[Token]],
-              where: Mapping[int, Sequence[tuple[int, int]]]
+              where: Mapping[int, Sequence[tuple[int, int]]], negation_in_gaps: bool = False
               ) -> Iterator[tuple[int, int, int]]:
         """(sentence, start, end) of each place the rule matches, left to right, not
         overlapping. Only the places where its first word stands are tried."""
@@ -389,35 +402,37 @@ class CrisisRules:
             sent = sentences[si]
             if sent[i].masked or (a and i != 0) or (si == done[0] and i < done[1]):
                 continue
-            end = self._match(rule.elems, a + 1, sent, i + 1)
+            end = self._match(rule.elems, a + 1, sent, i + 1, negation_in_gaps)
             if end >= 0:
                 done = (si, end)
                 yield si, i, end
 
-    def _match(self, elems: Sequence[Elem], e: int, sent: Sequence[Token], i: int) -> int:
+    def _match(self, elems: Sequence[Elem], e: int, sent: Sequence[Token], i: int,
+               negation_ok: bool = False) -> int:
         """The end of a match of elems[e:] from sent[i], or -1."""
         if e == len(elems):
             return i
         el = elems[e]
         if isinstance(el, Word):
             if i < len(sent) and not sent[i].masked and el.id in sent[i].elems:
-                return self._match(elems, e + 1, sent, i + 1)
+                return self._match(elems, e + 1, sent, i + 1, negation_ok)
             return -1
         if el.kind == END:
-            return self._match(elems, e + 1, sent, i) if self._ends(sent, i) else -1
+            return (self._match(elems, e + 1, sent, i, negation_ok) if self._ends(sent, i)
+                    else -1)
         if el.kind == GAP:  # up to MAX_GAP words, none of them a negation
             for k in range(MAX_GAP + 1):
                 if k:
                     if i + k - 1 >= len(sent):
                         return -1
                     t = sent[i + k - 1]
-                    if not t.masked and self.in_group(t, NEGATION):
+                    if not negation_ok and not t.masked and self.in_group(t, NEGATION):
                         return -1
-                end = self._match(elems, e + 1, sent, i + k)
+                end = self._match(elems, e + 1, sent, i + k, negation_ok)
                 if end >= 0:
                     return end
             return -1
-        return self._match(elems, e + 1, sent, i)  # START: checked by _find
+        return self._match(elems, e + 1, sent, i, negation_ok)  # START: checked by _find
 
     def _covered(self, rule: Rule, sent: Sequence[Token], s: int, e: int) -> list[Token]:
         """The words a `not` phrase takes out: all it matched but its [context] words."""
@@ -455,7 +470,7 @@ class CrisisRules:
                     if (before is not None and self.in_group(before, KNOW)) or (
                             after is not None and self.in_group(after, MORE)):
                         continue
-                    return f"«{t.text}» står foran"
+                    return f"«{t.text}» står foran (en nekting)"
         if not about_others:
             subject = self._subject_before(sent, s)
             if subject is not None and not self.in_group(subject, SELF):
@@ -514,6 +529,16 @@ def _sentences(tokens: Sequence[Token]) -> list[list[Token]]:
     return [s for s in out if s]
 
 
+# A crisis message written to the veileder goes to the work phone with this in front, so the
+# veileder sees it even when a long text is shortened (the urgent notice comes too, in hours).
+FORWARD_MARK = "(Kan bety krise. Veivis har gitt krisenumrene.) "
+
+# Answers to the check-in question that count as a yes besides «ja»: not sure is a yes.
+MAYBE = ("kanskje", "kansje", "kanskje det", "vet ikke", "vet ikkje", "veit ikkje", "veit ikke",
+         "vet ik", "aner ikke", "usikker", "litt", "noen ganger", "nokre gonger", "av og til",
+         "innimellom", "tja", "mulig", "tror det", "trur det", "maybe", "idk", "not sure",
+         "sometimes", "a bit", "kind of", "i dont know", "i think so")
+
 # The name the loader and the engine used when the file held a plain word list.
 CrisisWords = CrisisRules
 
@@ -522,3 +547,44 @@ def says_yes_to_check_in(text: str, maybe: Iterable[str]) -> bool:
     """A «not sure» to the check-in question («kanskje», «vet ikke») counts as a yes."""
     norm = " ".join(w for w in _TOKEN.findall(text.casefold()) if w[0] not in _BOUNDARY_CHARS)
     return any(re.search(rf"(?<!\w){re.escape(w)}(?!\w)", norm) for w in maybe)
+
+
+SECTION_NAMES = {"phrases": "tydelige tegn", "danger": "fare fra andre",
+                 "possible": "mulige tegn", "not": "unntak"}
+
+
+def _where(rule: Rule) -> str:
+    return f"{rule.pos} (under «{rule.section}», {SECTION_NAMES.get(rule.section, '')})"
+
+
+def explain(verdict: Verdict) -> list[str]:
+    """What `veivis krise test` tells a coordinator, in Norwegian: whether the message
+    triggers, which tier, which rule and words decided, and what was excluded or did not
+    count."""
+    out: list[str] = []
+    if verdict.tier == CLEAR:
+        out.append("Utløser: JA – tydelig tegn. Brukeren får krisenumrene med en gang "
+                   "(flyten «crisis»), og den som er på jobb hos NAV, får beskjed.")
+    elif verdict.tier == POSSIBLE:
+        out.append("Utløser: JA – mulig tegn. Brukeren får et kort spørsmål med numrene: "
+                   "tenker du på å skade deg selv? Svarer de ja, får de krisenumrene.")
+    else:
+        out.append("Utløser: NEI. Meldingen blir lest som vanlig.")
+    if verdict.hit is not None:
+        out.append(f"Regel: «{verdict.hit.rule.text}» – {_where(verdict.hit.rule)}")
+        out.append(f"Traff: «{verdict.hit.span}»")
+    others = [h for h in verdict.hits if h is not verdict.hit]
+    if others:
+        out.append("Andre regler som også traff:")
+        out.extend(f"  «{h.rule.text}» traff «{h.span}» – {h.rule.pos}" for h in others)
+    if verdict.excluded:
+        out.append("Unntak som tok ord ut (de teller ikke):")
+        out.extend(f"  «{h.rule.text}» tok «{h.span}» – {h.rule.pos}" for h in verdict.excluded)
+    if verdict.cancelled:
+        out.append("Traff, men teller ikke:")
+        out.extend(f"  «{h.rule.text}» traff «{h.span}», men {why} – {h.rule.pos}"
+                   for h, why in verdict.cancelled)
+    if verdict.tier is None and not verdict.excluded and not verdict.cancelled:
+        out.append("Ingen regel traff. Skal slike meldinger gi krisenumrene, legg til et "
+                   "uttrykk i krise.yaml (se flows/README.md, «Krise»).")
+    return out
