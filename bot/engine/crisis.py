@@ -447,10 +447,11 @@ class CrisisRules:
         rest = sent[i:]
         if all(self.in_group(t, FILLER) for t in rest) or rest[0].masked:
             return True
-        if self.in_group(rest[0], SELF):
+        if not self.in_group(rest[0], CLAUSE):
+            return False
+        if self.in_group(rest[0], SELF):  # «... jeg vil bare dø»
             return True
-        return (self.in_group(rest[0], CLAUSE) and len(rest) > 1
-                and (self.in_group(rest[1], SELF) or rest[1].masked))
+        return len(rest) > 1 and (self.in_group(rest[1], SELF) or rest[1].masked)
 
     def _why_not(self, rule: Rule, sent: Sequence[Token], s: int, e: int) -> str | None:
         """Why a match does not count, or None when it does."""
