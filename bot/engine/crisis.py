@@ -3,7 +3,7 @@
 The rules live in flows/krise.yaml so coordinators can extend them (bot.engine.crisisrules
 reads and checks that file). A rule is a pattern of words, for example
 
-    vil ... {dø}        «vil», up to three other words, then a word from the group {dø}
+    vil ... {dø}        «vil», up to four other words, then a word from the group {dø}
     ta livet {mitt}     any form of «ta» (tar, tok, tatt, teke), then «livet», then {mitt}
     selvmord*           a word that begins with «selvmord» (selvmordstanker)
     orker ikke mer $    ... at the end of a sentence (or before «og», «men», «jeg» ...)
@@ -239,8 +239,29 @@ class CrisisRules:
         self._index = {k: frozenset(v) for k, v in index.items()}
         self._exact = {k: frozenset(v) for k, v in exact.items()}
         self._prefixes = tuple(prefixes)
-        self._suffixes = tuple(suffixes)
+        self._starts: dict[str, set[int]] = {}  # word beginning -> rule word ids
+        for p, eid in prefixes:
+            self._starts.setdefault(p, set()).add(eid)
+        self._ends_with: dict[str, set[int]] = {}  # word ending -> rule word ids
+        for x, eid in suffixes:
+            self._ends_with.setdefault(x, set()).add(eid)
+        self._start_lengths = sorted({len(p) for p in self._starts})
+        self._end_lengths = sorted({len(x) for x in self._ends_with})
         self._vocab = tuple(sorted(vocab))
+        # spelling: every rule word (and word beginning) under each of its forms with one or
+        # two letters left out; a written word finds its candidates by leaving letters out
+        # too (the «symmetric delete» of SymSpell), and rapidfuzz checks the distance
+        self._deletes: dict[str, set[str]] = {}
+        for w in self._vocab:
+            for d in _deletes(w, 2):
+                self._deletes.setdefault(d, set()).add(w)
+        self._prefix_deletes: dict[str, set[str]] = {}
+        for p, _ in self._prefixes:
+            if len(p) >= MIN_FUZZY + 2:
+                for d in _deletes(p, 1):
+                    self._prefix_deletes.setdefault(d, set()).add(p)
+        self._prefix_lengths = sorted({len(p) for ps in self._prefix_deletes.values()
+                                       for p in ps})
         self._group_sets = {g: frozenset(v for w in ws for v in fold_variants(w))
                             for g, ws in self.groups.items()}
         self._self_words = self._group_sets.get(SELF, frozenset())
@@ -345,19 +366,23 @@ class CrisisRules:
         w = _RUN3.sub(r"\1\1", word)
         if w in self._index or self.lexicon.known(w):
             return set()
-        from rapidfuzz import process
         from rapidfuzz.distance import OSA
 
         cutoff = 2 if len(w) >= LONG_FUZZY else 1
-        found = {c for c, _, _ in process.extract(w, self._vocab, scorer=OSA.distance,
-                                                  score_cutoff=cutoff, limit=None)}
+        near: set[str] = set()
+        for d in _deletes(w, cutoff):
+            near |= self._deletes.get(d, set())
+        found = {c for c in near if OSA.distance(w, c, score_cutoff=cutoff) <= cutoff}
         if len(w) < MIN_FUZZY + 1:  # three letters: only a letter left out («lve», «ikk»)
             found = {c for c in found if len(c) == len(w) + 1 and _subsequence(w, c)}
-        for p, _ in self._prefixes:
-            if len(p) >= MIN_FUZZY + 2 and not w.startswith(p) and any(
-                    OSA.distance(w[:n], p, score_cutoff=1) <= 1
-                    for n in (len(p) - 1, len(p), len(p) + 1) if n <= len(w)):
-                found.add(p + "*")
+        for n in {m + k for m in self._prefix_lengths for k in (-1, 0, 1)}:
+            if n > len(w):
+                continue
+            head = w[:n]
+            for d in _deletes(head, 1):
+                for p in self._prefix_deletes.get(d, ()):
+                    if not w.startswith(p) and OSA.distance(head, p, score_cutoff=1) <= 1:
+                        found.add(p + "*")
         return found
 
     def _elems_of(self, word: str) -> frozenset[int]:
@@ -368,15 +393,18 @@ class CrisisRules:
             ids |= self._index.get(f, frozenset())
         for f in (word, _RUN3.sub(r"\1\1", word), _RUN2.sub(r"\1", word)):
             ids |= self._exact.get(f, frozenset())
-        for p, eid in self._prefixes:
-            if any(f.startswith(p) for f in forms):
-                ids.add(eid)
-        for x, eid in self._suffixes:
-            if any(f.endswith(x) for f in forms):
-                ids.add(eid)
+        for f in forms:
+            for n in self._start_lengths:
+                if n > len(f):
+                    break
+                ids |= self._starts.get(f[:n], set())
+            for n in self._end_lengths:
+                if n > len(f):
+                    break
+                ids |= self._ends_with.get(f[-n:], set())
         for c in self.corrections(word):
             if c.endswith("*"):
-                ids.update(eid for p, eid in self._prefixes if p == c[:-1])
+                ids |= self._starts.get(c[:-1], set())
             else:
                 ids |= self._index.get(c, frozenset())
         return frozenset(ids)
@@ -512,6 +540,15 @@ class CrisisRules:
 
     def _hit(self, rule: Rule, sent: Sequence[Token], s: int, e: int) -> Hit:
         return Hit(rule, " ".join(t.text for t in sent[s:e]), sent[s].start, sent[e - 1].end)
+
+
+def _deletes(word: str, n: int) -> set[str]:
+    """The word with up to n letters left out."""
+    out, frontier = {word}, {word}
+    for _ in range(n):
+        frontier = {f[:i] + f[i + 1:] for f in frontier for i in range(len(f))}
+        out |= frontier
+    return out
 
 
 def _subsequence(short: str, long: str) -> bool:

@@ -193,7 +193,7 @@ class _Compiler:
                     ok = False
                 elif parts[i - 1] == GAP:
                     self.error(line, f"{where}: to «...» etter hverandre; ett er nok (det "
-                                     "tillater opp til tre ord)")
+                                     "tillater opp til fire ord)")
                     ok = False
                 else:
                     elems.append(Marker(GAP))
