@@ -262,8 +262,12 @@ class CrisisRules:
                     self._prefix_deletes.setdefault(d, set()).add(p)
         self._prefix_lengths = sorted({len(p) for ps in self._prefix_deletes.values()
                                        for p in ps})
-        self._group_sets = {g: frozenset(v for w in ws for v in fold_variants(w))
+        self._group_sets = {g: frozenset(v for w in ws if "*" not in w
+                                         for v in fold_variants(w))
                             for g, ws in self.groups.items()}
+        self._group_starts = {g: tuple(v for w in ws if w.endswith("*")
+                                       for v in fold_variants(w[:-1]))
+                              for g, ws in self.groups.items()}
         self._self_words = self._group_sets.get(SELF, frozenset())
         self._not = tuple(r for r in self.rules if r.section == "not")
         self._positive = tuple(r for r in self.rules if r.section != "not")
@@ -413,7 +417,10 @@ class CrisisRules:
         words = self._group_sets.get(group)
         if not words:
             return False
-        return token.text in words or _RUN2.sub(r"\1", token.text) in words
+        if token.text in words or _RUN2.sub(r"\1", token.text) in words:
+            return True
+        starts = self._group_starts.get(group, ())
+        return bool(starts) and token.text.startswith(starts)  # «bror*»: broren, brorsan
 
     # -- matching -----------------------------------------------------------------------------
 
@@ -448,17 +455,23 @@ class CrisisRules:
         if el.kind == END:
             return (self._match(elems, e + 1, sent, i, negation_ok) if self._ends(sent, i)
                     else -1)
-        if el.kind == GAP:  # up to MAX_GAP words, none of them a negation
-            for k in range(MAX_GAP + 1):
+        if el.kind == GAP:  # up to MAX_GAP words, none a negation; words taken out are free
+            k, counted = 0, 0
+            while counted <= MAX_GAP:
                 if k:
                     if i + k - 1 >= len(sent):
                         return -1
                     t = sent[i + k - 1]
-                    if not negation_ok and not t.masked and self.in_group(t, NEGATION):
-                        return -1
+                    if not t.masked:
+                        if not negation_ok and self.in_group(t, NEGATION):
+                            return -1
+                        counted += 1
+                        if counted > MAX_GAP:
+                            return -1
                 end = self._match(elems, e + 1, sent, i + k, negation_ok)
                 if end >= 0:
                     return end
+                k += 1
             return -1
         return self._match(elems, e + 1, sent, i, negation_ok)  # START: checked by _find
 
