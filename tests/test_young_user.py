@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bot.app.demo import DEMO_USER_PHONE, DEMO_VEILEDER_PHONE, seed_demo
+from bot.engine.crisis import CLEAR
 from bot.engine.model import Flow, FlowSet, Kind, Step
 from bot.engine.runtime import system_text, tr
 from bot.service.pipeline import FlowRequest, Inbound, Pipeline
@@ -358,9 +359,9 @@ def test_a_crisis_in_the_chat_shows_only_what_the_user_sees(tmp_path: Path,
                                                             flows: FlowSet) -> None:
     """A log line («crisis signal from ...», in English) came into the chat window: the
     terminal shows stdout and stderr together."""
-    assert flows.crisis is not None and flows.crisis.phrases
-    phrase = flows.crisis.phrases[0]
-    typed = [*yes_to_welcome(flows), f"jeg {phrase}"]
+    phrase = "jeg vil ikke leve mer"
+    assert flows.crisis is not None and flows.crisis.check(phrase).tier == CLEAR
+    typed = [*yes_to_welcome(flows), phrase]
     p = veivis("chat", "--db", str(tmp_path / "k.db"), "--no-demo", "--now",
                "2026-11-23 12:00", stdin="\n".join([*typed, ""]))
     assert p.returncode == 0

@@ -117,6 +117,27 @@ def cmd_flows_test(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def cmd_krise_test(args: argparse.Namespace) -> int:
+    """veivis krise test "tekst": would this message trigger crisis safety, and why."""
+    from bot.engine.crisis import explain
+    from bot.engine.loader import load
+
+    flows_dir = Path(args.flows) if args.flows else default_flows_dir()
+    report = load([flows_dir], language=False)
+    if report.errors or report.flowset is None or report.flowset.crisis is None:
+        _print_diagnostics(report.errors, sys.stderr)
+        print(f"Fant ingen brukbar krise-ordliste i {flows_dir} (veivis flows check viser "
+              "feilene).", file=sys.stderr)
+        return 2
+    triggered = False
+    for i, text in enumerate(args.texts):
+        verdict = report.flowset.crisis.check(text, explain=True)
+        triggered |= verdict.tier is not None
+        print(("\n" if i else "") + f"Melding: «{text}»")
+        print("\n".join(explain(verdict)))
+    return 0 if triggered else 1
+
+
 # -- veivis chat --------------------------------------------------------------------------------
 
 async def _read_line(interactive: bool) -> str | None:
@@ -508,6 +529,14 @@ def build_parser() -> argparse.ArgumentParser:
     bk.add_argument("target", help="the new backup file")
     bk.add_argument("--db", default=default_db())
     bk.set_defaults(func=cmd_backup)
+
+    kr = sub.add_parser("krise", help="crisis safety: would a message trigger it, and why")
+    krs = kr.add_subparsers(dest="krise_command", required=True)
+    krt = krs.add_parser("test", help="show whether a message triggers, which tier and why "
+                                      "(exit 0: it triggers, 1: it does not)")
+    krt.add_argument("texts", nargs="+", metavar="tekst", help="the message (quote it)")
+    krt.add_argument("--flows", help="folder with flow files (default: flows/)")
+    krt.set_defaults(func=cmd_krise_test)
 
     f = sub.add_parser("flows", help="check and test flow files")
     fs = f.add_subparsers(dest="flows_command", required=True)

@@ -1,48 +1,641 @@
-"""Recognising a message that may signal crisis, self-harm or acute danger. Pure.
+"""Recognising a message that may signal crisis, self-harm or danger from others. Pure.
 
-The phrases live in flows/krise.yaml so coordinators can extend them. A message matches when
-one of the phrases appears in it as whole words (any case, punctuation or emoji around), after
-the look-alike phrases under `not` («dør av latter») are taken out. It errs on the side of
-caution: a false alarm costs the user one message with phone numbers; a miss costs more.
+The rules live in flows/krise.yaml so coordinators can extend them (bot.engine.crisisrules
+reads and checks that file). A rule is a pattern of words, for example
+
+    vil ... {dø}        «vil», up to four other words, then a word from the group {dø}
+    ta livet {mitt}     any form of «ta» (tar, tok, tatt, teke), then «livet», then {mitt}
+    selvmord*           a word that begins with «selvmord» (selvmordstanker)
+    orker ikke mer $    ... at the end of a sentence (or before «og», «men», «jeg» ...)
+    ^ vil bare dø       ... at the start of a sentence
+
+and a message is read the way young people write it:
+
+- words are lower-cased, apostrophes dropped («don't» is «dont»), stretched letters shortened
+  («leeeve»), letters without Norwegian keys understood («do», «doe» for «dø»);
+- every word is also known by its dictionary forms in bokmål, nynorsk and English
+  (simplemma), so a rule written with «drepe» matches «drepte» and «dreper»;
+- a word that is in no dictionary is compared with the rules' own words, allowing one
+  typing mistake (two in long words), so «sellvmord» and «ikek» still count (rapidfuzz);
+- emoji named in the file become words (💊 is «piller»).
+
+Three checks keep ordinary talk out:
+
+- a negation the rule did not ask for, inside the match or just before it, cancels it
+  («jeg vil ikke dø», «har aldri tenkt på selvmord»), but «vet ikke» and «ikke mer» do not;
+- another person as the subject cancels a rule about oneself («hun vil dø»); rules under
+  `danger` (someone else threatens or hurts the user) expect another person;
+- phrases under `not` («dør av latter», «tar livet med ro») are taken out before any rule is
+  tried, so what they cover counts for nothing.
+
+Two tiers: a `clear` signal gets the crisis numbers at once; a `possible` one («orker ikke
+mer») gets a short check-in. It errs on the side of caution: a false alarm costs the user
+one message with phone numbers; a miss costs more. Any length is read (no cut-off); the work
+per word is a few dictionary look-ups, so long texts stay fast.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+import unicodedata
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 
-from .answers import normalise
 from .model import Pos
 
 CRISIS_FLOW = "crisis"
+CLEAR = "clear"
+POSSIBLE = "possible"
+
+# Sections of krise.yaml that hold rules, and what each means.
+SECTIONS = ("phrases", "danger", "possible", "not")
+TIER_OF = {"phrases": CLEAR, "danger": CLEAR, "possible": POSSIBLE}
+
+# Word groups the reader itself relies on (defined in krise.yaml under `words`).
+NEGATION = "nekting"  # ikke, aldri, not ...: cancels a rule that did not ask for it
+OTHERS = "andre"  # han, hun, du ...: another person as the subject (also between words)
+PEOPLE = "folk"  # mamma, kjæresten, noen ...: another person, when just before a match
+SELF = "jeg"  # jeg, eg, æ, i ...: the user as the subject
+KNOW = "vet"  # vet, skjønner ...: «vet ikke» is no negation of what follows
+MORE = "mer"  # mer, lenger ...: «ikke mer» is no negation of what follows
+FILLER = "fyll"  # nå, altså, ass ...: may stand after `$`
+CLAUSE = "ny_setning"  # og, men, jeg ...: a new clause starts here (for `$` and look-backs)
+REQUIRED_GROUPS = (NEGATION, OTHERS, PEOPLE, SELF, KNOW, MORE, FILLER, CLAUSE)
+
+NUMBER = "10+"  # stands for any number from ten up («har tatt 30 paracet»)
+GAP = "..."  # up to MAX_GAP other words
+MAX_GAP = 4
+START, END = "^", "$"
+LOOK_BACK = 3  # words before a match where a negation cancels it
+OTHERS_BACK = 2  # words before a match where another person as subject cancels it
+CARRY_BACK = 6  # after «og», «men»: how far back the subject of the clause before is sought
+MIN_PREFIX = 4  # letters before a '*'
+MIN_FUZZY = 3  # words shorter than this are never corrected
+LONG_FUZZY = 8  # from this length two mistakes are allowed
+
+# -- reading a message ------------------------------------------------------------------------
+
+_APOSTROPHE = re.compile(r"(?<=\w)['’´`‘](?=\w)")
+_TOKEN = re.compile(r"[^\W_]+|(?<=\d)\.(?= [^\W\d_])|[.!?;:,\n\r…]+")
+_BOUNDARY_CHARS = frozenset(".!?;:,\n\r…")
+_RUN3 = re.compile(r"(.)\1{2,}")
+_RUN2 = re.compile(r"(.)\1+")
+_SKIN_AND_VS = re.compile("[\ufe0f\ufe0e\u200d\U0001f3fb-\U0001f3ff]")
+_FOLD = (("ø", ("o", "oe")), ("æ", ("ae",)), ("å", ("aa",)))
 
 
-@dataclass(frozen=True)
-class CrisisWords:
-    phrases: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-    required_numbers: tuple[str, ...] = ()
-    pos: Pos | None = None
-    _patterns: tuple[re.Pattern[str] | None, re.Pattern[str] | None] | None = field(
-        default=None, compare=False, repr=False)
+def fold_variants(word: str) -> set[str]:
+    """How a word is written without Norwegian letters: «dø» -> «do», «doe»."""
+    out = {word}
+    for letter, subs in _FOLD:
+        if any(letter in w for w in out):
+            out |= {w.replace(letter, s) for w in out for s in subs}
+    return out
 
-    def patterns(self) -> tuple[re.Pattern[str] | None, re.Pattern[str] | None]:
-        """(phrases, look-alikes), each one compiled alternation of whole-word phrases."""
-        if self._patterns is None:
-            def compile_(words: tuple[str, ...]) -> re.Pattern[str] | None:
-                alts = [re.escape(n) for n in sorted({normalise(w) for w in words},
-                                                     key=len, reverse=True) if n]
-                return re.compile(rf"(?<!\w)(?:{'|'.join(alts)})(?!\w)") if alts else None
-            object.__setattr__(self, "_patterns", (compile_(self.phrases),
-                                                   compile_(self.exclude)))
-        assert self._patterns is not None
-        return self._patterns
+
+@dataclass(frozen=True, slots=True)
+class Lexicon:
+    """Dictionary knowledge: the dictionary forms of a word and whether a word is known.
+    Backed by simplemma (bokmål, nynorsk, English), whose data ships inside the package."""
+
+    lemmatise: bool = True
+    langs: tuple[str, ...] = ("nb", "nn", "en")
+
+    def lemmas(self, word: str) -> tuple[str, ...]:
+        return _lemmas(word, self.langs) if self.lemmatise else ()
+
+    def known(self, word: str) -> bool:
+        return _known(word, self.langs)
+
+
+@lru_cache(maxsize=65536)
+def _lemmas(word: str, langs: tuple[str, ...]) -> tuple[str, ...]:
+    import simplemma  # loaded on first use: its dictionaries take a moment to read
+
+    return tuple({simplemma.lemmatize(word, lang=lang) for lang in langs} - {word})
+
+
+@lru_cache(maxsize=65536)
+def _known(word: str, langs: tuple[str, ...]) -> bool:
+    import simplemma
+
+    return any(simplemma.is_known(word, lang=lang) for lang in langs)
+
+
+@dataclass(slots=True)
+class Token:
+    text: str  # the word as written (lower case, apostrophes dropped)
+    start: int  # where it stands in the normalised message
+    end: int
+    boundary: bool = False  # a sentence or clause break (. ! ? , ; : new line)
+    elems: frozenset[int] = frozenset()  # ids of the rule words this token matches
+    masked: bool = False  # covered by a `not` phrase: counts for nothing
+
+
+# -- rules ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    """One position of a pattern: the words and word beginnings it accepts."""
+
+    id: int
+    label: str  # as written in the file
+    words: frozenset[str] = frozenset()
+    prefixes: tuple[str, ...] = ()
+    suffixes: tuple[str, ...] = ()  # «*brua»: words that end so (jernbanebrua)
+    exact: bool = False  # «=ta»: only this form, not «tok» or «tatt»
+    negation: bool = False  # the pattern asks for a negation here
+    context: bool = False  # «[ikke]» in a `not` phrase: must be there, is not taken out
+
+
+@dataclass(frozen=True, slots=True)
+class Marker:
+    kind: str  # GAP, START or END
+
+
+Elem = Word | Marker
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    text: str
+    section: str
+    pos: Pos
+    elems: tuple[Elem, ...]
+
+    @property
+    def tier(self) -> str | None:
+        return TIER_OF.get(self.section)
+
+    @property
+    def asks_negation(self) -> bool:
+        return any(isinstance(e, Word) and e.negation for e in self.elems)
+
+    def names(self, words: frozenset[str]) -> bool:
+        """The pattern itself has one of these words (e.g. «meg»: it is about the user)."""
+        return any(isinstance(e, Word) and e.words & words for e in self.elems)
+
+    @property
+    def anchor(self) -> int:
+        """Index of the first word (a pattern never begins with a gap)."""
+        return next(i for i, e in enumerate(self.elems) if isinstance(e, Word))
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    rule: Rule
+    span: str  # the words it covered, as normalised
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the reader made of a message, for the engine and for `veivis krise test`."""
+
+    tier: str | None  # CLEAR, POSSIBLE or None
+    hit: Hit | None = None  # the rule that decided
+    hits: tuple[Hit, ...] = ()  # every rule that matched
+    excluded: tuple[Hit, ...] = ()  # `not` phrases that took words out
+    cancelled: tuple[tuple[Hit, str], ...] = ()  # matched, but did not count (and why)
+
+    def __bool__(self) -> bool:
+        return self.tier is not None
+
+
+class CrisisRules:
+    """The compiled rules of krise.yaml. `check(text)` reads one message. Immutable after
+    construction; it caches what each written word matches, so repeated words cost nothing."""
+
+    def __init__(self, rules: Sequence[Rule] = (),
+                 groups: Mapping[str, frozenset[str]] | None = None,
+                 emoji: Mapping[str, str] | None = None, required_numbers: Sequence[str] = (),
+                 pos: Pos | None = None, lexicon: Lexicon | None = None,
+                 fuzzy: bool = True) -> None:
+        self.rules = tuple(rules)
+        self.groups: Mapping[str, frozenset[str]] = dict(groups or {})
+        self.emoji: Mapping[str, str] = dict(emoji or {})
+        self.required_numbers = tuple(required_numbers)
+        self.pos = pos
+        self.lexicon = lexicon or Lexicon()
+        self.fuzzy = fuzzy
+        index: dict[str, set[int]] = {}
+        exact: dict[str, set[int]] = {}
+        prefixes: list[tuple[str, int]] = []
+        suffixes: list[tuple[str, int]] = []
+        vocab: set[str] = set()
+        for rule in self.rules:
+            for e in rule.elems:
+                if not isinstance(e, Word):
+                    continue
+                for w in e.words:
+                    (exact if e.exact else index).setdefault(w, set()).add(e.id)
+                    if len(w) >= MIN_FUZZY and not e.exact:
+                        vocab.add(w)
+                prefixes.extend((p, e.id) for p in e.prefixes)
+                suffixes.extend((x, e.id) for x in e.suffixes)
+        self._index = {k: frozenset(v) for k, v in index.items()}
+        self._exact = {k: frozenset(v) for k, v in exact.items()}
+        self._prefixes = tuple(prefixes)
+        self._starts: dict[str, set[int]] = {}  # word beginning -> rule word ids
+        for p, eid in prefixes:
+            self._starts.setdefault(p, set()).add(eid)
+        self._ends_with: dict[str, set[int]] = {}  # word ending -> rule word ids
+        for x, eid in suffixes:
+            self._ends_with.setdefault(x, set()).add(eid)
+        self._start_lengths = sorted({len(p) for p in self._starts})
+        self._end_lengths = sorted({len(x) for x in self._ends_with})
+        self._vocab = tuple(sorted(vocab))
+        # spelling: every rule word (and word beginning) under each of its forms with one or
+        # two letters left out; a written word finds its candidates by leaving letters out
+        # too (the «symmetric delete» of SymSpell), and rapidfuzz checks the distance
+        self._deletes: dict[str, set[str]] = {}
+        for w in self._vocab:
+            for d in _deletes(w, 2):
+                self._deletes.setdefault(d, set()).add(w)
+        self._prefix_deletes: dict[str, set[str]] = {}
+        for p, _ in self._prefixes:
+            if len(p) >= MIN_FUZZY + 2:
+                for d in _deletes(p, 1):
+                    self._prefix_deletes.setdefault(d, set()).add(p)
+        self._prefix_lengths = sorted({len(p) for ps in self._prefix_deletes.values()
+                                       for p in ps})
+        self._group_sets = {g: frozenset(v for w in ws if "*" not in w
+                                         for v in fold_variants(w))
+                            for g, ws in self.groups.items()}
+        self._group_starts = {g: tuple(v for w in ws if w.endswith("*")
+                                       for v in fold_variants(w[:-1]))
+                              for g, ws in self.groups.items()}
+        self._self_words = self._group_sets.get(SELF, frozenset())
+        self._not = tuple(r for r in self.rules if r.section == "not")
+        self._positive = tuple(r for r in self.rules if r.section != "not")
+        self._token_elems = lru_cache(maxsize=65536)(self._elems_of)
+
+    # -- the public face ---------------------------------------------------------------------
 
     def matches(self, text: str) -> bool:
-        phrases, exclude = self.patterns()
-        if phrases is None or len(text) > 5000:
+        """True when the message is a clear or a possible signal."""
+        return self.check(text).tier is not None
+
+    def check(self, text: str, explain: bool = False) -> Verdict:
+        """Read one message: the tier, and which rule decided (or what excluded it). With
+        `explain`, also the matches a negation between the words stopped (for `veivis krise
+        test`; slower)."""
+        tokens = self.tokens(text)
+        if not tokens or not self.rules:
+            return Verdict(None)
+        sentences = _sentences(tokens)
+        where: dict[int, list[tuple[int, int]]] = {}  # rule word id -> (sentence, position)
+        for si, sent in enumerate(sentences):
+            for ti, t in enumerate(sent):
+                for eid in t.elems:
+                    where.setdefault(eid, []).append((si, ti))
+        excluded: list[Hit] = []
+        for rule in self._not:
+            for si, s, e in self._find(rule, sentences, where):
+                sent = sentences[si]
+                excluded.append(self._hit(rule, sent, s, e))
+                for t in self._covered(rule, sent, s, e):
+                    t.masked = True
+        hits: list[Hit] = []
+        cancelled: list[tuple[Hit, str]] = []
+        for rule in self._positive:
+            for si, s, e in self._find(rule, sentences, where):
+                sent = sentences[si]
+                hit = self._hit(rule, sent, s, e)
+                why = self._why_not(rule, sent, s, e)
+                if why is None:
+                    hits.append(hit)
+                    break  # one hit per rule is enough
+                cancelled.append((hit, why))
+        if explain:
+            seen = {id(h.rule) for h in hits} | {id(h.rule) for h, _ in cancelled}
+            for rule in self._positive:
+                if id(rule) in seen:
+                    continue
+                for si, s, e in self._find(rule, sentences, where, negation_in_gaps=True):
+                    sent = sentences[si]
+                    neg = next(t.text for t in sent[s:e] if self.in_group(t, NEGATION))
+                    cancelled.append((self._hit(rule, sent, s, e),
+                                      f"«{neg}» står mellom ordene (en nekting)"))
+                    break
+        decided = (next((h for h in hits if h.rule.tier == CLEAR), None)
+                   or next((h for h in hits if h.rule.tier == POSSIBLE), None))
+        return Verdict(decided.rule.tier if decided else None, decided, tuple(hits),
+                       tuple(excluded), tuple(cancelled))
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def normalise(self, text: str) -> str:
+        t = unicodedata.normalize("NFKC", text)
+        if not t.isascii():
+            t = _SKIN_AND_VS.sub("", t)
+            for emo, word in self.emoji.items():
+                if emo in t:
+                    t = t.replace(emo, f" {word} ")
+        return _APOSTROPHE.sub("", t.casefold())
+
+    def tokens(self, text: str) -> list[Token]:
+        norm = self.normalise(text)
+        out: list[Token] = []
+        for m in _TOKEN.finditer(norm):
+            w = m.group()
+            if w == "." and m.start() > 0 and norm[m.start() - 1].isdigit() and \
+                    norm[m.end():m.end() + 2].strip()[:1].islower():
+                continue  # «10. etasje», «24. november»: an ordinal, not a full stop
+            if w[0] in _BOUNDARY_CHARS:
+                if out and not out[-1].boundary:
+                    out.append(Token(w, m.start(), m.end(), boundary=True))
+                continue
+            out.append(Token(w, m.start(), m.end(), elems=self._token_elems(w)))
+        return out
+
+    def forms(self, word: str) -> set[str]:
+        """The forms a written word is known by: as written, with stretched letters
+        shortened, its dictionary forms, and «10+» for a number of ten or more."""
+        forms = {word, _RUN3.sub(r"\1\1", word), _RUN2.sub(r"\1", word)}
+        for f in (word, _RUN3.sub(r"\1\1", word)):
+            forms.update(self.lexicon.lemmas(f))
+        if word.isdigit() and len(word) < 6 and int(word) >= 10:
+            forms.add(NUMBER)
+        return forms
+
+    def corrections(self, word: str) -> set[str]:
+        """Rule words this word may be a misspelling of (it is in no dictionary): one
+        mistake, two in long words; a three-letter word only with a letter left out."""
+        if not self.fuzzy or len(word) < MIN_FUZZY or word.isdigit():
+            return set()
+        w = _RUN3.sub(r"\1\1", word)
+        if w in self._index or self.lexicon.known(w):
+            return set()
+        from rapidfuzz.distance import OSA
+
+        cutoff = 2 if len(w) >= LONG_FUZZY else 1
+        near: set[str] = set()
+        for d in _deletes(w, cutoff):
+            near |= self._deletes.get(d, set())
+        found = {c for c in near if OSA.distance(w, c, score_cutoff=cutoff) <= cutoff}
+        if len(w) < MIN_FUZZY + 1:  # three letters: only a letter left out («lve», «ikk»)
+            found = {c for c in found if len(c) == len(w) + 1 and _subsequence(w, c)}
+        for n in {m + k for m in self._prefix_lengths for k in (-1, 0, 1)}:
+            if n > len(w):
+                continue
+            head = w[:n]
+            for d in _deletes(head, 1):
+                for p in self._prefix_deletes.get(d, ()):
+                    if not w.startswith(p) and OSA.distance(head, p, score_cutoff=1) <= 1:
+                        found.add(p + "*")
+        return found
+
+    def _elems_of(self, word: str) -> frozenset[int]:
+        """The ids of the rule words a written word matches."""
+        ids: set[int] = set()
+        forms = self.forms(word)
+        for f in forms:
+            ids |= self._index.get(f, frozenset())
+        for f in (word, _RUN3.sub(r"\1\1", word), _RUN2.sub(r"\1", word)):
+            ids |= self._exact.get(f, frozenset())
+        for f in forms:
+            for n in self._start_lengths:
+                if n > len(f):
+                    break
+                ids |= self._starts.get(f[:n], set())
+            for n in self._end_lengths:
+                if n > len(f):
+                    break
+                ids |= self._ends_with.get(f[-n:], set())
+        for c in self.corrections(word):
+            if c.endswith("*"):
+                ids |= self._starts.get(c[:-1], set())
+            else:
+                ids |= self._index.get(c, frozenset())
+        return frozenset(ids)
+
+    def in_group(self, token: Token, group: str) -> bool:
+        words = self._group_sets.get(group)
+        if not words:
             return False
-        norm = normalise(text)
-        if exclude is not None:
-            norm = exclude.sub(" ", norm)
-        return phrases.search(norm) is not None
+        if token.text in words or _RUN2.sub(r"\1", token.text) in words:
+            return True
+        starts = self._group_starts.get(group, ())
+        return bool(starts) and token.text.startswith(starts)  # «bror*»: broren, brorsan
+
+    # -- matching -----------------------------------------------------------------------------
+
+    def _find(self, rule: Rule, sentences: Sequence[Sequence[Token]],
+              where: Mapping[int, Sequence[tuple[int, int]]], negation_in_gaps: bool = False
+              ) -> Iterator[tuple[int, int, int]]:
+        """(sentence, start, end) of each place the rule matches, left to right, not
+        overlapping. Only the places where its first word stands are tried."""
+        a = rule.anchor
+        first = rule.elems[a]
+        assert isinstance(first, Word)
+        done = (-1, -1)  # (sentence, end) of the last match
+        for si, i in where.get(first.id, ()):
+            sent = sentences[si]
+            if sent[i].masked or (a and i != 0) or (si == done[0] and i < done[1]):
+                continue
+            end = self._match(rule.elems, a + 1, sent, i + 1, negation_in_gaps)
+            if end >= 0:
+                done = (si, end)
+                yield si, i, end
+
+    def _match(self, elems: Sequence[Elem], e: int, sent: Sequence[Token], i: int,
+               negation_ok: bool = False) -> int:
+        """The end of a match of elems[e:] from sent[i], or -1."""
+        if e == len(elems):
+            return i
+        el = elems[e]
+        if isinstance(el, Word):
+            if i < len(sent) and not sent[i].masked and el.id in sent[i].elems:
+                return self._match(elems, e + 1, sent, i + 1, negation_ok)
+            return -1
+        if el.kind == END:
+            return (self._match(elems, e + 1, sent, i, negation_ok) if self._ends(sent, i)
+                    else -1)
+        if el.kind == GAP:  # up to MAX_GAP words, none a negation; words taken out are free
+            k, counted = 0, 0
+            while counted <= MAX_GAP:
+                if k:
+                    if i + k - 1 >= len(sent):
+                        return -1
+                    t = sent[i + k - 1]
+                    if not t.masked:
+                        if not negation_ok and self.in_group(t, NEGATION):
+                            return -1
+                        counted += 1
+                        if counted > MAX_GAP:
+                            return -1
+                end = self._match(elems, e + 1, sent, i + k, negation_ok)
+                if end >= 0:
+                    return end
+                k += 1
+            return -1
+        return self._match(elems, e + 1, sent, i, negation_ok)  # START: checked by _find
+
+    def _covered(self, rule: Rule, sent: Sequence[Token], s: int, e: int) -> list[Token]:
+        """The words a `not` phrase takes out: all it matched but its [context] words."""
+        context = [el.id for el in rule.elems if isinstance(el, Word) and el.context]
+        if not context:
+            return list(sent[s:e])
+        return [t for t in sent[s:e] if not any(c in t.elems for c in context)]
+
+    def _ends(self, sent: Sequence[Token], i: int) -> bool:
+        """The sentence ends at i: nothing but filler words follow, or a new clause about the
+        writer starts («... og jeg», «... jeg vil»)."""
+        rest = sent[i:]
+        if all(self.in_group(t, FILLER) for t in rest) or rest[0].masked:
+            return True
+        if not self.in_group(rest[0], CLAUSE):
+            return False
+        if self.in_group(rest[0], SELF):  # «... jeg vil bare dø»
+            return True
+        return len(rest) > 1 and (self.in_group(rest[1], SELF) or rest[1].masked)
+
+    def _why_not(self, rule: Rule, sent: Sequence[Token], s: int, e: int) -> str | None:
+        """Why a match does not count, or None when it does."""
+        about_others = rule.section == "danger" or rule.names(self._self_words)
+        if not about_others:
+            for t in sent[s:e]:
+                if self.in_group(t, OTHERS) and not self._named(rule, t):
+                    return f"«{t.text}» er en annen person enn den som skriver"
+        if not rule.asks_negation:
+            for j in range(s - 1, max(-1, s - 1 - LOOK_BACK), -1):
+                t = sent[j]
+                if t.masked or (self.in_group(t, CLAUSE) and not self.in_group(t, SELF)):
+                    break
+                if self.in_group(t, NEGATION):
+                    before = sent[j - 1] if j > 0 else None
+                    after = sent[j + 1] if j + 1 < len(sent) else None
+                    if (before is not None and self.in_group(before, KNOW)) or (
+                            after is not None and self.in_group(after, MORE)):
+                        continue
+                    return f"«{t.text}» står foran (en nekting)"
+        if not about_others:
+            subject = self._subject_before(sent, s)
+            if subject is not None and not self.in_group(subject, SELF):
+                return f"det handler om en annen («{subject.text}»)"
+        return None
+
+    def _person(self, t: Token) -> bool:
+        return (self.in_group(t, SELF) or self.in_group(t, OTHERS)
+                or self.in_group(t, PEOPLE))
+
+    def _subject_before(self, sent: Sequence[Token], s: int) -> Token | None:
+        """The person just before a match (within two words), or, when the match starts a
+        clause with no subject of its own («... og kommer snart til å dø»), the nearest
+        person in the clause before it."""
+        j = s - 1
+        for _ in range(OTHERS_BACK):
+            if j < 0 or sent[j].masked:
+                return None
+            t = sent[j]
+            if self._person(t):
+                return t
+            if self.in_group(t, CLAUSE):
+                break
+            j -= 1
+        if j < 0 or j != s - 1 or not self.in_group(sent[j], CLAUSE):
+            return None
+        for k in range(j - 1, max(-1, j - 1 - CARRY_BACK), -1):
+            t = sent[k]
+            if t.masked:
+                return None
+            if self._person(t):
+                return t
+        return None
+
+    def _named(self, rule: Rule, token: Token) -> bool:
+        """The rule itself names this word (so it is no stranger in the match)."""
+        return any(isinstance(el, Word) and el.id in token.elems for el in rule.elems)
+
+    def _hit(self, rule: Rule, sent: Sequence[Token], s: int, e: int) -> Hit:
+        return Hit(rule, " ".join(t.text for t in sent[s:e]), sent[s].start, sent[e - 1].end)
+
+
+def _deletes(word: str, n: int) -> set[str]:
+    """The word with up to n letters left out."""
+    out, frontier = {word}, {word}
+    for _ in range(n):
+        frontier = {f[:i] + f[i + 1:] for f in frontier for i in range(len(f))}
+        out |= frontier
+    return out
+
+
+def _subsequence(short: str, long: str) -> bool:
+    it = iter(long)
+    return all(ch in it for ch in short)
+
+
+def _sentences(tokens: Sequence[Token]) -> list[list[Token]]:
+    out: list[list[Token]] = [[]]
+    for t in tokens:
+        if t.boundary:
+            if out[-1]:
+                out.append([])
+        else:
+            out[-1].append(t)
+    return [s for s in out if s]
+
+
+# A crisis message written to the veileder goes to the work phone with this in front, so the
+# veileder sees it even when a long text is shortened (the urgent notice comes too, in hours).
+FORWARD_MARK = "(Kan bety krise. Veivis har gitt krisenumrene.) "
+
+# Answers to the check-in question that count as a yes besides «ja»: not sure is a yes.
+MAYBE = ("kanskje", "kansje", "kanskje det", "vet ikke", "vet ikkje", "veit ikkje", "veit ikke",
+         "vet ik", "aner ikke", "usikker", "litt", "noen ganger", "nokre gonger", "av og til",
+         "innimellom", "tja", "mulig", "tror det", "trur det", "maybe", "idk", "not sure",
+         "sometimes", "a bit", "kind of", "i dont know", "i think so")
+
+# The name the loader and the engine used when the file held a plain word list.
+CrisisWords = CrisisRules
+
+
+def says_yes_to_check_in(text: str, maybe: Iterable[str]) -> bool:
+    """A «not sure» to the check-in question («kanskje», «vet ikke») counts as a yes."""
+    norm = " ".join(w for w in _TOKEN.findall(text.casefold()) if w[0] not in _BOUNDARY_CHARS)
+    return any(re.search(rf"(?<!\w){re.escape(w)}(?!\w)", norm) for w in maybe)
+
+
+SECTION_NAMES = {"phrases": "tydelige tegn", "danger": "fare fra andre",
+                 "possible": "mulige tegn", "not": "unntak"}
+
+
+def _where(rule: Rule) -> str:
+    return f"{rule.pos} (under «{rule.section}», {SECTION_NAMES.get(rule.section, '')})"
+
+
+def explain(verdict: Verdict) -> list[str]:
+    """What `veivis krise test` tells a coordinator, in Norwegian: whether the message
+    triggers, which tier, which rule and words decided, and what was excluded or did not
+    count."""
+    out: list[str] = []
+    if verdict.tier == CLEAR:
+        out.append("Utløser: JA – tydelig tegn. Brukeren får krisenumrene med en gang "
+                   "(flyten «crisis»), og den som er på jobb hos NAV, får beskjed.")
+    elif verdict.tier == POSSIBLE:
+        out.append("Utløser: JA – mulig tegn. Brukeren får et kort spørsmål med numrene: "
+                   "tenker du på å skade deg selv? Svarer de ja, får de krisenumrene.")
+    else:
+        out.append("Utløser: NEI. Meldingen blir lest som vanlig.")
+    if verdict.hit is not None:
+        out.append(f"Regel: «{verdict.hit.rule.text}» – {_where(verdict.hit.rule)}")
+        out.append(f"Traff: «{verdict.hit.span}»")
+    others = [h for h in verdict.hits if h is not verdict.hit]
+    if others:
+        out.append("Andre regler som også traff:")
+        out.extend(f"  «{h.rule.text}» traff «{h.span}» – {h.rule.pos}" for h in others)
+    if verdict.excluded:
+        out.append("Unntak som tok ord ut (de teller ikke):")
+        out.extend(f"  «{h.rule.text}» tok «{h.span}» – {h.rule.pos}" for h in verdict.excluded)
+    if verdict.cancelled:
+        out.append("Traff, men teller ikke:")
+        out.extend(f"  «{h.rule.text}» traff «{h.span}», men {why} – {h.rule.pos}"
+                   for h, why in verdict.cancelled)
+    if verdict.tier is None and not verdict.excluded and not verdict.cancelled:
+        out.append("Ingen regel traff. Skal slike meldinger gi krisenumrene, legg til et "
+                   "uttrykk i krise.yaml (se flows/README.md, «Krise»).")
+    return out

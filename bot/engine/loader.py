@@ -20,7 +20,8 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from .answers import NO_VALUE, YES_VALUE, parse_yesno
-from .crisis import CRISIS_FLOW, CrisisWords
+from .crisis import CRISIS_FLOW, CrisisRules
+from .crisisrules import compile_file
 from .language import Wordlist, check_flowset
 from .model import Checklist, Flow, FlowSet, Kind, Option, Pos, Step, Texts
 from .systemtexts import SYSTEM_TEXTS
@@ -37,7 +38,6 @@ STEP_KEYS = {
 }
 WORDLIST_KEYS = {"id", "title", "description", "avoid", "explain"}
 CHECKLIST_KEYS = {"id", "title", "description", "items"}
-CRISIS_KEYS = {"id", "title", "description", "phrases", "not", "required_numbers"}
 OPTION_KEYS = {"text", "value", "also"}
 KINDS = [k.value for k in Kind]
 
@@ -713,27 +713,15 @@ def _load_checklist(chk: FileChecker, doc: CommentedMap) -> Checklist | None:
     return Checklist(items=got[0], positions=got[1])
 
 
-def _words_list(chk: FileChecker, doc: CommentedMap, key: str) -> tuple[str, ...]:
-    if key not in doc:
-        return ()
-    v = doc[key]
-    if isinstance(v, CommentedSeq) and all(isinstance(x, str | int) and not isinstance(x, bool)
-                                           and str(x).strip() for x in v):
-        return tuple(str(x).strip() for x in v)
-    chk.error(line_of_value(doc, key, 1), f"'{key}' must be a list of words or phrases")
-    return ()
+def _load_crisis(chk: FileChecker, doc: CommentedMap) -> CrisisRules:
+    """flows/krise.yaml: the crisis rules (bot.engine.crisisrules checks them, in Norwegian)."""
+    crisis, problems = compile_file(chk.path, doc)
+    for p in problems:
+        (chk.error if p.severity == "error" else chk.warning)(p.line, p.message)
+    return crisis
 
 
-def _load_crisis(chk: FileChecker, doc: CommentedMap) -> CrisisWords:
-    chk.unknown_keys(doc, CRISIS_KEYS, 1, "the crisis word list")
-    phrases = _words_list(chk, doc, "phrases")
-    if not phrases:
-        chk.error(line_of_value(doc, "phrases", 1), "the crisis word list has no phrases")
-    return CrisisWords(phrases, _words_list(chk, doc, "not"),
-                       _words_list(chk, doc, "required_numbers"), Pos(chk.path, 1))
-
-
-def _check_crisis_numbers(flows: dict[str, Flow], crisis: CrisisWords,
+def _check_crisis_numbers(flows: dict[str, Flow], crisis: CrisisRules,
                           diags: list[Diagnostic]) -> None:
     flow = flows.get(CRISIS_FLOW)
     pos = crisis.pos or Pos("", 1)
@@ -760,7 +748,7 @@ def load(paths: Sequence[str | Path], *, language: bool = True) -> Report:
     texts_seen = False
     wordlist: Wordlist | None = None
     checklist: Checklist | None = None
-    crisis: CrisisWords | None = None
+    crisis: CrisisRules | None = None
     starts: list[tuple[FileChecker, Flow, list[dict[str, Any]]]] = []
     files = flow_files(paths)
     for f in files:

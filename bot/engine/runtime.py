@@ -15,7 +15,7 @@ from bot.timing.display import day_date, meeting_time
 from bot.timing.hours import Duty
 
 from . import answers as A
-from .crisis import CRISIS_FLOW
+from .crisis import CLEAR, CRISIS_FLOW, FORWARD_MARK, MAYBE, POSSIBLE, says_yes_to_check_in
 from .model import Flow, FlowSet, Kind, Option, Step
 from .templates import render
 
@@ -31,7 +31,8 @@ class State:
     step: str | None = None
     answers: Mapping[str, str] = field(default_factory=dict)
     tries: int = 0
-    pending: str | None = None  # "erase": waiting for a yes/no to SLETT
+    pending: str | None = None  # "erase": a yes/no to SLETT; "crisis": may we tell NAV;
+    # "checkin": a yes/no to «are you thinking of hurting yourself?»
     stopped: bool = False
     consent: bool | None = None  # None: not asked yet (the welcome flow asks)
     lang: str = "nb"
@@ -157,9 +158,11 @@ class SetHearBack:
 
 @dataclass(frozen=True, slots=True)
 class Crisis:
-    """A message signalled crisis: the numbers were sent. Recorded without the text."""
+    """A message signalled crisis: the numbers were sent (`possible`: a possible signal, and
+    the user was asked whether they think of hurting themselves). Recorded without the text."""
 
     in_anonymous_flow: bool
+    possible: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,19 +273,22 @@ def keyword(text: str) -> str | None:
 
 class _Out:
     """Collects replies and effects while a step runs; holds what the step knows of the desk.
-    `instead`: one reply that replaces the step's replies (an honest answer about a message
-    to the veileder, in place of the flow's «sent»)."""
+    `instead`: one reply that replaces the step's replies after the first `keep` (an honest
+    answer about a message to the veileder, in place of the flow's «sent»; the crisis
+    numbers said before it always stay)."""
 
-    __slots__ = ("desk", "effects", "instead", "replies")
+    __slots__ = ("desk", "effects", "instead", "keep", "replies")
 
     def __init__(self, desk: Desk) -> None:
         self.desk = desk
         self.replies: list[Reply] = []
         self.effects: list[Effect] = []
         self.instead: Reply | None = None
+        self.keep = 0
 
     def result(self, state: State, sensitive: bool = False) -> Result:
-        replies = (self.instead,) if self.instead is not None else tuple(self.replies)
+        replies = (tuple(self.replies) if self.instead is None
+                   else (*self.replies[:self.keep], self.instead))
         return Result(state, replies, tuple(self.effects), sensitive)
 
 
@@ -318,10 +324,30 @@ def step(flows: FlowSet, state: State, event: Event, now: datetime,
     text = event.text
     current = flows.get(state.flow) if state.flow else None
     sensitive = bool(current and current.anonymous)
-    if flows.crisis is not None and flows.crisis.matches(text):
-        crisis_flow = flows.get(CRISIS_FLOW)
-        if crisis_flow is not None:
-            return out.result(_crisis(flows, crisis_flow, state, sensitive, ctx, out), sensitive)
+    # safety first: read every message, in every state, at any length
+    crisis_flow = flows.get(CRISIS_FLOW)
+    tier = flows.crisis.check(text).tier if flows.crisis is not None and crisis_flow else None
+    if tier == CLEAR and crisis_flow is not None:
+        st = current.step(state.step or "") if current else None
+        return out.result(_crisis_then_forward(flows, crisis_flow, current, st, state,
+                                               sensitive, text, now, ctx, out), sensitive)
+    if state.pending == "checkin":  # asked «are you thinking of hurting yourself?»
+        state = _evolve(state, pending=None)
+        answer = A.parse_yesno(text) if keyword(text) is None else None
+        unsure = (answer is None and keyword(text) is None
+                  and says_yes_to_check_in(text, MAYBE))
+        if crisis_flow is not None and (answer == A.YES_VALUE or unsure):
+            return out.result(_crisis(flows, crisis_flow, state, sensitive, ctx, out),
+                              sensitive)
+        if answer == A.NO_VALUE:
+            out.replies.append(Reply(_sys(flows, state, "crisis_check_no", ctx)))
+            _reshow(flows, current, state, ctx, out)
+            return out.result(state, sensitive)
+        # neither: read as it would have been
+    if tier == POSSIBLE and crisis_flow is not None:
+        st = current.step(state.step or "") if current else None
+        return out.result(_check_in(flows, current, st, state, sensitive, text, now, ctx, out),
+                          sensitive)
     if state.pending == "crisis":  # asked inside an anonymous flow: may we tell NAV?
         state = _evolve(state, pending=None)
         yes_no = A.parse_yesno(text) if keyword(text) is None else None
@@ -332,12 +358,7 @@ def step(flows: FlowSet, state: State, event: Event, now: datetime,
             key = ("crisis_told" if told else "crisis_nobody" if yes_no == A.YES_VALUE
                    else "crisis_not_told")
             out.replies.append(Reply(_sys(flows, state, key, ctx)))
-            st = current.step(state.step or "") if current else None
-            if current is not None and st is not None and st.is_question:  # the flow goes on
-                out.replies.append(Reply(render(tr(flows, state.lang, f"{current.id}.{st.id}",
-                                                   st.text or ""), _values(current, state, ctx)),
-                                         _choices(flows, current, st, state),
-                                         st.kind is Kind.CHOICE))
+            _reshow(flows, current, state, ctx, out)
             return out.result(state, sensitive)
         # not a yes or no: taken as no, and the message is read as it would have been
     kw = keyword(text)
@@ -440,6 +461,57 @@ def _crisis(flows: FlowSet, crisis_flow: Flow, state: State, anonymous: bool,
         out.effects.append(CrisisNotice(duty))
         out.replies.append(Reply(_sys(flows, state, "crisis_told", ctx)))
     return state
+
+
+def _reshow(flows: FlowSet, current: Flow | None, state: State, ctx: Mapping[str, str],
+            out: _Out) -> None:
+    """After a crisis question is answered, the flow goes on: its question again."""
+    st = current.step(state.step or "") if current else None
+    if current is not None and st is not None and st.is_question:
+        out.replies.append(Reply(render(tr(flows, state.lang, f"{current.id}.{st.id}",
+                                           st.text or ""), _values(current, state, ctx)),
+                                 _choices(flows, current, st, state), st.kind is Kind.CHOICE))
+
+
+def _forwards(current: Flow | None, st: Step | None) -> bool:
+    """The user is writing a message for their veileder (a step that forwards its answer)."""
+    return (current is not None and st is not None and not current.anonymous
+            and st.kind is Kind.TEXT and st.save == SAVE_FORWARD)
+
+
+def _send_on(flows: FlowSet, current: Flow, st: Step, state: State, text: str, mark: str,
+             now: datetime, ctx: Mapping[str, str], out: _Out) -> State:
+    """A crisis message written to the veileder still goes to the veileder (marked, so it
+    is seen even if shortened), after the replies said so far; the flow goes on."""
+    out.keep, first = len(out.replies), len(out.effects)
+    after = _answer(flows, current, st, state, text, now, ctx, out)
+    out.effects[first:] = [Forward(mark + e.text, e.duty) if isinstance(e, Forward) else e
+                           for e in out.effects[first:]]
+    return after
+
+
+def _crisis_then_forward(flows: FlowSet, crisis_flow: Flow, current: Flow | None,
+                         st: Step | None, state: State, anonymous: bool, text: str,
+                         now: datetime, ctx: Mapping[str, str], out: _Out) -> State:
+    state = _crisis(flows, crisis_flow, state, anonymous, ctx, out)
+    if _forwards(current, st):
+        assert current is not None and st is not None
+        return _send_on(flows, current, st, state, text, FORWARD_MARK, now, ctx, out)
+    return state
+
+
+def _check_in(flows: FlowSet, current: Flow | None, st: Step | None, state: State,
+              anonymous: bool, text: str, now: datetime, ctx: Mapping[str, str],
+              out: _Out) -> State:
+    """A possible signal («orker ikke mer»): a short, warm question with the numbers; a yes
+    (or a «not sure») gets the crisis flow. The flow the user was in stays where it was."""
+    out.replies.append(Reply(_sys(flows, state, "crisis_check", ctx),
+                             _yesno_labels(flows, state)))
+    out.effects.append(Crisis(anonymous, possible=True))
+    if _forwards(current, st):
+        assert current is not None and st is not None
+        state = _send_on(flows, current, st, state, text, "", now, ctx, out)
+    return _evolve(state, pending="checkin")
 
 
 def system_text(flows: FlowSet, lang: str, key: str, ctx: Mapping[str, str]) -> str:

@@ -42,4 +42,6 @@ SYSTEM_TEXTS: dict[str, frozenset[str]] = {
     "crisis_told": frozenset(),
     "crisis_ask": frozenset(),
     "crisis_not_told": frozenset(),
+    "crisis_check": frozenset(),  # a possible signal: are you thinking of hurting yourself?
+    "crisis_check_no": frozenset(),
 }

@@ -86,8 +86,10 @@ async def apply(effect: Effect, s: Scope) -> None:
 
 def _crisis_signal(effect: Crisis, s: Scope) -> None:
     # metadata only, never the text
-    log.warning("crisis signal from %s on %s (anonymous flow: %s); crisis numbers sent",
-                mask_address(s.user.address), s.user.channel, effect.in_anonymous_flow)
+    log.warning("%s crisis signal from %s on %s (anonymous flow: %s); %s",
+                "possible" if effect.possible else "clear", mask_address(s.user.address),
+                s.user.channel, effect.in_anonymous_flow,
+                "check-in with the numbers sent" if effect.possible else "crisis numbers sent")
 
 
 async def _crisis_notice(effect: CrisisNotice, s: Scope) -> None:

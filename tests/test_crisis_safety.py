@@ -1,0 +1,395 @@
+"""Crisis safety as a user and a veileder meet it (issue 14): both tiers, every state, each
+language, a message to the veileder, any length, the corpus, the checker and `veivis krise
+test`.
+
+Texts in the shipped flow files belong to the coordinators, so nothing here pins their
+wording: a test looks a text up in the loaded flows (and translations), checks for the numbers
+the checker already requires, or uses a text of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.app.cli import main
+from bot.app.demo import DEMO_USER_PHONE, DEMO_VEILEDER_PHONE
+from bot.engine import StartFlow, State, UserText, load, step
+from bot.engine.crisis import CLEAR, POSSIBLE
+from bot.engine.i18n import load_all
+from bot.engine.model import FlowSet, Kind
+from bot.engine.runtime import (
+    AnonymousAnswer,
+    Crisis,
+    CrisisNotice,
+    Forward,
+    Reply,
+    system_text,
+    tr,
+)
+from bot.engine.runtime import Desk as EngineDesk
+from bot.service.pipeline import FlowRequest
+from bot.timing.hours import Duty
+
+from .conftest import FLOWS, MESSAGES, NOW, ROOT, Desk, ManualClock, copy_flows
+
+CORPUS = ROOT / "bench" / "crisis_corpus"
+KARI = DEMO_VEILEDER_PHONE
+KARI_DUTY = Duty(KARI, open_now=True, read_from=NOW)
+ON = EngineDesk(KARI_DUTY)  # someone at NAV reads messages for this user now
+
+# what a user might write, in each language; clear and possible signals
+CLEAR_SAYS = {"nb": "jeg vil ikke leve lenger", "nn": "eg vil ikkje leve lenger",
+              "en": "i dont want to live anymore"}
+POSSIBLE_SAYS = {"nb": "jeg orker ikke mer", "nn": "eg orkar ikkje meir",
+                 "en": "i cant do this anymore"}
+YES = {"nb": "ja", "nn": "ja", "en": "yes"}
+NO = {"nb": "nei", "nn": "nei", "en": "no"}
+
+
+@pytest.fixture(scope="module")
+def fs() -> FlowSet:
+    """The shipped flows with their translations."""
+    report = load_all([FLOWS], MESSAGES)
+    assert not report.errors and report.flowset is not None
+    return report.flowset
+
+
+def said(replies: tuple[Reply, ...]) -> str:
+    return " ".join(r.text for r in replies)
+
+
+def has_all_numbers(fs: FlowSet, replies: tuple[Reply, ...]) -> bool:
+    text = said(replies)
+    return all(n in text for n in fs.crisis.required_numbers)
+
+
+def crisis_text(fs: FlowSet, lang: str) -> str:
+    """The crisis flow's first message in a language, as the flows and catalogs say it."""
+    first = fs.flows["crisis"].steps[0]
+    return tr(fs, lang, f"crisis.{first.id}", first.text or "")
+
+
+def system(fs: FlowSet, lang: str, key: str) -> str:
+    return tr(fs, lang, f"system.{key}", fs.texts[key])
+
+
+# -- the corpus ---------------------------------------------------------------------------
+
+
+def read_corpus(name: str) -> list[tuple[str, str]]:
+    rows = (CORPUS / name).read_text(encoding="utf-8").splitlines()[1:]
+    return [(r.split("\t")[0], r.split("\t", 2)[2]) for r in rows if r.strip()]
+
+
+@pytest.mark.parametrize("part", ["heldout.tsv", "tuning.tsv"])
+def test_the_detector_holds_on_the_corpus(flows: FlowSet, part: str) -> None:
+    rows = read_corpus(part)
+    crisis = [t for label, t in rows if label != "ikke"]
+    alike = [t for label, t in rows if label == "ikke"]
+    assert len(crisis) > 150 and len(alike) > 75
+    recall = sum(flows.crisis.matches(t) for t in crisis) / len(crisis)
+    false_alarms = sum(flows.crisis.matches(t) for t in alike) / len(alike)
+    assert recall >= 0.95, recall
+    assert false_alarms <= 0.02, false_alarms
+
+
+def test_the_corpus_is_big_enough_and_split_once() -> None:
+    held, tuning = read_corpus("heldout.tsv"), read_corpus("tuning.tsv")
+    rows = held + tuning
+    assert len(rows) >= 400
+    assert sum(label != "ikke" for label, _ in rows) >= 250
+    assert sum(label == "ikke" for label, _ in rows) >= 150
+    assert not {t for _, t in held} & {t for _, t in tuning}  # no message in both parts
+
+
+# -- clear signals: every state, each language -------------------------------------------
+
+STATES = {
+    "before consent": State(),
+    "idle": State(consent=True),
+    "after STOPP": State(consent=True, stopped=True),
+    "waiting for a yes to SLETT": State(consent=True, pending="erase"),
+}
+
+
+@pytest.mark.parametrize("lang", ["nb", "nn", "en"])
+@pytest.mark.parametrize("where", list(STATES))
+def test_a_clear_signal_gets_the_numbers_at_once_in_any_state(fs: FlowSet, where: str,
+                                                              lang: str) -> None:
+    state = State(**{**STATES[where].to_json(), "lang": lang})
+    r = step(fs, state, UserText(CLEAR_SAYS[lang]), NOW, {}, ON)
+    assert has_all_numbers(fs, r.replies)
+    assert r.replies[0].text == crisis_text(fs, lang)  # in the user's language
+    assert Crisis(False) in r.effects and CrisisNotice(KARI_DUTY) in r.effects
+    assert r.state == state  # nothing ended, nothing deflected
+
+
+@pytest.mark.parametrize("lang", ["nb", "nn", "en"])
+def test_inside_an_anonymous_flow_nav_is_told_only_after_a_yes(fs: FlowSet, lang: str) -> None:
+    r = step(fs, State(consent=True, lang=lang), StartFlow("first_meeting_survey"), NOW, {}, ON)
+    r = step(fs, r.state, UserText(YES[lang]), NOW, {}, ON)
+    at = r.state
+    r = step(fs, at, UserText(CLEAR_SAYS[lang]), NOW, {}, ON)
+    assert has_all_numbers(fs, r.replies) and r.sensitive
+    assert Crisis(True) in r.effects and CrisisNotice(KARI_DUTY) not in r.effects
+    assert not any(isinstance(e, AnonymousAnswer) for e in r.effects)  # not kept as an answer
+    r = step(fs, r.state, UserText(YES[lang]), NOW, {}, ON)
+    assert CrisisNotice(KARI_DUTY) in r.effects
+    survey = fs.flows["first_meeting_survey"]
+    question = survey.step(at.step or "")
+    assert question is not None
+    assert r.replies[-1].text == tr(fs, lang, f"{survey.id}.{question.id}", question.text or "")
+
+
+# -- possible signals: the check-in ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("lang", ["nb", "nn", "en"])
+def test_a_possible_signal_gets_a_check_in_with_the_numbers(fs: FlowSet, lang: str) -> None:
+    r = step(fs, State(consent=True, lang=lang), UserText(POSSIBLE_SAYS[lang]), NOW, {}, ON)
+    assert fs.crisis.check(POSSIBLE_SAYS[lang]).tier == POSSIBLE
+    assert [x.text for x in r.replies] == [system(fs, lang, "crisis_check")]
+    assert "116 123" in r.replies[0].text and "113" in r.replies[0].text
+    assert r.replies[0].choices == (system(fs, lang, "yes"), system(fs, lang, "no"))
+    assert Crisis(False, possible=True) in r.effects
+    assert CrisisNotice(KARI_DUTY) not in r.effects  # nobody is told before the user answers
+    assert r.state.pending == "checkin"
+
+
+@pytest.mark.parametrize("lang", ["nb", "nn", "en"])
+@pytest.mark.parametrize("answer", ["yes", "not sure"])
+def test_a_yes_to_the_check_in_gets_the_crisis_flow(fs: FlowSet, lang: str, answer: str) -> None:
+    r = step(fs, State(consent=True, lang=lang), UserText(POSSIBLE_SAYS[lang]), NOW, {}, ON)
+    text = YES[lang] if answer == "yes" else {"nb": "vet ikke", "nn": "veit ikkje",
+                                               "en": "maybe"}[lang]
+    r = step(fs, r.state, UserText(text), NOW, {}, ON)
+    assert has_all_numbers(fs, r.replies) and r.replies[0].text == crisis_text(fs, lang)
+    assert Crisis(False) in r.effects and CrisisNotice(KARI_DUTY) in r.effects
+    assert r.state.pending is None
+
+
+@pytest.mark.parametrize("lang", ["nb", "nn", "en"])
+def test_a_no_to_the_check_in_goes_back_to_the_question(fs: FlowSet, lang: str) -> None:
+    r = step(fs, State(consent=True, lang=lang), StartFlow("first_meeting_prep"), NOW, {})
+    at = r.state
+    r = step(fs, at, UserText(POSSIBLE_SAYS[lang]), NOW, {}, ON)
+    r = step(fs, r.state, UserText(NO[lang]), NOW, {}, ON)
+    assert r.replies[0].text == system(fs, lang, "crisis_check_no")
+    prep = fs.flows["first_meeting_prep"]
+    question = prep.step(at.step or "")
+    assert question is not None and question.kind is Kind.CHOICE
+    assert r.replies[1].text == tr(fs, lang, f"{prep.id}.{question.id}", question.text or "")
+    assert not any(isinstance(e, Crisis | CrisisNotice) for e in r.effects)
+    assert r.state == at  # the flow goes on where it was
+
+
+def test_anything_else_after_the_check_in_is_read_as_usual(fs: FlowSet) -> None:
+    r = step(fs, State(consent=True), StartFlow("first_meeting_prep"), NOW, {})
+    r = step(fs, r.state, UserText("orker ikke mer"), NOW, {})
+    r = step(fs, r.state, UserText("1"), NOW, {})  # the answer to the question it asked
+    assert r.state.pending is None and r.state.step != "sted"
+    assert not any(isinstance(e, Crisis) for e in r.effects)
+
+
+def test_the_check_in_inside_an_anonymous_flow(fs: FlowSet) -> None:
+    r = step(fs, State(consent=True), StartFlow("first_meeting_survey"), NOW, {}, ON)
+    r = step(fs, r.state, UserText("ja"), NOW, {}, ON)
+    r = step(fs, r.state, UserText("ingen hadde savnet meg"), NOW, {}, ON)
+    assert r.sensitive and r.state.pending == "checkin"
+    assert Crisis(True, possible=True) in r.effects
+    r = step(fs, r.state, UserText("ja"), NOW, {}, ON)
+    assert r.sensitive and has_all_numbers(fs, r.replies)
+    assert r.state.pending == "crisis"  # may we tell NAV? (the text stays anonymous)
+    assert CrisisNotice(KARI_DUTY) not in r.effects
+    r = step(fs, r.state, UserText("ja"), NOW, {}, ON)
+    assert CrisisNotice(KARI_DUTY) in r.effects
+
+
+def test_the_check_in_text_is_the_coordinators(tmp_path: Path) -> None:
+    own = "Eget spørsmål til testen: tenker du på å skade deg? Ring 116 123 eller 113."
+    folder = copy_flows(tmp_path, "system.yaml", "  crisis_check: >-\n",
+                        f'  crisis_check: "{own}"\n  old_check: >-\n')
+    text = (folder / "system.yaml").read_text(encoding="utf-8")
+    start = text.index("  old_check: >-\n")
+    end = text.index("  crisis_check_no:")
+    (folder / "system.yaml").write_text(text[:start] + text[end:], encoding="utf-8")
+    report = load([folder])
+    assert not report.errors, [str(d) for d in report.errors]
+    assert report.flowset is not None
+    r = step(report.flowset, State(consent=True), UserText("orker ikke mer"), NOW, {})
+    assert r.replies[0].text == own
+
+
+# -- any length -------------------------------------------------------------------------------
+
+
+def test_any_length_is_read_and_fast(flows: FlowSet) -> None:
+    ordinary = ("Jeg har lest brevet om møtet på tirsdag og lurer på om jeg kan ta med en "
+                "venn, for jeg blir nervøs. ")
+    long_text = ordinary * (60_000 // len(ordinary))
+    assert len(long_text) > 50_000 and not flows.crisis.matches(long_text)
+    t0 = time.perf_counter()
+    verdict = flows.crisis.check(long_text + "Jeg vil ikke leve lenger.")
+    assert time.perf_counter() - t0 < 3.0  # about 0.1 s on a laptop; generous for CI
+    assert verdict.tier == CLEAR
+    r = step(flows, State(consent=True), UserText("x" * 5001 + " jeg vil dø"), NOW, {})
+    assert has_all_numbers(flows, r.replies)  # the old 5,000-character cut-off is gone
+
+
+# -- a message to the veileder -------------------------------------------------------------
+
+
+def test_a_crisis_written_to_the_veileder_is_forwarded_marked(fs: FlowSet) -> None:
+    r = step(fs, State(consent=True), StartFlow("message_veileder"), NOW, {}, ON)
+    r = step(fs, r.state, UserText("Hei Kari. Jeg vil ikke leve lenger."), NOW, {}, ON)
+    assert has_all_numbers(fs, r.replies) and CrisisNotice(KARI_DUTY) in r.effects
+    forward = next(e for e in r.effects if isinstance(e, Forward))
+    assert "Jeg vil ikke leve lenger." in forward.text and forward.text.startswith("(")
+    assert forward.duty == KARI_DUTY
+    assert r.state.flow is None  # the message was sent: the flow is done
+    # outside hours the step says honestly when it is read, and the numbers stay
+    closed = EngineDesk(Duty(KARI, open_now=False, read_from=NOW + timedelta(hours=20)))
+    r = step(fs, State(consent=True), StartFlow("message_veileder"), NOW, {}, closed)
+    r = step(fs, r.state, UserText("Hei Kari. Jeg vil ikke leve lenger."), NOW, {}, closed)
+    assert has_all_numbers(fs, r.replies)
+    assert r.replies[-1].text.startswith(system_text(fs, "nb", "forward_closed", {})[:20])
+
+
+async def test_in_hours_the_veileder_gets_the_notice_and_the_message(d: Desk) -> None:
+    await d.user("VEILEDER")
+    got = await d.user("jeg har tatt masse piller")
+    assert all(n in " ".join(got) for n in ("113", "116 123"))
+    to_kari = await d.to(KARI)
+    assert len(to_kari) == 2
+    assert to_kari[0].startswith("HASTER") and "912 34 567" in to_kari[0]
+    assert "jeg har tatt masse piller" in to_kari[1]
+
+
+async def test_outside_hours_the_message_waits_for_the_veileder(d: Desk,
+                                                                clock: ManualClock) -> None:
+    clock.now = datetime(2026, 11, 23, 22, 0, tzinfo=UTC)  # 23.00 in Oslo
+    await d.user("VEILEDER")
+    got = await d.user("jeg vil ikke leve lenger")
+    text = " ".join(got)
+    assert all(n in text for n in ("113", "116 117", "116 123", "22 40 00 40"))
+    assert d.pipeline.flows.texts["crisis_nobody"] in text  # nobody reads it now: said so
+    rows = await d.store.fetchall("SELECT text, due_at FROM outbox WHERE address = ?",
+                                  (KARI,))
+    assert len(rows) == 1 and "jeg vil ikke leve lenger" in rows[0][0]
+    assert rows[0][1] > clock.now.isoformat()  # held until someone reads it
+
+
+async def test_a_possible_signal_to_the_veileder_is_sent_and_a_yes_tells_nav(d: Desk) -> None:
+    await d.user("VEILEDER")
+    got = await d.user("orker ikke mer, alt er tungt")
+    assert "116 123" in got[0]
+    assert any("orker ikke mer, alt er tungt" in t for t in await d.to(KARI))
+    got = await d.user("ja")
+    assert all(n in " ".join(got) for n in ("113", "116 117", "116 123", "22 40 00 40"))
+    assert any(t.startswith("HASTER") for t in await d.to(KARI))
+
+
+async def test_a_crisis_before_consent_reaches_the_pipeline_user(d: Desk) -> None:
+    async with d.store.transaction() as c:
+        await c.execute("UPDATE users SET consent = NULL")
+    got = await d.user("jeg har lyst til å dø")
+    assert all(n in " ".join(got) for n in ("113", "116 123"))
+
+
+# -- logs --------------------------------------------------------------------------------------
+
+
+async def test_logs_say_the_tier_never_the_text(d: Desk, caplog: pytest.LogCaptureFixture
+                                                ) -> None:
+    caplog.set_level(logging.INFO)
+    await d.user("ingen hadde savnet meg")
+    await d.user("ja")
+    await d.pipeline.submit(FlowRequest("console", DEMO_USER_PHONE, "message_veileder"))
+    await d.user("jeg vil dø")
+    assert "possible crisis signal" in caplog.text and "clear crisis signal" in caplog.text
+    for secret in ("savnet", "dø", "91234567", "912 34 567"):
+        assert secret not in caplog.text
+
+
+# -- the checker and `veivis krise test` -------------------------------------------------------
+
+BROKEN = """\
+id: krise
+title: Krise-ord
+words:
+  nekting: [ikke]
+  andre: [han]
+  folk: [mamma]
+  jeg: [jeg]
+  vet: [vet]
+  mer: [mer]
+  fyll: [nå]
+  ny_setning: [og]
+  dø: [dø]
+  tom: []
+phrases:
+  - vil ... {døø}
+  - ... dø
+  - sel*mord
+  - vil ... ... dø
+  - vil dø|$
+  - vil dø
+  - vil dø
+not:
+  - "[dør]"
+possible:
+  - "[ikke] orker"
+ekstra: 1
+required_numbers: ["113"]
+"""
+
+
+def test_mistakes_in_krise_yaml_are_told_in_norwegian_at_their_line(tmp_path: Path) -> None:
+    folder = copy_flows(tmp_path)
+    (folder / "krise.yaml").write_text(BROKEN, encoding="utf-8")
+    report = load([folder])
+    got = {(d.line, d.severity): d.message for d in report.diagnostics
+           if d.path.endswith("krise.yaml")}
+    assert "ordgruppen «tom» må være en liste med ord" in got[13, "error"]
+    assert "ukjent ordgruppe {døø} – mente du {dø}?" in got[15, "error"]
+    assert "«...» kan ikke stå først eller sist" in got[16, "error"]
+    assert "«*» kan bare stå først eller sist i et ord" in got[17, "error"]
+    assert "to «...» etter hverandre" in got[18, "error"]
+    assert "«$» må stå alene" in got[19, "error"]
+    assert "står to ganger" in got[21, "warning"]
+    assert "alle ordene står i [klammer]" in got[23, "error"]
+    assert "brukes bare under «not»" in got[25, "error"]
+    assert "ukjent nøkkel «ekstra»" in got[26, "error"]
+    assert report.errors
+    lines = [str(d) for d in report.errors if d.path.endswith("krise.yaml")]
+    assert all(line.startswith(f"{folder / 'krise.yaml'}:") for line in lines)
+
+
+def test_a_phrase_an_exception_swallows_is_pointed_out(tmp_path: Path) -> None:
+    folder = copy_flows(tmp_path, "krise.yaml", "\nnot:\n", "\nnot:\n  - svart hull\n")
+    path = folder / "krise.yaml"
+    path.write_text(path.read_text(encoding="utf-8").replace(
+        "\nphrases:\n", "\nphrases:\n  - et svart hull\n"), encoding="utf-8")
+    report = load([folder])
+    assert any("«et svart hull» slår aldri ut: unntaket «svart hull»" in d.message
+               for d in report.warnings if d.path.endswith("krise.yaml"))
+
+
+def test_krise_test_tells_a_coordinator_what_and_why(capsys: pytest.CaptureFixture[str]
+                                                     ) -> None:
+    assert main(["krise", "test", "--flows", str(FLOWS), "jeg vil bare dø"]) == 0
+    out = capsys.readouterr().out
+    assert "Utløser: JA – tydelig tegn" in out and "krise.yaml:" in out
+    assert "Traff: «vil bare dø»" in out
+    assert main(["krise", "test", "--flows", str(FLOWS), "orker ikke mer"]) == 0
+    assert "mulig tegn" in capsys.readouterr().out
+    assert main(["krise", "test", "--flows", str(FLOWS), "jeg dør av latter"]) == 1
+    out = capsys.readouterr().out
+    assert "Utløser: NEI" in out and "Unntak" in out and "«dør av latter»" in out
+    assert main(["krise", "test", "--flows", str(FLOWS), "jeg vil ikke dø"]) == 1
+    assert "«ikke» står mellom ordene" in capsys.readouterr().out
