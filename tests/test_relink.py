@@ -15,6 +15,7 @@ The tests use an anonymous flow of their own (coordinators own the shipped ones)
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import secrets
@@ -36,9 +37,10 @@ from bot.app.settings import load_flows
 from bot.engine.model import FlowSet
 from bot.reports.digest import make_report
 from bot.reports.formats import markdown
-from bot.reports.report import PeriodError
+from bot.reports.report import PeriodError, protect
 from bot.service.pipeline import FlowRequest, Inbound, Pipeline
 from bot.store import Store
+from bot.store import outbox as O
 from bot.store.anonymous import REGION, AnonymousRow, write_anonymous
 
 from .conftest import NOW, ROOT, ManualClock, copy_flows, said_yes
@@ -367,6 +369,8 @@ def test_files_with_personal_data_are_for_the_owner_only(tmp_path: Path) -> None
         assert done.returncode == 0, done.stderr
     veivis("chat", "--db", str(db), "--json", "--now", "2026-11-23 12:00", stdin="hei\n")
     veivis("backup", "--db", str(db), str(tmp_path / "copy.db"))
+    (tmp_path / "me.json").write_text("")  # a file that was there, readable by all
+    (tmp_path / "me.json").chmod(0o644)
     veivis("export-user", "--db", str(db), "91234567", "--out", str(tmp_path / "me.json"))
     made = [db, Path(f"{db}.seal-key"), tmp_path / "copy.db", tmp_path / "me.json"]
     for f in made:
@@ -412,3 +416,68 @@ async def test_a_crash_between_the_answer_and_the_release_loses_nothing(
         await p.stop()
         await p.start()  # the restart releases what waited
         assert await store.fetchall("SELECT COUNT(*) FROM anonymous_answers") == [(10,)]
+
+
+def test_a_report_gives_no_hidden_count_away() -> None:
+    """The attack: ratings 2,3,4,4,4,4,4,4,4,4 were shown as 1:0, 2:hidden, 3:hidden, 4:8,
+    5:0 with «Svarte: 10»; the hidden ones add up to 2 and each is at least 1 (the zeros
+    say so), so both were exactly 1. Now no value of a hidden cell follows from what is
+    shown and the total."""
+    counts = [0, 1, 1, 8, 0]
+    shown = protect(counts)
+    total = sum(counts)
+    hidden = [i for i, c in enumerate(shown) if c is None]
+    rest = total - sum(c for c in shown if c is not None)
+    # a «0» shown beside hidden cells would tell the attacker that hidden means at least 1
+    low = 1 if 0 in shown else 0
+    # every assignment of the hidden cells that fits the total: each cell takes >1 value
+    fits = [a for a in itertools.product(range(low, rest + 1), repeat=len(hidden))
+            if sum(a) == rest]
+    for k in range(len(hidden)):
+        assert len({a[k] for a in fits}) > 1
+
+
+async def test_a_sealed_answer_says_nothing_by_its_length(tmp_path: Path) -> None:
+    """The attack: sealed rows were as long as what they sealed, so a «ja» and a «nei» told
+    themselves apart, and a sealed text matched its released text by length (24/24 yes/no
+    answers read from one copy; 25/25 texts linked). Now every sealed row is as long as
+    every other."""
+    async with world(tmp_path, ["NAV Gjøvik"] * 4) as (store, p, people, clock):
+        await answer(p, people[0], clock, yes=True)
+        await answer(p, people[1], clock, yes=False)
+        clock.now += timedelta(minutes=5)
+        await p.submit(FlowRequest("sms", people[2].phone, "first_meeting_survey"))
+        await p.submit(Inbound("sms", people[2].phone, "nei", "long-a"))
+        await p.submit(Inbound("sms", people[2].phone, "æøå 😢 " * 400, "long-b"))
+        lengths = await store.fetchall("SELECT length(sealed) FROM anonymous_pool")
+    assert len(lengths) == 6 and len(set(lengths)) == 1, lengths
+
+
+async def test_the_answer_to_slett_forgets_its_number_when_it_cannot_be_sent(
+        tmp_path: Path) -> None:
+    """The attack: the provider refused the answer to SLETT (400) or was down for good; the
+    failed row kept the full number and «… er slettet» for 90 days."""
+    async with world(tmp_path, ["NAV Gjøvik"]) as (store, p, people, _clock):
+        sara = people[0]
+        await p.submit(Inbound("sms", sara.phone, "SLETT", "f1"))
+        await p.submit(Inbound("sms", sara.phone, "ja", "f2"))
+        [(row,)] = await store.fetchall("SELECT id FROM outbox WHERE forget = 1")
+        await O.record_failed(store, row, "HTTP 400 from the provider", "21211")
+        assert await store.fetchall("SELECT address, text FROM outbox WHERE id = ?",
+                                    (row,)) == [("", "")]
+        assert await store.fetchall("SELECT COUNT(*) FROM outbox WHERE address = ?",
+                                    (sara.phone,)) == [(0,)]
+
+
+async def test_files_that_were_there_already_are_made_the_owners_only(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    store = await Store.open(db)
+    await store.close()
+    key = Path(f"{db}.seal-key")
+    for f in (db, key):
+        f.chmod(0o644)
+    store = await Store.open(db)
+    await store.add_office("NAV Gjøvik")  # the WAL is there now
+    for f in (db, key, Path(f"{db}-wal")):
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+    await store.close()

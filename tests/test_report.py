@@ -54,7 +54,7 @@ WEEK45 = datetime(2026, 11, 4, 11, 0, tzinfo=UTC)
     ([2, 6, 7], [None, None, 7]),
     ([1, 2], [None, None]),  # fewer than 5 in all
     ([5, 5, 3, 3], [5, 5, None, None]),  # two hidden already: nothing more to hide
-    ([0, 0, 4, 10], [0, 0, None, None]),
+    ([0, 0, 4, 10], [None, None, None, None]),  # beside hidden cells, a 0 is hidden too
     ([0, 8, 0, 6], [0, 8, 0, 6]),
 ])
 def test_small_counts_are_hidden_with_a_second_one(counts: list[int],
@@ -72,6 +72,11 @@ def test_no_hidden_count_can_be_worked_out(counts: list[int]) -> None:
         assert len(hidden) != 1
         # the hidden ones together are never a small group that could be told apart
         assert len(hidden) == 0 or sum(counts[i] for i in hidden) >= 2
+        # knowing the total, each hidden cell could still be more than one number: a shown
+        # 0 would say each hidden cell is at least 1, and hidden cells adding up to their
+        # own number would then all be 1
+        if hidden:
+            assert all(c is None for c, n in zip(shown, counts, strict=True) if n == 0)
     else:
         assert hidden == list(range(len(counts)))
 

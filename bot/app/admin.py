@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from pathlib import Path
@@ -134,7 +135,10 @@ async def export_user(store: Database, a: argparse.Namespace) -> str:
     }
     text = json.dumps(data, ensure_ascii=False, indent=2)
     if a.out:
-        Path(a.out).write_text(text + "\n", encoding="utf-8")
+        fd = os.open(a.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # a file that was there already: for its owner only now
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
         return f"wrote {a.out}"
     return text
 

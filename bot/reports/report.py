@@ -121,8 +121,10 @@ def period_of(now: datetime, *, week: date | None = None) -> Period:
 # -- small-group protection ---------------------------------------------------------------------
 
 def protect(counts: Sequence[int]) -> list[int | None]:
-    """Counts with small ones hidden (None), and one more if a single hidden one could be
-    worked out from the total."""
+    """Counts with small ones hidden (None); one more if a single hidden one could be worked
+    out from the total; and, once anything is hidden, the zeros too: a «0» beside hidden
+    cells tells that each of them is at least 1, and with the total shown that can pin
+    them (two hidden cells that add up to 2 are 1 and 1)."""
     if sum(counts) < MIN_GROUP:
         return [None] * len(counts)
     hidden = {i for i, c in enumerate(counts) if 0 < c < MIN_GROUP}
@@ -130,6 +132,8 @@ def protect(counts: Sequence[int]) -> list[int | None]:
         rest = sorted((c, i) for i, c in enumerate(counts) if i not in hidden and c > 0)
         if rest:
             hidden.add(rest[0][1])
+    if hidden:
+        hidden |= {i for i, c in enumerate(counts) if c == 0}
     return [None if i in hidden else c for i, c in enumerate(counts)]
 
 

@@ -75,9 +75,22 @@ async def pool_anonymous(conn: aiosqlite.Connection, sealer: Sealer,
     if rows:
         await conn.executemany(
             "INSERT INTO anonymous_pool (id, sealed) VALUES (?, ?)",
-            [(secrets.randbits(62), sealer.seal(json.dumps(
-                [r.flow, r.question, scrub(r.value), r.office, r.respondent]).encode()))
+            [(secrets.randbits(62), sealer.seal(_padded(json.dumps(
+                [r.flow, r.question, scrub(r.value), r.office, r.respondent],
+                ensure_ascii=False).encode())))
              for r in rows])
+
+
+# Every sealed row has the same length, whatever the question and the answer: a free-text
+# answer keeps at most 2,000 characters (4 bytes each at most in UTF-8), so 8,448 bytes hold
+# any of them. Without it the length of a sealed «ja» and «nei» told them apart. (JSON
+# ignores the trailing spaces.)
+SEALED_SIZE = 8448
+
+
+def _padded(data: bytes) -> bytes:
+    size = SEALED_SIZE * max(1, -(-len(data) // SEALED_SIZE))
+    return data + b" " * (size - len(data))
 
 
 async def release(conn: aiosqlite.Connection, sealer: Sealer, now: datetime,

@@ -10,8 +10,10 @@ across transactions.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -27,7 +29,7 @@ from .anonymous import AnonymousRow, pool_anonymous, release
 from .migrations import MIGRATIONS
 from .queries import Queries
 from .seal import Sealer, key_file_for
-from .sql import FORGET_SENT, PHONE_CHANNELS, chunks, iso
+from .sql import PHONE_CHANNELS, chunks, iso
 from .tx import Tx
 
 log = logging.getLogger(__name__)
@@ -346,6 +348,10 @@ class Store(Queries):
         await conn.execute("PRAGMA busy_timeout = 5000")
         store = cls(conn, p, sealer)
         await store.migrate()
+        if p != ":memory:":  # files that were there already may have been made 0644
+            for f in (p, p + "-wal", p + "-shm"):
+                with contextlib.suppress(FileNotFoundError, PermissionError):
+                    os.chmod(f, 0o600)
         return store
 
     async def close(self) -> None:
@@ -466,7 +472,6 @@ class Store(Queries):
                 "UPDATE outbox SET status = 'sent', sent_at = ?, provider_id = ?, "
                 "tries = tries + 1 WHERE id = ? AND status = 'pending'",
                 [(iso(now), p, i) for i, p in zip(ids, pids, strict=True)])
-            await c.executemany(FORGET_SENT, [(i,) for i in ids])
 
     # -- people and meetings (the meetings issue grows this) --------------------------------
     async def add_office(self, name: str) -> int:
@@ -574,6 +579,14 @@ class Store(Queries):
 
 
 def _statements(sql: str) -> list[str]:
-    """Split a migration script into statements (no semicolons inside our SQL text)."""
+    """Split a migration script into statements (no semicolons inside our SQL text, but
+    for the ones that end the statements of a trigger's BEGIN ... END)."""
     lines = [ln for ln in sql.splitlines() if not ln.strip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    out: list[str] = []
+    for part in (p.strip() for p in "\n".join(lines).split(";")):
+        if out and out[-1].upper().startswith("CREATE TRIGGER") \
+                and not out[-1].upper().endswith("END"):
+            out[-1] += ";" + (" " + part if part else "")
+        elif part:
+            out.append(part)
+    return out

@@ -184,8 +184,8 @@ MIGRATIONS: list[str] = [
     #   in the order of their hash, not of their arrival.
     # - outbox.about_user: a message about a young person sent to someone else (a forward to
     #   the veileder, a crisis notice, a veileder's confirmation), so SLETT and export-user
-    #   find it. outbox.forget: the address and text are wiped once sent (the answer to
-    #   SLETT, which must not keep the number it went to).
+    #   find it. outbox.forget: the address and text are wiped (trigger) once the row is
+    #   sent or has failed for good (the answer to SLETT must not keep its number).
     # - anonymous_answers rebuilt in random order (rows written before this release lay in
     #   arrival order in the file).
     """
@@ -199,6 +199,9 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     ALTER TABLE outbox ADD COLUMN about_user INTEGER REFERENCES users(id) ON DELETE SET NULL;
     ALTER TABLE outbox ADD COLUMN forget INTEGER NOT NULL DEFAULT 0;
+    CREATE TRIGGER outbox_forget AFTER UPDATE OF status ON outbox
+        WHEN NEW.forget = 1 AND NEW.status IN ('sent', 'failed')
+        BEGIN UPDATE outbox SET address = '', text = '' WHERE id = NEW.id; END;
     CREATE INDEX outbox_about ON outbox(about_user) WHERE about_user IS NOT NULL;
     CREATE INDEX outbox_user ON outbox(user_id) WHERE user_id IS NOT NULL;
     CREATE INDEX inbound_user ON inbound(user_id) WHERE user_id IS NOT NULL;

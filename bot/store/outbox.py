@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from .db import OutboxItem, Store, outbox_item
-from .sql import FORGET_SENT, PHONE_CHANNELS, iso
+from .sql import PHONE_CHANNELS, iso
 
 INTERRUPTED = "interrupted while sending: it may or may not have arrived"
 
@@ -45,7 +45,6 @@ async def record_sent(store: Store, row_id: int, provider_id: str, now: datetime
     async with store.transaction() as c:
         await c.execute("UPDATE outbox SET status = 'sent', provider_id = ?, sent_at = ?, "
                         "last_error = NULL WHERE id = ?", (provider_id, iso(now), row_id))
-        await c.execute(FORGET_SENT, (row_id,))
 
 
 async def record_retry(store: Store, row_id: int, error: str, due: datetime) -> None:

@@ -10,6 +10,7 @@ database backups (see deploy/README.md). Losing it loses only the answers still 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -54,6 +55,8 @@ class Sealer:
                 f.write(secrets.token_bytes(KEY_BYTES).hex().encode() + b"\n")
                 f.flush()
                 os.fsync(f.fileno())
+        with contextlib.suppress(PermissionError):  # a key readable by others is not a secret
+            os.chmod(path, 0o600)
         try:
             text = path.read_text(encoding="ascii").strip()
             return cls(bytes.fromhex(text))

@@ -20,7 +20,3 @@ def chunks(seq: Sequence[Any], n: int) -> Iterable[Sequence[Any]]:
     for i in range(0, len(seq), n):
         yield seq[i:i + n]
 
-
-# the answer to SLETT keeps neither the number it went to nor its text once sent
-FORGET_SENT = ("UPDATE outbox SET address = '', text = '' WHERE id = ? AND forget = 1 "
-               "AND status = 'sent'")
