@@ -271,6 +271,13 @@ class CrisisRules:
         self._self_words = self._group_sets.get(SELF, frozenset())
         self._not = tuple(r for r in self.rules if r.section == "not")
         self._positive = tuple(r for r in self.rules if r.section != "not")
+        # rules by the id of their first word: a message is tried only against the rules
+        # whose first word it has (most messages, «ja», «2», have none)
+        self._by_first: dict[int, list[tuple[int, Rule]]] = {}
+        for n, rule in enumerate(self.rules):
+            first = rule.elems[rule.anchor]
+            assert isinstance(first, Word)
+            self._by_first.setdefault(first.id, []).append((n, rule))
         self._token_elems = lru_cache(maxsize=65536)(self._elems_of)
 
     # -- the public face ---------------------------------------------------------------------
@@ -292,8 +299,10 @@ class CrisisRules:
             for ti, t in enumerate(sent):
                 for eid in t.elems:
                     where.setdefault(eid, []).append((si, ti))
+        found = sorted(x for eid in where for x in self._by_first.get(eid, ()))
+        candidates = [rule for _, rule in found]
         excluded: list[Hit] = []
-        for rule in self._not:
+        for rule in (r for r in candidates if r.section == "not"):
             for si, s, e in self._find(rule, sentences, where):
                 sent = sentences[si]
                 excluded.append(self._hit(rule, sent, s, e))
@@ -301,7 +310,7 @@ class CrisisRules:
                     t.masked = True
         hits: list[Hit] = []
         cancelled: list[tuple[Hit, str]] = []
-        for rule in self._positive:
+        for rule in (r for r in candidates if r.section != "not"):
             for si, s, e in self._find(rule, sentences, where):
                 sent = sentences[si]
                 hit = self._hit(rule, sent, s, e)
