@@ -97,7 +97,7 @@ async def bench_webhooks(tmp: Path, n: int, users: int, concurrency: int) -> flo
             form = {k: str(v) for k, v in (await request.post()).items()}
             if not hooks.valid(request.path_qs, form, request.headers.get("X-Twilio-Signature")):
                 return web.Response(status=403)
-            return server.twiml()
+            return S.twiml()
         app.router.add_post("/bare" + S.SMS_PATH, bare)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()

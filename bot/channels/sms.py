@@ -1,17 +1,20 @@
 """SMS through Twilio: verified inbound webhooks, delivery reports, and sends via the REST API.
 
-Replies never go in the webhook response: the webhook only commits the message (the pipeline
-answers after commit) and returns empty TwiML; the sender sends the replies from the outbox, so
-a slow send never makes Twilio's webhook time out.
+Routes: POST /twilio/sms (an inbound SMS) and POST /twilio/status (a delivery report). Both
+check Twilio's signature before doing anything. Replies never go in the webhook response: the
+webhook only commits the message (the pipeline answers after commit) and returns empty TwiML;
+the sender sends the replies from the outbox, so a slow send never makes Twilio's webhook
+time out.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
+from aiohttp import web
 from twilio.base.exceptions import TwilioRestException
 from twilio.http import AsyncHttpClient
 from twilio.http.response import Response as TwilioResponse
@@ -19,8 +22,14 @@ from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
 from ..delivery.sender import SendError
+from ..phone import mask_address
+from ..service.pipeline import Inbound
 from ..store import OutboxItem
-from .base import plain_text
+from ..store import outbox as O
+from .base import Hub, plain_text, reply_once
+
+if TYPE_CHECKING:
+    from ..app.settings import Settings
 
 log = logging.getLogger(__name__)
 # twilio's HTTP client logs URLs (with the account) at INFO; our logs carry no such details
@@ -152,3 +161,96 @@ def status_of(params: Mapping[str, str]) -> tuple[str, str, str | None] | None:
         return None
     return sid, status.lower(), params.get("ErrorCode") or None
 
+
+
+def twiml() -> web.Response:
+    """Empty TwiML: the replies go out through the outbox, not in the webhook's answer."""
+    return web.Response(text=EMPTY_TWIML, content_type="text/xml")
+
+
+class SmsChannel:
+    """Twilio SMS as the server runs it: the two signed webhooks, and the transport the
+    sender drains the SMS outbox through."""
+
+    name = CHANNEL
+
+    def __init__(self, hub: Hub, transport: TwilioTransport, hooks: Webhooks,
+                 rate: float) -> None:
+        self.hub = hub
+        self.transport = transport
+        self.hooks = hooks
+        self.rate = rate
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post(SMS_PATH, self.inbound), web.post(STATUS_PATH, self.status)]
+
+    def checks(self) -> dict[str, str]:
+        return {}
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        await self.transport.close()
+
+    async def inbound(self, request: web.Request) -> web.Response:
+        """An SMS to our number: committed (and deduplicated) before the empty answer."""
+        if not self.hub.accepting():
+            return web.Response(status=503)
+        form = await self._signed_form(request)
+        if form is None:
+            return web.Response(status=403, text="invalid signature")
+        sid, sender, body = form.get("MessageSid"), form.get("From"), form.get("Body", "")
+        if not sid or not sender:
+            return web.Response(status=400, text="MessageSid and From are required")
+        hub = self.hub
+        if media_count(form) and not body.strip():
+            await reply_once(hub.store, hub.flows, CHANNEL, sender, sid, "media", hub.clock())
+            hub.wake()
+        else:
+            await hub.pipeline.submit(Inbound(CHANNEL, sender, body, sid))
+        return twiml()
+
+    async def status(self, request: web.Request) -> web.Response:
+        """A delivery report; a carrier STOP (error 21610) stops the person."""
+        form = await self._signed_form(request)
+        if form is None:
+            return web.Response(status=403, text="invalid signature")
+        got = status_of(form)
+        if got is None:
+            return web.Response(status=400, text="MessageSid and MessageStatus are required")
+        sid, status, code = got
+        store = self.hub.store
+        row = await O.record_delivery(store, CHANNEL, sid, status, code)
+        if row is not None and code is not None and code.isdigit() \
+                and int(code) in CARRIER_STOPPED:
+            await O.stop_address(store, CHANNEL, row[1], f"Twilio error {code}")
+            log.info("%s replied STOP to the carrier: stopped", mask_address(row[1]))
+        return web.Response(status=204)
+
+    async def _signed_form(self, request: web.Request) -> dict[str, str] | None:
+        """The form fields of a webhook that Twilio signed; None (and a log line without any
+        content) for a forged or unsigned one."""
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        if self.hooks.valid(request.path_qs, form, request.headers.get("X-Twilio-Signature")):
+            return form
+        log.warning("refused a request to %s without a valid Twilio signature (from %s)",
+                    request.path, request.remote)
+        return None
+
+
+def from_settings(settings: Settings, hub: Hub) -> SmsChannel | None:
+    """The SMS channel, if Twilio is configured."""
+    if not settings.sms:
+        return None
+    public = settings.public_url
+    token = settings.get("TWILIO_AUTH_TOKEN")
+    transport = TwilioTransport(settings.get("TWILIO_ACCOUNT_SID"), token,
+                                settings.get("TWILIO_FROM"),
+                                status_callback=public + STATUS_PATH,
+                                api_url=settings.get("TWILIO_API_URL"),
+                                timeout=settings.number("SEND_TIMEOUT"))
+    return SmsChannel(hub, transport, Webhooks(token, public), settings.number("SMS_RATE"))

@@ -1,5 +1,6 @@
-"""Telegram through python-telegram-bot's `Bot`: updates by polling or webhook, sends with
-buttons, invites that link a chat to a registered user.
+"""Telegram through python-telegram-bot's `Bot`: updates by polling or webhook (POST
+/telegram, with the secret token checked first), sends with buttons, invites that link a chat
+to a registered user.
 
 Only chats linked to a user reach the pipeline. A chat is linked by a single-use, expiring
 deep link (`veivis invite PHONE` -> https://t.me/<bot>?start=<code>); the database keeps only
@@ -15,10 +16,11 @@ import hmac
 import logging
 import re
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from aiohttp import web
 from telegram import (
     Bot,
     KeyboardButton,
@@ -30,14 +32,15 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Tele
 from telegram.request import HTTPXRequest
 
 from ..delivery.sender import SendError
-from ..engine.model import FlowSet
 from ..engine.runtime import system_text
 from ..phone import mask_address
-from ..service.clock import Clock
-from ..service.pipeline import FlowRequest, Inbound, Pipeline
+from ..service.pipeline import FlowRequest, Inbound
 from ..store import OutboxItem, Store
 from ..store import outbox as O
-from .base import reply_once
+from .base import Hub, StartError, reply_once
+
+if TYPE_CHECKING:
+    from ..app.settings import Settings
 
 log = logging.getLogger(__name__)
 # httpx logs every request URL at INFO, and a Bot API URL holds the bot token; PTB logs
@@ -161,20 +164,68 @@ class TelegramChannel:
     """Turns Telegram updates into pipeline messages (linked chats), links chats from invite
     codes, answers unknown chats, and marks users who block the bot as stopped."""
 
-    def __init__(self, bot: Bot, store: Store, pipeline: Pipeline, flows: FlowSet,
-                 clock: Clock, *, webhook_secret: str = "",
-                 on_queued: Callable[[], None] = lambda: None) -> None:
+    name = CHANNEL
+
+    def __init__(self, hub: Hub, bot: Bot, *, rate: float, webhook_secret: str = "",
+                 webhook_url: str | None = None) -> None:
+        self.hub = hub
         self.bot = bot
-        self.store = store
-        self.pipeline = pipeline
-        self.flows = flows
-        self.clock = clock
+        self.transport = TelegramTransport(bot)
+        self.rate = rate
+        self.store = hub.store
+        self.pipeline = hub.pipeline
+        self.flows = hub.flows
+        self.clock = hub.clock
+        self.on_queued = hub.wake
         self.webhook_secret = webhook_secret
-        self.on_queued = on_queued
+        self.webhook_url = webhook_url  # None: polling
         self.username: str | None = None
         self.ready = False
         self._polling: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
+
+    # -- as the server runs it -------------------------------------------------------------
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post(WEBHOOK_PATH, self.webhook)]
+
+    def checks(self) -> dict[str, str]:
+        return {"telegram": "ok" if self.ready else "not connected"}
+
+    async def start(self) -> None:
+        try:
+            await self.initialize()
+        except Exception as e:
+            raise StartError(f"Telegram did not accept the bot token or could not be reached "
+                             f"({type(e).__name__}); check TELEGRAM_BOT_TOKEN") from None
+        if self.webhook_url is not None:
+            await self.set_webhook(self.webhook_url)
+        else:
+            await self.start_polling()
+
+    async def stop(self) -> None:
+        await self.stop_polling()
+
+    async def close(self) -> None:
+        if self.ready:
+            with contextlib.suppress(Exception):
+                await self.bot.shutdown()
+
+    async def webhook(self, request: web.Request) -> web.Response:
+        """One update from Telegram; answered only after it is committed."""
+        if not self.secret_ok(request.headers.get(SECRET_HEADER)):
+            log.warning("refused a Telegram webhook without the secret token (from %s)",
+                        request.remote)
+            return web.Response(status=403, text="forbidden")
+        if not self.hub.accepting():
+            return web.Response(status=503)  # Telegram tries again later
+        try:
+            data = await request.json()
+        except ValueError:
+            return web.Response(status=400, text="not JSON")
+        if not isinstance(data, dict) or "update_id" not in data:
+            return web.Response(status=400, text="not an update")
+        await self.handle(data)
+        return web.Response(status=200)
 
     async def initialize(self) -> None:
         await self.bot.initialize()  # getMe: checks the token
@@ -294,3 +345,15 @@ class TelegramChannel:
                                    secret_token=self.webhook_secret,
                                    allowed_updates=ALLOWED_UPDATES)
 
+
+
+def from_settings(settings: Settings, hub: Hub) -> TelegramChannel | None:
+    """The Telegram channel, if a bot token is configured."""
+    if not settings.telegram:
+        return None
+    bot = make_bot(settings.get("TELEGRAM_BOT_TOKEN"), settings.get("TELEGRAM_API_URL"),
+                   settings.number("SEND_TIMEOUT"))
+    return TelegramChannel(hub, bot, rate=settings.number("TELEGRAM_RATE"),
+                           webhook_secret=settings.get("TELEGRAM_WEBHOOK_SECRET"),
+                           webhook_url=settings.public_url if settings.telegram_webhook
+                           else None)
