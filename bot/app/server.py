@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.app.config import apply_config, configured
@@ -39,6 +40,26 @@ from bot.timing.planner import DEFAULT_RULES
 __all__ = ["Service", "StartError", "build", "listen", "serve", "start", "stop", "web_app"]
 
 log = logging.getLogger(__name__)
+
+
+
+class _MalformedHttp(logging.Filter):
+    """aiohttp logs a request it cannot even parse (bytes that are not HTTP, an invalid byte
+    in the URL) at ERROR with a traceback, so anyone could fill the log with them. Such a
+    record becomes one INFO line without the traceback; aiohttp answers it with a 400."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and 400 <= exc.code < 500:
+            remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = "refused a malformed request from %s (%s)", (
+                remote, type(exc).__name__)
+            record.exc_info = record.exc_text = None
+        return True
+
+
+logging.getLogger("aiohttp.server").addFilter(_MalformedHttp())
 
 # every channel Veivis can run; each returns None when it is not configured
 CHANNELS: tuple[Callable[[Settings, Hub], Channel | None], ...] = (

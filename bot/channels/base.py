@@ -5,12 +5,15 @@ answer to a message that does not reach a conversation."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
+from urllib.parse import parse_qsl
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ..delivery.sender import Transport
 from ..engine.model import FlowSet
@@ -84,3 +87,50 @@ async def reply_once(store: Store, flows: FlowSet, channel: str, address: str,
     async with store.tx(now) as tx:
         if await tx.log_inbound_once(channel, provider_id, now):
             await tx.queue_message(channel, address, system_text(flows, "nb", key, {}), now)
+
+
+# -- reading what a webhook sent, before any work is done ----------------------------------------
+
+FORM = "application/x-www-form-urlencoded"
+MAX_FIELDS = 200  # Twilio sends about 20
+
+
+async def read_form(request: web.Request) -> dict[str, str] | None:
+    """The fields of a form as Twilio posts it, or None for anything else: another content
+    type or charset, bytes that are not UTF-8 (raw or %-escaped), too many fields, a broken
+    body. Checked strictly, before any signature or work: a bad request is the sender's
+    mistake (400), never ours (500). A repeated field keeps its last value."""
+    if request.content_type != FORM or (request.charset or "utf-8").lower() != "utf-8":
+        return None
+    body = await _body(request)
+    if body is None:
+        return None
+    try:
+        return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, encoding="utf-8",
+                              errors="strict", max_num_fields=MAX_FIELDS))
+    except ValueError:  # UnicodeDecodeError is one
+        return None
+
+
+async def read_json(request: web.Request) -> dict[str, Any] | None:
+    """A JSON object in UTF-8, or None for anything else (another content type, bytes that
+    are not UTF-8, not JSON, nested too deep, not an object)."""
+    if request.content_type != "application/json":
+        return None
+    body = await _body(request)
+    if body is None:
+        return None
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+async def _body(request: web.Request) -> bytes | None:
+    """The whole body (at most the app's client_max_size: more is a 413), or None when the
+    bytes on the wire are not a valid HTTP body (a broken chunked encoding)."""
+    try:
+        return await request.read()
+    except HttpProcessingError:
+        return None

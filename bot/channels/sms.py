@@ -26,7 +26,7 @@ from ..phone import mask_address
 from ..service.pipeline import Inbound
 from ..store import OutboxItem
 from ..store import outbox as O
-from .base import Hub, plain_text, reply_once
+from .base import Hub, plain_text, read_form, reply_once
 
 if TYPE_CHECKING:
     from ..app.settings import Settings
@@ -201,8 +201,8 @@ class SmsChannel:
         if not self.hub.accepting():
             return web.Response(status=503)
         form = await self._signed_form(request)
-        if form is None:
-            return web.Response(status=403, text="invalid signature")
+        if isinstance(form, web.Response):
+            return form
         sid, sender, body = form.get("MessageSid"), form.get("From"), form.get("Body", "")
         if not sid or not sender:
             return web.Response(status=400, text="MessageSid and From are required")
@@ -217,8 +217,8 @@ class SmsChannel:
     async def status(self, request: web.Request) -> web.Response:
         """A delivery report; a carrier STOP (error 21610) stops the person."""
         form = await self._signed_form(request)
-        if form is None:
-            return web.Response(status=403, text="invalid signature")
+        if isinstance(form, web.Response):
+            return form
         got = status_of(form)
         if got is None:
             return web.Response(status=400, text="MessageSid and MessageStatus are required")
@@ -231,15 +231,18 @@ class SmsChannel:
             log.info("%s replied STOP to the carrier: stopped", mask_address(row[1]))
         return web.Response(status=204)
 
-    async def _signed_form(self, request: web.Request) -> dict[str, str] | None:
-        """The form fields of a webhook that Twilio signed; None (and a log line without any
-        content) for a forged or unsigned one."""
-        form = {k: str(v) for k, v in (await request.post()).items()}
+    async def _signed_form(self, request: web.Request) -> dict[str, str] | web.Response:
+        """The form fields of a webhook that Twilio signed; else the answer: 400 for bytes
+        that are no UTF-8 form (checked first), 403 (and a log line without any content) for
+        a forged or unsigned one."""
+        form = await read_form(request)
+        if form is None:
+            return web.Response(status=400, text="not a UTF-8 form")
         if self.hooks.valid(request.path_qs, form, request.headers.get("X-Twilio-Signature")):
             return form
         log.warning("refused a request to %s without a valid Twilio signature (from %s)",
                     request.path, request.remote)
-        return None
+        return web.Response(status=403, text="invalid signature")
 
 
 def from_settings(settings: Settings, hub: Hub) -> SmsChannel | None:

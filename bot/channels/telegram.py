@@ -37,7 +37,7 @@ from ..phone import mask_address
 from ..service.pipeline import FlowRequest, Inbound
 from ..store import OutboxItem, Store
 from ..store import outbox as O
-from .base import Hub, StartError, reply_once
+from .base import Hub, StartError, read_json, reply_once
 
 if TYPE_CHECKING:
     from ..app.settings import Settings
@@ -218,14 +218,32 @@ class TelegramChannel:
             return web.Response(status=403, text="forbidden")
         if not self.hub.accepting():
             return web.Response(status=503)  # Telegram tries again later
-        try:
-            data = await request.json()
-        except ValueError:
-            return web.Response(status=400, text="not JSON")
-        if not isinstance(data, dict) or "update_id" not in data:
+        data = await read_json(request)
+        update = None if data is None else self.parse(data)
+        if update is None:
+            log.info("refused a Telegram webhook that is not an update (from %s)",
+                     request.remote)
             return web.Response(status=400, text="not an update")
-        await self.handle(data)
+        await self.handle(update)
         return web.Response(status=200)
+
+    def parse(self, data: Mapping[str, Any]) -> Update | None:
+        """An update as python-telegram-bot reads it, or None if it is not one (a wrong
+        shape is Telegram's or a forger's mistake, never a crash of ours)."""
+        uid = data.get("update_id")
+        if not isinstance(uid, int) or isinstance(uid, bool):
+            return None
+        try:
+            update = Update.de_json(dict(data), self.bot)
+        except Exception:
+            return None
+        msg = update.message
+        if msg is not None:  # PTB does not check the types inside
+            got: tuple[Any, ...] = (msg.chat.id, msg.chat.type, msg.text)
+            if not (isinstance(got[0], int) and isinstance(got[1], str)
+                    and isinstance(got[2], str | None)):
+                return None
+        return update
 
     async def initialize(self) -> None:
         await self.bot.initialize()  # getMe: checks the token
@@ -236,7 +254,8 @@ class TelegramChannel:
         """The webhook's secret token, compared in constant time."""
         if not self.webhook_secret or header is None:
             return False
-        return hmac.compare_digest(header.encode(), self.webhook_secret.encode())
+        given = header.encode("utf-8", "surrogateescape")
+        return hmac.compare_digest(given, self.webhook_secret.encode())
 
     def _text(self, key: str) -> str:
         return system_text(self.flows, "nb", key, {})
@@ -246,9 +265,8 @@ class TelegramChannel:
                          self.clock())
         self.on_queued()
 
-    async def handle(self, data: Mapping[str, Any]) -> None:
+    async def handle(self, update: Update) -> None:
         """One update (from getUpdates or the webhook). Returns after it is committed."""
-        update = Update.de_json(dict(data), self.bot)
         pid = str(update.update_id)
         member = update.my_chat_member
         if member is not None:
@@ -327,7 +345,7 @@ class TelegramChannel:
                 continue
             for u in updates:
                 try:
-                    await self.handle(u.to_dict())
+                    await self.handle(u)
                 except Exception:
                     log.exception("a telegram update could not be handled; it is skipped")
                 offset = u.update_id + 1
