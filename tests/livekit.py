@@ -47,7 +47,7 @@ class RunningClock:
 
 def settings(tmp_path: Path, **values: str) -> Settings:
     base = {"VEIVIS_DB": str(tmp_path / "veivis.db"), "VEIVIS_PUBLIC_URL": PUBLIC,
-            "VEIVIS_CONFIG": "", "SEND_TIMEOUT": "0.5",
+            "VEIVIS_CONFIG": "", "SEND_TIMEOUT": "0.5", "SMS_CHECK_SECONDS": "0.2",
             "OUTBOX_MAX_TRIES": "12", "SMS_RATE": "500", "TELEGRAM_RATE": "500",
             "VEIVIS_SHUTDOWN_SECONDS": "5"}
     base.update(values)
@@ -91,7 +91,8 @@ class Live:
         channels = sorted(self.svc.senders)
         while True:
             rows = await self.store.fetchall(
-                "SELECT COUNT(*) FROM outbox WHERE (status = 'sending' OR (status = 'pending' "
+                "SELECT COUNT(*) FROM outbox WHERE (status IN ('sending', 'unsure') OR "
+                "(status = 'pending' "
                 "AND (due_at <= ? OR tries > 0))) "
                 f"AND channel IN ({','.join('?' * len(channels))})",
                 (iso(self.clock()), *channels))
@@ -130,8 +131,9 @@ async def sms_live(tmp_path: Path, seed: Callable[[Store], Any] | None = None,
                    **values: str) -> AsyncIterator[tuple[Live, FakeTwilio]]:
     """A fake Twilio and the bot running against it; both closed at the end."""
     async with FakeTwilio(SID, AUTH) as fake:
-        live = await start_live(sms_settings(tmp_path, fake.url, **values), RunningClock(),
-                                seed)
+        clock = RunningClock()
+        fake.clock = clock  # Twilio's clock agrees with ours (lookups compare times)
+        live = await start_live(sms_settings(tmp_path, fake.url, **values), clock, seed)
         try:
             yield live, fake
         finally:

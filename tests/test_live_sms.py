@@ -97,8 +97,10 @@ async def test_a_first_meeting_by_sms_from_preparation_to_survey(tmp_path: Path)
     async with sms_live(tmp_path, seed) as (live, fake):
         await journey(live, fake)
         await exactly_once(live, fake)
-        # every send asked Twilio for delivery reports at the public address
-        assert {s.extra["StatusCallback"] for s in fake.sent} == {PUBLIC + "/twilio/status"}
+        # every send asked Twilio for delivery reports at the public address, naming its row
+        rows = await live.store.fetchall("SELECT id, provider_id FROM outbox")
+        assert {s.extra["StatusCallback"] for s in fake.sent} == {
+            f"{PUBLIC}/twilio/status?row={r[0]}" for r in rows}
         assert {s.extra["From"] for s in fake.sent} == {"+4759440000"}
 
 

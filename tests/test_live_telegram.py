@@ -3,8 +3,6 @@ long polling and by webhook."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -39,20 +37,12 @@ class Chat:
         self.live, self.fake, self.chat_id, self.webhook = live, fake, chat_id, webhook
 
     async def deliver(self, update: dict[str, Any]) -> None:
-        pid = str(update["update_id"])
         if self.webhook:
             assert await post_update(self.live.url, update, SECRET) == 200
         else:
-            # handled: logged, or (typed inside an anonymous flow) only counted by the pipeline
-            done = self.live.svc.pipeline.processed
             self.fake.queue(update)
-
-            async def seen() -> bool:
-                rows = await self.live.store.fetchall(
-                    "SELECT 1 FROM inbound WHERE channel = 'telegram' AND provider_id = ?",
-                    (pid,))
-                return bool(rows) or self.live.svc.pipeline.processed > done
-            await _until(seen)
+            # handled and committed: the bot polls on past it only after that
+            await eventually(lambda: self.fake.confirmed >= update["update_id"])
         await self.live.settled()
 
     async def say(self, text: str | None, **kw: Any) -> list[str]:
@@ -66,14 +56,6 @@ class Chat:
         await self.live.tick()
         await self.live.settled()
         return self.fake.texts_to(self.chat_id)[before:]
-
-
-async def _until(check: Any, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError("not seen in time")
-        await asyncio.sleep(0.01)
 
 
 async def seed(store: Store) -> None:

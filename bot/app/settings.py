@@ -55,6 +55,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SMS_RATE", "1", "SMS per second (Twilio's limit for your sender)"),
     Setting("OUTBOX_MAX_TRIES", "6", "tries before a message is marked failed"),
     Setting("SEND_TIMEOUT", "15", "seconds to wait for a provider to answer one send"),
+    Setting("SMS_CHECK_SECONDS", "15", "after an SMS send in doubt (no answer in time, a "
+            "crash mid-request), seconds to wait before asking Twilio whether it has the "
+            "message; it is sent again only if Twilio has none"),
     Setting("DIGEST_SCHEDULE", "day_of_week=mon hour=12 minute=0",
             "when Veivis looks for a finished report period (APScheduler cron fields, Oslo "
             "time; default Mondays 12.00); each fixed 14-day period is reported once, the "
@@ -116,7 +119,7 @@ class Settings:
         """What is missing or wrong, one plain sentence each; empty when ready to run."""
         out: list[str] = []
         for name in ("VEIVIS_PORT", "TELEGRAM_RATE", "SMS_RATE", "OUTBOX_MAX_TRIES",
-                     "SEND_TIMEOUT", "VEIVIS_SHUTDOWN_SECONDS"):
+                     "SEND_TIMEOUT", "VEIVIS_SHUTDOWN_SECONDS", "SMS_CHECK_SECONDS"):
             try:
                 v = float(self.get(name))
             except ValueError:

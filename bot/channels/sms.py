@@ -10,7 +10,8 @@ time out.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -40,6 +41,7 @@ TWILIO_API = "https://api.twilio.com"
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 # the person replied STOP to the carrier; sending to them is refused until they send START
 CARRIER_STOPPED = {21610}
+LOOKUP = 50  # messages read from Twilio's list when a send is in doubt
 SMS_PATH = "/twilio/sms"
 STATUS_PATH = "/twilio/status"
 
@@ -73,16 +75,25 @@ class HttpClient(AsyncHttpClient):  # type: ignore[misc]
         headers = dict(headers or {})
         if auth:
             headers["Authorization"] = aiohttp.encode_basic_auth(*auth)
-        async with self._session.request(
-            method.upper(), uri, params=params, data=data, headers=headers,
-            allow_redirects=allow_redirects,
-            timeout=aiohttp.ClientTimeout(total=timeout or self.timeout),
-        ) as resp:
-            text = await resp.text()
-            if resp.status == 429 or resp.status >= 500:
-                raise SendError(f"Twilio answered {resp.status}", temporary=True,
-                                retry_after=retry_after(resp.headers), code=str(resp.status))
-            return TwilioResponse(resp.status, text, dict(resp.headers))
+        try:
+            async with self._session.request(
+                method.upper(), uri, params=params, data=data, headers=headers,
+                allow_redirects=allow_redirects,
+                timeout=aiohttp.ClientTimeout(total=timeout or self.timeout),
+            ) as resp:
+                text = await resp.text()
+        except aiohttp.ClientConnectorError as e:  # no connection: the request never left
+            raise SendError(f"could not reach Twilio ({type(e).__name__})",
+                            temporary=True) from None
+        except (aiohttp.ClientError, TimeoutError) as e:  # it may have arrived
+            raise SendError(f"no answer from Twilio ({type(e).__name__})", temporary=True,
+                            doubt=True) from None
+        if resp.status == 429 or resp.status >= 500:
+            # 429: refused, certainly not sent; a 5xx may come after the message was created
+            raise SendError(f"Twilio answered {resp.status}", temporary=True,
+                            retry_after=retry_after(resp.headers), code=str(resp.status),
+                            doubt=resp.status != 429)
+        return TwilioResponse(resp.status, text, dict(resp.headers))
 
     async def close(self) -> None:
         if self._session is not None:
@@ -90,17 +101,22 @@ class HttpClient(AsyncHttpClient):  # type: ignore[misc]
 
 
 class TwilioTransport:
-    """Sends outbox rows as SMS with `messages.create_async`; returns the message SID."""
+    """Sends outbox rows as SMS with `messages.create_async` and returns the message SID;
+    finds a message in doubt in Twilio's message list (`find`).
+
+    Each send names its row in the status callback address (`/twilio/status?row=42`), so a
+    delivery report settles a row whose send was in doubt, even after a crash."""
 
     channel = CHANNEL
 
     def __init__(self, account_sid: str, auth_token: str, sender: str, *,
                  status_callback: str | None, api_url: str = TWILIO_API,
-                 timeout: float = 15.0) -> None:
+                 timeout: float = 15.0, ask_after: float = 15.0) -> None:
         self.http = HttpClient(api_url, timeout)
         self.client = Client(account_sid, auth_token, http_client=self.http)
         self.sender = sender
         self.status_callback = status_callback
+        self.ask_after: float | None = ask_after
         # twilio builds its API objects (and imports their modules) on first use: do it now,
         # so the first send is not late against the rate limiter's schedule
         self.messages = self.client.api.v2010.account.messages
@@ -109,7 +125,7 @@ class TwilioTransport:
         body = plain_text(item.text, item.choices, item.numbered)
         extra: dict[str, Any] = {}
         if self.status_callback:
-            extra["status_callback"] = self.status_callback
+            extra["status_callback"] = f"{self.status_callback}?row={item.id}"
         try:
             msg = await self.messages.create_async(
                 to=item.address, from_=self.sender, body=body, **extra)
@@ -124,6 +140,26 @@ class TwilioTransport:
         if not msg.sid:
             raise SendError("Twilio gave no message id", temporary=True)
         return str(msg.sid)
+
+    async def find(self, item: OutboxItem, since: datetime, known: Collection[str]) -> str | None:
+        """The SID of a message Twilio has for this row: to its number, from our sender,
+        created at or after `since`, with the same text, not one of `known` (earlier rows').
+
+        Twilio lists by recipient (and sender), newest first; the time is compared here on
+        `date_created`, because Twilio's own date filter is by `date_sent`, which is empty
+        while a message is still queued: exactly the message a lookup must not miss. The
+        newest LOOKUP messages are read; a row's later messages wait behind it, so the one
+        sought is among them."""
+        body = plain_text(item.text, item.choices, item.numbered).strip()
+        found = await self.messages.list_async(to=item.address, from_=self.sender,
+                                               limit=LOOKUP, page_size=LOOKUP)
+        for m in found:
+            created = m.date_created
+            if m.sid in known or not isinstance(created, datetime) or created < since:
+                continue
+            if str(m.direction or "").startswith("outbound") and (m.body or "").strip() == body:
+                return str(m.sid)
+        return None
 
     async def close(self) -> None:
         await self.http.close()
@@ -215,20 +251,31 @@ class SmsChannel:
         return twiml()
 
     async def status(self, request: web.Request) -> web.Response:
-        """A delivery report; a carrier STOP (error 21610) stops the person."""
+        """A delivery report, naming its row (`?row=`); settles a send in doubt. A carrier
+        STOP (error 21610) stops the person."""
         form = await self._signed_form(request)
         if isinstance(form, web.Response):
             return form
         got = status_of(form)
-        if got is None:
-            return web.Response(status=400, text="MessageSid and MessageStatus are required")
+        rows = request.query.getall("row", [])
+        row = rows[0] if len(rows) == 1 else None
+        if got is None or len(rows) > 1 or (row is not None and not (
+                row.isascii() and row.isdigit() and len(row) < 19)):
+            return web.Response(status=400, text="MessageSid, MessageStatus and at most one "
+                                "row number are required")
         sid, status, code = got
         store = self.hub.store
-        row = await O.record_delivery(store, CHANNEL, sid, status, code)
-        if row is not None and code is not None and code.isdigit() \
+        d = await O.record_delivery(store, CHANNEL, sid, status, code,
+                                    row_id=int(row) if row else None, now=self.hub.clock())
+        if d is not None and d.found:
+            log.info("sms message %d: Twilio's report says it was accepted; recorded",
+                     d.row_id)
+        if d is not None and d.second:
+            log.error("sms message %d went out twice (a report for a second copy)", d.row_id)
+        if d is not None and code is not None and code.isdigit() \
                 and int(code) in CARRIER_STOPPED:
-            await O.stop_address(store, CHANNEL, row[1], f"Twilio error {code}")
-            log.info("%s replied STOP to the carrier: stopped", mask_address(row[1]))
+            await O.stop_address(store, CHANNEL, d.address, f"Twilio error {code}")
+            log.info("%s replied STOP to the carrier: stopped", mask_address(d.address))
         return web.Response(status=204)
 
     async def _signed_form(self, request: web.Request) -> dict[str, str] | web.Response:
@@ -255,5 +302,6 @@ def from_settings(settings: Settings, hub: Hub) -> SmsChannel | None:
                                 settings.get("TWILIO_FROM"),
                                 status_callback=public + STATUS_PATH,
                                 api_url=settings.get("TWILIO_API_URL"),
-                                timeout=settings.number("SEND_TIMEOUT"))
+                                timeout=settings.number("SEND_TIMEOUT"),
+                                ask_after=settings.number("SMS_CHECK_SECONDS"))
     return SmsChannel(hub, transport, Webhooks(token, public), settings.number("SMS_RATE"))

@@ -16,7 +16,7 @@ import hmac
 import logging
 import re
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -123,11 +123,20 @@ def _seconds(value: int | timedelta) -> float:
 
 
 class TelegramTransport:
+    """Sends outbox rows with `sendMessage` (a long text in parts, buttons on the last).
+
+    The Bot API cannot be asked whether a message arrived, so a send in doubt (a timeout, a
+    crash mid-request) is sent again: the person may see it twice, but never misses it."""
+
     channel = CHANNEL
+    ask_after: float | None = None
 
     def __init__(self, bot: Bot) -> None:
         self.bot = bot
         self._parts_sent: dict[int, int] = {}  # row id -> parts of a split text already sent
+
+    async def find(self, item: OutboxItem, since: datetime, known: Collection[str]) -> str | None:
+        raise NotImplementedError("the Telegram Bot API cannot list sent messages")
 
     async def send(self, item: OutboxItem) -> str:
         parts = split_text(item.text)

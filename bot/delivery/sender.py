@@ -7,12 +7,21 @@ transport, at the channel's rate, fairly across users, in order per user, with r
   heads the users served least recently go first, so one user with many messages cannot
   starve the rest.
 - Order: a user's next row is not a head until the one before it is sent or failed.
-- Retries: timeouts, 5xx and 429 come back later with exponential backoff (at least as long
-  as Retry-After says), up to `max_tries`; other 4xx fail at once. Failed rows are kept for
+- Claimed only when handed over: a row becomes 'sending' as its rate slot comes (at most
+  RateLimiter.PREPARE = 25 ms before), right before the provider call. A crash can leave in
+  doubt only the requests in flight at that moment (at most `concurrency`; at SMS_RATE=1 with
+  a provider that answers within a second, one). Rows that were waiting for their slot are
+  still pending and go out after the restart.
+- Retries: a send the provider certainly did not accept (429, no connection made) comes
+  back later with exponential backoff (at least as long as Retry-After says), up to
+  `max_tries`; other 4xx fail at once. Failed rows are kept, with the reason, for
   `veivis outbox list --failed`.
-- Never twice: a row is claimed ('sending') before the provider call and the provider's id is
-  recorded right after it. The one window is a crash between the two: at the next start such
-  rows are marked failed (`INTERRUPTED`), not sent again.
+- Doubt: after a timeout, a dropped connection, a 5xx, or a crash mid-request, the provider
+  may have accepted the message. If the transport can be asked (`ask_after` is set: Twilio),
+  the row is 'unsure': after `ask_after` seconds the sender asks the provider (`find`) and
+  sends again only if it has no such message; a status callback that names the row settles
+  it sooner. If it cannot be asked (Telegram), the row is sent again: the person may get that
+  message twice, which is better than never getting a reminder or a question.
 """
 
 from __future__ import annotations
@@ -24,10 +33,10 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Collection, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.phone import mask_address
 from bot.store import OutboxItem, Store
@@ -35,26 +44,41 @@ from bot.store import outbox as O
 
 log = logging.getLogger(__name__)
 
+# how far a provider's clock may be behind ours when a lookup compares creation times
+CLOCK_SKEW = timedelta(seconds=60)
+
 
 class SendError(Exception):
     """A send that did not go through. `temporary` ones are retried; `stop_user` means the
-    person asked not to get messages (carrier STOP, blocked bot)."""
+    person asked not to get messages (carrier STOP, blocked bot); `doubt` means the provider
+    may have accepted it anyway (no answer, a 5xx), so it must be asked before a resend."""
 
     def __init__(self, reason: str, *, temporary: bool, retry_after: float | None = None,
-                 stop_user: bool = False, code: str | None = None) -> None:
+                 stop_user: bool = False, code: str | None = None,
+                 doubt: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.temporary = temporary
         self.retry_after = retry_after
         self.stop_user = stop_user
         self.code = code
+        self.doubt = doubt
 
 
 class Transport(Protocol):
     channel: str
+    # seconds to wait after a send in doubt before asking the provider about it (long enough
+    # for the provider's list to show it); None: this provider cannot be asked
+    ask_after: float | None
 
     async def send(self, item: OutboxItem) -> str:
         """Send one row; return the provider's message id, or raise SendError."""
+        ...
+
+    async def find(self, item: OutboxItem, since: datetime, known: Collection[str]) -> str | None:
+        """The provider's id of a message this row made at or after `since` (not one of
+        `known`), or None if the provider has none; raises SendError if it cannot tell now.
+        Only called when `ask_after` is set."""
         ...
 
 
@@ -71,10 +95,15 @@ class RateLimiter:
     A start may come a little after its slot (a timer wakes late, the loop is busy); the grid
     keeps its place as long as that lateness stays under LATE, so small delays are not lost
     from the rate. Any `rate` starts then span at least (1 + SLACK) - LATE > 1 second. A start
-    later than that (the sender was idle or stalled) begins a new grid from now.
+    later than that (the sender was idle or stalled) begins a new grid from then.
+
+    `acquire(prepare)` runs `prepare` (the sender's claim of the row) just before the slot,
+    at most PREPARE seconds ahead, so the claim's own time does not make the start late, and
+    a row is claimed only when its start is that close.
     """
 
     LATE = 0.010
+    PREPARE = 0.025
 
     def __init__(self, rate: float, now: Callable[[], float] = time.monotonic) -> None:
         self.interval = (1.0 + SLACK) / rate
@@ -82,14 +111,26 @@ class RateLimiter:
         self._next: float | None = None
         self._lock = asyncio.Lock()
 
-    async def acquire(self) -> None:
+    async def acquire(self, prepare: Callable[[], Awaitable[bool]] | None = None) -> bool:
+        """Wait for the next start. With `prepare`: False if it said there is nothing to
+        start (the slot stays free for the next one)."""
         async with self._lock:
             now = self._now()
             if self._next is None or now - self._next > self.LATE:
                 self._next = now
-            elif self._next > now:
-                await asyncio.sleep(self._next - now)
-            self._next += self.interval
+            slot = self._next
+            if prepare is not None:
+                if slot - self.PREPARE > now:
+                    await asyncio.sleep(slot - self.PREPARE - now)
+                if not await prepare():
+                    return False
+                now = self._now()
+            if slot > now:
+                await asyncio.sleep(slot - now)
+            elif now - slot > self.LATE:  # too late for the grid: a new one from this start
+                slot = now
+            self._next = slot + self.interval
+            return True
 
 
 @dataclass
@@ -97,6 +138,9 @@ class SenderStats:
     sent: int = 0
     retried: int = 0
     failed: int = 0
+    unsure: int = 0  # sends in doubt
+    found: int = 0  # of those, found at the provider: not sent again
+    resent: int = 0  # of those, not at the provider: sent again
 
 
 class Sender:
@@ -119,6 +163,8 @@ class Sender:
         self.stats = SenderStats()
         self._wake = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
+        self._busy: set[int] = set()  # rows being sent or asked about now
+        self._asked: dict[int, int] = {}  # row -> lookups that could not get an answer
         self._served: dict[str, int] = {}
         self._turn = itertools.count(1)
         self._task: asyncio.Task[None] | None = None
@@ -130,10 +176,15 @@ class Sender:
         self._wake.set()
 
     async def start(self) -> None:
-        n = await O.recover_channel(self.store, self.channel)
-        if n:
-            log.warning("%d %s messages were interrupted mid-send by a crash; marked failed "
-                        "(see veivis outbox list --failed)", n, self.channel)
+        ask = self.transport.ask_after
+        n = await O.recover_channel(self.store, self.channel, self.clock(), ask_after=ask)
+        if n and ask is not None:
+            log.warning("%d %s messages were in flight at a crash: %s will be asked whether "
+                        "they arrived before any is sent again", n, self.channel, self.channel)
+        elif n:
+            log.warning("%d %s messages were in flight at a crash; %s cannot be asked, so "
+                        "they are sent again (each may arrive twice)", n, self.channel,
+                        self.channel)
         self._task = asyncio.create_task(self._run(), name=f"veivis-sender-{self.channel}")
 
     @property
@@ -150,7 +201,7 @@ class Sender:
             self._task = None
         if self._inflight:
             _done, pending = await asyncio.wait(self._inflight, timeout=grace)
-            for t in pending:  # left in 'sending': the documented crash window
+            for t in pending:  # left 'sending': in doubt, asked about at the next start
                 t.cancel()
 
     # -- the loop ----------------------------------------------------------------------------
@@ -169,38 +220,50 @@ class Sender:
                     await asyncio.wait_for(self._wake.wait(), self.poll)
 
     async def round(self) -> int:
-        """Claim and start one round of sends; returns how many were started."""
+        """Start one round of lookups and sends; returns how many were started."""
         free = self.concurrency - len(self._inflight)
         if free <= 0:
             await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
             return 1
-        items = await O.heads(self.store, self.channel, self.clock())
-        if not items:
-            return 0
-        # least recently served first; a round is about one second of sends
-        items.sort(key=lambda it: (self._served.get(it.address, 0), it.id))
-        budget = min(free, max(1, math.ceil(self.rate)))
-        chosen = items[:budget]
-        claimed = set(await O.claim(self.store, [it.id for it in chosen]))
+        heads = [h for h in await O.heads(self.store, self.channel, self.clock())
+                 if h.item.id not in self._busy]
         started = 0
-        for it in chosen:
-            if it.id not in claimed:
+        now = self.clock()
+        for h in [h for h in heads if h.status == O.UNSURE][:free]:
+            if await O.claim_check(self.store, h.item.id, now,
+                                   now + timedelta(seconds=2 * self.timeout)):
+                self._spawn(h.item.id, self._check(h))
+                started += 1
+        # least recently served first; a round is about one second of sends
+        items = sorted((h.item for h in heads if h.status == O.PENDING),
+                       key=lambda it: (self._served.get(it.address, 0), it.id))
+        for it in items[:min(free - started, max(1, math.ceil(self.rate)))]:
+            async def claim(row_id: int = it.id) -> bool:
+                # claimed only now, as its rate slot comes, right before the provider call
+                return not self._stopping and await O.claim(self.store, row_id, self.clock())
+            if not await self.limiter.acquire(claim):
+                if self._stopping:
+                    break
                 continue
             self._served[it.address] = next(self._turn)
-            await self.limiter.acquire()
-            task = asyncio.create_task(self._send(it))
-            self._inflight.add(task)
-            task.add_done_callback(self._finished)
+            self._spawn(it.id, self._send(it))
             started += 1
         if len(self._served) > 100_000:
             self._served.clear()
         return started
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._inflight.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s send task failed: %s", self.channel,
-                      type(task.exception()).__name__)
+    def _spawn(self, row_id: int, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._busy.add(row_id)
+        self._inflight.add(task)
+
+        def finished(t: asyncio.Task[None]) -> None:
+            self._inflight.discard(t)
+            self._busy.discard(row_id)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("%s send task failed: %s", self.channel,
+                          type(t.exception()).__name__)
+        task.add_done_callback(finished)
 
     async def drain(self) -> None:
         """Send everything due now and wait for it (tests, benchmarks)."""
@@ -217,24 +280,36 @@ class Sender:
         except SendError as e:
             await self._failed(item, tries, e)
             return
-        except (TimeoutError, OSError) as e:
-            await self._failed(item, tries, SendError(f"no answer: {type(e).__name__}",
-                                                      temporary=True))
+        except TimeoutError:
+            await self._failed(item, tries, SendError("no answer in time", temporary=True,
+                                                      doubt=True))
             return
-        except Exception as e:  # a library error we do not know: retry, never crash
+        except Exception as e:  # a library error we do not know: in doubt, never crash
             log.warning("%s send raised %s", self.channel, type(e).__name__)
-            await self._failed(item, tries, SendError(type(e).__name__, temporary=True))
+            await self._failed(item, tries, SendError(type(e).__name__, temporary=True,
+                                                      doubt=True))
             return
         try:
-            await O.record_sent(self.store, item.id, pid, self.clock())
-        except Exception:  # sent but not recorded: stays 'sending', failed at next start
+            first = await O.record_sent(self.store, item.id, pid, self.clock())
+        except Exception:  # sent but not recorded: stays 'sending', asked about at next start
             log.exception("%s message %d was sent but could not be recorded", self.channel,
                           item.id)
             return
         self.stats.sent += 1
+        if not first:
+            log.error("%s message %d went out twice (an earlier copy was accepted after all)",
+                      self.channel, item.id)
+
+    def _delay(self, tries: int, e: SendError | None = None) -> float:
+        delay = float(min(self.max_backoff, self.backoff * 2 ** (tries - 1)))
+        delay *= random.uniform(0.8, 1.2)
+        if e is not None and e.retry_after is not None:
+            delay = max(delay, e.retry_after)
+        return delay
 
     async def _failed(self, item: OutboxItem, tries: int, e: SendError) -> None:
         who = mask_address(item.address)
+        now = self.clock()
         if e.stop_user:
             dropped = await O.stop_address(self.store, self.channel, item.address, e.reason)
             await O.record_failed(self.store, item.id, e.reason, e.code)
@@ -242,18 +317,61 @@ class Sender:
             log.warning("%s: %s does not want messages (%s); user stopped, %d queued dropped",
                         self.channel, who, e.reason, dropped)
             return
+        ask = self.transport.ask_after
+        if e.doubt and ask is not None:
+            delay = max(ask, self._delay(tries, e))
+            await O.record_unsure(self.store, item.id, e.reason,
+                                  now + timedelta(seconds=delay))
+            self.stats.unsure += 1
+            self._wake.set()
+            log.info("%s message %d to %s: %s; asking %s in %.1f s whether it arrived",
+                     self.channel, item.id, who, e.reason, self.channel, delay)
+            return
         if not e.temporary or tries >= self.max_tries:
-            await O.record_failed(self.store, item.id, e.reason, e.code)
+            reason = e.reason + ("; it may have arrived" if e.doubt else "")
+            await O.record_failed(self.store, item.id, reason, e.code)
             self.stats.failed += 1
             log.warning("%s message %d to %s failed after %d tries: %s", self.channel, item.id,
-                        who, tries, e.reason)
+                        who, tries, reason)
             return
-        delay = min(self.max_backoff, self.backoff * 2 ** (tries - 1)) * random.uniform(0.8, 1.2)
-        if e.retry_after is not None:
-            delay = max(delay, e.retry_after)
-        await O.record_retry(self.store, item.id, e.reason,
-                             self.clock() + timedelta(seconds=delay))
+        delay = self._delay(tries, e)
+        await O.record_retry(self.store, item.id, e.reason, now + timedelta(seconds=delay))
         self.stats.retried += 1
         self._wake.set()
-        log.info("%s message %d to %s: %s; retry in %.1f s", self.channel, item.id, who,
-                 e.reason, delay)
+        log.info("%s message %d to %s: %s; retry in %.1f s%s", self.channel, item.id, who,
+                 e.reason, delay, " (it may arrive twice)" if e.doubt else "")
+
+    async def _check(self, head: O.Head) -> None:
+        """A row in doubt: ask the provider; record what it has, or send again."""
+        item = head.item
+        since = (head.attempt_at or self.clock()) - CLOCK_SKEW
+        try:
+            known = await O.known_ids(self.store, self.channel, item.address, since)
+            pid = await asyncio.wait_for(self.transport.find(item, since, known), self.timeout)
+        except Exception as e:
+            n = self._asked[item.id] = self._asked.get(item.id, 0) + 1
+            reason = e.reason if isinstance(e, SendError) else type(e).__name__
+            delay = self._delay(n, e if isinstance(e, SendError) else None)
+            await O.record_unsure(self.store, item.id, f"could not ask: {reason}",
+                                  self.clock() + timedelta(seconds=delay))
+            log.warning("%s message %d: could not ask whether it arrived (%s); again in %.1f s",
+                        self.channel, item.id, reason, delay)
+            return
+        self._asked.pop(item.id, None)
+        if pid is not None:
+            await O.record_sent(self.store, item.id, pid, self.clock())
+            self.stats.found += 1
+            self.stats.sent += 1
+            log.info("%s message %d had arrived after all: recorded, not sent again",
+                     self.channel, item.id)
+        elif item.tries >= self.max_tries:
+            await O.record_failed(self.store, item.id, f"not accepted in {item.tries} tries "
+                                  f"({self.channel} has no such message)")
+            self.stats.failed += 1
+            log.warning("%s message %d failed after %d tries", self.channel, item.id,
+                        item.tries)
+        else:
+            await O.record_resend(self.store, item.id, self.clock())
+            self.stats.resent += 1
+            self._wake.set()
+            log.info("%s message %d had not arrived: sending it again", self.channel, item.id)

@@ -218,4 +218,14 @@ MIGRATIONS: list[str] = [
     DROP TABLE anonymous_answers;
     ALTER TABLE anonymous_answers_new RENAME TO anonymous_answers;
     """,
+    # 9: exactly once when it matters. A row is claimed only when it is handed to the
+    # provider, at `attempt_at`; a send in doubt (no answer in time, a crash mid-request) is
+    # 'unsure' until the provider is asked whether it has the message. Unsure rows stay at
+    # the head of their address, so a person's later messages wait behind them.
+    """
+    ALTER TABLE outbox ADD COLUMN attempt_at TEXT;
+    DROP INDEX outbox_heads;
+    CREATE INDEX outbox_heads ON outbox(channel, address, id)
+        WHERE status IN ('pending', 'sending', 'unsure');
+    """,
 ]

@@ -1,71 +1,145 @@
 """The outbox as the sender sees it, Telegram links and carrier stops.
 
-A row's life: pending -> sending (claimed, just before the provider call) -> sent (the
-provider's message id recorded) or back to pending with a later due time (a retry), or
-failed (permanent error or too many tries). A user's rows go out in order: only the oldest
-row of an address that is pending or sending (its head) may be claimed.
+A row's life:
+
+    pending --claim--> sending --> sent            (the provider's message id recorded)
+                          |------> pending         (certainly not accepted: retry later)
+                          |------> failed          (a permanent error, or too many tries)
+                          '------> unsure          (no answer: it may have been accepted)
+    unsure --the provider has it--> sent;  --has none--> pending (sent again)
+
+A row is claimed ('sending', `attempt_at` set, one more try) only when it is handed to the
+provider, after its rate slot, so a crash can leave in doubt only the requests really in
+flight. After a crash, rows left 'sending' are in doubt too. A user's rows go out in order:
+only the oldest row of an address that is pending, sending or unsure (its head) may move.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from .db import OutboxItem, Store, outbox_item
 from .sql import PHONE_CHANNELS, iso
 
-INTERRUPTED = "interrupted while sending: it may or may not have arrived"
+PENDING, SENDING, UNSURE, SENT, FAILED = "pending", "sending", "unsure", "sent", "failed"
 
 
-async def heads(store: Store, channel: str, now: datetime, limit: int = 2000) -> list[OutboxItem]:
+@dataclass(frozen=True)
+class Head:
+    """The oldest unsent row of one address, due now: to send (pending) or to ask the
+    provider about (unsure); `attempt_at` is when it was last handed over."""
+
+    item: OutboxItem
+    status: str
+    attempt_at: datetime | None
+
+
+async def heads(store: Store, channel: str, now: datetime, limit: int = 2000) -> list[Head]:
     """The oldest unsent row of each address on this channel, where that row is due now."""
     rows = await store.fetchall(
-        "SELECT o.id, o.user_id, o.channel, o.address, o.text, o.choices, o.numbered, o.tries "
+        "SELECT o.id, o.user_id, o.channel, o.address, o.text, o.choices, o.numbered, o.tries, "
+        "o.status, o.attempt_at "
         "FROM outbox o JOIN (SELECT MIN(id) AS id FROM outbox WHERE channel = ? "
-        "AND status IN ('pending', 'sending') GROUP BY address) h ON h.id = o.id "
-        "WHERE o.status = 'pending' AND o.due_at <= ? ORDER BY o.id LIMIT ?",
+        "AND status IN ('pending', 'sending', 'unsure') GROUP BY address) h ON h.id = o.id "
+        "WHERE o.status IN ('pending', 'unsure') AND o.due_at <= ? ORDER BY o.id LIMIT ?",
         (channel, iso(now), limit))
-    return [outbox_item(r) for r in rows]
+    return [Head(outbox_item(r), str(r[8]), datetime.fromisoformat(r[9]) if r[9] else None)
+            for r in rows]
 
 
-async def claim(store: Store, ids: Sequence[int]) -> list[int]:
-    """Mark rows as being sent (one more try); returns the ids that were still pending."""
-    got: list[int] = []
+async def claim(store: Store, row_id: int, now: datetime) -> bool:
+    """The row is being handed to the provider now (one more try); False if it is no longer
+    pending (sent, erased, stopped meanwhile)."""
     async with store.transaction() as c:
-        for i in ids:
-            cur = await c.execute("UPDATE outbox SET status = 'sending', tries = tries + 1 "
-                                  "WHERE id = ? AND status = 'pending'", (i,))
-            if cur.rowcount:
-                got.append(i)
-    return got
+        cur = await c.execute("UPDATE outbox SET status = 'sending', tries = tries + 1, "
+                              "attempt_at = ? WHERE id = ? AND status = 'pending'",
+                              (iso(now), row_id))
+        return bool(cur.rowcount)
 
 
-async def record_sent(store: Store, row_id: int, provider_id: str, now: datetime) -> None:
+async def claim_check(store: Store, row_id: int, now: datetime, until: datetime) -> bool:
+    """The row in doubt is being looked up now; no one else looks it up before `until`.
+    False if it is no longer unsure and due (settled meanwhile, or taken by another)."""
     async with store.transaction() as c:
-        await c.execute("UPDATE outbox SET status = 'sent', provider_id = ?, sent_at = ?, "
-                        "last_error = NULL WHERE id = ?", (provider_id, iso(now), row_id))
+        cur = await c.execute("UPDATE outbox SET due_at = ? WHERE id = ? AND status = 'unsure' "
+                              "AND due_at <= ?", (iso(until), row_id, iso(now)))
+        return bool(cur.rowcount)
+
+
+async def record_sent(store: Store, row_id: int, provider_id: str, now: datetime) -> bool:
+    """The provider accepted the row as `provider_id`. False if the row already has another
+    provider id (a status callback or a lookup found an earlier copy: this one is a second)."""
+    async with store.transaction() as c:
+        cur = await c.execute("UPDATE outbox SET status = 'sent', provider_id = ?, sent_at = ?, "
+                              "last_error = NULL WHERE id = ? AND (provider_id IS NULL OR "
+                              "provider_id = ?)", (provider_id, iso(now), row_id, provider_id))
+        if cur.rowcount:
+            return True
+        async with c.execute("SELECT 1 FROM outbox WHERE id = ?", (row_id,)) as cur2:
+            return await cur2.fetchone() is None  # erased meanwhile: nothing to say
 
 
 async def record_retry(store: Store, row_id: int, error: str, due: datetime) -> None:
+    """Certainly not accepted: send again at `due`."""
     async with store.transaction() as c:
         await c.execute("UPDATE outbox SET status = 'pending', last_error = ?, due_at = ? "
-                        "WHERE id = ?", (error, iso(due), row_id))
+                        "WHERE id = ? AND status = 'sending'", (error, iso(due), row_id))
+
+
+async def record_unsure(store: Store, row_id: int, error: str, due: datetime) -> None:
+    """It may have been accepted: ask the provider at `due` before anything is sent again."""
+    async with store.transaction() as c:
+        await c.execute("UPDATE outbox SET status = 'unsure', last_error = ?, due_at = ? "
+                        "WHERE id = ? AND status IN ('sending', 'unsure')",
+                        (error, iso(due), row_id))
+
+
+async def record_resend(store: Store, row_id: int, now: datetime) -> None:
+    """The provider has no such message: the row is pending again, due now."""
+    async with store.transaction() as c:
+        await c.execute("UPDATE outbox SET status = 'pending', due_at = ? "
+                        "WHERE id = ? AND status = 'unsure'", (iso(now), row_id))
 
 
 async def record_failed(store: Store, row_id: int, error: str, code: str | None = None) -> None:
     async with store.transaction() as c:
         await c.execute("UPDATE outbox SET status = 'failed', last_error = ?, error_code = ? "
-                        "WHERE id = ?", (error, code, row_id))
+                        "WHERE id = ? AND status != 'sent'", (error, code, row_id))
 
 
-async def recover_channel(store: Store, channel: str) -> int:
-    """At start: rows a crash left in 'sending' may have reached the provider. They are marked
-    failed (visible in `veivis outbox list --failed`), never sent again: at most once."""
+async def known_ids(store: Store, channel: str, address: str, since: datetime) -> set[str]:
+    """Provider ids already recorded for this address since then: a lookup must not take
+    an earlier row's message for this one."""
+    rows = await store.fetchall(
+        "SELECT provider_id FROM outbox WHERE channel = ? AND address = ? "
+        "AND provider_id IS NOT NULL AND sent_at >= ?", (channel, address, iso(since)))
+    return {str(r[0]) for r in rows}
+
+
+INTERRUPTED = "interrupted while sending"
+RESENT = "interrupted while sending; sent again (it may arrive twice)"
+
+
+async def recover_channel(store: Store, channel: str, now: datetime, *,
+                          ask_after: float | None) -> int:
+    """At start: rows a crash left in 'sending' were handed to the provider and may have
+    reached it. With a provider that can be asked (`ask_after` seconds after the attempt),
+    they become 'unsure' and are looked up before anything is sent again; else they are
+    sent again (the one case where a message may arrive twice). Returns how many."""
     async with store.transaction() as c:
-        cur = await c.execute("UPDATE outbox SET status = 'failed', last_error = ? "
-                              "WHERE status = 'sending' AND channel = ?", (INTERRUPTED, channel))
-        return int(cur.rowcount)
+        async with c.execute("SELECT id, attempt_at, due_at FROM outbox "
+                             "WHERE status = 'sending' AND channel = ?", (channel,)) as cur:
+            rows = list(await cur.fetchall())
+        for row_id, attempt, due in rows:
+            if ask_after is None:
+                await c.execute("UPDATE outbox SET status = 'pending', last_error = ?, "
+                                "due_at = ? WHERE id = ?", (RESENT, iso(now), row_id))
+                continue
+            at = datetime.fromisoformat(attempt or due) + timedelta(seconds=ask_after)
+            await c.execute("UPDATE outbox SET status = 'unsure', last_error = ?, due_at = ? "
+                            "WHERE id = ?", (INTERRUPTED, iso(max(at, now)), row_id))
+        return len(rows)
 
 
 # Twilio's statuses in the order a message moves through them; a late callback for an
@@ -75,19 +149,50 @@ _DELIVERY_ORDER = {"accepted": 0, "queued": 1, "sending": 2, "sent": 3, "deliver
 
 
 async def record_delivery(store: Store, channel: str, provider_id: str, status: str,
-                          error_code: str | None) -> tuple[str, str] | None:
-    """A provider's delivery report. Returns (channel, address) of the row, if known."""
+                          error_code: str | None, *, row_id: int | None = None,
+                          now: datetime | None = None) -> Delivery | None:
+    """A provider's delivery report, for the row it names (Twilio: `row` in the callback
+    address) or else the row with that provider id. A report for a row not yet recorded as
+    sent proves the provider accepted it: it is recorded as sent with that id, so it is never
+    sent again. Returns None if no such row (erased, or not ours)."""
     async with store.transaction() as c:
-        async with c.execute("SELECT id, address, delivery FROM outbox WHERE provider_id = ? "
-                             "AND channel = ?", (provider_id, channel)) as cur:
-            row = await cur.fetchone()
+        row = None
+        if row_id is not None:
+            async with c.execute("SELECT id, address, delivery, status, provider_id FROM outbox "
+                                 "WHERE id = ? AND channel = ?", (row_id, channel)) as cur:
+                row = await cur.fetchone()
+        if row is None:
+            async with c.execute("SELECT id, address, delivery, status, provider_id FROM outbox "
+                                 "WHERE provider_id = ? AND channel = ?",
+                                 (provider_id, channel)) as cur:
+                row = await cur.fetchone()
         if row is None:
             return None
-        old = _DELIVERY_ORDER.get(str(row[2]), -1) if row[2] else -1
+        rid, address, delivery, was, known = int(row[0]), str(row[1]), row[2], row[3], row[4]
+        if known is None and was in (PENDING, SENDING, UNSURE):
+            await c.execute("UPDATE outbox SET status = 'sent', provider_id = ?, sent_at = ?, "
+                            "last_error = NULL WHERE id = ?",
+                            (provider_id, iso(now) if now else None, rid))
+            known = provider_id
+        if known != provider_id:  # a second copy of a row that has its id
+            return Delivery(rid, address, found=False, second=True)
+        old = _DELIVERY_ORDER.get(str(delivery), -1) if delivery else -1
         if _DELIVERY_ORDER.get(status, 0) >= old:
             await c.execute("UPDATE outbox SET delivery = ?, error_code = COALESCE(?, "
-                            "error_code) WHERE id = ?", (status, error_code, row[0]))
-        return channel, str(row[1])
+                            "error_code) WHERE id = ?", (status, error_code, rid))
+        return Delivery(rid, address, found=was in (PENDING, SENDING, UNSURE), second=False)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What a delivery report was about: the row, its address; `found`: it settled a row
+    that was not yet recorded as sent; `second`: it was about another copy of a row that
+    already had its id (a message that went out twice)."""
+
+    row_id: int
+    address: str
+    found: bool
+    second: bool
 
 
 async def stop_address(store: Store, channel: str, address: str, reason: str) -> int:
