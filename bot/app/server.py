@@ -17,6 +17,7 @@ import logging
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from aiohttp import web
@@ -227,7 +228,13 @@ async def listen(svc: Service, host: str, port: int, shutdown_timeout: float = 2
 async def serve(settings: Settings) -> int:
     """The whole life of `veivis run`, until SIGTERM or SIGINT."""
     grace = settings.number("VEIVIS_SHUTDOWN_SECONDS")
-    svc = await build(settings)
+    offset = timedelta(seconds=settings.number("VEIVIS_CLOCK_OFFSET"))
+    clock: Clock = system_clock
+    if offset:
+        log.warning("the clock is shifted by %.0f s (VEIVIS_CLOCK_OFFSET): drills only",
+                    offset.total_seconds())
+        clock = lambda: system_clock() + offset  # noqa: E731
+    svc = await build(settings, clock)
     try:
         await start(svc)
         running = await listen(svc, settings.host, settings.port, grace)

@@ -40,6 +40,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VEIVIS_PUBLIC_URL", "", "the https address Twilio and Telegram call, as they see "
             "it (behind a proxy: the proxy's address); needed for SMS and Telegram webhooks"),
     Setting("VEIVIS_SHUTDOWN_SECONDS", "20", "how long SIGTERM waits for sends in flight"),
+    Setting("VEIVIS_CLOCK_OFFSET", "0", "for drills and tests only: seconds added to the "
+            "system clock (a crash drill at a chosen hour); 0 in production"),
     Setting("TELEGRAM_BOT_TOKEN", "", "token from @BotFather; empty: no Telegram", secret=True),
     Setting("TELEGRAM_MODE", "polling", "polling (no public address needed) or webhook"),
     Setting("TELEGRAM_WEBHOOK_SECRET", "", "secret Telegram sends with each webhook "
@@ -127,6 +129,11 @@ class Settings:
                 continue
             if v <= 0:
                 out.append(f"{name} must be more than 0")
+        try:
+            float(self.get("VEIVIS_CLOCK_OFFSET"))
+        except ValueError:
+            out.append(f"VEIVIS_CLOCK_OFFSET must be a number of seconds, not "
+                       f"'{self.get('VEIVIS_CLOCK_OFFSET')}'")
         if not self.telegram and not self.sms:
             out.append("no channel is configured: set TELEGRAM_BOT_TOKEN, or TWILIO_ACCOUNT_SID, "
                        "TWILIO_AUTH_TOKEN and TWILIO_FROM (or both)")

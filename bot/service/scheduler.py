@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -116,7 +116,9 @@ def start_scheduler(ticker: Ticker, *, safety_interval: float = 10.0,
             await ticker.store.forget_history()
         nxt = await ticker.store.next_due()
         if nxt is not None:
-            run_at = max(nxt, ticker.clock() + timedelta(milliseconds=50))
+            now = ticker.clock()
+            # APScheduler counts on the wall clock; ours may be shifted (VEIVIS_CLOCK_OFFSET)
+            run_at = datetime.now(UTC) + (max(nxt, now + timedelta(milliseconds=50)) - now)
             sched.add_job(wake, "date", run_date=run_at, id="wake", replace_existing=True,
                           misfire_grace_time=None)
 
