@@ -27,6 +27,7 @@ import os
 import random
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -51,8 +52,14 @@ class FailurePlan:
         self.queue: list[Failure] = []
         self.rng = random.Random(seed)
         self.for_address: dict[str, str] = {}
+        self.counts: Counter[str] = Counter()  # outcomes so far, by kind
 
     def next(self, address: str) -> Failure:
+        got = self._next(address)
+        self.counts[got or "ok"] += 1
+        return got
+
+    def _next(self, address: str) -> Failure:
         if address in self.for_address:
             return self.for_address[address]
         if self.queue:
