@@ -1,7 +1,8 @@
 """The crash test, long: `veivis run` under repeated SIGKILL and 30% provider faults.
 
     python bench/chaos.py [--seed 1] [--writers 120] [--readers 10] [--rate 25]
-                          [--faults 0.3] [--kills 10] [--kill-gap 4] [--code PATH]
+                          [--faults 0.3] [--kinds 500,503,429,timeout,hang]
+                          [--kills 10] [--kill-gap 4] [--code PATH]
 
 Two plans run side by side, each against its own fake Twilio on loopback and each compared
 with a crash-free replay of the same traffic (tests/chaos.py says how):
@@ -39,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.chaos import Outcome, Plan, Verdict, chaos_and_replay  # noqa: E402
+from tests.fakes import ALL_FAULTS  # noqa: E402
 
 
 def report(name: str, plan: Plan, out: Outcome, replay: Outcome, v: Verdict) -> None:
@@ -75,16 +77,19 @@ async def main() -> None:
     ap.add_argument("--faults", type=float, default=0.3)
     ap.add_argument("--kills", type=int, default=10)
     ap.add_argument("--kill-gap", type=float, default=4.0)
+    ap.add_argument("--kinds", default=",".join(ALL_FAULTS),
+                    help="how the fake fails: " + ", ".join(ALL_FAULTS))
     ap.add_argument("--code", type=Path, default=None,
                     help="run this checkout's Veivis under chaos (the replay runs ours)")
     args = ap.parse_args()
+    kinds = tuple(k for k in args.kinds.split(",") if k)
     plans = {
         "many phones": Plan(seed=args.seed, writers=args.writers, readers=args.readers,
-                            rate=args.rate, faults=args.faults, kills=args.kills,
-                            kill_gap=args.kill_gap, deadline=1800),
+                            rate=args.rate, faults=args.faults, kinds=kinds,
+                            kills=args.kills, kill_gap=args.kill_gap, deadline=1800),
         "default rate": Plan(seed=args.seed + 1, writers=3, readers=2, rate=1,
-                             faults=args.faults, kills=max(2, args.kills // 2), kill_gap=5.0,
-                             deadline=1800),
+                             faults=args.faults, kinds=kinds, kills=max(2, args.kills // 2)
+                             if args.kills else 0, kill_gap=5.0, deadline=1800),
     }
     with tempfile.TemporaryDirectory() as d:
         results = await asyncio.gather(*(chaos_and_replay(p, Path(d) / str(i), args.code)

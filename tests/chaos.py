@@ -76,6 +76,7 @@ class Plan:
     readers: int = 3  # young people a veileder registers a first meeting for; they only read
     rate: float = 25.0  # SMS_RATE
     faults: float = 0.3  # share of sends (and lookups) the fake Twilio fails
+    kinds: tuple[str, ...] = ALL_FAULTS  # how they fail (tests/fakes.py)
     kills: int = 4  # SIGKILLs, during intake and sending
     kill_gap: float = 1.5  # mean seconds between kills (exponential)
     dups: float = 0.05  # share of webhooks sent twice on purpose
@@ -340,7 +341,7 @@ async def run(plan: Plan, workdir: Path, *, chaos: bool = True,
         fake.callbacks_to, fake.public_url = None, PUBLIC
         fake.hang_seconds = plan.send_timeout * 3
         if chaos:
-            fake.fail.rate, fake.fail.kinds, fake.fail_lists = plan.faults, ALL_FAULTS, True
+            fake.fail.rate, fake.fail.kinds, fake.fail_lists = plan.faults, plan.kinds, True
         bot = Bot(workdir, _env(plan, workdir, fake, offset, code))
         await seed(db, plan, bot.env)
         fake.callbacks_to = bot.url

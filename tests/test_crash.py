@@ -6,7 +6,8 @@ the same traffic. The long version is bench/chaos.py (30% faults, more phones an
 Two plans run side by side: many phones at 25 SMS/s, and one phone and one meeting at the
 default SMS_RATE=1 (where a row claimed before its rate slot waited about a second).
 A failing run prints its seed; VEIVIS_CHAOS_SEED=N replays the traffic, faults and kill
-times of that seed (the operating system's timing is not in the seed).
+times of that seed (the operating system's timing is not in the seed). VEIVIS_CHAOS_CODE=DIR
+runs another checkout's Veivis under chaos (the replay runs this one).
 """
 
 from __future__ import annotations
@@ -18,11 +19,15 @@ from pathlib import Path
 from .chaos import SCRIPTS, Outcome, Plan, Verdict, chaos_and_replay, phone
 
 SEED = int(os.environ.get("VEIVIS_CHAOS_SEED", "15"))
+# another checkout's Veivis under chaos (how the test was shown to catch an older sender)
+CODE = Path(os.environ["VEIVIS_CHAOS_CODE"]) if os.environ.get("VEIVIS_CHAOS_CODE") else None
+# accepted-then-hang twice as often as each other fault: it is the one that duplicates
+KINDS = ("500", "503", "429", "timeout", "hang", "hang")
 PLANS = {
-    "many phones": Plan(seed=SEED, writers=8, readers=2, rate=25, faults=0.2, kills=4,
-                        kill_gap=1.5),
-    "default rate": Plan(seed=SEED + 1, writers=1, readers=1, rate=1, faults=0.2, kills=3,
-                         kill_gap=2.0),
+    "many phones": Plan(seed=SEED, writers=8, readers=2, rate=25, faults=0.2, kinds=KINDS,
+                        kills=4, kill_gap=1.5),
+    "default rate": Plan(seed=SEED + 1, writers=1, readers=1, rate=1, faults=0.2, kinds=KINDS,
+                         kills=3, kill_gap=2.0),
 }
 
 
@@ -51,7 +56,7 @@ def check(name: str, plan: Plan, out: Outcome, replay: Outcome, v: Verdict) -> N
 async def test_kill_9_under_provider_faults_loses_nothing_and_sends_nothing_twice(
         tmp_path: Path) -> None:
     assert any("SLETT" in s for s in SCRIPTS[:PLANS["many phones"].writers])
-    results = await asyncio.gather(*(chaos_and_replay(plan, tmp_path / str(i))
+    results = await asyncio.gather(*(chaos_and_replay(plan, tmp_path / str(i), CODE)
                                      for i, plan in enumerate(PLANS.values())))
     for (name, plan), (out, replay, verdict) in zip(PLANS.items(), results, strict=True):
         check(name, plan, out, replay, verdict)

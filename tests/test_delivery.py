@@ -164,7 +164,7 @@ async def test_a_crash_mid_request_is_settled_by_asking_twilio(tmp_path: Path,
     clock = ManualClock(NOW)
     async with FakeTwilio(SID, AUTH) as fake:
         fake.clock = clock
-        fake.hang_seconds = 5.0
+        fake.hang_seconds = 1.5
         fake.fail.queue = ["hang" if accepted else "timeout"]
         await queue(store, [(PHONES[0], "Velkommen"), (PHONES[1], "Hei")])
         t = twilio(fake, timeout=10)
@@ -243,7 +243,7 @@ async def test_telegram_cannot_be_asked_so_a_send_in_doubt_is_sent_again(
         assert "it may arrive twice" in caplog.text
         # a crash mid-request: the row is sent again at the next start
         fake.fail.queue = ["hang"]
-        fake.hang_seconds = 5.0
+        fake.hang_seconds = 1.5
         await queue(store, [("777001", "Hei")], channel="telegram")
         sender = Sender(store, T.TelegramTransport(bot), clock, rate=50, timeout=10)
         await sender.start()
