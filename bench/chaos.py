@@ -2,7 +2,7 @@
 
     python bench/chaos.py [--seed 1] [--writers 120] [--readers 10] [--rate 25]
                           [--faults 0.3] [--kinds 500,503,429,timeout,hang]
-                          [--kills 10] [--kill-gap 4] [--code PATH]
+                          [--kills 10] [--kill-gap 4] [--no-callbacks] [--code PATH]
 
 Two plans run side by side, each against its own fake Twilio on loopback and each compared
 with a crash-free replay of the same traffic (tests/chaos.py says how):
@@ -79,6 +79,9 @@ async def main() -> None:
     ap.add_argument("--kill-gap", type=float, default=4.0)
     ap.add_argument("--kinds", default=",".join(ALL_FAULTS),
                     help="how the fake fails: " + ", ".join(ALL_FAULTS))
+    ap.add_argument("--no-callbacks", action="store_true",
+                    help="the fake sends no status callbacks: sends in doubt are settled by "
+                    "asking Twilio's message list alone")
     ap.add_argument("--code", type=Path, default=None,
                     help="run this checkout's Veivis under chaos (the replay runs ours)")
     args = ap.parse_args()
@@ -86,10 +89,12 @@ async def main() -> None:
     plans = {
         "many phones": Plan(seed=args.seed, writers=args.writers, readers=args.readers,
                             rate=args.rate, faults=args.faults, kinds=kinds,
-                            kills=args.kills, kill_gap=args.kill_gap, deadline=1800),
+                            callbacks=not args.no_callbacks, kills=args.kills,
+                            kill_gap=args.kill_gap, deadline=1800),
         "default rate": Plan(seed=args.seed + 1, writers=3, readers=2, rate=1,
-                             faults=args.faults, kinds=kinds, kills=max(2, args.kills // 2)
-                             if args.kills else 0, kill_gap=5.0, deadline=1800),
+                             faults=args.faults, kinds=kinds, callbacks=not args.no_callbacks,
+                             kills=max(2, args.kills // 2) if args.kills else 0,
+                             kill_gap=5.0, deadline=1800),
     }
     with tempfile.TemporaryDirectory() as d:
         results = await asyncio.gather(*(chaos_and_replay(p, Path(d) / str(i), args.code)

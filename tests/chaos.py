@@ -77,6 +77,7 @@ class Plan:
     rate: float = 25.0  # SMS_RATE
     faults: float = 0.3  # share of sends (and lookups) the fake Twilio fails
     kinds: tuple[str, ...] = ALL_FAULTS  # how they fail (tests/fakes.py)
+    callbacks: bool = True  # the fake sends Twilio's status callbacks (naming the row)
     kills: int = 4  # SIGKILLs, during intake and sending
     kill_gap: float = 1.5  # mean seconds between kills (exponential)
     dups: float = 0.05  # share of webhooks sent twice on purpose
@@ -310,11 +311,15 @@ async def killer(bot: Bot, phones: Phones, plan: Plan, rng: random.Random, db: P
                  intake: asyncio.Event, kills: list[Kill]) -> None:
     """SIGKILL at random moments, restarting at once on the same database. The first comes
     after a random number of the young people's messages were acknowledged (so always during
-    intake), the others after random pauses."""
+    intake), the last just after intake ended (while the replies are being sent), the others
+    after random pauses."""
     total = sum(len(SCRIPTS[i % len(SCRIPTS)]) for i in range(plan.writers))
     for k in range(plan.kills):
         if k == 0:
             await phones.reached(plan.readers + rng.randint(1, max(1, total // 2)))
+        elif k == plan.kills - 1:
+            await intake.wait()
+            await asyncio.sleep(rng.uniform(0, 0.3))
         else:
             await asyncio.sleep(rng.expovariate(1 / plan.kill_gap))
         kills.append(Kill(not intake.is_set(), _unsettled(db, datetime.now(UTC))))
@@ -344,7 +349,7 @@ async def run(plan: Plan, workdir: Path, *, chaos: bool = True,
             fake.fail.rate, fake.fail.kinds, fake.fail_lists = plan.faults, plan.kinds, True
         bot = Bot(workdir, _env(plan, workdir, fake, offset, code))
         await seed(db, plan, bot.env)
-        fake.callbacks_to = bot.url
+        fake.callbacks_to = bot.url if plan.callbacks else None
         phones = Phones(fake, bot, random.Random(plan.seed + 1), plan.dups if chaos else 0.0,
                         db)
         await bot.start()

@@ -41,9 +41,9 @@ def check(name: str, plan: Plan, out: Outcome, replay: Outcome, v: Verdict) -> N
         assert run.facts["reminders"] == plan.readers, where  # due and sent during the run
         assert run.facts["forwards"] > 0, where  # a young person wrote to their veileder
     assert out.facts["erased"] == replay.facts["erased"], where
-    # killed as planned, while people were writing and while messages were waiting
+    # killed as planned: while people were writing, and after, while replies were going out
     assert len(out.kills) == plan.kills, where
-    assert any(k.intake for k in out.kills), (where, out.kills)
+    assert out.kills[0].intake and not out.kills[-1].intake, (where, out.kills)
     assert any(k.unsent for k in out.kills), (where, out.kills)
     # the faults really happened, and each kill left work to recover
     assert out.starts == plan.kills + 1, where

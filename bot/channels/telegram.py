@@ -159,8 +159,9 @@ class TelegramTransport:
         except BadRequest as e:
             raise SendError(f"Telegram refused the message: {e.message}", temporary=False,
                             code="400") from None
-        except NetworkError as e:  # timeouts and 5xx (TimedOut is a NetworkError)
-            raise SendError(f"Telegram: {type(e).__name__}", temporary=True) from None
+        except NetworkError as e:  # timeouts and 5xx (TimedOut is one): it may have arrived
+            raise SendError(f"Telegram: {type(e).__name__}", temporary=True,
+                            doubt=True) from None
         except TelegramError as e:
             raise SendError(f"Telegram: {type(e).__name__}", temporary=False) from None
         self._parts_sent.pop(item.id, None)
