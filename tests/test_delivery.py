@@ -322,3 +322,20 @@ async def test_an_earlier_copy_of_the_text_that_veivis_has_no_record_of_is_not_t
         assert fake.texts_to(PHONES[0]) == ["Hei! Jeg er Veivis."] * 2
         exactly_once(fake, await statuses(store) + [("sent", fake.sent[0].extra["sid"])])
     await store.close()
+
+
+async def test_a_row_held_for_the_morning_does_not_hold_back_one_due_now(tmp_path: Path) -> None:
+    """A forward to a work phone waits for working hours; the veileder's own confirmation of
+    a reply sent at 20.00 must not wait with it."""
+    from bot.store import outbox as O
+    store = await Store.open(tmp_path / "h.db")
+    now = NOW + timedelta(hours=8)  # 20.00 in Oslo
+    async with store.tx(now) as tx:
+        await tx.queue_message("sms", "+4790000001", "held", now,
+                               due=now + timedelta(hours=12))
+        await tx.queue_message("sms", "+4790000001", "now", now)
+    heads = await O.heads(store, "sms", now)
+    assert [h.item.text for h in heads] == ["now"]
+    later = await O.heads(store, "sms", now + timedelta(hours=13))
+    assert [h.item.text for h in later] == ["held"]
+    await store.close()

@@ -103,3 +103,11 @@ def test_no_sql_outside_the_store() -> None:
              for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
              if sql.search(line)]
     assert found == []
+
+
+def test_one_crisis_notice_per_half_hour_is_the_steps_decision(flows: FlowSet) -> None:
+    on = Duty(KARI, open_now=True, read_from=NOW)
+    again = step(flows, State(consent=True), UserText("jeg vil ikke leve mer"), NOW, {},
+                 Desk(on, crisis_told_lately=True))
+    assert not [e for e in again.effects if isinstance(e, CrisisNotice)]
+    assert system_text(flows, "nb", "crisis_told", {}) in [r.text for r in again.replies]

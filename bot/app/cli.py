@@ -13,7 +13,6 @@ import logging
 import os
 import re
 import shutil
-import sqlite3
 import sys
 import time
 import uuid
@@ -51,6 +50,7 @@ from bot.service.pipeline import FlowRequest, Inbound, Pipeline
 from bot.service.scheduler import Ticker
 from bot.store import Store
 from bot.store import outbox as O
+from bot.store.db import backup_file
 from bot.store.meetings import MeetingError
 from bot.timing.planner import DEFAULT_RULES, OSLO
 from bot.timing.when import WhenError, describe, parse_day
@@ -374,14 +374,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     if target.exists():
         print(f"veivis backup: {target} exists; choose a new file", file=sys.stderr)
         return 1
-    src = sqlite3.connect(f"file:{src_path}?mode=ro", uri=True)
-    dst = sqlite3.connect(target)
-    try:
-        with dst:
-            src.backup(dst)
-    finally:
-        dst.close()
-        src.close()
+    backup_file(src_path, target)
     print(f"backed up {src_path} to {target}")
     return 0
 

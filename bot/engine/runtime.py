@@ -207,10 +207,12 @@ Effect = (SaveAnswer | AnonymousAnswer | SetStopped | EraseUser | FlowEnded | Se
 class Desk:
     """What a step knows about the user's veileder, read by the shell before the step: where
     a message for the veileder goes now and whether anyone reads it (`duty`; None: the user
-    has no veileder), and how many messages the user sent the veileder in the last hour."""
+    has no veileder), how many messages the user sent the veileder in the last hour, and
+    whether NAV was told of a crisis of theirs in the last half hour."""
 
     duty: Duty | None = None
     forwards_last_hour: int = 0
+    crisis_told_lately: bool = False  # one urgent SMS per young person per half hour
 
 
 NO_DESK = Desk()
@@ -353,7 +355,7 @@ def step(flows: FlowSet, state: State, event: Event, now: datetime,
         yes_no = A.parse_yesno(text) if keyword(text) is None else None
         if yes_no is not None:
             told = yes_no == A.YES_VALUE and out.desk.duty is not None and out.desk.duty.on_duty
-            if told and out.desk.duty is not None:
+            if told and out.desk.duty is not None and not out.desk.crisis_told_lately:
                 out.effects.append(CrisisNotice(out.desk.duty))
             key = ("crisis_told" if told else "crisis_nobody" if yes_no == A.YES_VALUE
                    else "crisis_not_told")
@@ -458,7 +460,8 @@ def _crisis(flows: FlowSet, crisis_flow: Flow, state: State, anonymous: bool,
                                  _yesno_labels(flows, state)))
         return _evolve(state, pending="crisis")
     else:
-        out.effects.append(CrisisNotice(duty))
+        if not out.desk.crisis_told_lately:
+            out.effects.append(CrisisNotice(duty))
         out.replies.append(Reply(_sys(flows, state, "crisis_told", ctx)))
     return state
 

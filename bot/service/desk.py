@@ -97,15 +97,10 @@ async def summary(tx: Tx, user_id: int, title: str, items: Sequence[tuple[str, s
         f"Svar: K{code} + tekst."), now)
 
 
-CRISIS_NOTICE_EVERY = timedelta(minutes=30)  # one urgent SMS per young person in that time
-
-
 async def crisis_notice(tx: Tx, user_id: int, d: Duty, now: datetime) -> bool:
     """An urgent SMS to whoever the engine found on duty for this young person, with their
-    name and phone so they can call; never what the young person wrote. A second signal
-    within half an hour sends no second SMS (False)."""
-    if await tx.events_since(user_id, "crisis", now - CRISIS_NOTICE_EVERY):
-        return False
+    name and phone so they can call; never what the young person wrote. (The engine sends
+    one per young person per half hour: `Desk.crisis_told_lately`.)"""
     who = await tx.sender(user_id)
     full = " ".join(x for x in (who.first_name, who.last_name) if x) or "En bruker"
     phone = f"tlf. {pretty_phone(who.phone)}" if who.phone else "telefon ukjent"

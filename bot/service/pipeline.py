@@ -15,7 +15,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from bot.engine import answers
@@ -276,8 +276,7 @@ class Pipeline:
         meeting_ids |= {s["meeting"] for s in raw_states.values() if s.get("meeting")}
         meetings = await b.meetings(sorted(meeting_ids)) if meeting_ids else {}
         with_veileder = [uid for uid, c in ctxs.items() if c.work_phone]
-        forwards = (await b.forwards_since(with_veileder, now - timedelta(hours=1))
-                    if with_veileder else {})
+        forwards = await b.desk_events(with_veileder, now) if with_veileder else {}
         return _Work(users, seen, raw_states, ctxs, meetings, forwards)
 
     async def _one(self, b: Batch, w: _Work, item: Item, user: UserRow,
@@ -338,7 +337,8 @@ class Pipeline:
         """Who reads a message for the veileder now, decided once, before the step."""
         if ctx is None or not ctx.work_phone:
             return Desk()
-        return Desk(duty(now, ctx, self.rules.closed_days), w.forwards.get(uid, 0))
+        forwards, crisis = w.forwards.get(uid, (0, False))
+        return Desk(duty(now, ctx, self.rules.closed_days), forwards, crisis)
 
 
 @dataclass(frozen=True)
@@ -362,7 +362,7 @@ class _Work:
     raw_states: dict[int, dict[str, Any]]
     ctxs: dict[int, UserContext]
     meetings: dict[int, tuple[datetime, str | None]]
-    forwards: dict[int, int]
+    forwards: dict[int, tuple[int, bool]]  # messages to the veileder this hour; crisis told
     states: dict[int, State] = field(default_factory=dict)
     values: dict[int, dict[str, str]] = field(default_factory=dict)
     changes: Changes = field(default_factory=Changes)

@@ -214,15 +214,20 @@ class Batch(Tx):
                     )
         return out
 
-    async def forwards_since(self, user_ids: Sequence[int], since: datetime) -> dict[int, int]:
-        """How many messages each user sent their veileder since then."""
-        out: dict[int, int] = {}
+    async def desk_events(self, user_ids: Sequence[int], now: datetime
+                          ) -> dict[int, tuple[int, bool]]:
+        """For each user: how many messages they sent their veileder in the last hour, and
+        whether a crisis notice about them went out in the last half hour."""
+        out: dict[int, tuple[int, bool]] = {}
+        hour, half = iso(now - timedelta(hours=1)), iso(now - timedelta(minutes=30))
         for chunk in chunks(list(user_ids), 500):
-            q = (f"SELECT t.user_id, COUNT(*) FROM thread_events e "
-                 f"JOIN threads t ON t.id = e.thread_id WHERE e.direction = 'in' AND e.at >= ? "
+            q = (f"SELECT t.user_id, "
+                 f"SUM(CASE WHEN e.direction = 'in' AND e.at >= ? THEN 1 ELSE 0 END), "
+                 f"SUM(CASE WHEN e.direction = 'crisis' AND e.at >= ? THEN 1 ELSE 0 END) "
+                 f"FROM thread_events e JOIN threads t ON t.id = e.thread_id WHERE e.at >= ? "
                  f"AND t.user_id IN ({','.join('?' * len(chunk))}) GROUP BY t.user_id")
-            async with self._c.execute(q, [iso(since), *chunk]) as cur:
-                out.update((int(u), int(n)) for u, n in await cur.fetchall())
+            async with self._c.execute(q, [hour, half, hour, *chunk]) as cur:
+                out.update((int(u), (int(n), bool(c))) for u, n, c in await cur.fetchall())
         return out
 
     async def meetings(self, ids: Sequence[int]) -> dict[int, tuple[datetime, str | None]]:
@@ -590,3 +595,16 @@ def _statements(sql: str) -> list[str]:
         elif part:
             out.append(part)
     return out
+
+
+def backup_file(source: Path, target: Path) -> None:
+    """SQLite's online backup of a database file: a consistent copy while the bot runs
+    (`veivis backup`). The copy is made by this process, so it is 0600 (umask)."""
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    dst = sqlite3.connect(target)
+    try:
+        with dst:
+            src.backup(dst)
+    finally:
+        dst.close()
+        src.close()
