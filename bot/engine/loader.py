@@ -312,28 +312,8 @@ def _route_key(kind: Kind, key: Any, options: Sequence[Option]) -> str | None:
     return None
 
 
-def _build_step(chk: FileChecker, node: Any, line: int,
-                index: int) -> tuple[Step | None, dict[str, Any]]:
-    """Build one step; returns the step and raw bits (route keys with lines) for later checks."""
-    extra: dict[str, Any] = {}
-    if not isinstance(node, CommentedMap):
-        chk.error(line, f"step {index + 1} must be a mapping with 'id' and 'say' or 'ask', "
-                        f"not {_type_name(node)}")
-        return None, extra
-    chk.unknown_keys(node, STEP_KEYS, line, "a step")
-    sid = chk.get_str(node, "id", line, required=True, what=f"step {index + 1}: ")
-    if sid is None:
-        return None, extra
-    what = f"step '{sid}': "
-    if not _ID.fullmatch(sid):
-        chk.error(line_of_value(node, "id", line),
-                  f"{what}id may hold only small letters a-z, digits, '_' and '-'")
-    say = chk.get_str(node, "say", line, what=what)
-    ask = chk.get_str(node, "ask", line, what=what)
-    if "say" in node and "ask" in node:
-        chk.error(line_of_key(node, "ask", line),
-                  f"{what}has both 'say' and 'ask'; split it into two steps")
-    text = ask if ask is not None else say
+def _step_kind(chk: FileChecker, node: CommentedMap, line: int, what: str) -> Kind | None:
+    """The question type of a step (None for a step that only says something)."""
     kind: Kind | None = None
     type_line = line_of_value(node, "type", line)
     tname = chk.get_str(node, "type", line, what=what)
@@ -352,6 +332,11 @@ def _build_step(chk: FileChecker, node: Any, line: int,
         if key in node and "ask" not in node:
             chk.error(line_of_key(node, key, line), f"{what}'{key}' belongs to a question "
                                                      "(a step with 'ask')")
+    return kind
+
+
+def _step_save(chk: FileChecker, node: CommentedMap, line: int, what: str,
+               kind: Kind | None) -> str | None:
     save = chk.get_str(node, "save", line, what=what)
     if save is not None and not _SAVE.fullmatch(save):
         chk.error(line_of_value(node, "save", line),
@@ -363,8 +348,12 @@ def _build_step(chk: FileChecker, node: Any, line: int,
     if save == "hør_tilbake" and kind is not Kind.YESNO:
         chk.error(line_of_value(node, "save", line),
                   f"{what}'hør_tilbake' is the yes/no to hearing back; use type: yesno")
-    hint = chk.get_str(node, "hint", line, what=what)
-    optional = chk.get_bool(node, "optional", line, what)
+    return save
+
+
+def _step_range(chk: FileChecker, node: CommentedMap, line: int, what: str,
+                kind: Kind | None) -> tuple[int | None, int | None]:
+    """`min` and `max` of a number or scale question (a scale defaults to 1-5)."""
     lo = chk.get_int(node, "min", line, what)
     hi = chk.get_int(node, "max", line, what)
     if (lo is not None or hi is not None) and kind not in (Kind.NUMBER, Kind.SCALE, None):
@@ -377,7 +366,11 @@ def _build_step(chk: FileChecker, node: Any, line: int,
             chk.error(line, f"{what}a scale goes from 0 or 1 up to at most 10")
     if lo is not None and hi is not None and lo > hi:
         chk.error(line_of_value(node, "min", line), f"{what}'min' is larger than 'max'")
+    return lo, hi
 
+
+def _step_options(chk: FileChecker, node: CommentedMap, line: int, what: str, sid: str,
+                  kind: Kind | None) -> list[Option]:
     options: list[Option] = []
     if "options" in node:
         raw = node["options"]
@@ -406,40 +399,108 @@ def _build_step(chk: FileChecker, node: Any, line: int,
     elif kind is Kind.CHOICE and len(options) == 1 and len(node["options"]) == 1:
         chk.error(line_of_key(node, "options", line),
                   f"{what}a 'choice' question needs at least two options")
+    return options
 
+
+def _step_next(chk: FileChecker, node: CommentedMap, line: int, what: str, kind: Kind | None,
+               options: Sequence[Option], extra: dict[str, Any],
+               ) -> tuple[str | None, list[tuple[str, str]]]:
+    """`next`: one step id, or one per answer; targets are kept in extra for the graph."""
     nxt: str | None = None
     routes: list[tuple[str, str]] = []
-    if "next" in node:
-        raw = node["next"]
-        nline = line_of_value(node, "next", line)
-        if isinstance(raw, CommentedMap):
-            if kind not in (Kind.YESNO, Kind.CHOICE):
-                chk.error(nline, f"{what}'next' can depend on the answer only for 'yesno' and "
-                                 "'choice' questions; give one step id instead")
-            else:
-                for k in raw:
-                    kl = line_of_key(raw, k, nline)
-                    target = raw[k]
-                    if not isinstance(target, str):
-                        chk.error(line_of_value(raw, k, kl),
-                                  f"{what}'next' for '{k}' must be a step id")
-                        continue
-                    value = _route_key(kind, k, options)
-                    if value is None:
-                        if kind is Kind.YESNO:
-                            chk.error(kl, f"{what}'{k}' is not an answer to a yes/no question; "
-                                          "use 'ja' or 'nei'")
-                        elif options:
-                            chk.error(kl, f"{what}'{k}' is not one of the options"
-                                          f"{did_you_mean(str(k), [o.value for o in options])}")
-                        continue
-                    routes.append((value, target))
-                    extra.setdefault("targets", []).append((target, kl))
-        elif isinstance(raw, str):
-            nxt = raw
-            extra.setdefault("targets", []).append((raw, nline))
-        else:
-            chk.error(nline, f"{what}'next' must be a step id, not {_type_name(raw)}")
+    if "next" not in node:
+        return nxt, routes
+    raw = node["next"]
+    nline = line_of_value(node, "next", line)
+    if isinstance(raw, str):
+        extra.setdefault("targets", []).append((raw, nline))
+        return raw, routes
+    if not isinstance(raw, CommentedMap):
+        chk.error(nline, f"{what}'next' must be a step id, not {_type_name(raw)}")
+        return nxt, routes
+    if kind not in (Kind.YESNO, Kind.CHOICE):
+        chk.error(nline, f"{what}'next' can depend on the answer only for 'yesno' and "
+                         "'choice' questions; give one step id instead")
+        return nxt, routes
+    for k in raw:
+        kl = line_of_key(raw, k, nline)
+        target = raw[k]
+        if not isinstance(target, str):
+            chk.error(line_of_value(raw, k, kl), f"{what}'next' for '{k}' must be a step id")
+            continue
+        value = _route_key(kind, k, options)
+        if value is None:
+            if kind is Kind.YESNO:
+                chk.error(kl, f"{what}'{k}' is not an answer to a yes/no question; "
+                              "use 'ja' or 'nei'")
+            elif options:
+                chk.error(kl, f"{what}'{k}' is not one of the options"
+                              f"{did_you_mean(str(k), [o.value for o in options])}")
+            continue
+        routes.append((value, target))
+        extra.setdefault("targets", []).append((target, kl))
+    return nxt, routes
+
+
+def _step_id(chk: FileChecker, node: Any, line: int, index: int) -> str | None:
+    if not isinstance(node, CommentedMap):
+        chk.error(line, f"step {index + 1} must be a mapping with 'id' and 'say' or 'ask', "
+                        f"not {_type_name(node)}")
+        return None
+    chk.unknown_keys(node, STEP_KEYS, line, "a step")
+    sid = chk.get_str(node, "id", line, required=True, what=f"step {index + 1}: ")
+    if sid is not None and not _ID.fullmatch(sid):
+        chk.error(line_of_value(node, "id", line),
+                  f"step '{sid}': id may hold only small letters a-z, digits, '_' and '-'")
+    return sid
+
+
+def _step_text(chk: FileChecker, node: CommentedMap, line: int, what: str,
+               extra: dict[str, Any]) -> str | None:
+    """What the step says or asks (its line kept in extra)."""
+    say = chk.get_str(node, "say", line, what=what)
+    ask = chk.get_str(node, "ask", line, what=what)
+    if "say" in node and "ask" in node:
+        chk.error(line_of_key(node, "ask", line),
+                  f"{what}has both 'say' and 'ask'; split it into two steps")
+    text = ask if ask is not None else say
+    if text is not None:
+        extra["text_line"] = line_of_value(node, "ask" if ask is not None else "say", line)
+    return text
+
+
+def _check_step_keys(chk: FileChecker, node: CommentedMap, line: int, what: str,
+                     step: Step) -> None:
+    """Keys that do not fit together."""
+    if step.label is not None and step.save is None:
+        chk.error(line_of_value(node, "label", line),
+                  f"{what}'label' names a saved answer for the veileder; add 'save' or remove it")
+    if step.end and "next" in node:
+        chk.error(line_of_key(node, "end", line), f"{what}has both 'end' and 'next'; keep one")
+    if step.start_flow is not None and ("ask" in node or "next" in node):
+        chk.error(line_of_key(node, "start_flow", line),
+                  f"{what}'start_flow' leaves this flow, so it cannot have 'ask' or 'next'")
+    if (step.text is None and step.start_flow is None and not step.end and "say" not in node
+            and "ask" not in node):
+        chk.error(line, f"{what}does nothing; give it 'say', 'ask', 'start_flow' or 'end'")
+
+
+def _build_step(chk: FileChecker, node: Any, line: int,
+                index: int) -> tuple[Step | None, dict[str, Any]]:
+    """Build one step; returns the step and raw bits (route keys with lines) for later checks."""
+    extra: dict[str, Any] = {}
+    sid = _step_id(chk, node, line, index)
+    if sid is None:
+        return None, extra
+    what = f"step '{sid}': "
+    text = _step_text(chk, node, line, what, extra)
+    kind = _step_kind(chk, node, line, what)
+    save = _step_save(chk, node, line, what, kind)
+    hint = chk.get_str(node, "hint", line, what=what)
+    optional = chk.get_bool(node, "optional", line, what)
+    lo, hi = _step_range(chk, node, line, what, kind)
+    options = _step_options(chk, node, line, what, sid, kind)
+    nxt, routes = _step_next(chk, node, line, what, kind, options, extra)
     start_flow = chk.get_str(node, "start_flow", line, what=what)
     if start_flow is not None:
         extra["start_flow_line"] = line_of_value(node, "start_flow", line)
@@ -449,18 +510,6 @@ def _build_step(chk: FileChecker, node: Any, line: int,
     if checklist:
         extra["checklist_line"] = line_of_value(node, "checklist", line)
     label = chk.get_str(node, "label", line, what=what)
-    if label is not None and save is None:
-        chk.error(line_of_value(node, "label", line),
-                  f"{what}'label' names a saved answer for the veileder; add 'save' or remove it")
-    if end and "next" in node:
-        chk.error(line_of_key(node, "end", line), f"{what}has both 'end' and 'next'; keep one")
-    if start_flow is not None and ("ask" in node or "next" in node):
-        chk.error(line_of_key(node, "start_flow", line),
-                  f"{what}'start_flow' leaves this flow, so it cannot have 'ask' or 'next'")
-    if text is None and start_flow is None and not end and "say" not in node and "ask" not in node:
-        chk.error(line, f"{what}does nothing; give it 'say', 'ask', 'start_flow' or 'end'")
-    if text is not None:
-        extra["text_line"] = line_of_value(node, "ask" if ask is not None else "say", line)
     if hint is not None:
         extra["hint_line"] = line_of_value(node, "hint", line)
     if save is not None:
@@ -473,6 +522,7 @@ def _build_step(chk: FileChecker, node: Any, line: int,
         text_pos=Pos(chk.path, extra["text_line"]) if "text_line" in extra else None,
         hint_pos=Pos(chk.path, extra["hint_line"]) if "hint_line" in extra else None,
     )
+    _check_step_keys(chk, node, line, what, step)
     return step, extra
 
 
@@ -736,107 +786,124 @@ def _check_crisis_numbers(flows: dict[str, Flow], crisis: CrisisRules,
                                     f"the crisis flow must give the number {number}"))
 
 
+@dataclass
+class _Loading:
+    """What `load` gathers file by file, before the checks across files."""
+
+    diags: list[Diagnostic] = field(default_factory=list)
+    flows: dict[str, Flow] = field(default_factory=dict)
+    first_seen: dict[str, Pos] = field(default_factory=dict)
+    texts: Texts | None = None
+    texts_seen: bool = False
+    wordlist: Wordlist | None = None
+    checklist: Checklist | None = None
+    crisis: CrisisRules | None = None
+    starts: list[tuple[FileChecker, Flow, list[dict[str, Any]]]] = field(default_factory=list)
+
+    def read(self, f: str) -> None:
+        """One file: a flow, the system texts, the word list, the crisis words or the
+        checklist."""
+        chk = FileChecker(f, self.diags)
+        if not Path(f).exists():
+            chk.error(1, "no such file or folder")
+            return
+        doc = read_yaml(f, chk)
+        if chk.failed():
+            return
+        if doc is None:
+            chk.error(1, "the file is empty; a flow needs 'id', 'title' and 'steps'")
+            return
+        if not isinstance(doc, CommentedMap):
+            chk.error(_line(doc, 1), f"a flow file must be a mapping with 'id', 'title' and "
+                                     f"'steps', not {_type_name(doc)}")
+            return
+        if "texts" in doc:
+            self.texts_seen = True
+            t = _load_texts(chk, doc)
+            if t is not None and self.texts is not None:
+                chk.error(1, f"system texts are defined twice (also in {self.texts.pos.path})")
+            elif t is not None:
+                self.texts = t
+        elif "avoid" in doc or "explain" in doc:
+            if self.wordlist is not None:
+                chk.error(1, "a second word list; keep all words in one file")
+            self.wordlist = _load_wordlist(chk, doc)
+        elif "phrases" in doc:
+            if self.crisis is not None:
+                chk.error(1, "a second crisis word list; keep all phrases in one file")
+            self.crisis = _load_crisis(chk, doc)
+        elif "items" in doc:
+            if self.checklist is not None:
+                chk.error(1, "a second checklist; keep all items in one file")
+            self.checklist = _load_checklist(chk, doc)
+        else:
+            self.read_flow(f, chk, doc)
+
+    def read_flow(self, f: str, chk: FileChecker, doc: CommentedMap) -> None:
+        digest = hashlib.sha256(Path(f).read_bytes()).hexdigest()[:12]
+        flow, extras = _load_flow(chk, doc, digest)
+        if flow is None:
+            return
+        if flow.id in self.first_seen:
+            chk.error(line_of_value(doc, "id", 1),
+                      f"flow id '{flow.id}' is used twice (first in {self.first_seen[flow.id]})")
+            return
+        self.first_seen[flow.id] = Pos(f, line_of_value(doc, "id", 1))
+        self.starts.append((chk, flow, extras))
+        if not chk.failed():
+            self.flows[flow.id] = flow
+
+    def check_across(self, files: Sequence[str]) -> None:
+        """Flows that start other flows, steps that name checklist items, the system texts
+        and the crisis numbers."""
+        covered: set[str] = set()
+        checklist = self.checklist
+        for chk, flow, extras in self.starts:
+            for s, ex in zip(flow.steps, extras, strict=False):
+                if s.start_flow and s.start_flow not in self.first_seen:
+                    chk.error(ex.get("start_flow_line", s.pos.line),
+                              f"step '{s.id}' starts flow '{s.start_flow}', which does not "
+                              f"exist{did_you_mean(s.start_flow, self.first_seen)}")
+                    self.flows.pop(flow.id, None)
+                for item in s.checklist:
+                    if checklist is not None and item not in checklist.items:
+                        chk.error(ex.get("checklist_line", s.pos.line),
+                                  f"step '{s.id}': '{item}' is not an item of the checklist"
+                                  f"{did_you_mean(item, checklist.items)}")
+                    covered.add(item)
+        if checklist is not None and self.flows:
+            for item, pos in checklist.positions.items():
+                if item not in covered:
+                    self.diags.append(Diagnostic(
+                        pos.path, pos.line, "warning", f"checklist item '{item}' is served by no "
+                        f"step; add 'checklist: {item}' to the step that serves it"))
+        if files and not self.texts_seen and self.flows:
+            self.diags.append(Diagnostic(files[0], 1, "warning",
+                                         "no system texts file (with 'texts:') among these files; "
+                                         "the bot needs one (flows/system.yaml) to run"))
+        if self.crisis is not None:
+            _check_crisis_numbers(self.flows, self.crisis, self.diags)
+
+
 def load(paths: Sequence[str | Path], *, language: bool = True) -> Report:
     """Load and check every flow under `paths`. Never raises for what a file holds.
 
     With `language`, the plain-language rules (bot.engine.language) run over every text.
     """
-    diags: list[Diagnostic] = []
-    flows: dict[str, Flow] = {}
-    first_seen: dict[str, Pos] = {}
-    texts: Texts | None = None
-    texts_seen = False
-    wordlist: Wordlist | None = None
-    checklist: Checklist | None = None
-    crisis: CrisisRules | None = None
-    starts: list[tuple[FileChecker, Flow, list[dict[str, Any]]]] = []
+    got = _Loading()
     files = flow_files(paths)
     for f in files:
-        chk = FileChecker(f, diags)
-        if not Path(f).exists():
-            chk.error(1, "no such file or folder")
-            continue
-        doc = read_yaml(f, chk)
-        if chk.failed():
-            continue
-        if doc is None:
-            chk.error(1, "the file is empty; a flow needs 'id', 'title' and 'steps'")
-            continue
-        if not isinstance(doc, CommentedMap):
-            chk.error(_line(doc, 1), f"a flow file must be a mapping with 'id', 'title' and "
-                                     f"'steps', not {_type_name(doc)}")
-            continue
-        if "texts" in doc:
-            texts_seen = True
-            t = _load_texts(chk, doc)
-            if t is not None and texts is not None:
-                chk.error(1, f"system texts are defined twice (also in {texts.pos.path})")
-            elif t is not None:
-                texts = t
-            continue
-        if "avoid" in doc or "explain" in doc:
-            if wordlist is not None:
-                chk.error(1, "a second word list; keep all words in one file")
-            wordlist = _load_wordlist(chk, doc)
-            continue
-        if "phrases" in doc:
-            if crisis is not None:
-                chk.error(1, "a second crisis word list; keep all phrases in one file")
-            crisis = _load_crisis(chk, doc)
-            continue
-        if "items" in doc:
-            if checklist is not None:
-                chk.error(1, "a second checklist; keep all items in one file")
-            checklist = _load_checklist(chk, doc)
-            continue
-        digest = hashlib.sha256(Path(f).read_bytes()).hexdigest()[:12]
-        flow, extras = _load_flow(chk, doc, digest)
-        if flow is None:
-            continue
-        if flow.id in first_seen:
-            chk.error(line_of_value(doc, "id", 1),
-                      f"flow id '{flow.id}' is used twice (first in {first_seen[flow.id]})")
-            continue
-        first_seen[flow.id] = Pos(f, line_of_value(doc, "id", 1))
-        starts.append((chk, flow, extras))
-        if not chk.failed():
-            flows[flow.id] = flow
-    # cross-file: flows that start other flows, steps that name checklist items
-    covered: set[str] = set()
-    for chk, flow, extras in starts:
-        for s, ex in zip(flow.steps, extras, strict=False):
-            if s.start_flow and s.start_flow not in first_seen:
-                chk.error(ex.get("start_flow_line", s.pos.line),
-                          f"step '{s.id}' starts flow '{s.start_flow}', which does not exist"
-                          f"{did_you_mean(s.start_flow, first_seen)}")
-                flows.pop(flow.id, None)
-            for item in s.checklist:
-                if checklist is not None and item not in checklist.items:
-                    chk.error(ex.get("checklist_line", s.pos.line),
-                              f"step '{s.id}': '{item}' is not an item of the checklist"
-                              f"{did_you_mean(item, checklist.items)}")
-                covered.add(item)
-    if checklist is not None and flows:
-        for item, pos in checklist.positions.items():
-            if item not in covered:
-                diags.append(Diagnostic(pos.path, pos.line, "warning",
-                                        f"checklist item '{item}' is served by no step; add "
-                                        f"'checklist: {item}' to the step that serves it"))
-    if files and not texts_seen and flows:
-        first = files[0]
-        diags.append(Diagnostic(first, 1, "warning",
-                                "no system texts file (with 'texts:') among these files; the "
-                                "bot needs one (flows/system.yaml) to run"))
-    if crisis is not None:
-        _check_crisis_numbers(flows, crisis, diags)
-    flowset = (FlowSet(flows=flows, texts=texts, checklist=checklist, crisis=crisis,
-                       wordlist=wordlist)
-               if texts is not None else None)
+        got.read(f)
+    got.check_across(files)
+    diags, flows = got.diags, got.flows
+    flowset = (FlowSet(flows=flows, texts=got.texts, checklist=got.checklist, crisis=got.crisis,
+                       wordlist=got.wordlist)
+               if got.texts is not None else None)
     lix: dict[str, float] = {}
     if language and flows:
         # a lone flow file is checked too, with no system texts
         checked = flowset or FlowSet(flows=flows, texts=Texts(Pos("", 1), {}, {}))
-        findings, lix = check_flowset(checked, wordlist or Wordlist())
+        findings, lix = check_flowset(checked, got.wordlist or Wordlist())
         diags.extend(Diagnostic(f.pos.path, f.pos.line, f.severity, f.message)
                      for f in findings)
     diags.sort(key=lambda d: (d.path, d.line))
