@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -41,6 +42,25 @@ class ManualClock:
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock()
+
+
+# English words that must never reach a coordinator or a veileder (the flow format's own keys,
+# such as 'ask', 'type' and 'next', are not among them)
+ENGLISH = re.compile(
+    r"\b(no|not|the|time|date|write|phone|number|did|understand|with|after|passed|there|is|"
+    r"are|meeting|has|must|give|future|already|user|add|them|first|expected|digits|only|"
+    r"allowed|which|does|exist|missing|unknown|error|errors|warning|warnings|line|file|"
+    r"found|mean|step|flow|empty|twice|used|list|mapping|key|should|cannot|while|parsing|"
+    r"checked|passed|failed|translation|stale)\b", re.IGNORECASE)
+
+
+_QUOTED = re.compile(r"'[^']*'|«[^»]*»|\{[^}]*\}|\b(text|yesno|choice|scale|number)\b")
+
+
+def english_in(text: str) -> list[str]:
+    """English words in a message, leaving out what it quotes ('key', «text», {variable})
+    and the names of the question types."""
+    return ENGLISH.findall(_QUOTED.sub("", text))
 
 
 def copy_flows(tmp_path: Path, file: str | None = None, old: str = "", new: str = "", *,
@@ -99,6 +119,17 @@ def yes_to_welcome(flows: FlowSet) -> list[str]:
             break
         st = nxt
     return typed
+
+
+def own_flows(folder: Path, files: dict[str, str], *, system: bool = True) -> Path:
+    """A flows folder of the test's own: these files (name -> YAML), plus the shipped system
+    texts (which the bot needs to run; no test asserts their wording)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if system:
+        shutil.copy(FLOWS / "system.yaml", folder / "system.yaml")
+    for name, text in files.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
 
 
 def config_from(path: Path, text: str) -> Config:

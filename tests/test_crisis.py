@@ -86,8 +86,9 @@ async def test_pipeline_logs_the_signal_without_the_text(tmp_path: Path, flows: 
 def test_the_checker_demands_the_numbers(tmp_path: Path) -> None:
     flows = copy_flows(tmp_path, "crisis.yaml", "22 40 00 40", "22 40 00 41")
     report = load([flows])
-    assert any(d.message == "the crisis flow must give the number 22 40 00 40"
+    assert any(d.message == "kriseflyten må gi nummeret 22 40 00 40"
                for d in report.errors)
     (flows / "crisis.yaml").unlink()
     report = load([flows])
-    assert any("there is no 'crisis' flow" in d.message for d in report.errors)
+    assert any("flyten 'crisis' med krisenumrene finnes ikke" in d.message
+               for d in report.errors)

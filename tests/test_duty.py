@@ -194,8 +194,8 @@ async def test_veileder_away_command_writes_the_file_and_the_database(tmp_path: 
     db = str(tmp_path / "v.db")
     r = veivis("veileder", "away", "kari", "--until", "4.12.2026", "--db", db, config=path)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.strip() == (f"Kari Nordmann is away through 04.12.2026: messages go to the "
-                                f"backup 61 00 00 00; written to {path}")
+    assert r.stdout.strip() == (f"Kari Nordmann er borte til og med 04.12.2026: meldinger går "
+                                f"til 61 00 00 00 så lenge; skrevet i {path}")
     text = path.read_text(encoding="utf-8")
     assert "  # Kari har jobbtelefon\n" in text and "borte_til: 04.12.2026" in text
     conf, _ = load_config(path)
@@ -205,13 +205,13 @@ async def test_veileder_away_command_writes_the_file_and_the_database(tmp_path: 
                                 (KARI,)) == [("2026-12-04",)]
     await store.close()
     r = veivis("veileder", "away", "400 12 345", "--back", "--db", db, config=path)
-    assert r.returncode == 0 and "Kari Nordmann is back" in r.stdout
+    assert r.returncode == 0 and "Kari Nordmann er tilbake" in r.stdout
     assert "borte_til" not in path.read_text(encoding="utf-8")
     r = veivis("veileder", "away", "Per", "--until", "4.12", "--db", db, config=path)
     assert r.returncode == 1
-    assert r.stdout.strip() == "veivis: no veileder called Per (veivis veileder list)"
+    assert r.stdout.strip() == "veivis: ingen veileder heter Per (se veivis veileder list)"
     r = veivis("veileder", "away", "Kari", "--until", "neste år", "--db", db, config=path)
-    assert r.returncode == 1 and "is not a date" in r.stdout and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "er ikke en dato" in r.stdout and "Traceback" not in r.stderr
 
 
 # -- crisis --------------------------------------------------------------------------------

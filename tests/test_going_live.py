@@ -311,13 +311,13 @@ async def test_invite_prints_a_single_use_link(tmp_path: Path) -> None:
         assert p.returncode == 0, err.decode()
         link = out.decode().strip()
         assert link.startswith("https://t.me/veivis_test_bot?start=")
-        assert "It works once, for 7 days." in err.decode()
+        assert "Den virker én gang, i 7 dager." in err.decode()
         p = await asyncio.create_subprocess_exec(
             *VEIVIS, "invite", "48 00 00 00", env=env, cwd=str(ROOT),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await asyncio.wait_for(p.communicate(), 60)
         assert p.returncode == 1
-        assert err.decode().startswith("veivis invite: no user with phone 480 00 000")
+        assert err.decode().startswith("veivis invite: ingen bruker har nummeret 480 00 000")
 
 
 async def test_outbox_list_shows_failures_without_texts_or_numbers(tmp_path: Path) -> None:

@@ -71,14 +71,14 @@ async def test_announce_checks_the_text_first(tmp_path: Path) -> None:
                    encoding="utf-8")
     r = veivis("announce", str(bad), "--db", str(db))
     assert r.returncode == 1
-    assert f"{bad}:1: warning: the message: «sosialstønad» is NAV language" in r.stderr
-    assert "Nothing was sent." in r.stderr and "Traceback" not in r.stderr
+    assert f"{bad}:1: advarsel: meldingen: «sosialstønad» er NAV-språk" in r.stderr
+    assert "Ingenting ble sendt." in r.stderr and "Traceback" not in r.stderr
     good = tmp_path / "good.txt"
     good.write_text("Dere sa at ventetiden var lang. Nå svarer veilederne innen to dager.",
                     encoding="utf-8")
     r = veivis("announce", str(good), "--dry-run", "--db", str(db))
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "the text is fine; it would go to 0 people (nothing sent)"
+    assert r.stdout.strip() == "teksten er i orden; den ville gått til 0 personer (ingenting sendt)"
 
 
 # -- the digest ---------------------------------------------------------------------------------
@@ -163,4 +163,4 @@ async def test_export_user_gives_everything_but_anonymous_answers(tmp_path: Path
     assert [e["direction"] for e in data["conversations_with_veileder"][0]["events"]] == ["in"]
     assert "Hemmelig anonym mening" not in out.read_text(encoding="utf-8")
     r = veivis("export-user", "400 00 000", "--db", str(db))
-    assert r.returncode == 1 and r.stdout.strip() == "veivis: no user with phone 400 00 000"
+    assert r.returncode == 1 and r.stdout.strip() == "veivis: ingen bruker har nummeret 400 00 000"

@@ -17,7 +17,7 @@ from bot.timing.hours import Duty
 from . import answers as A
 from .crisis import CLEAR, CRISIS_FLOW, FORWARD_MARK, MAYBE, POSSIBLE, says_yes_to_check_in
 from .model import Flow, FlowSet, Kind, Option, Step
-from .templates import render
+from .templates import COUNT, NUMBER, render
 
 # -- values in and out ------------------------------------------------------------------------
 
@@ -316,9 +316,7 @@ def step(flows: FlowSet, state: State, event: Event, now: datetime,
             out.effects.append(FlowEnded(flow.id, False))
             return out.result(_idle(state))
         out.replies.append(Reply(_sys(flows, state, "nudge", ctx)))
-        text = tr(flows, state.lang, f"{flow.id}.{st.id}", st.text or "")
-        out.replies.append(Reply(render(text, _values(flow, state, ctx)),
-                                 _choices(flows, flow, st, state), st.kind is Kind.CHOICE))
+        out.replies.append(_said(flows, flow, st, state, ctx))
         return out.result(state)
 
     text = event.text
@@ -433,9 +431,7 @@ def _go_on(flows: FlowSet, state: State, now: datetime, ctx: Mapping[str, str],
         return state
     back = _evolve(later, version=flow.version, tries=0, lang=state.lang, consent=state.consent,
                    stopped=state.stopped, pending=None)
-    text = tr(flows, back.lang, f"{flow.id}.{st.id}", st.text or "")
-    out.replies.append(Reply(render(text, _values(flow, back, ctx)),
-                             _choices(flows, flow, st, back), st.kind is Kind.CHOICE))
+    out.replies.append(_said(flows, flow, st, back, ctx))
     return back
 
 
@@ -468,9 +464,7 @@ def _reshow(flows: FlowSet, current: Flow | None, state: State, ctx: Mapping[str
     """After a crisis question is answered, the flow goes on: its question again."""
     st = current.step(state.step or "") if current else None
     if current is not None and st is not None and st.is_question:
-        out.replies.append(Reply(render(tr(flows, state.lang, f"{current.id}.{st.id}",
-                                           st.text or ""), _values(current, state, ctx)),
-                                 _choices(flows, current, st, state), st.kind is Kind.CHOICE))
+        out.replies.append(_said(flows, current, st, state, ctx))
 
 
 def _forwards(current: Flow | None, st: Step | None) -> bool:
@@ -615,10 +609,22 @@ def _choices(flows: FlowSet, flow: Flow, st: Step, state: State) -> tuple[str, .
     return ()
 
 
-def _values(flow: Flow, state: State, ctx: Mapping[str, str]) -> Mapping[str, str]:
-    if flow.anonymous or not state.answers:
-        return ctx
-    return {**ctx, **state.answers}
+def _said(flows: FlowSet, flow: Flow, st: Step, state: State, ctx: Mapping[str, str]) -> Reply:
+    """What a step says or asks, in the user's language, filled in, with its choices."""
+    text = tr(flows, state.lang, f"{flow.id}.{st.id}", st.text or "")
+    return Reply(render(text, _values(flow, state, ctx, st)), _choices(flows, flow, st, state),
+                 st.kind is Kind.CHOICE)
+
+
+def _values(flow: Flow, state: State, ctx: Mapping[str, str],
+            st: Step | None = None) -> Mapping[str, str]:
+    """What a step's text is filled in with: the context, the answers saved in this flow (never
+    in an anonymous one), and the question's number and how many there are."""
+    values = ctx if flow.anonymous or not state.answers else {**ctx, **state.answers}
+    if flow.questions and st is not None:
+        values = {**values, COUNT: str(flow.questions),
+                  NUMBER: str(st.number) if st.number is not None else ""}
+    return values
 
 
 def _run_from(flows: FlowSet, flow: Flow, st: Step | None, state: State, now: datetime,
@@ -633,9 +639,7 @@ def _run_from(flows: FlowSet, flow: Flow, st: Step | None, state: State, now: da
             # never a made-up meeting: «Neste møte er tiden dere har avtalt» is no answer
             out.replies.append(Reply(_sys(flows, state, "no_meeting", ctx)))
         elif st.text is not None:
-            text = tr(flows, state.lang, f"{flow.id}.{st.id}", st.text)
-            out.replies.append(Reply(render(text, _values(flow, state, ctx)),
-                                     _choices(flows, flow, st, state), st.kind is Kind.CHOICE))
+            out.replies.append(_said(flows, flow, st, state, ctx))
         if st.is_question:
             return _evolve(state, step=st.id, tries=0)
         if st.start_flow is not None:
@@ -706,7 +710,8 @@ def _answer(flows: FlowSet, flow: Flow, st: Step, state: State, text: str, now: 
             out.replies.append(Reply(_sys(flows, state, key, ctx), choices,
                                      st.kind is Kind.CHOICE))
         else:
-            out.replies.append(Reply(_reask(flows, flow, st, state, _values(flow, state, ctx)),
+            out.replies.append(Reply(_reask(flows, flow, st, state,
+                                            _values(flow, state, ctx, st)),
                                      choices, st.kind is Kind.CHOICE))
         return _evolve(state, tries=tries)
     return _advance(flows, flow, st, state, value, now, ctx, out)
