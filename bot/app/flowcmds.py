@@ -136,7 +136,7 @@ def _update_language(messages: Path, lang: str, texts: Sequence[FlowText]) -> in
     print(f"{path}: {changes or 'ingen endringer'}; "
           f"{counted(len(missing), 'tekst mangler', 'tekster mangler')} {name}.")
     for e in missing:
-        print(f"{path}:{e.text_line}: {e.context}: «{' '.join((e.source or '').split())}»")
+        print(f"{path}:{e.text_line}: '{e.context}': «{' '.join((e.source or '').split())}»")
     if missing:
         print(f"Skriv {name} etter «{name}:» på linjene over, og kjør ./veivis flows check.")
     return 0

@@ -40,7 +40,6 @@ from bot.engine.loader import (
     file_texts,
     flow_files,
     line_of_key,
-    line_of_value,
     load,
     read_yaml,
 )
@@ -148,7 +147,7 @@ def _entry(chk: FileChecker, doc: CommentedMap, key: Any, name: str) -> Entry | 
     if node.get(name) is not None:
         text = chk.get_str(node, name, line, what=f"'{key}': ")
     old = chk.get_str(node, OLD, line, what=f"'{key}': ") if node.get(OLD) else None
-    text_line = line_of_value(node, name, line) if name in node else line
+    text_line = line_of_key(node, name, line) if name in node else line
     return Entry(str(key), source, text, old, line, text_line)
 
 
@@ -218,7 +217,9 @@ def _short(s: str, n: int = 60) -> str:
 
 
 def default_messages_dir(flows_dir: Path) -> Path:
-    return flows_dir.resolve().parent / "messages"
+    """messages/ beside the flows folder (kept relative, so messages read «messages/nn.yaml»)."""
+    named = flows_dir.name not in ("", ".", "..")
+    return (flows_dir.parent if named else flows_dir.resolve().parent) / "messages"
 
 
 def load_all(paths: Sequence[str | Path], messages: Path | None) -> Report:
@@ -293,8 +294,9 @@ def updated(texts: Sequence[FlowText], tr: Translations) -> Update:
 HEADER = """\
 # {Name} for Veivis: én oppføring per tekst brukeren ser.
 # Skriv {name} etter «{name}:». Ikke endre «bokmål:»: den viser hvilken tekst du oversetter.
-# Etter endringer i flytene: kjør {command}. Da får nye tekster en tom «{name}:», og en
-# endret tekst får ny «bokmål:» og tom «{name}:» (den gamle oversettelsen står under «gammel:»).
+# Etter endringer i flytene: kjør {command}.
+# Da får nye tekster en tom «{name}:». En endret tekst får ny «bokmål:» og tom «{name}:», og
+# den gamle oversettelsen står under «gammel:» til du har skrevet en ny.
 # Har teksten kolon og mellomrom (': '), eller starter den med {{ eller [, sett anførselstegn
 # (") rundt hele teksten. Variabler som {{fornavn}} skrives som i bokmålsteksten.
 # Kommentarer du skriver selv i denne filen, blir borte neste gang kommandoen kjøres.
