@@ -4,6 +4,8 @@ added, translations kept up to date with one command, and code that stays readab
 from __future__ import annotations
 
 import ast
+import shutil
+import subprocess
 from pathlib import Path
 
 from bot.engine import StartFlow, State, UserText, load, step
@@ -137,3 +139,49 @@ def test_no_function_in_the_engine_is_over_80_lines() -> None:
                 if n > 80:
                     long.append(f"{f.name}:{node.lineno} {node.name} ({n} lines)")
     assert long == []
+
+
+# -- ./veivis: the command the guide tells coordinators to type --------------------------------
+
+STUB_PYTHON = """#!/bin/sh
+echo "python3 $*" >> "{log}"
+case "$1" in
+  -c) case "$2" in *"import bot"*) exit 1 ;; *) exit 0 ;; esac ;;
+  -m) if [ "$2" = venv ]; then
+        mkdir -p "$3/bin"
+        printf '#!/bin/sh\\necho "pip $*" >> "{log}"\\n' > "$3/bin/pip"
+        printf '#!/bin/sh\\necho "veivis $*"\\n' > "$3/bin/veivis"
+        chmod +x "$3/bin/pip" "$3/bin/veivis"
+      fi ;;
+esac
+"""
+
+
+def test_the_launcher_installs_once_then_runs_the_command(tmp_path: Path) -> None:
+    """On a coordinator's machine python3 has none of Veivis's packages: the first
+    `./veivis ...` makes .venv and installs Veivis there, later ones go straight to it."""
+    root = tmp_path / "veivis-main"
+    root.mkdir()
+    shutil.copy(ROOT / "veivis", root / "veivis")
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    log = tmp_path / "log"
+    (stubs / "python3").write_text(STUB_PYTHON.format(log=log), encoding="utf-8")
+    (stubs / "python3").chmod(0o755)
+    env = {"PATH": f"{stubs}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    first = subprocess.run([str(root / "veivis"), "flows", "check"], capture_output=True,
+                           text=True, env=env, cwd=root, timeout=30)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == "veivis flows check\n"
+    assert "Første gang: installerer Veivis" in first.stderr
+    assert f"python3 -m venv {root}/.venv" in log.read_text()
+    assert f"pip install -q -e {root}" in log.read_text()
+    calls = log.read_text()
+    again = subprocess.run([str(root / "veivis"), "flows", "test"], capture_output=True,
+                           text=True, env=env, cwd=tmp_path, timeout=30)
+    assert again.stdout == "veivis flows test\n" and again.stderr == ""
+    assert log.read_text() == calls  # no second install
+    shutil.rmtree(root / ".venv")
+    none = subprocess.run([str(root / "veivis"), "flows", "check"], capture_output=True,
+                          text=True, env={**env, "PYTHON": "python3-finnes-ikke"}, timeout=30)
+    assert none.returncode == 1 and "Fant ikke python3" in none.stderr
