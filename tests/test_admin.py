@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 from bot.engine.model import FlowSet
+from bot.timing.planner import OSLO
 
-from .conftest import yes_to_welcome
+from .conftest import Mirror, yes_to_welcome
 from .test_cli import veivis
+
+
+def oslo(d: int, h: int, mi: int = 0) -> datetime:
+    return datetime(2026, 11, d, h, mi, tzinfo=OSLO)
 
 
 def ok(*args: str) -> str:
@@ -76,11 +82,13 @@ def test_chat_clock_fires_reminders_as_it_passes_them(tmp_path: Path, flows: Flo
                stdin="\n".join([*welcome, "/tid +6h", "ja", "/tid +1d", ""]))
     assert p.returncode == 0, p.stderr
     texts = [json.loads(line)["text"] for line in p.stdout.splitlines()]
-    first = flows.get("welcome")
-    assert first is not None and texts[0] == first.first.text
-    assert any(t.startswith("Hei Sara! Du skal ha ditt første møte") for t in texts)
-    assert any(t.startswith("Hei Sara! Husk møtet") for t in texts)  # 18.00 the day before
-    assert texts[-1].startswith("Hei! Du hadde nettopp ditt første møte")  # the survey
+    def shows(part: list[str]) -> bool:
+        return any(texts[i:i + len(part)] == part for i in range(len(texts)))
+    assert texts[:1] == Mirror(flows).texts("welcome")[:1]
+    assert shows(Mirror(flows).texts("first_meeting_prep"))  # once the welcome has its yes
+    assert shows(Mirror(flows, oslo(23, 18, 0)).texts("meeting_reminder"))  # 18.00 the day before
+    survey = Mirror(flows).texts("first_meeting_survey")
+    assert texts[-len(survey):] == survey  # the survey, after the meeting
 
 
 def test_chat_rejects_a_bad_clock(tmp_path: Path) -> None:

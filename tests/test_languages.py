@@ -60,9 +60,9 @@ def test_a_checklist_item_without_a_step_is_reported(tmp_path: Path) -> None:
 
 # -- translations: one plain file per language that coordinators keep -------------------------
 
-FLOW = ("id: hei\ntitle: Hei\nsteps:\n  - id: valg\n    ask: Hva vil du gjøre?\n"
+FLOW = ("id: hei\ntitle: Hei\nsteps:\n  - id: valg\n    ask: Hva vil du nå?\n"
         "    type: choice\n    options:\n      - Se møtene mine\n      - Få hjelp\n")
-NN = ("hei.valg:\n  bokmål: Hva vil du gjøre?\n  nynorsk: Kva vil du gjere?\n"
+NN = ("hei.valg:\n  bokmål: Hva vil du nå?\n  nynorsk: Kva vil du no?\n"
       "hei.valg.Se møtene mine:\n  bokmål: Se møtene mine\n  nynorsk: Sjå møta mine\n"
       "hei.valg.Få hjelp:\n  bokmål: Få hjelp\n  nynorsk: Få hjelp\n")
 
@@ -81,7 +81,7 @@ def test_a_translation_reaches_a_user_who_chose_nynorsk(tmp_path: Path) -> None:
     fs = report.flowset
     assert fs is not None
     r = step(fs, State(consent=True, lang="nn"), StartFlow("hei"), NOW, {})
-    assert r.replies[0].text == "Kva vil du gjere?"
+    assert r.replies[0].text == "Kva vil du no?"
     assert r.replies[0].choices == ("Sjå møta mine", "Få hjelp")
     # an English user has no translation in this folder: bokmål, and the checker says so
     missing = [str(d) for d in report.warnings
@@ -91,13 +91,13 @@ def test_a_translation_reaches_a_user_who_chose_nynorsk(tmp_path: Path) -> None:
 
 def test_a_changed_bokmal_text_is_never_answered_with_the_old_translation(
         tmp_path: Path) -> None:
-    flows, messages = translated(tmp_path, FLOW.replace("Hva vil du gjøre?",
-                                                        "Hva vil du gjøre nå?"))
+    flows, messages = translated(tmp_path, FLOW.replace("Hva vil du nå?",
+                                                        "Hva vil du nå, da?"))
     report = load_all([flows], messages)
     fs = report.flowset
     assert fs is not None
     r = step(fs, State(consent=True, lang="nn"), StartFlow("hei"), NOW, {})
-    assert r.replies[0].text == "Hva vil du gjøre nå?"  # bokmål until someone translates it
+    assert r.replies[0].text == "Hva vil du nå, da?"  # bokmål until someone translates it
     stale = [str(d) for d in report.warnings if "er gammel" in d.message]
     assert stale == [f"{messages / 'nn.yaml'}:1: advarsel: nynorsk for 'hei.valg' er gammel: "
                      f"bokmålsteksten er endret ({flows / 'hei.yaml'}:5); kjør ./veivis flows "
@@ -105,17 +105,17 @@ def test_a_changed_bokmal_text_is_never_answered_with_the_old_translation(
 
 
 @pytest.mark.parametrize(("nn", "line", "message"), [
-    ("hei.valg:\n  bokmål: Hva vil du gjøre?\n  nynorsk: \"Kva vil du gjere?\n", 3,
+    ("hei.valg:\n  bokmål: Hva vil du nå?\n  nynorsk: \"Kva vil du no?\n", 3,
      "et anførselstegn på denne linjen blir aldri lukket"),
-    ("hei.valg:\n  bokmål: Hva vil du gjøre?\n  nynorsk: Husk: ta med BankID\n", 3,
+    ("hei.valg:\n  bokmål: Hva vil du nå?\n  nynorsk: Husk: ta med BankID\n", 3,
      "kolon og mellomrom (': ') midt i en tekst; sett teksten i anførselstegn"),
-    ("hei.valg:\n  bokmål: Hva vil du gjøre?\n  nynorsk: Kva vil du gjere, {fornamn}?\n", 3,
+    ("hei.valg:\n  bokmål: Hva vil du nå?\n  nynorsk: Kva vil du gjere, {fornamn}?\n", 3,
      "'hei.valg': {fornamn} står ikke i bokmålsteksten; bruk bare variablene derfra (ingen)"),
-    ("hei.valg:\n  bokmål: Hva vil du gjøre?\n  nynorks: Kva vil du gjere?\n", 3,
+    ("hei.valg:\n  bokmål: Hva vil du nå?\n  nynorks: Kva vil du no?\n", 3,
      "ukjent nøkkel 'nynorks' i 'hei.valg' (mente du 'nynorsk'?)"),
-    ("hei.valg: Kva vil du gjere?\n", 1,
+    ("hei.valg: Kva vil du no?\n", 1,
      "'hei.valg' må ha linjene 'bokmål:' og 'nynorsk:' under seg"),
-    ("hei.valg:\n  bokmål: Hva vil du gjøre?\n  nynorsk: {fornavn} kva vil du?\n", 3,
+    ("hei.valg:\n  bokmål: Hva vil du nå?\n  nynorsk: {fornavn} kva vil du?\n", 3,
      "teksten etter 'nynorsk:' starter med '{' og blir ikke lest som tekst; sett anførselstegn "
      '(") rundt hele teksten'),
 ])
@@ -130,8 +130,8 @@ def test_a_broken_translation_is_an_error_at_its_line(tmp_path: Path, nn: str, l
 
 def test_a_translation_without_a_variable_of_the_bokmal_text_is_a_warning(
         tmp_path: Path) -> None:
-    flow = FLOW.replace("Hva vil du gjøre?", "Hva vil du gjøre, {fornavn}?")
-    nn = NN.replace("bokmål: Hva vil du gjøre?", "bokmål: Hva vil du gjøre, {fornavn}?")
+    flow = FLOW.replace("Hva vil du nå?", "Hva vil du gjøre, {fornavn}?")
+    nn = NN.replace("bokmål: Hva vil du nå?", "bokmål: Hva vil du gjøre, {fornavn}?")
     flows, messages = translated(tmp_path, flow, nn)
     report = load_all([flows], messages)
     assert [(d.line, d.message) for d in report.warnings if d.path.endswith("nn.yaml")] == [
@@ -145,7 +145,7 @@ def test_extractor_gives_contexts(tmp_path: Path) -> None:
     with (flows / "hei.yaml").open("rb") as f:
         got = list(extract_flows(f, [], [], {}))
     assert [(g[1], g[2]) for g in got] == [
-        ("pgettext", ("hei.valg", "Hva vil du gjøre?")),
+        ("pgettext", ("hei.valg", "Hva vil du nå?")),
         ("pgettext", ("hei.valg.Se møtene mine", "Se møtene mine")),
         ("pgettext", ("hei.valg.Få hjelp", "Få hjelp"))]
     assert list(extract_flows(io.BytesIO(b"x"), [], [], {})) == []  # no file name: nothing
@@ -157,7 +157,7 @@ def test_pybabel_extract_still_works_on_the_flows(tmp_path: Path) -> None:
     got = {(ctx, msg) for _, _, msg, _, ctx in extract_from_dir(
         tmp_path, method_map=[("flows/*.yaml", "veivis_flows")], options_map={},
         callback=None)}
-    assert ("hei.valg", "Hva vil du gjøre?") in got and flows.is_dir()
+    assert ("hei.valg", "Hva vil du nå?") in got and flows.is_dir()
 
 
 # -- plain language ---------------------------------------------------------------------------

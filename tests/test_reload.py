@@ -18,7 +18,7 @@ from bot.app.demo import DEMO_USER_PHONE
 from bot.service.pipeline import FlowRequest, Inbound
 from bot.store import Store
 
-from .conftest import NOW, ROOT, own_flows
+from .conftest import NOW, ROOT, own_flows, said
 from .fakes import FakeTwilio
 from .livekit import AUTH, PUBLIC, SID, sms_live
 from .test_cli import SURVEY
@@ -70,8 +70,8 @@ async def test_reload_swaps_good_flows_and_keeps_the_old_ones_when_broken(
         assert await server.reload_flows(svc) is True
         second = (await healthz(live.url))["flows"]
         assert second != first
-        assert await answer(svc, "kanskje", n) == ["Jeg skjønte ikke helt. Svar med et tall "
-                                                    "fra 1 til 5."]
+        assert await answer(svc, "kanskje", n) == [said(svc.flows, "system.reask_scale",
+                                                         min="1", max="5")]
         assert await answer(svc, "4", n) == ["3 av 4. Fikk du hjelp?"]
 
         # the step the user is at is removed: a plain note, out of the flow, nothing lost
