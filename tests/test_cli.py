@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from .conftest import ROOT, english_in, own_flows
+from .ownflows import MENU, SURVEY, WELCOME, WELCOME_EN
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
@@ -22,90 +23,6 @@ def veivis(*args: str, stdin: str = "", cwd: Path = ROOT,
            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "bot", *args], input=stdin, capture_output=True,
                           text=True, cwd=cwd, env=env or ENV, timeout=120)
-
-
-MENU = """\
-id: menu
-title: Meny
-steps:
-  - id: valg
-    ask: Velg et tall.
-    type: choice
-    options:
-      - text: Møtet mitt
-        value: mote
-      - text: Noe annet
-        value: annet
-    next:
-      mote: mote
-      annet: annet
-  - id: mote
-    say: Du skal møte {veileder} {møtetid}. Husk det.
-    end: true
-  - id: annet
-    say: Ok.
-"""
-
-WELCOME = """\
-id: welcome
-title: Velkommen
-steps:
-  - id: hei
-    say: Velkommen hit.
-  - id: sprak
-    ask: Hvilket språk?
-    type: choice
-    save: språk
-    options:
-      - text: Bokmål
-        value: nb
-      - text: English
-        value: en
-  - id: ok
-    ask: Er det greit?
-    type: yesno
-    save: samtykke
-  - id: takk
-    say: Takk skal du ha.
-"""
-
-WELCOME_EN = """\
-welcome.ok:
-  bokmål: Er det greit?
-  engelsk: Is that all right?
-welcome.takk:
-  bokmål: Takk skal du ha.
-  engelsk: Thank you.
-"""
-
-SURVEY = """\
-id: survey
-title: Tre spørsmål
-anonymous: true
-steps:
-  - id: intro
-    ask: Vil du svare på {antall} spørsmål?
-    type: yesno
-    next:
-      nei: slutt
-  - id: a
-    ask: "{nr} av {antall}. Var det bra?"
-    type: yesno
-    save: bra
-  - id: b
-    ask: "{nr} av {antall}. Hvor bra?"
-    type: scale
-    save: hvor
-  - id: c
-    ask: "{nr} av {antall}. Noe mer?"
-    type: text
-    save: mer
-  - id: takk
-    say: Takk.
-    end: true
-  - id: slutt
-    say: Greit.
-"""
 
 
 def flows_folder(tmp_path: Path, **files: str) -> Path:
@@ -131,7 +48,7 @@ def test_first_contact_is_the_welcome_and_a_chosen_language_holds(tmp_path: Path
     (tmp_path / "messages").mkdir()
     (tmp_path / "messages" / "en.yaml").write_text(WELCOME_EN, encoding="utf-8")
     p = veivis("chat", "--db", str(tmp_path / "w.db"), "--flows", str(flows), "--json",
-               "--no-demo", "--now", "2026-11-23 12:00", stdin="hei\n2\nja\n")
+               "--no-demo", "--now", "2026-11-23 12:00", stdin="hei\n3\nja\n")
     msgs = [json.loads(line)["text"] for line in p.stdout.splitlines()]
     # English from the moment it is chosen
     assert msgs == ["Velkommen hit.", "Hvilket språk?", "Is that all right?", "Thank you."]

@@ -12,7 +12,8 @@ from bot.engine import StartFlow, State, UserText, load, step
 from bot.engine.i18n import load_all
 
 from .conftest import NOW, ROOT, english_in, own_flows
-from .test_cli import SURVEY, veivis
+from .ownflows import SURVEY
+from .test_cli import veivis
 
 
 def walk(flows_dir: Path, answers: list[str], lang: str = "nb",

@@ -23,81 +23,17 @@ from bot.engine.model import FlowSet
 from bot.engine.templates import render
 
 from .conftest import FLOWS, NOW, own_flows, said
+from .ownflows import ALL
 
 CTX = {"fornavn": "Sara", "veileder": "Kari Nordmann", "kontor": "NAV Gjøvik"}
 
-# The engine's own flows: a welcome that asks language and consent, a menu, a survey with an
-# optional question; the shipped system texts (compared through `said`, never quoted).
-OWN = {
-    "welcome.yaml": """\
-id: welcome
-title: Velkommen
-steps:
-  - id: hei
-    say: Velkommen hit.
-  - id: sprak
-    ask: Hvilket språk?
-    type: choice
-    save: språk
-    options:
-      - text: Bokmål
-        value: nb
-      - text: Nynorsk
-        value: nn
-  - id: ok
-    ask: Er det greit?
-    type: yesno
-    save: samtykke
-    next:
-      nei: nei
-  - id: ja
-    say: Takk skal du ha.
-    end: true
-  - id: nei
-    say: Greit. Skriv START hvis du vil.
-""",
-    "menu.yaml": """\
-id: menu
-title: Meny
-steps:
-  - id: valg
-    ask: Velg et tall.
-    type: choice
-    options:
-      - Møtene mine
-      - Noe annet
-""",
-    "survey.yaml": """\
-id: survey
-title: Spørsmål
-anonymous: true
-steps:
-  - id: intro
-    ask: Vil du svare på {antall} spørsmål?
-    type: yesno
-    next:
-      nei: nei
-  - id: a
-    ask: "{nr} av {antall}. Var det bra?"
-    type: yesno
-    save: bra
-  - id: b
-    ask: "{nr} av {antall}. Noe mer?"
-    type: text
-    save: mer
-    optional: true
-  - id: takk
-    say: Takk for svarene.
-    end: true
-  - id: nei
-    say: Helt greit.
-""",
-}
+# The engine's own flows (tests/ownflows.py); the shipped system texts, compared through
+# `said`, never quoted.
 
 
 @pytest.fixture(scope="module")
 def flows(tmp_path_factory: pytest.TempPathFactory) -> FlowSet:
-    report = load([own_flows(tmp_path_factory.mktemp("engine") / "flows", OWN)])
+    report = load([own_flows(tmp_path_factory.mktemp("engine") / "flows", ALL)])
     assert not report.errors and report.flowset is not None, report.errors
     return report.flowset
 
@@ -167,7 +103,7 @@ def test_menu_word_leaves_the_flow(flows: FlowSet) -> None:
     state = in_survey(flows)
     r = step(flows, state, UserText("meny"), NOW, CTX)
     assert FlowEnded("survey", False) in r.effects
-    assert r.state.flow == "menu" and r.replies[0].choices == ("Møtene mine", "Noe annet")
+    assert r.state.flow == "menu" and r.replies[0].choices == ("Møtet mitt", "Noe annet")
     assert r.replies[0].numbered
 
 
@@ -183,10 +119,10 @@ def test_unclear_answer_reasks_then_offers_help(flows: FlowSet) -> None:
 
 
 def test_optional_question_can_be_skipped(flows: FlowSet) -> None:
-    state, _ = say(flows, in_survey(flows), "ja")
-    assert state.step == "b"
+    state, _ = say(flows, in_survey(flows), "ja", "4")
+    assert state.step == "c"
     r = step(flows, state, UserText("hopp"), NOW, CTX)
-    assert [x.text for x in r.replies] == [said(flows, "system.skipped"), "Takk for svarene."]
+    assert [x.text for x in r.replies] == [said(flows, "system.skipped"), "Takk."]
     assert not any(isinstance(e, AnonymousAnswer) and e.key == "mer" for e in r.effects)
     assert FlowEnded("survey", True) in r.effects
 
@@ -196,7 +132,8 @@ def test_survey_answers_are_anonymous_effects_and_not_kept_in_state(flows: FlowS
     r = step(flows, state, UserText("ja"), NOW, CTX)
     assert r.effects == (AnonymousAnswer("survey", "bra", "ja"),)
     assert r.sensitive and r.state.answers == {}
-    r = step(flows, r.state, UserText("Møtet var fint"), NOW, CTX)
+    state, _ = say(flows, r.state, "4")
+    r = step(flows, state, UserText("Møtet var fint"), NOW, CTX)
     assert AnonymousAnswer("survey", "mer", "Møtet var fint") in r.effects
     assert r.sensitive
     assert "Møtet var fint" not in str(r.state.to_json())

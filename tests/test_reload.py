@@ -21,7 +21,7 @@ from bot.store import Store
 from .conftest import NOW, ROOT, own_flows, said
 from .fakes import FakeTwilio
 from .livekit import AUTH, PUBLIC, SID, sms_live
-from .test_cli import SURVEY
+from .ownflows import SURVEY
 
 U = DEMO_USER_PHONE
 
