@@ -9,16 +9,18 @@ from pathlib import Path
 import pytest
 
 from bot.app.config import Config, load_config
-from bot.app.demo import DEMO_USER_PHONE, seed_demo
+from bot.app.demo import DEMO_USER_PHONE, DEMO_VEILEDER_PHONE, seed_demo
 from bot.channels.base import plain_text
 from bot.engine import StartFlow, State, UserText, load, step
 from bot.engine.answers import YES_VALUE
 from bot.engine.model import Flow, FlowSet, Kind, Step
-from bot.engine.runtime import Effect, Reply, Summary
+from bot.engine.runtime import Desk as EngineDesk
+from bot.engine.runtime import Effect, Reply, Summary, tr
 from bot.engine.templates import render
 from bot.service.pipeline import Inbound, Pipeline
 from bot.store import Store
 from bot.timing.display import meeting_time
+from bot.timing.hours import Duty
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOWS = ROOT / "flows"
@@ -103,27 +105,7 @@ def yes_to_welcome(flows: FlowSet) -> list[str]:
     questions are now: the first option of a choice, «ja» to a yes/no, a word to a text."""
     welcome = flows.get("welcome")
     assert welcome is not None
-    typed: list[str] = []
-    st = welcome.first
-    for _ in range(len(welcome.steps)):
-        value = None
-        if st.kind is Kind.CHOICE:
-            typed.append("1")
-            value = st.options[0].value
-        elif st.kind is Kind.YESNO:
-            typed.append("ja")
-            value = "ja"
-        elif st.kind is not None:
-            typed.append(str(st.min if st.min is not None else 1) if st.kind in (
-                Kind.SCALE, Kind.NUMBER) else "hei")
-        if st.end or st.start_flow:
-            break
-        target = dict(st.routes).get(value or "") or st.next
-        nxt = welcome.step(target) if target else welcome.following(st.id)
-        if nxt is None:
-            break
-        st = nxt
-    return typed
+    return [typed for _, typed in answers(welcome, text="hei")]
 
 
 def said(flows: FlowSet, ref: str, **values: str) -> str:
@@ -138,6 +120,15 @@ def said(flows: FlowSet, ref: str, **values: str) -> str:
     assert st is not None and st.text is not None, ref
     numbers = {"nr": str(st.number or ""), "antall": str(flow.questions)}
     return render(st.text, {**numbers, **values})
+
+
+def shown(flows: FlowSet, lang: str, flow: str, step: Step) -> str:
+    """A step's text in a language as the user sees it, with its question number filled in
+    (other variables left as they are)."""
+    f = flows.flows[flow]
+    text = tr(flows, lang, f"{flow}.{step.id}", step.text or "")
+    return render(text, {"nr": str(step.number or ""), "antall": str(f.questions)}) \
+        if step.number is not None or "{antall}" in text else text
 
 
 def answers(flow: Flow, text: str = "Det var fint.", choice: str = "1") -> list[tuple[Step, str]]:
@@ -239,14 +230,17 @@ class Mirror:
     stack (webhook, pipeline, outbox, sender) without quoting the coordinators' wording."""
 
     def __init__(self, flows: FlowSet, now: datetime = NOW,
-                 meeting: datetime = DEMO_MEETING, **ctx: str) -> None:
+                 meeting: datetime = DEMO_MEETING, desk: EngineDesk | None = None,
+                 **ctx: str) -> None:
         self.flows = flows
         self.ctx = {**DEMO, "møtetid": meeting_time(meeting, "nb", now), **ctx}
+        # the demo user's veileder reads messages now (working hours), unless told otherwise
+        self.desk = desk or EngineDesk(Duty(DEMO_VEILEDER_PHONE, open_now=True, read_from=now))
         self.state = State(consent=True)
         self.effects: list[Effect] = []
 
     def _run(self, event: StartFlow | UserText) -> list[Reply]:
-        r = step(self.flows, self.state, event, NOW, self.ctx)
+        r = step(self.flows, self.state, event, NOW, self.ctx, self.desk)
         self.state = r.state
         self.effects += r.effects
         return list(r.replies)

@@ -13,7 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import ROOT, english_in, own_flows
+from bot.engine import load
+
+from .conftest import ROOT, english_in, own_flows, said
 from .ownflows import MENU, SURVEY, WELCOME, WELCOME_EN
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -110,8 +112,9 @@ def test_chat_as_another_user_without_demo(tmp_path: Path) -> None:
                "--user", "400 11 222", "--json", stdin="meny\n1\n")
     msgs = [json.loads(line) for line in p.stdout.splitlines()]
     assert msgs[0]["to"] == "+4740011222"
-    # no veileder and no meeting known: friendly stand-ins
-    assert msgs[1]["text"] == "Du skal møte veilederen din tiden dere har avtalt. Husk det."
+    # no meeting known: never a made-up one, the system text for it instead
+    fs = load([flows]).flowset
+    assert fs is not None and msgs[1]["text"] == said(fs, "system.no_meeting")
 
 
 def test_chat_explains_bad_arguments_in_norwegian(tmp_path: Path) -> None:

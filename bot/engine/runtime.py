@@ -305,19 +305,7 @@ def step(flows: FlowSet, state: State, event: Event, now: datetime,
         started = _start(flows, _evolve(state, then=None), event.flow_id, now, ctx, out)
         return out.result(_evolve(started, meeting=event.meeting) if started.flow else started)
     if isinstance(event, Nudge | Expire):
-        if state.then is not None and state.then.flow == event.flow_id and not state.then.step:
-            # the flow waits for the welcome's yes: past its time it is not started at all
-            return out.result(_evolve(state, then=None) if isinstance(event, Expire) else state)
-        flow = flows.get(event.flow_id)
-        st = flow.step(state.step or "") if flow and state.flow == flow.id else None
-        if flow is None or st is None or state.stopped:
-            return out.result(state)  # answered, left or stopped: nothing to do
-        if isinstance(event, Expire):
-            out.effects.append(FlowEnded(flow.id, False))
-            return out.result(_idle(state))
-        out.replies.append(Reply(_sys(flows, state, "nudge", ctx)))
-        out.replies.append(_said(flows, flow, st, state, ctx))
-        return out.result(state)
+        return out.result(_nudge_or_expire(flows, state, event, ctx, out))
 
     text = event.text
     current = flows.get(state.flow) if state.flow else None
@@ -368,14 +356,7 @@ def step(flows: FlowSet, state: State, event: Event, now: datetime,
     if state.pending == "erase":
         return out.result(_confirm_erase(flows, state, text, out), sensitive)
     if state.flow is None:
-        if not A.normalise(text) and not text.strip():
-            return out.result(state)  # empty message while idle: nothing to answer
-        first = (WELCOME_FLOW if state.consent is not True and flows.get(WELCOME_FLOW)
-                 else MENU_FLOW)
-        if flows.get(first) is None:
-            out.replies.append(Reply(_sys(flows, state, "nothing_running", ctx)))
-            return out.result(state)
-        return out.result(_start(flows, state, first, now, ctx, out))
+        return out.result(_when_idle(flows, state, text, now, ctx, out))
     st = current.step(state.step or "") if current else None
     if current is None or st is None or not st.is_question:
         # the flow or the step was removed while the user was in it: move them on safely
@@ -386,6 +367,37 @@ def step(flows: FlowSet, state: State, event: Event, now: datetime,
         state = _evolve(state, version=current.version)
     after = _answer(flows, current, st, state, text, now, ctx, out)
     return out.result(_go_on(flows, after, now, ctx, out), sensitive)
+
+
+def _when_idle(flows: FlowSet, state: State, text: str, now: datetime, ctx: Mapping[str, str],
+               out: _Out) -> State:
+    """A message while no flow runs: the welcome until there is a yes, then the menu."""
+    if not A.normalise(text) and not text.strip():
+        return state  # empty message while idle: nothing to answer
+    first = (WELCOME_FLOW if state.consent is not True and flows.get(WELCOME_FLOW)
+             else MENU_FLOW)
+    if flows.get(first) is None:
+        out.replies.append(Reply(_sys(flows, state, "nothing_running", ctx)))
+        return state
+    return _start(flows, state, first, now, ctx, out)
+
+
+def _nudge_or_expire(flows: FlowSet, state: State, event: Nudge | Expire,
+                     ctx: Mapping[str, str], out: _Out) -> State:
+    """A flow left unanswered: one gentle nudge with its question again, or a quiet end."""
+    if state.then is not None and state.then.flow == event.flow_id and not state.then.step:
+        # the flow waits for the welcome's yes: past its time it is not started at all
+        return _evolve(state, then=None) if isinstance(event, Expire) else state
+    flow = flows.get(event.flow_id)
+    st = flow.step(state.step or "") if flow and state.flow == flow.id else None
+    if flow is None or st is None or state.stopped:
+        return state  # answered, left or stopped: nothing to do
+    if isinstance(event, Expire):
+        out.effects.append(FlowEnded(flow.id, False))
+        return _idle(state)
+    out.replies.append(Reply(_sys(flows, state, "nudge", ctx)))
+    out.replies.append(_said(flows, flow, st, state, ctx))
+    return state
 
 
 def _must_introduce(flows: FlowSet, state: State, event: StartFlow) -> bool:
