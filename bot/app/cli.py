@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot.app.admin import add_parsers, run
-from bot.app.config import apply_config, configured
+from bot.app.config import Config, apply_config, configured
 from bot.app.demo import DEMO_USER_PHONE, seed_demo
 from bot.app.flowcmds import add_parsers as add_flows_parsers
 from bot.app.flowcmds import load_flows_or_explain, print_diagnostics
@@ -89,6 +89,16 @@ async def _read_line(interactive: bool) -> str | None:
     return line.rstrip("\r\n")
 
 
+def _configured_or_explain() -> tuple[Config | None, Rules | None]:
+    """The configuration file (if any) and its reminder rules; (None, None) after saying on
+    stderr what is wrong with the file."""
+    conf, errors = configured()
+    if errors:
+        print("\n".join(["veivis: oppsettfilen har feil:", *errors]), file=sys.stderr)
+        return None, None
+    return conf, conf.rules if conf else DEFAULT_RULES
+
+
 async def chat(args: argparse.Namespace) -> int:
     if not args.verbose:  # the chat window shows what the young person sees: no developer logs
         logging.getLogger().setLevel(logging.CRITICAL)
@@ -109,11 +119,9 @@ async def chat(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"--now: {e}", file=sys.stderr)
         return 2
-    conf, errors = configured()
-    if errors:
-        print("\n".join(["Oppsettfilen har feil:", *errors]), file=sys.stderr)
+    conf, rules = _configured_or_explain()
+    if rules is None:
         return 1
-    rules = conf.rules if conf else DEFAULT_RULES
     # a preview never touches the real database: it runs on a throwaway one in memory
     store = await Store.open(":memory:" if args.flow else args.db)
     try:
@@ -392,11 +400,9 @@ def cmd_announce(args: argparse.Namespace) -> int:
             print(f"{f.pos}: {SEVERITY_NB[f.severity]}: {f.message}", file=sys.stderr)
         print("Ingenting ble sendt. Endre teksten, og prøv igjen.", file=sys.stderr)
         return 1
-    conf, errors = configured()
-    if errors:
-        print("\n".join(["veivis: oppsettfilen har feil:", *errors]), file=sys.stderr)
+    _, rules = _configured_or_explain()
+    if rules is None:
         return 1
-    rules = conf.rules if conf else DEFAULT_RULES
 
     async def go() -> str:
         store = await Store.open(args.db)
