@@ -142,6 +142,7 @@ def test_flows_test_runs_the_shipped_transcripts() -> None:
     p = veivis("flows", "test")
     assert p.returncode == 0, p.stdout + p.stderr
     assert p.stdout.strip().splitlines()[-1].endswith(" bestått, 0 feilet")
+    assert p.stderr == ""  # a transcript's crisis is a test: no developer log in the output
 
 
 def test_flows_test_reports_a_wrong_transcript_at_its_line(tmp_path: Path) -> None:

@@ -84,7 +84,7 @@ def cmd_test(args: argparse.Namespace) -> int:
         return 1
     paths = args.paths or [str(flows_dir / "tests")]
     # a transcript's crisis is a test, not a signal to log
-    logging.getLogger("bot.service.pipeline").setLevel(logging.ERROR)
+    logging.getLogger("bot.service").setLevel(logging.ERROR)
     ran, failures = asyncio.run(run_all(paths, flowset))
     for f in failures:
         print(f)
