@@ -1,5 +1,5 @@
-"""Phone numbers: E.164 form (+47 by default) with plain error messages, and masking for logs
-(never a whole phone number or chat id in a log)."""
+"""Phone numbers: E.164 form (+47 by default) with plain Norwegian error messages, and masking
+for logs (never a whole phone number or chat id in a log)."""
 
 from __future__ import annotations
 
@@ -20,17 +20,17 @@ def normalise_phone(raw: str, default_country: str = "47") -> str:
     if s.startswith("+"):
         digits = s[1:]
         if not digits.isdigit() or not 8 <= len(digits) <= 15:
-            raise PhoneError(f"'{raw}' is not a phone number (expected + and 8 to 15 digits)")
+            raise PhoneError(f"«{raw}» er ikke et telefonnummer (+ og 8 til 15 sifre)")
         if digits.startswith("47") and len(digits) != 10:
-            raise PhoneError(f"'{raw}': a Norwegian number has 8 digits after +47")
+            raise PhoneError(f"«{raw}»: et norsk nummer har 8 sifre etter +47")
         return s
     if not s.isdigit():
-        raise PhoneError(f"'{raw}' is not a phone number (only digits, spaces and + allowed)")
+        raise PhoneError(f"«{raw}» er ikke et telefonnummer (bare sifre, mellomrom og +)")
     if len(s) == 8:
         return f"+{default_country}{s}"
     if len(s) == 10 and s.startswith("47"):
         return "+" + s
-    raise PhoneError(f"'{raw}' is not a phone number (a Norwegian number has 8 digits)")
+    raise PhoneError(f"«{raw}» er ikke et telefonnummer (et norsk nummer har 8 sifre)")
 
 
 def pretty_phone(e164: str) -> str:

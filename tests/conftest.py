@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -8,11 +9,18 @@ from pathlib import Path
 import pytest
 
 from bot.app.config import Config, load_config
-from bot.app.demo import DEMO_USER_PHONE, seed_demo
-from bot.engine import load
-from bot.engine.model import FlowSet, Kind
+from bot.app.demo import DEMO_USER_PHONE, DEMO_VEILEDER_PHONE, seed_demo
+from bot.channels.base import plain_text
+from bot.engine import StartFlow, State, UserText, load, step
+from bot.engine.answers import YES_VALUE
+from bot.engine.model import Flow, FlowSet, Kind, Step
+from bot.engine.runtime import Desk as EngineDesk
+from bot.engine.runtime import Effect, Reply, Summary, tr
+from bot.engine.templates import render
 from bot.service.pipeline import Inbound, Pipeline
 from bot.store import Store
+from bot.timing.display import meeting_time
+from bot.timing.hours import Duty
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOWS = ROOT / "flows"
@@ -41,6 +49,25 @@ class ManualClock:
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock()
+
+
+# English words that must never reach a coordinator or a veileder (the flow format's own keys,
+# such as 'ask', 'type' and 'next', are not among them)
+ENGLISH = re.compile(
+    r"\b(no|not|the|time|date|write|phone|number|did|understand|with|after|passed|there|is|"
+    r"are|meeting|has|must|give|future|already|user|add|them|first|expected|digits|only|"
+    r"allowed|which|does|exist|missing|unknown|error|errors|warning|warnings|line|file|"
+    r"found|mean|step|flow|empty|twice|used|list|mapping|key|should|cannot|while|parsing|"
+    r"checked|passed|failed|translation|stale)\b", re.IGNORECASE)
+
+
+_QUOTED = re.compile(r"'[^']*'|«[^»]*»|\{[^}]*\}|\b(text|yesno|choice|scale|number)\b")
+
+
+def english_in(text: str) -> list[str]:
+    """English words in a message, leaving out what it quotes ('key', «text», {variable})
+    and the names of the question types."""
+    return ENGLISH.findall(_QUOTED.sub("", text))
 
 
 def copy_flows(tmp_path: Path, file: str | None = None, old: str = "", new: str = "", *,
@@ -78,27 +105,66 @@ def yes_to_welcome(flows: FlowSet) -> list[str]:
     questions are now: the first option of a choice, «ja» to a yes/no, a word to a text."""
     welcome = flows.get("welcome")
     assert welcome is not None
-    typed: list[str] = []
-    st = welcome.first
-    for _ in range(len(welcome.steps)):
-        value = None
-        if st.kind is Kind.CHOICE:
-            typed.append("1")
-            value = st.options[0].value
-        elif st.kind is Kind.YESNO:
-            typed.append("ja")
-            value = "ja"
-        elif st.kind is not None:
-            typed.append(str(st.min if st.min is not None else 1) if st.kind in (
-                Kind.SCALE, Kind.NUMBER) else "hei")
+    return [typed for _, typed in answers(welcome, text="hei")]
+
+
+def said(flows: FlowSet, ref: str, **values: str) -> str:
+    """What the bot says for a text of the flows, in bokmål: `flow.step` or `system.key`,
+    filled in with these values (the rest: the defaults a user with nothing known gets).
+    Tests compare with this instead of quoting the coordinators' wording."""
+    head, _, key = ref.partition(".")
+    if head == "system":
+        return render(flows.texts[key], values)
+    flow = flows.flows[head]
+    st = flow.step(key)
+    assert st is not None and st.text is not None, ref
+    numbers = {"nr": str(st.number or ""), "antall": str(flow.questions)}
+    return render(st.text, {**numbers, **values})
+
+
+def shown(flows: FlowSet, lang: str, flow: str, step: Step) -> str:
+    """A step's text in a language as the user sees it, with its question number filled in
+    (other variables left as they are)."""
+    f = flows.flows[flow]
+    text = tr(flows, lang, f"{flow}.{step.id}", step.text or "")
+    return render(text, {"nr": str(step.number or ""), "antall": str(f.questions)}) \
+        if step.number is not None or "{antall}" in text else text
+
+
+def answers(flow: Flow, text: str = "Det var fint.", choice: str = "1") -> list[tuple[Step, str]]:
+    """A way through a flow: yes to every yes/no question, `choice` to every choice, 4 on a
+    scale, `text` where text is asked; each answer with the step it answers. Taken from the
+    flow as it is, so a question added or reworded by a coordinator changes nothing here."""
+    out: list[tuple[Step, str]] = []
+    st: Step | None = flow.first
+    seen: set[str] = set()
+    while st is not None and st.id not in seen:
+        seen.add(st.id)
+        target = st.next
+        if st.kind is not None:
+            value, given = {
+                Kind.YESNO: (YES_VALUE, "ja"), Kind.SCALE: ("4", "4"),
+                Kind.NUMBER: (str(st.min or 1), str(st.min or 1)), Kind.TEXT: (text, text),
+            }.get(st.kind, ("", choice))
+            if st.kind is Kind.CHOICE:
+                value = st.options[int(choice) - 1].value
+            out.append((st, given))
+            target = dict(st.routes).get(value, st.next)
         if st.end or st.start_flow:
             break
-        target = dict(st.routes).get(value or "") or st.next
-        nxt = welcome.step(target) if target else welcome.following(st.id)
-        if nxt is None:
-            break
-        st = nxt
-    return typed
+        st = flow.step(target) if target else flow.following(st.id)
+    return out
+
+
+def own_flows(folder: Path, files: dict[str, str], *, system: bool = True) -> Path:
+    """A flows folder of the test's own: these files (name -> YAML), plus the shipped system
+    texts (which the bot needs to run; no test asserts their wording)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if system:
+        shutil.copy(FLOWS / "system.yaml", folder / "system.yaml")
+    for name, text in files.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
 
 
 def config_from(path: Path, text: str) -> Config:
@@ -150,3 +216,52 @@ async def d(tmp_path: Path, flows: FlowSet, clock: ManualClock) -> AsyncIterator
     yield desk
     await desk.pipeline.stop()
     await store.close()
+
+
+# What the demo user's texts are filled in with (the demo meeting: Tuesday 24.11 at 10.00)
+DEMO = {"fornavn": "Sara", "veileder": "Kari Nordmann", "kontor": "NAV Gjøvik",
+        "møtested": "NAV Gjøvik", "jobbtelefon": "400 12 345"}
+DEMO_MEETING = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)  # Tuesday 10.00 in Oslo
+
+
+class Mirror:
+    """The pure engine on the same flows, fed the same messages: what the user must get.
+    Live tests compare what arrives over SMS or Telegram with it, so they check the whole
+    stack (webhook, pipeline, outbox, sender) without quoting the coordinators' wording."""
+
+    def __init__(self, flows: FlowSet, now: datetime = NOW,
+                 meeting: datetime = DEMO_MEETING, desk: EngineDesk | None = None,
+                 **ctx: str) -> None:
+        self.flows = flows
+        self.ctx = {**DEMO, "møtetid": meeting_time(meeting, "nb", now), **ctx}
+        # the demo user's veileder reads messages now (working hours), unless told otherwise
+        self.desk = desk or EngineDesk(Duty(DEMO_VEILEDER_PHONE, open_now=True, read_from=now))
+        self.state = State(consent=True)
+        self.effects: list[Effect] = []
+
+    def _run(self, event: StartFlow | UserText) -> list[Reply]:
+        r = step(self.flows, self.state, event, NOW, self.ctx, self.desk)
+        self.state = r.state
+        self.effects += r.effects
+        return list(r.replies)
+
+    def start(self, flow: str) -> list[Reply]:
+        return self._run(StartFlow(flow))
+
+    def texts(self, flow: str) -> list[str]:
+        """The texts of a flow's opening (its messages up to its first question)."""
+        return [r.text for r in self.start(flow)]
+
+    def say(self, text: str) -> list[Reply]:
+        return self._run(UserText(text))
+
+    def summary(self, meeting: str = "tirsdag 24.11 kl. 10.00") -> str:
+        """The SMS the veileder gets with the answers of a finished flow."""
+        s = next(e for e in reversed(self.effects) if isinstance(e, Summary))
+        answers = (f"{s.items[0][1]}." if len(s.items) == 1  # one answer speaks for itself
+                   else " ".join(f"{label}: {value}." for label, value in s.items))
+        return f"Veivis K1 fra Sara H. – {s.title} ({meeting}): {answers} Svar: K1 + tekst."
+
+
+def as_sms(replies: list[Reply]) -> list[str]:
+    return [plain_text(r.text, r.choices, r.numbered) for r in replies]

@@ -21,7 +21,7 @@ from bot.app.settings import Settings
 from bot.store import Store
 from bot.store.db import iso
 
-from .conftest import NOW
+from .conftest import DEMO, NOW, Mirror, as_sms  # noqa: F401  (the live tests use them)
 from .fakes import FakeTelegram, FakeTwilio
 
 TOKEN = "123456:TEST-token-for-the-fake-telegram-server"

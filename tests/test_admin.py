@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 from bot.engine.model import FlowSet
+from bot.timing.planner import OSLO
 
-from .conftest import yes_to_welcome
+from .conftest import Mirror, yes_to_welcome
 from .test_cli import veivis
+
+
+def oslo(d: int, h: int, mi: int = 0) -> datetime:
+    return datetime(2026, 11, d, h, mi, tzinfo=OSLO)
 
 
 def ok(*args: str) -> str:
@@ -22,23 +28,23 @@ def test_register_list_move_cancel(tmp_path: Path) -> None:
     ok("veileder", "add", "Ola Nordmann", "400 11 111", "--office", "NAV Østre Toten", "--db", db)
     ok("user", "add", "912 00 000", "--name", "Ali Khan", "--veileder", "40011111", "--db", db)
     out = ok("meeting", "add", "91200000", "24.11.2027", "10:00", "NAV", "Gjøvik", "--db", db)
-    assert out.strip() == "meeting 1: onsdag 24.11.2027 kl. 10.00, NAV Gjøvik"  # far: the year
+    assert out.strip() == "møte 1: onsdag 24.11.2027 kl. 10.00, NAV Gjøvik"  # far: the year
     listing = ok("meeting", "list", "--db", db)
     assert "first" in listing and "Ali Khan" in listing and "ikke svart" in listing
     ok("meeting", "move", "1", "25.11.2027", "kl", "12", "--db", db)
     assert "torsdag 25.11.2027 kl. 12.00" in ok("meeting", "list", "--db", db)
     ok("meeting", "cancel", "1", "--db", db)
-    assert ok("meeting", "list", "--db", db).strip() == "no meetings"
+    assert ok("meeting", "list", "--db", db).strip() == "ingen møter"
     assert "AVLYST" in ok("meeting", "list", "--all", "--db", db)
 
 
 def test_mistakes_get_one_plain_line(tmp_path: Path) -> None:
     db = str(tmp_path / "a.db")
     cases = [
-        (("user", "add", "12"), "'12' is not a phone number"),
-        (("meeting", "add", "91200000", "i", "morgen", "kl", "10"), "no user with phone"),
-        (("meeting", "cancel", "7"), "there is no meeting 7"),
-        (("user", "add", "91200000", "--veileder", "40000000"), "no veileder with work phone"),
+        (("user", "add", "12"), "«12» er ikke et telefonnummer"),
+        (("meeting", "add", "91200000", "i", "morgen", "kl", "10"), "ingen bruker har nummeret"),
+        (("meeting", "cancel", "7"), "møte 7 finnes ikke"),
+        (("user", "add", "91200000", "--veileder", "40000000"), "ingen veileder har jobbtelefonen"),
     ]
     for args, message in cases:
         p = veivis(*args, "--db", db)
@@ -56,16 +62,16 @@ def test_csv_import_is_all_or_nothing_with_line_numbers(tmp_path: Path) -> None:
     p = veivis("meeting", "import", str(bad), "--db", db)
     assert p.returncode == 1
     lines = p.stdout.strip().splitlines()
-    assert lines == [f"veivis: {bad}:3: no user with phone +4791200001; add them first "
-                     "(veivis user add)",
-                     f"{bad}:4: there is no date 31.11",
-                     f"{bad}:5: type must be første or oppfølging, not «kanskje»",
-                     "nothing was imported"]
-    assert ok("meeting", "list", "--db", db).strip() == "no meetings"
+    assert lines == [f"veivis: {bad}:3: ingen bruker har nummeret 912 00 001; legg brukeren "
+                     "til først (veivis user add)",
+                     f"{bad}:4: datoen 31.11 finnes ikke",
+                     f"{bad}:5: type må være første eller oppfølging, ikke «kanskje»",
+                     "ingenting ble lagt inn"]
+    assert ok("meeting", "list", "--db", db).strip() == "ingen møter"
     good = tmp_path / "good.csv"
     good.write_text("telefon,tid,sted\n912 00 000,1.12.2027 kl 10,NAV Gjøvik\n"
                     "912 00 000,8.12.2027 kl 10,\n", encoding="utf-8")
-    assert ok("meeting", "import", str(good), "--db", db).strip() == "imported 2 meetings"
+    assert ok("meeting", "import", str(good), "--db", db).strip() == "la inn 2 møter"
     kinds = [line.split()[5] for line in ok("meeting", "list", "--db", db).splitlines()]
     assert kinds == ["first", "followup"]
 
@@ -76,11 +82,13 @@ def test_chat_clock_fires_reminders_as_it_passes_them(tmp_path: Path, flows: Flo
                stdin="\n".join([*welcome, "/tid +6h", "ja", "/tid +1d", ""]))
     assert p.returncode == 0, p.stderr
     texts = [json.loads(line)["text"] for line in p.stdout.splitlines()]
-    first = flows.get("welcome")
-    assert first is not None and texts[0] == first.first.text
-    assert any(t.startswith("Hei Sara! Du skal ha ditt første møte") for t in texts)
-    assert any(t.startswith("Hei Sara! Husk møtet") for t in texts)  # 18.00 the day before
-    assert texts[-1].startswith("Hei! Du hadde nettopp ditt første møte")  # the survey
+    def shows(part: list[str]) -> bool:
+        return any(texts[i:i + len(part)] == part for i in range(len(texts)))
+    assert texts[:1] == Mirror(flows).texts("welcome")[:1]
+    assert shows(Mirror(flows).texts("first_meeting_prep"))  # once the welcome has its yes
+    assert shows(Mirror(flows, oslo(23, 18, 0)).texts("meeting_reminder"))  # 18.00 the day before
+    survey = Mirror(flows).texts("first_meeting_survey")
+    assert texts[-len(survey):] == survey  # the survey, after the meeting
 
 
 def test_chat_rejects_a_bad_clock(tmp_path: Path) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.engine.model import FlowSet
+from bot.engine.model import FlowSet, Kind
 from bot.service.pipeline import FlowRequest, Inbound, Pipeline
 from bot.store import Store
 
-from .conftest import ManualClock, said_yes
+from .conftest import ManualClock, answers, said_yes
 
 FEEDBACK = "Kurset ligger for langt unna og bussen går sjelden"
 COMMENT = "Hun var grei men kom sent"
@@ -19,15 +19,17 @@ async def test_row_order_does_not_follow_the_order_of_answers(
         tmp_path: Path, flows: FlowSet, clock: ManualClock) -> None:
     """Rows are stored and read back in random id order, not in the order users answered."""
     store = await Store.open(tmp_path / "o.db")
+    feedback = flows.flows["feedback"]
     async with Pipeline(store, flows, clock) as p:
         for n in range(40):
             phone = f"+4790000{n:03d}"
             await said_yes(store, phone, "sms")
             await p.submit(FlowRequest("sms", phone, "feedback"))
-            await p.submit(Inbound("sms", phone, "4", f"{n}a"))
-            await p.submit(Inbound("sms", phone, f"melding nummer {n:02d}", f"{n}b"))
-    rows = await store.fetchall("SELECT value FROM anonymous_answers "
-                                "WHERE question = 'melding_annet'")
+            for i, (_, t) in enumerate(answers(feedback, f"melding nummer {n:02d}")):
+                await p.submit(Inbound("sms", phone, t, f"{n}-{i}"))
+    asked = next(st.save for st, _ in answers(feedback) if st.kind is Kind.TEXT)
+    rows = await store.fetchall("SELECT value FROM anonymous_answers WHERE question = ?",
+                                (asked,))
     order = [int(v.split()[-1]) for (v,) in rows]
     assert sorted(order) == list(range(40))
     assert order != list(range(40))  # 1 chance in 40! that random ids keep the order

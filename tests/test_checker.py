@@ -12,11 +12,12 @@ import pytest
 
 from bot.engine import load
 
-from .conftest import FLOWS, ROOT
+from .conftest import FLOWS, ROOT, english_in
 
 BROKEN = Path(__file__).parent / "broken_flows"
-EXPECT = re.compile(r"#\s*expect:\s*(\d+):\s*(error|warning):\s*(.+)$", re.MULTILINE)
-LINE_FORMAT = re.compile(r"^[^:\n]+:\d+: (error|warning): \S.*$")
+EXPECT = re.compile(r"#\s*expect:\s*(\d+):\s*(feil|advarsel):\s*(.+)$", re.MULTILINE)
+SEVERITY = {"feil": "error", "advarsel": "warning"}
+LINE_FORMAT = re.compile(r"^[^:\n]+:\d+: (feil|advarsel): \S.*$")
 
 
 def fixtures() -> list[Path]:
@@ -29,7 +30,7 @@ def expectations(path: Path) -> list[tuple[int, str, str]]:
     for line in path.read_text(encoding="utf-8").splitlines():
         m = EXPECT.search(line)
         if m:
-            out.append((int(m.group(1)), m.group(2), m.group(3).strip()))
+            out.append((int(m.group(1)), SEVERITY[m.group(2)], m.group(3).strip()))
     return out
 
 
@@ -70,7 +71,8 @@ def test_cli_prints_one_line_per_problem_and_exits_1() -> None:
     assert len(lines) >= len(fixtures())
     for line in lines:
         assert LINE_FORMAT.match(line), line
-    assert "errors" in proc.stderr
+    assert re.search(r"^\d+ flyte?r? sjekket: [1-9]\d* feil, \d+ advars", proc.stderr,
+                     re.MULTILINE), proc.stderr
 
 
 def test_cli_exit_0_on_the_shipped_flows() -> None:
@@ -85,11 +87,14 @@ def test_shipped_flows_have_no_errors_and_no_warnings() -> None:
     assert [str(d) for d in report.diagnostics] == []
 
 
-@pytest.mark.parametrize("content", [
+GARBAGE = [
     b"\xff\xfe\x00garbage", b"id: x\x00\n", b"{{{{", b"- - - -\n  - [", b"&a [*a, *a]",
     b"id: !!python/object:os.system x\ntitle: t\nsteps: []\n", b"a" * 100_000, b"\t\t",
     b"steps:\n" + b"  - " * 5000 + b"x",
-])
+]
+
+
+@pytest.mark.parametrize("content", GARBAGE)
 def test_garbage_files_give_diagnostics_not_tracebacks(tmp_path: Path, content: bytes) -> None:
     f = tmp_path / "bad.yaml"
     f.write_bytes(content)
@@ -99,6 +104,19 @@ def test_garbage_files_give_diagnostics_not_tracebacks(tmp_path: Path, content: 
         assert LINE_FORMAT.match(str(d)), str(d)
 
 
+def test_every_message_a_coordinator_reads_is_norwegian(tmp_path: Path) -> None:
+    """Every kind of mistake (the fixtures, garbage bytes, a wrong translation) is explained
+    in Norwegian: no English from the checker or from the YAML library underneath."""
+    for i, content in enumerate(GARBAGE):
+        (tmp_path / f"g{i}.yaml").write_bytes(content)
+    paths = [BROKEN, *(d for d in sorted(BROKEN.iterdir()) if d.is_dir()), tmp_path]
+    report = load(paths)
+    assert len(report.diagnostics) > 40
+    for d in report.diagnostics:
+        assert not english_in(d.message), str(d)
+        assert str(d).split(": ")[1] in ("feil", "advarsel"), str(d)
+
+
 def test_missing_path_is_reported(tmp_path: Path) -> None:
     report = load([tmp_path / "nope.yaml"])
-    assert [d.message for d in report.errors] == ["no such file or folder"]
+    assert [d.message for d in report.errors] == ["filen eller mappen finnes ikke"]

@@ -46,13 +46,13 @@ def test_mistakes_are_reported_at_their_line(tmp_path: Path) -> None:
     msgs = [e.split(": ", 1)[1] for e in errors]
     lines = [int(e.split(":")[1]) for e in errors]
     assert list(zip(lines, msgs, strict=True)) == [
-        (3, "error: '12' is not a phone number (a Norwegian number has 8 digits)"),
-        (4, "error: office 'A' is listed twice (first at line 2)"),
-        (8, "error: veileder B: office 'C' is not under kontorer:"),
-        (10, "error: work phone 400 11 111 is used twice (first at line 6)"),
-        (13, "error: 'timer_før' must be a number of hours (0 to 48)"),
-        (14, "error: 'stille_fra' must be a time like \"18.00\""),
-        (15, "error: unknown key 'kveld' in påminnelser (did you mean 'kvelden_før'?)"),
+        (3, "feil: «12» er ikke et telefonnummer (et norsk nummer har 8 sifre)"),
+        (4, "feil: kontoret 'A' står to ganger (første gang på linje 2)"),
+        (8, "feil: veileder B: kontoret 'C' står ikke under kontorer:"),
+        (10, "feil: jobbtelefonen 400 11 111 står to ganger (første gang på linje 6)"),
+        (13, "feil: 'timer_før' må være et antall timer (0 til 48)"),
+        (14, "feil: 'stille_fra' må være et klokkeslett som \"18.00\""),
+        (15, "feil: ukjent nøkkel 'kveld' i påminnelser (mente du 'kvelden_før'?)"),
     ]
 
 
@@ -92,5 +92,5 @@ def test_closed_days_and_working_hours(tmp_path: Path) -> None:
                  encoding="utf-8")
     conf, errors = load_config(p)
     assert conf is None
-    assert errors == [f"{p}:3: error: 'stengt' must be a date like 24.12.2026",
-                      f"{p}:8: error: veileder Kari: 'arbeidstid' must be like \"08.00-15.30\""]
+    assert errors == [f"{p}:3: feil: 'stengt' må være en dato som 24.12.2026",
+                      f"{p}:8: feil: veileder Kari: 'arbeidstid' må skrives som \"08.00-15.30\""]

@@ -14,7 +14,7 @@ from bot.engine.runtime import Crisis
 from bot.service.pipeline import FlowRequest, Inbound, Pipeline
 from bot.store import Store
 
-from .conftest import NOW, ManualClock, copy_flows, said_yes
+from .conftest import NOW, ManualClock, answers, copy_flows, said, said_yes
 
 CRISIS = ["jeg vil ikke leve mer", "Jeg vil ikke leve mer.", "JEG VIL DØ", "vil bare dø 😢",
           "tenker på å ta livet mitt", "har lyst å ta livet av meg", "selvmord",
@@ -60,7 +60,8 @@ def test_inside_the_survey_the_flow_goes_on_and_the_text_stays_anonymous(flows: 
     assert r.state == at
     assert not any(getattr(e, "value", None) for e in r.effects)  # no answer stored
     r = step(flows, r.state, UserText("ja"), NOW, {})
-    assert r.replies[0].text.startswith("2 av 8.")  # the survey continues
+    second = answers(flows.flows["first_meeting_survey"])[2][0]
+    assert r.replies[0].text == said(flows, f"first_meeting_survey.{second.id}")  # it goes on
 
 
 async def test_pipeline_logs_the_signal_without_the_text(tmp_path: Path, flows: FlowSet,
@@ -86,8 +87,9 @@ async def test_pipeline_logs_the_signal_without_the_text(tmp_path: Path, flows: 
 def test_the_checker_demands_the_numbers(tmp_path: Path) -> None:
     flows = copy_flows(tmp_path, "crisis.yaml", "22 40 00 40", "22 40 00 41")
     report = load([flows])
-    assert any(d.message == "the crisis flow must give the number 22 40 00 40"
+    assert any(d.message == "kriseflyten må gi nummeret 22 40 00 40"
                for d in report.errors)
     (flows / "crisis.yaml").unlink()
     report = load([flows])
-    assert any("there is no 'crisis' flow" in d.message for d in report.errors)
+    assert any("flyten 'crisis' med krisenumrene finnes ikke" in d.message
+               for d in report.errors)

@@ -35,7 +35,7 @@ from bot.engine.runtime import Desk as EngineDesk
 from bot.service.pipeline import FlowRequest
 from bot.timing.hours import Duty
 
-from .conftest import FLOWS, MESSAGES, NOW, ROOT, Desk, ManualClock, copy_flows
+from .conftest import FLOWS, MESSAGES, NOW, ROOT, Desk, ManualClock, copy_flows, shown
 
 CORPUS = ROOT / "bench" / "crisis_corpus"
 KARI = DEMO_VEILEDER_PHONE
@@ -143,7 +143,7 @@ def test_inside_an_anonymous_flow_nav_is_told_only_after_a_yes(fs: FlowSet, lang
     survey = fs.flows["first_meeting_survey"]
     question = survey.step(at.step or "")
     assert question is not None
-    assert r.replies[-1].text == tr(fs, lang, f"{survey.id}.{question.id}", question.text or "")
+    assert r.replies[-1].text == shown(fs, lang, survey.id, question)
 
 
 # -- possible signals: the check-in ----------------------------------------------------------

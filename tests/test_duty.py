@@ -20,7 +20,7 @@ from bot.store import Store
 from bot.timing.hours import easter, holidays, next_open
 from bot.timing.planner import OSLO
 
-from .conftest import OLA, ROOT, Desk, ManualClock, config_from
+from .conftest import DEMO, OLA, ROOT, Desk, ManualClock, Mirror, answers, config_from, said
 from .test_crisis import CRISIS
 
 U, KARI = DEMO_USER_PHONE, DEMO_VEILEDER_PHONE
@@ -78,13 +78,24 @@ def test_when_someone_reads_messages(now: datetime, closed: set[date],
 # -- honest auto-replies -------------------------------------------------------------------
 
 
+def told(d: Desk, key: str, **values: str) -> list[str]:
+    """The system text a young person gets, as the coordinators worded it, filled in."""
+    return [said(d.pipeline.flows, f"system.{key}", **DEMO, **values)]
+
+
+def flow_text(d: Desk, text: str) -> list[str]:
+    """What the flow itself says after the young person's message (in working hours)."""
+    m = Mirror(d.pipeline.flows)
+    m.start("message_veileder")
+    return [r.text for r in m.say(text)]
+
+
 async def test_after_hours_the_user_is_told_when_and_the_sms_waits(d: Desk,
                                                                     clock: ManualClock) -> None:
     clock.now = oslo(2026, 11, 23, 20).astimezone(UTC)
     await d.user("veileder")
-    assert await d.user("Kan vi flytte møtet?") == [
-        "Sendt til Kari Nordmann. Veilederen er ikke på jobb nå. Du får svar tidligst i morgen, "
-        "tirsdag 24. november kl. 08.00."]
+    assert await d.user("Kan vi flytte møtet?") == told(
+        d, "forward_closed", svartid="i morgen, tirsdag 24. november kl. 08.00")
     assert (await d.to(KARI))[-1].startswith("Veivis K1 fra Sara H.: Kan vi flytte møtet?")
     assert (await due_of(d.store, KARI))[-1] == oslo(2026, 11, 24, 8)  # not in the evening
 
@@ -93,15 +104,15 @@ async def test_own_working_hours_are_used(d: Desk, clock: ManualClock) -> None:
     await set_kari(d.store, working_hours="09.00-14.00")
     clock.now = oslo(2026, 11, 23, 14, 30).astimezone(UTC)
     await d.user("veileder")
-    assert (await d.user("hei"))[0].endswith("tidligst i morgen, tirsdag 24. november kl. 09.00.")
+    assert await d.user("hei") == told(d, "forward_closed",
+                                       svartid="i morgen, tirsdag 24. november kl. 09.00")
 
 
 async def test_on_a_public_holiday_the_answer_comes_after_it(d: Desk, clock: ManualClock) -> None:
     clock.now = oslo(2026, 12, 25, 11).astimezone(UTC)  # første juledag, a Friday
     await d.user("veileder")
-    assert await d.user("God jul! Når er neste møte?") == [
-        "Sendt til Kari Nordmann. Veilederen er ikke på jobb nå. Du får svar tidligst mandag "
-        "28. desember kl. 08.00."]
+    assert await d.user("God jul! Når er neste møte?") == told(
+        d, "forward_closed", svartid="mandag 28. desember kl. 08.00")
     assert (await due_of(d.store, KARI))[-1] == oslo(2026, 12, 28, 8)
 
 
@@ -109,13 +120,13 @@ async def test_an_extra_closed_day_from_the_configuration(d: Desk, clock: Manual
     d.pipeline.rules = replace(d.pipeline.rules, closed_days=frozenset({date(2026, 12, 24)}))
     clock.now = oslo(2026, 12, 24, 10).astimezone(UTC)  # julaften, a Thursday
     await d.user("veileder")
-    assert (await d.user("hei"))[0].endswith("tidligst mandag 28. desember kl. 08.00.")
+    assert await d.user("hei") == told(d, "forward_closed",
+                                       svartid="mandag 28. desember kl. 08.00")
 
 
 async def test_in_working_hours_the_flow_text_stands(d: Desk) -> None:
     await d.user("veileder")
-    assert await d.user("hei") == [
-        "Sendt til Kari Nordmann. Svaret kommer her. Haster det, kan du ringe 400 12 345."]
+    assert await d.user("hei") == flow_text(d, "hei")
     assert (await due_of(d.store, KARI))[-1] == oslo(2026, 11, 23, 12)
 
 
@@ -126,9 +137,8 @@ async def test_while_away_messages_go_to_the_backup_and_answers_come_back(
         d: Desk, clock: ManualClock) -> None:
     await set_kari(d.store, away_until="2026-11-27", backup_phone=OLA)
     await d.user("veileder")
-    assert await d.user("Jeg er syk i morgen") == [
-        "Kari Nordmann er borte til og med fredag 27. november. Meldingen gikk til en annen "
-        "veileder på NAV Gjøvik. Svaret kommer her."]
+    assert await d.user("Jeg er syk i morgen") == told(d, "forward_away",
+                                                       borte_til="fredag 27. november")
     assert await d.to(OLA) == [
         "Veivis K1 fra Sara H. (for Kari Nordmann, som er borte): Jeg er syk i morgen — "
         "Svar: K1 + tekst. K1 LUKK avslutter."]
@@ -139,7 +149,7 @@ async def test_while_away_messages_go_to_the_backup_and_answers_come_back(
     # Kari is back on Monday: messages go to her again, with the flow's own text
     clock.now = oslo(2026, 11, 30, 10).astimezone(UTC)
     await d.user("veileder")
-    assert (await d.user("Jeg er frisk igjen"))[0].startswith("Sendt til Kari Nordmann. Svaret")
+    assert await d.user("Jeg er frisk igjen") == flow_text(d, "Jeg er frisk igjen")
     assert (await d.to(KARI))[-1].startswith("Veivis K1 fra Sara H.: Jeg er frisk igjen")
 
 
@@ -148,19 +158,16 @@ async def test_away_after_hours_goes_to_the_backup_in_the_morning(d: Desk,
     await set_kari(d.store, away_until="2026-11-27", backup_phone=OLA)
     clock.now = oslo(2026, 11, 23, 22).astimezone(UTC)
     await d.user("veileder")
-    assert await d.user("hei") == [
-        "Kari Nordmann er borte til og med fredag 27. november. Meldingen gikk til en annen "
-        "veileder på NAV Gjøvik. Du får svar tidligst i morgen, tirsdag 24. november kl. 08.00."]
+    assert await d.user("hei") == told(d, "forward_away_closed", borte_til="fredag 27. november",
+                                       svartid="i morgen, tirsdag 24. november kl. 08.00")
     assert await due_of(d.store, OLA) == [oslo(2026, 11, 24, 8)]
 
 
 async def test_away_without_a_backup_the_message_waits_for_the_return(d: Desk) -> None:
     await set_kari(d.store, away_until="2026-11-27")
     await d.user("veileder")
-    assert await d.user("hei") == [
-        "Kari Nordmann er borte til og med fredag 27. november. Meldingen venter til veilederen "
-        "er tilbake, så du får svar tidligst mandag 30. november kl. 08.00. Haster det, ring "
-        "NAV på 55 55 33 33."]
+    assert await d.user("hei") == told(d, "forward_away_waits", borte_til="fredag 27. november",
+                                       svartid="mandag 30. november kl. 08.00")
     assert await due_of(d.store, KARI) == [oslo(2026, 11, 30, 8)]
 
 
@@ -171,8 +178,7 @@ async def test_the_offices_backup_phone_from_the_file_can_answer(d: Desk, tmp_pa
                        "    kontor: NAV Gjøvik\n    borte_til: 27.11.2026\n")
     await apply_config(d.store, conf)
     await d.user("veileder")
-    assert (await d.user("hei"))[0].endswith("Meldingen gikk til en annen veileder på NAV "
-                                             "Gjøvik. Svaret kommer her.")
+    assert await d.user("hei") == told(d, "forward_away", borte_til="fredag 27. november")
     assert (await d.to(RESERVE))[0].startswith("Veivis K1 fra Sara H. (for Kari Nordmann")
     assert await d.veileder(RESERVE, "K1 Hei Sara!") == ["Sendt til Sara H. (K1)."]
     assert (await d.to(U))[-1] == "Veileder: Hei Sara!"
@@ -194,8 +200,8 @@ async def test_veileder_away_command_writes_the_file_and_the_database(tmp_path: 
     db = str(tmp_path / "v.db")
     r = veivis("veileder", "away", "kari", "--until", "4.12.2026", "--db", db, config=path)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.strip() == (f"Kari Nordmann is away through 04.12.2026: messages go to the "
-                                f"backup 61 00 00 00; written to {path}")
+    assert r.stdout.strip() == (f"Kari Nordmann er borte til og med 04.12.2026: meldinger går "
+                                f"til 61 00 00 00 så lenge; skrevet i {path}")
     text = path.read_text(encoding="utf-8")
     assert "  # Kari har jobbtelefon\n" in text and "borte_til: 04.12.2026" in text
     conf, _ = load_config(path)
@@ -205,23 +211,17 @@ async def test_veileder_away_command_writes_the_file_and_the_database(tmp_path: 
                                 (KARI,)) == [("2026-12-04",)]
     await store.close()
     r = veivis("veileder", "away", "400 12 345", "--back", "--db", db, config=path)
-    assert r.returncode == 0 and "Kari Nordmann is back" in r.stdout
+    assert r.returncode == 0 and "Kari Nordmann er tilbake" in r.stdout
     assert "borte_til" not in path.read_text(encoding="utf-8")
     r = veivis("veileder", "away", "Per", "--until", "4.12", "--db", db, config=path)
     assert r.returncode == 1
-    assert r.stdout.strip() == "veivis: no veileder called Per (veivis veileder list)"
+    assert r.stdout.strip() == "veivis: ingen veileder heter Per (se veivis veileder list)"
     r = veivis("veileder", "away", "Kari", "--until", "neste år", "--db", db, config=path)
-    assert r.returncode == 1 and "is not a date" in r.stdout and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "er ikke en dato" in r.stdout and "Traceback" not in r.stderr
 
 
 # -- crisis --------------------------------------------------------------------------------
 
-TOLD = ("Jeg har sagt fra til en veileder hos NAV. Veilederen ringer deg så snart som mulig. "
-        "Trenger du hjelp nå, ring et av numrene over.")
-NOBODY = ("Ingen hos NAV leser denne meldingen nå. Ring et av numrene over. Du kan skrive til "
-          "meg igjen når du vil.")
-ASK = ("Vil du at jeg sier fra til en veileder hos NAV, så du blir ringt? Det du skrev her, "
-       "blir ikke sendt. Svar ja eller nei.")
 NOTICE = ("HASTER fra Veivis K1: Sara Hansen, tlf. 912 34 567, skrev noe som kan bety krise. "
           "Ring så fort du kan. Sara har fått krisenumrene. Svar: K1 + tekst.")
 
@@ -234,37 +234,51 @@ def numbers_in(replies: list[str]) -> bool:
 @pytest.mark.parametrize("text", CRISIS)
 async def test_each_crisis_phrase_alerts_the_veileder_on_duty(d: Desk, text: str) -> None:
     got = await d.user(text)
-    assert numbers_in(got) and got[-1] == TOLD
+    assert numbers_in(got) and got[-1:] == told(d, "crisis_told")
     assert await d.to(KARI) == [NOTICE]  # name and phone so she can call; not the text
 
 
 @pytest.mark.parametrize("text", CRISIS)
 async def test_each_crisis_phrase_inside_a_running_survey(d: Desk, text: str) -> None:
+    first, second = survey_questions(d)
     await d.pipeline.submit(FlowRequest("console", U, "first_meeting_survey"))
     await d.user("ja")
     got = await d.user(text)
-    assert numbers_in(got) and got[-1] == ASK
+    assert numbers_in(got) and got[-1:] == told(d, "crisis_ask")
     assert await d.to(KARI) == []  # nothing before the young person says yes
     got = await d.user("ja")
-    assert got[0] == TOLD and got[1].startswith("1 av 8.")  # and the survey goes on
+    assert got == [*told(d, "crisis_told"), first]  # and the survey goes on
     assert await d.to(KARI) == [NOTICE]
-    assert (await d.user("ja"))[0].startswith("2 av 8.")
+    assert (await d.user("ja"))[0] == second
     anon = await d.store.fetchall("SELECT value FROM anonymous_answers")
     assert text not in str(anon) and "Sara" not in str(anon)
 
 
+def survey_questions(d: Desk) -> tuple[str, str]:
+    """The survey's first two questions after the intro, as the user sees them."""
+    flows = d.pipeline.flows
+    (_, _), (q1, _), (q2, _), *_ = answers(flows.flows["first_meeting_survey"])
+    return (said(flows, f"first_meeting_survey.{q1.id}"),
+            said(flows, f"first_meeting_survey.{q2.id}"))
+
+
 async def test_inside_the_survey_a_no_tells_nobody(d: Desk) -> None:
+    first, second = survey_questions(d)
     await d.pipeline.submit(FlowRequest("console", U, "first_meeting_survey"))
     await d.user("ja")
     await d.user("jeg vil dø")
     got = await d.user("nei")
-    assert got[0] == "Ok, jeg sier ikke fra. Du kan ringe numrene over hele døgnet."
-    assert got[1].startswith("1 av 8.")
+    assert got == [*told(d, "crisis_not_told"), first]
     assert await d.to(KARI) == []
     # a message that is no yes or no is taken as a no, and read as the survey answer
+    m = Mirror(d.pipeline.flows)
+    m.start("first_meeting_survey")
+    m.say("ja")
+    reask = [r.text for r in m.say("jeg vil ikke leve mer")]  # no crisis in the mirror
     await d.user("jeg vil ikke leve mer")
-    assert await d.user("hmm") == ["Jeg skjønte ikke helt. Svar ja eller nei."]
-    assert (await d.user("ja"))[0].startswith("2 av 8.")
+    assert await d.user("hmm") == [r.text for r in m.say("hmm")]
+    assert reask  # the mirror re-asked too
+    assert (await d.user("ja"))[0] == second
     assert await d.to(KARI) == []
 
 
@@ -272,19 +286,19 @@ async def test_outside_hours_the_user_is_told_no_one_reads_it(d: Desk,
                                                                clock: ManualClock) -> None:
     clock.now = oslo(2026, 11, 23, 23).astimezone(UTC)
     got = await d.user("jeg vil ikke leve mer")
-    assert numbers_in(got) and got[-1] == NOBODY
+    assert numbers_in(got) and got[-1:] == told(d, "crisis_nobody")
     assert await d.to(KARI) == []
     # inside the survey, nobody to tell: no question about telling
     await d.pipeline.submit(FlowRequest("console", U, "first_meeting_survey"))
     await d.user("ja")
-    assert (await d.user("selvmord"))[-1] == NOBODY
+    assert (await d.user("selvmord"))[-1:] == told(d, "crisis_nobody")
 
 
 async def test_one_notice_per_half_hour_and_the_backup_gets_it_while_away(
         d: Desk, clock: ManualClock) -> None:
     await set_kari(d.store, away_until="2026-11-27", backup_phone=OLA)
-    assert (await d.user("jeg vil dø"))[-1] == TOLD
-    assert (await d.user("jeg vil ikke leve mer"))[-1] == TOLD
+    assert (await d.user("jeg vil dø"))[-1:] == told(d, "crisis_told")
+    assert (await d.user("jeg vil ikke leve mer"))[-1:] == told(d, "crisis_told")
     assert await d.to(OLA) == [
         "HASTER fra Veivis K1: Sara Hansen, tlf. 912 34 567 (for Kari Nordmann, som er borte), "
         "skrev noe som kan bety krise. Ring så fort du kan. Sara har fått krisenumrene. "

@@ -22,9 +22,20 @@ from bot.engine import (
 from bot.engine.model import FlowSet
 from bot.engine.templates import render
 
-from .conftest import FLOWS, NOW
+from .conftest import FLOWS, NOW, own_flows, said
+from .ownflows import ALL
 
 CTX = {"fornavn": "Sara", "veileder": "Kari Nordmann", "kontor": "NAV Gjøvik"}
+
+# The engine's own flows (tests/ownflows.py); the shipped system texts, compared through
+# `said`, never quoted.
+
+
+@pytest.fixture(scope="module")
+def flows(tmp_path_factory: pytest.TempPathFactory) -> FlowSet:
+    report = load([own_flows(tmp_path_factory.mktemp("engine") / "flows", ALL)])
+    assert not report.errors and report.flowset is not None, report.errors
+    return report.flowset
 
 
 def say(flows: FlowSet, state: State, *texts: str) -> tuple[State, list[str]]:
@@ -37,9 +48,9 @@ def say(flows: FlowSet, state: State, *texts: str) -> tuple[State, list[str]]:
 
 
 def in_survey(flows: FlowSet) -> State:
-    r = step(flows, State(consent=True), StartFlow("first_meeting_survey"), NOW, CTX)
+    r = step(flows, State(consent=True), StartFlow("survey"), NOW, CTX)
     state, _ = say(flows, r.state, "ja")
-    assert state.step == "viktigst"
+    assert state.step == "a"
     return state
 
 
@@ -47,16 +58,15 @@ def in_survey(flows: FlowSet) -> State:
 def test_help_works_in_any_state_and_keeps_the_flow(flows: FlowSet, word: str) -> None:
     state = in_survey(flows)
     r = step(flows, state, UserText(word), NOW, CTX)
-    assert "Jeg er Veivis" in r.replies[0].text
-    assert "NAV Gjøvik" in r.replies[0].text
-    assert r.state.flow == "first_meeting_survey" and r.state.step == "viktigst"
+    assert r.replies[0].text == said(flows, "system.help", kontor="NAV Gjøvik")
+    assert r.state.flow == "survey" and r.state.step == "a"
 
 
 def test_stop_then_nothing_until_start(flows: FlowSet) -> None:
     state = in_survey(flows)
     r = step(flows, state, UserText("STOPP"), NOW, CTX)
     assert SetStopped(True) in r.effects
-    assert "ingen flere meldinger" in r.replies[0].text
+    assert [x.text for x in r.replies] == [said(flows, "system.stopped")]
     assert r.state.stopped and r.state.flow is None
     state, out = say(flows, r.state, "hallo", "ja", "2")
     assert out == []
@@ -64,7 +74,7 @@ def test_stop_then_nothing_until_start(flows: FlowSet) -> None:
     assert step(flows, state, StartFlow("menu"), NOW, CTX).replies == ()
     r = step(flows, state, UserText("start"), NOW, CTX)
     assert SetStopped(False) in r.effects and not r.state.stopped
-    assert "Velkommen tilbake" in r.replies[0].text
+    assert [x.text for x in r.replies] == [said(flows, "system.started")]
 
 
 def test_stop_twice_answers_once(flows: FlowSet) -> None:
@@ -75,69 +85,71 @@ def test_stop_twice_answers_once(flows: FlowSet) -> None:
 def test_erase_needs_a_yes(flows: FlowSet) -> None:
     state = in_survey(flows)
     r = step(flows, state, UserText("slett"), NOW, CTX)
-    assert "sletter alt" in r.replies[0].text and r.replies[0].choices == ("Ja", "Nei")
+    assert r.replies[0].text == said(flows, "system.erase_confirm")
+    assert r.replies[0].choices == (said(flows, "system.yes"), said(flows, "system.no"))
     no = step(flows, r.state, UserText("nei"), NOW, CTX)
-    assert EraseUser() not in no.effects and "ikke slettet" in no.replies[0].text
-    assert no.state.step == "viktigst"  # back where they were
+    assert EraseUser() not in no.effects
+    assert [x.text for x in no.replies] == [said(flows, "system.erase_kept")]
+    assert no.state.step == "a"  # back where they were
     unclear = step(flows, r.state, UserText("hæ?"), NOW, CTX)
     assert EraseUser() not in unclear.effects  # unclear is never a yes to deleting
     yes = step(flows, r.state, UserText("ja"), NOW, CTX)
-    assert EraseUser() in yes.effects and "slettet" in yes.replies[0].text
+    assert EraseUser() in yes.effects
+    assert [x.text for x in yes.replies] == [said(flows, "system.erased")]
     assert yes.state.flow is None and yes.state.answers == {}
 
 
 def test_menu_word_leaves_the_flow(flows: FlowSet) -> None:
     state = in_survey(flows)
     r = step(flows, state, UserText("meny"), NOW, CTX)
-    assert FlowEnded("first_meeting_survey", False) in r.effects
-    assert r.state.flow == "menu" and r.replies[0].choices[0] == "Se møtene mine"
+    assert FlowEnded("survey", False) in r.effects
+    assert r.state.flow == "menu" and r.replies[0].choices == ("Møtet mitt", "Noe annet")
     assert r.replies[0].numbered
 
 
 def test_unclear_answer_reasks_then_offers_help(flows: FlowSet) -> None:
     state = in_survey(flows)
     state, out = say(flows, state, "kanskje")
-    assert out == ["Jeg skjønte ikke helt. Svar ja eller nei."]
+    assert out == [said(flows, "system.reask_yesno")]
     state, out = say(flows, state, "hmm")
-    assert "HJELP" in out[0]
-    assert state.step == "viktigst"
+    assert out == [said(flows, "system.stuck")]
+    assert state.step == "a"
     state, out = say(flows, state, "ja")
-    assert state.step == "plan" and state.tries == 0
+    assert state.step == "b" and state.tries == 0
 
 
 def test_optional_question_can_be_skipped(flows: FlowSet) -> None:
-    state = in_survey(flows)
-    state, _ = say(flows, state, "ja", "ja", "ja", "ja", "ja", "ja", "5")
-    assert state.step == "kommentar"
+    state, _ = say(flows, in_survey(flows), "ja", "4")
+    assert state.step == "c"
     r = step(flows, state, UserText("hopp"), NOW, CTX)
-    assert r.replies[0].text == "Ok, vi hopper over det."
-    assert not any(isinstance(e, AnonymousAnswer) and e.key == "kommentar" for e in r.effects)
-    assert FlowEnded("first_meeting_survey", True) in r.effects
+    assert [x.text for x in r.replies] == [said(flows, "system.skipped"), "Takk."]
+    assert not any(isinstance(e, AnonymousAnswer) and e.key == "mer" for e in r.effects)
+    assert FlowEnded("survey", True) in r.effects
 
 
 def test_survey_answers_are_anonymous_effects_and_not_kept_in_state(flows: FlowSet) -> None:
     state = in_survey(flows)
     r = step(flows, state, UserText("ja"), NOW, CTX)
-    assert r.effects == (AnonymousAnswer("first_meeting_survey", "viktigst", "ja"),)
+    assert r.effects == (AnonymousAnswer("survey", "bra", "ja"),)
     assert r.sensitive and r.state.answers == {}
-    state, _ = say(flows, r.state, "ja", "nei", "ja", "ja", "ja", "4")
+    state, _ = say(flows, r.state, "4")
     r = step(flows, state, UserText("Møtet var fint"), NOW, CTX)
-    assert AnonymousAnswer("first_meeting_survey", "kommentar", "Møtet var fint") in r.effects
+    assert AnonymousAnswer("survey", "mer", "Møtet var fint") in r.effects
     assert r.sensitive
     assert "Møtet var fint" not in str(r.state.to_json())
 
 
 def test_declining_the_survey_ends_it_politely(flows: FlowSet) -> None:
-    r = step(flows, State(consent=True), StartFlow("first_meeting_survey"), NOW, CTX)
+    r = step(flows, State(consent=True), StartFlow("survey"), NOW, CTX)
     state, out = say(flows, r.state, "nei takk")
-    assert out == ["Helt greit. Takk for nå!"] and state.flow is None
+    assert out == ["Helt greit."] and state.flow is None
 
 
 def test_first_contact_welcomes_then_messages_open_the_menu(flows: FlowSet) -> None:
     r = step(flows, State(), UserText(""), NOW, CTX)
     assert r.replies == ()
     r = step(flows, State(), UserText("hei"), NOW, CTX)
-    assert r.state.flow == "welcome" and r.replies[0].text.startswith("Hei! Jeg er Veivis")
+    assert r.state.flow == "welcome" and r.replies[0].text == "Velkommen hit."
     r = step(flows, State(consent=True), UserText("hei"), NOW, CTX)
     assert r.state.flow == "menu"
 
@@ -147,11 +159,10 @@ def test_welcome_sets_language_and_consent(flows: FlowSet) -> None:
     state, _ = say(flows, State(), "hei")
     r = step(flows, state, UserText("nynorsk"), NOW, CTX)
     assert SetLanguage("nn") in r.effects and r.state.lang == "nn"
-    state, _ = say(flows, r.state)
-    r = step(flows, state, UserText("nei"), NOW, CTX)
+    r = step(flows, r.state, UserText("nei"), NOW, CTX)
     assert SetConsent(False) in r.effects and SetStopped(True) in r.effects
     assert r.state.stopped and r.state.consent is False
-    assert "START" in r.replies[-1].text  # told how to come back, in nynorsk
+    assert r.replies[-1].text == "Greit. Skriv START hvis du vil."  # told how to come back
     # START again: the next message asks again
     state, _ = say(flows, r.state, "start")
     r = step(flows, state, UserText("hei"), NOW, CTX)

@@ -21,10 +21,11 @@ from bot.app.demo import DEMO_USER_PHONE, seed_demo
 from bot.app.settings import SettingsError, load_settings
 from bot.channels.sms import TwilioTransport
 from bot.delivery.sender import RateLimiter, Sender
+from bot.engine import load
 from bot.store import Store
 from bot.store import outbox as O
 
-from .conftest import NOW, ROOT, ManualClock
+from .conftest import NOW, ROOT, ManualClock, said
 from .fakes import FakeTelegram, FakeTwilio
 from .livekit import (
     AUTH,
@@ -288,7 +289,9 @@ async def test_run_takes_sms_and_stops_cleanly_on_sigterm_losing_nothing(
         _, err = await asyncio.wait_for(proc.communicate(), 30)
         assert proc.returncode == 0, err.decode()
         assert len(fake.texts_to(U)) == 1  # the HJELP reply, exactly once
-        assert fake.texts_to(U)[0].startswith("Jeg er Veivis")
+        fs = load([ROOT / "flows"]).flowset
+        assert fs is not None
+        assert fake.texts_to(U) == [said(fs, "system.help")]
         assert "91234567" not in err.decode() and "HJELP" not in err.decode()
 
 
@@ -311,13 +314,13 @@ async def test_invite_prints_a_single_use_link(tmp_path: Path) -> None:
         assert p.returncode == 0, err.decode()
         link = out.decode().strip()
         assert link.startswith("https://t.me/veivis_test_bot?start=")
-        assert "It works once, for 7 days." in err.decode()
+        assert "Den virker én gang, i 7 dager." in err.decode()
         p = await asyncio.create_subprocess_exec(
             *VEIVIS, "invite", "48 00 00 00", env=env, cwd=str(ROOT),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await asyncio.wait_for(p.communicate(), 60)
         assert p.returncode == 1
-        assert err.decode().startswith("veivis invite: no user with phone 480 00 000")
+        assert err.decode().startswith("veivis invite: ingen bruker har nummeret 480 00 000")
 
 
 async def test_outbox_list_shows_failures_without_texts_or_numbers(tmp_path: Path) -> None:

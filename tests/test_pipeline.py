@@ -11,13 +11,13 @@ import pytest
 
 from bot.app.demo import DEMO_USER_PHONE, seed_demo
 from bot.engine import State, UserText, step
-from bot.engine.model import FlowSet
-from bot.engine.runtime import Forward, system_text
+from bot.engine.model import FlowSet, Kind
+from bot.engine.runtime import SAVE_HEAR_BACK, Forward, system_text
 from bot.service.pipeline import FlowRequest, Inbound, Pipeline
 from bot.store import Store
 from bot.store.migrations import MIGRATIONS
 
-from .conftest import NOW, ManualClock, said_yes
+from .conftest import NOW, ManualClock, answers, said, said_yes
 
 U = DEMO_USER_PHONE
 
@@ -47,8 +47,10 @@ async def test_conversation_survives_a_restart(tmp_path: Path, flows: FlowSet,
     store = await open_seeded(db)
     assert not store.created
     async with Pipeline(store, flows, clock) as p:
-        h = await p.submit(Inbound("console", U, "nei", "m3"))
-    assert texts(h) == ["3 av 8. Fikk du vite hva du har rett til, og hva du må gjøre?"]
+        h = await p.submit(Inbound("console", U, "ja", "m3"))
+    # intro, question 1 and (after the restart) question 2 answered: question 3 comes
+    fourth = answers(flows.flows["first_meeting_survey"])[3][0]
+    assert texts(h) == [said(flows, f"first_meeting_survey.{fourth.id}")]
     await store.close()
 
 
@@ -75,12 +77,17 @@ async def test_anonymous_answers_leave_no_text_behind(tmp_path: Path, flows: Flo
                                                       clock: ManualClock) -> None:
     store = await open_seeded(tmp_path / "v.db")
     secret = "Veilederen var sen og ufin"
+    # a flow with a text question as it is now: the survey, or else the feedback
+    survey = flows.flows["first_meeting_survey"]
+    flow = (survey if any(st.kind is Kind.TEXT for st, _ in answers(survey))
+            else flows.flows["feedback"])
+    given = answers(flow, secret)
     phones = [U] + [f"+4790000{n:03d}" for n in range(4)]
     async with Pipeline(store, flows, clock) as p:
         for k, phone in enumerate(phones):
             await said_yes(store, phone)
-            await p.submit(FlowRequest("console", phone, "first_meeting_survey"))
-            for i, t in enumerate(["ja", "ja", "nei", "ja", "ja", "ja", "ja", "4", secret]):
+            await p.submit(FlowRequest("console", phone, flow.id))
+            for i, (_, t) in enumerate(given):
                 await p.submit(Inbound("console", phone, t, f"a{k}-{i}"))
             raw = (tmp_path / "v.db").read_bytes() + (tmp_path / "v.db-wal").read_bytes()
             if k < 4:  # fewer than 5 people: sealed in the pool, readable nowhere
@@ -91,10 +98,12 @@ async def test_anonymous_answers_leave_no_text_behind(tmp_path: Path, flows: Flo
     assert secret not in str(conv)
     anon = await store.fetchall("SELECT flow, question, value, week, office "
                                 "FROM anonymous_answers ORDER BY question")
-    assert anon.count(("first_meeting_survey", "kommentar", secret, "2026-W48",
-                       "Hele regionen")) == 5  # 5 answered; not 5 from one office
-    assert len(anon) == 40 and await store.fetchall("SELECT count(*) FROM anonymous_pool") == [
-        (0,)]
+    for st, _ in given:
+        if st.kind is Kind.TEXT:  # 5 answered; not 5 from one office
+            assert anon.count((flow.id, st.save, secret, "2026-W48", "Hele regionen")) == 5
+    saved = [st for st, _ in given if st.save and st.save != SAVE_HEAR_BACK]
+    assert len(anon) == 5 * len(saved)
+    assert await store.fetchall("SELECT count(*) FROM anonymous_pool") == [(0,)]
     cols = [r[1] for r in await store.fetchall("PRAGMA table_info(anonymous_answers)")]
     assert cols == ["id", "flow", "question", "value", "week", "office"]
     await store.close()
@@ -104,15 +113,15 @@ async def test_erase_removes_the_person_but_keeps_anonymous_rows(tmp_path: Path,
                                                                  clock: ManualClock) -> None:
     store = await open_seeded(tmp_path / "v.db")
     async with Pipeline(store, flows, clock) as p:
-        await p.submit(Inbound("console", U, "hei", "e1"))  # welcome
-        await p.submit(Inbound("console", U, "bokmål", "e2"))
-        await p.submit(Inbound("console", U, "ja", "e3"))  # consent
+        await p.submit(Inbound("console", U, "hei", "e1"))  # welcome, with consent
+        for i, (_, t) in enumerate(answers(flows.flows["welcome"])):
+            await p.submit(Inbound("console", U, t, f"e2-{i}"))
         await p.submit(FlowRequest("console", U, "first_meeting_survey"))
         await p.submit(Inbound("console", U, "ja", "e4"))
         await p.submit(Inbound("console", U, "ja", "e4b"))
         await p.submit(Inbound("console", U, "SLETT", "e5"))
         h = await p.submit(Inbound("console", U, "ja", "e6"))
-        assert "slettet" in texts(h)[0]
+        assert texts(h) == [said(flows, "system.erased")]
         # the same person writes again: a new, empty user
         h2 = await p.submit(Inbound("console", U, "hei", "e7"))
         # a retried webhook from before SLETT is still recognised
@@ -127,7 +136,7 @@ async def test_erase_removes_the_person_but_keeps_anonymous_rows(tmp_path: Path,
     # the answer she gave waits, sealed, with nothing that says whose it is
     assert await store.fetchall("SELECT count(*) FROM anonymous_pool") == [(1,)]
     pending = await store.fetchall("SELECT user_id, text FROM outbox WHERE status = 'pending' "
-                                   "AND text LIKE 'Ferdig%'")
+                                   "AND text = ?", (said(flows, "system.erased"),))
     assert pending and pending[0][0] is None  # the confirmation still goes out
     await store.close()
 

@@ -16,7 +16,7 @@ from bot.service.scheduler import Ticker
 from bot.store import Store
 from bot.timing.planner import OSLO
 
-from .conftest import NOW, ManualClock, said_yes
+from .conftest import NOW, ManualClock, Mirror, answers, said, said_yes
 
 U = DEMO_USER_PHONE
 
@@ -64,30 +64,30 @@ async def test_a_first_meeting_from_preparation_to_survey(tmp_path: Path, flows:
                                                           clock: ManualClock) -> None:
     w = await world(tmp_path, flows, clock)
     got = await w.at(NOW + timedelta(minutes=1))
-    assert got[0].startswith("Hei Sara! Du skal ha ditt første møte med Kari Nordmann")
-    assert "tirsdag 24. november kl. 10.00" in got[0]
-    for i, t in enumerate(["1", "hopp", "nei", "nei", "1"]):
+    assert got == Mirror(flows, NOW + timedelta(minutes=1)).texts("first_meeting_prep")
+    for i, (_, t) in enumerate(answers(flows.flows["first_meeting_prep"])):
         await w.say(t, f"p{i}")
     assert await w.at(oslo(2026, 11, 23, 17, 55)) == []
     got = await w.at(oslo(2026, 11, 23, 18, 5))
-    assert got == ["Hei Sara! Husk møtet med Kari Nordmann i morgen, tirsdag 24. november "
-                   "kl. 10.00 på NAV Gjøvik. Kommer du?"]
-    assert await w.say("ja", "r1") == [
-        "Flott! Vi ses i morgen, tirsdag 24. november kl. 10.00. Husk BankID."]
+    m = Mirror(flows, oslo(2026, 11, 23, 18, 5))
+    assert got == m.texts("meeting_reminder")  # 18.00 the evening before (ticks of 5 min)
+    (question, reply), *_ = answers(flows.flows["meeting_reminder"])
+    assert await w.say(reply, "r1") == [r.text for r in m.say(reply)]
     rows = await w.store.list_meetings()
-    assert rows[0].reply == "kommer"  # what the veileder sees in `veivis meeting list`
+    # what the veileder sees in `veivis meeting list`: the option the young person chose
+    assert rows[0].reply == question.options[int(reply) - 1].value
     got = await w.at(oslo(2026, 11, 24, 8, 5))
-    assert len(got) == 1 and "Kommer du?" in got[0]  # 2 hours before
+    assert got == Mirror(flows, oslo(2026, 11, 24, 8, 5)).texts("meeting_reminder")  # 2 h before
     got = await w.at(oslo(2026, 11, 24, 13, 5))
-    assert got[0].startswith("Hei! Du hadde nettopp ditt første møte med NAV.")
+    intro = Mirror(flows).texts("first_meeting_survey")
+    assert got == intro
     # no answer: one gentle nudge the next day, then it expires quietly
     got = await w.at(oslo(2026, 11, 25, 13, 5))
-    assert got[0].startswith("Hei igjen!") and got[1].startswith("Hei! Du hadde nettopp")
+    assert got == [said(flows, "system.nudge"), *intro]
     assert await w.at(oslo(2026, 11, 28, 12)) == []
     # the survey has expired: a late «ja» is not taken as an answer to it
     late = await w.say("ja", "late")
-    menu = flows.get("menu")
-    assert menu is not None and late == [menu.first.text]  # idle: the menu, not the survey
+    assert late == Mirror(flows).texts("menu")  # idle: the menu, not the survey
     await w.pipeline.stop()
     await w.store.close()
 
@@ -103,7 +103,8 @@ async def test_reminders_survive_a_restart(tmp_path: Path, flows: FlowSet,
     w2 = World(store, flows, clock)
     await w2.pipeline.start()
     got = await w2.at(oslo(2026, 11, 23, 19, 1))
-    assert len(got) == 1 and "Kommer du?" in got[0]  # still before the meeting: sent now
+    # still before the meeting: sent now
+    assert got == Mirror(flows, oslo(2026, 11, 23, 19, 1)).texts("meeting_reminder")
     await w2.pipeline.stop()
     await store.close()
 
@@ -116,7 +117,7 @@ async def test_after_downtime_stale_reminders_are_dropped_not_sent(
     clock.now = oslo(2026, 11, 24, 10, 30)  # down from Monday noon until after the meeting
     await w.ticker.tick()
     new = (await sent(w.store))[before:]
-    assert not any("Kommer du?" in t for t in new)
+    assert new == []
     dropped = await w.store.fetchall("SELECT slot FROM scheduled WHERE status = 'dropped'")
     assert len(dropped) == 2  # the evening and the 2-hours-before reminders
     await w.pipeline.stop()
@@ -129,7 +130,8 @@ async def test_nothing_is_sent_at_night(tmp_path: Path, flows: FlowSet,
     w = await world(tmp_path, flows, clock)  # registered at night: prep waits for 08.00
     assert await w.at(oslo(2026, 11, 24, 7, 59)) == []
     got = await w.at(oslo(2026, 11, 24, 8, 0))
-    assert got and got[0].startswith("Hei Sara!")
+    prep = Mirror(flows, oslo(2026, 11, 24, 8, 0)).texts("first_meeting_prep")
+    assert got[:len(prep)] == prep  # the preparation first (the 2-hour reminder is due too)
     await w.pipeline.stop()
     await w.store.close()
 
@@ -149,8 +151,7 @@ async def test_a_crash_while_sending_loses_nothing_and_sends_nothing_twice(
     await w.store._conn.execute("DROP TRIGGER crash")
     await w.ticker.tick()
     await w.ticker.tick()
-    got = await sent(w.store)
-    assert sum(t.startswith("Hei Sara! Du skal ha") for t in got) == 1
+    assert await sent(w.store) == Mirror(flows, clock.now).texts("first_meeting_prep")
     await w.pipeline.stop()
     await w.store.close()
 
@@ -162,16 +163,15 @@ async def test_moved_and_cancelled_meetings_take_their_reminders_with_them(
     mid = (await w.store.list_meetings())[0].id
     await meetings.move(w.store, mid, oslo(2026, 11, 26, 14), "Kafé Hunndalen", clock.now)
     got = await w.at(NOW + timedelta(minutes=10))
-    assert got == ["Hei Sara! Møtet med Kari Nordmann er flyttet. Ny tid er torsdag 26. "
-                   "november kl. 14.00 på Kafé Hunndalen. Skriv MENY for å se møtene dine."]
+    moved = {"meeting": oslo(2026, 11, 26, 14), "møtested": "Kafé Hunndalen"}
+    assert got == Mirror(flows, NOW + timedelta(minutes=5), **moved).texts("meeting_moved")
     got = await w.at(oslo(2026, 11, 24, 12))
     assert got == []  # no reminder for the old time
     got = await w.at(oslo(2026, 11, 25, 18, 5))
-    assert len(got) == 1 and "torsdag 26. november kl. 14.00 på Kafé Hunndalen" in got[0]
+    assert got == Mirror(flows, oslo(2026, 11, 25, 18, 5), **moved).texts("meeting_reminder")
     await meetings.cancel(w.store, mid, clock.now)
     got = await w.at(oslo(2026, 11, 27, 12))
-    assert got == ["Hei Sara! Møtet med Kari Nordmann i morgen, torsdag 26. november kl. 14.00 "
-                   "er avlyst. Veilederen tar kontakt med deg om en ny tid."]
+    assert got == Mirror(flows, oslo(2026, 11, 25, 18, 10), **moved).texts("meeting_cancelled")
     await w.pipeline.stop()
     await w.store.close()
 
@@ -246,10 +246,11 @@ async def test_a_discreet_user_gets_reminders_that_do_not_name_nav(
     async with w.store.transaction() as c:
         await c.execute("UPDATE users SET discreet = 1")
     got = await w.at(oslo(2026, 11, 23, 18, 5))
-    reminder = [t for t in got if "Kommer du?" in t]
-    assert reminder == ["Hei Sara! Husk at du har en avtale i morgen, tirsdag 24. november "
-                        "kl. 10.00. Kommer du?"]
-    assert await w.say("2", "d1") == ["Ok. Du får en melding når du har en ny tid."]
-    assert (await w.store.list_meetings())[0].reply == "ny_tid"
+    m = Mirror(flows, oslo(2026, 11, 23, 18, 5))
+    reminder = m.texts("meeting_reminder_discreet")
+    assert got[-len(reminder):] == reminder
+    (question, _), *_ = answers(flows.flows["meeting_reminder_discreet"])
+    assert await w.say("2", "d1") == [r.text for r in m.say("2")]
+    assert (await w.store.list_meetings())[0].reply == question.options[1].value
     await w.pipeline.stop()
     await w.store.close()

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
 from bot.app.demo import seed_demo
+from bot.engine import load
 from bot.engine.model import Flow, FlowSet, Kind, Option, Pos, Step, Texts
 from bot.reports.digest import make_report
 from bot.reports.formats import csv_text, html, markdown
@@ -40,10 +41,19 @@ from bot.store import AnonymousRow, Store
 from bot.store.anonymous import write_anonymous
 
 from . import browser
-from .conftest import NOW, ROOT, ManualClock, said_yes
+from .conftest import FLOWS, NOW, ROOT, ManualClock, said_yes
 
 WEEK47 = datetime(2026, 11, 18, 11, 0, tzinfo=UTC)  # Wednesday of week 47
 WEEK45 = datetime(2026, 11, 4, 11, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def flows() -> FlowSet:
+    """The report's own survey and feedback (tests/report_flows: ids, saves and labels as the
+    report reads them), so a coordinator's edit to the shipped flows changes nothing here."""
+    report = load([Path(__file__).parent / "report_flows", FLOWS / "system.yaml"])
+    assert not report.errors and report.flowset is not None, report.errors
+    return report.flowset
 
 
 # -- small groups ------------------------------------------------------------------------------

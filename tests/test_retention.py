@@ -10,7 +10,7 @@ from bot.engine.model import FlowSet
 from bot.service.pipeline import FlowRequest, Inbound, Pipeline
 from bot.store import Store
 
-from .conftest import NOW, ManualClock, said_yes
+from .conftest import NOW, ManualClock, Mirror, said_yes
 
 
 async def test_old_logs_and_meetings_go_anonymous_rows_stay(tmp_path: Path, flows: FlowSet,
@@ -63,7 +63,7 @@ async def test_apscheduler_wakes_the_ticker(tmp_path: Path, flows: FlowSet,
         finally:
             sched.shutdown(wait=False)
     rows = await store.fetchall("SELECT text FROM outbox ORDER BY id")
-    assert rows[0][0].startswith("Hei Sara! Du skal ha ditt første møte")
+    assert [r[0] for r in rows] == Mirror(flows, clock.now).texts("first_meeting_prep")
     await store.close()
 
 

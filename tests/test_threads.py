@@ -8,19 +8,32 @@ import sys
 from datetime import timedelta
 
 from bot.app.demo import DEMO_USER_PHONE, DEMO_VEILEDER_PHONE
+from bot.engine.model import FlowSet
 
-from .conftest import NOW, OLA, ROOT, Desk, ManualClock
+from .conftest import DEMO, NOW, OLA, ROOT, Desk, ManualClock, Mirror, said
 
 U = DEMO_USER_PHONE
 KARI = DEMO_VEILEDER_PHONE
 STRANGER = "+4798765432"
 
 
+def menu_choice_for(flows: FlowSet, flow: str) -> str:
+    """The number to answer in the menu to start `flow` (wherever coordinators put it)."""
+    menu = flows.flows["menu"]
+    question = menu.first
+    routes = dict(question.routes)
+    for i, o in enumerate(question.options, start=1):
+        st = menu.step(routes.get(o.value, ""))
+        if st is not None and st.start_flow == flow:
+            return str(i)
+    raise AssertionError(f"the menu does not offer {flow}")
+
+
 async def test_a_forward_and_a_relayed_reply(d: Desk) -> None:
-    assert await d.user("veileder") == [
-        "Hva vil du si til Kari Nordmann? Skriv meldingen her, så sender jeg den."]
-    assert await d.user("Hei! Jeg kommer litt for sent i morgen.") == [
-        "Sendt til Kari Nordmann. Svaret kommer her. Haster det, kan du ringe 400 12 345."]
+    m = Mirror(d.pipeline.flows)
+    assert await d.user("veileder") == m.texts("message_veileder")
+    text = "Hei! Jeg kommer litt for sent i morgen."
+    assert await d.user(text) == [r.text for r in m.say(text)]  # in working hours
     assert (await d.to(KARI))[-1] == (
         "Veivis K1 fra Sara H.: Hei! Jeg kommer litt for sent i morgen. — Svar: K1 + tekst. "
         "K1 LUKK avslutter.")
@@ -35,7 +48,8 @@ async def test_a_forward_and_a_relayed_reply(d: Desk) -> None:
         "Start svaret med koden, for eksempel K7 Hei! Du har ingen åpne samtaler nå."]
     # the menu leads to the same place
     await d.user("meny")
-    assert (await d.user("2"))[0].startswith("Hva vil du si til Kari Nordmann?")
+    opening = Mirror(d.pipeline.flows).texts("message_veileder")
+    assert await d.user(menu_choice_for(d.pipeline.flows, "message_veileder")) == opening
     await d.user("Og en ting til")
     assert (await d.to(KARI))[-1].startswith("Veivis K2 fra Sara H.: Og en ting til")
 
@@ -51,25 +65,26 @@ async def test_codes_are_scoped_to_the_veileder_and_strangers_get_nothing(d: Des
         "Start svaret med koden, for eksempel K7 Hei! Du har ingen åpne samtaler nå."]
     # a number that is no veileder's work phone is just a new young person: the welcome
     got = await d.send("sms", STRANGER, "K1 hei")
-    assert got[0].startswith("Hei! Jeg er Veivis")
+    assert got == Mirror(d.pipeline.flows).texts("welcome")
     assert await d.to(U) == before_user  # nothing reached Sara
     for texts in (await d.to(OLA), await d.to(STRANGER)):
         assert not any("jobb" in t or "Sara" in t for t in texts)
 
 
 async def test_the_veileders_phone_is_protected(d: Desk, clock: ManualClock) -> None:
+    m = Mirror(d.pipeline.flows)
+    m.start("message_veileder")
+    sent = [r.text for r in m.say("melding")]
     for i in range(5):
         await d.user("veileder")
-        assert (await d.user(f"melding {i}"))[0].startswith("Sendt til Kari Nordmann")
+        assert await d.user(f"melding {i}") == sent
     await d.user("veileder")
-    assert await d.user("melding 6") == [
-        "Du har sendt mange meldinger den siste timen. Vent litt, eller ring Kari Nordmann på "
-        "400 12 345."]
+    assert await d.user("melding 6") == [said(d.pipeline.flows, "system.forward_limit", **DEMO)]
     assert len(await d.to(KARI)) == 5
     clock.now += timedelta(hours=1, minutes=1)
     await d.user("veileder")
     long = "Dette er en lang melding. " * 30
-    assert (await d.user(long))[0].startswith("Sendt til Kari Nordmann")
+    assert await d.user(long) == sent
     last = (await d.to(KARI))[-1]
     assert "… (forkortet) — Svar: K1 + tekst." in last
     assert len(last) < 400
@@ -79,8 +94,7 @@ async def test_a_user_without_a_veileder_is_told_who_to_call(d: Desk) -> None:
     async with d.store.transaction() as c:
         await c.execute("UPDATE users SET veileder_id = NULL")
     await d.user("veileder")
-    assert await d.user("hei") == [
-        "Jeg vet ikke hvem veilederen din er ennå. Ring NAV på 55 55 33 33, så får du hjelp."]
+    assert await d.user("hei") == [said(d.pipeline.flows, "system.forward_no_veileder")]
     assert await d.store.fetchall("SELECT COUNT(*) FROM threads") == [(0,)]
 
 

@@ -13,6 +13,7 @@ from bot.app.demo import DEMO_USER_PHONE, seed_demo
 from bot.app.settings import Settings, digest_trigger
 from bot.channels import telegram as T
 from bot.engine.model import FlowSet
+from bot.engine.runtime import SAVE_HEAR_BACK
 from bot.reports.announce import announce
 from bot.reports.digest import DigestJob
 from bot.service.pipeline import FlowRequest, Inbound, Pipeline
@@ -20,7 +21,7 @@ from bot.store import AnonymousRow, Store
 from bot.store.anonymous import write_anonymous
 from bot.timing.planner import OSLO
 
-from .conftest import NOW, ROOT, ManualClock, said_yes
+from .conftest import NOW, ROOT, ManualClock, Mirror, answers, said_yes
 from .fakes import FakeTelegram
 from .livekit import TOKEN
 
@@ -33,10 +34,13 @@ def veivis(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
 
 
 async def feedback(p: Pipeline, phone: str, text: str, hear_back: str) -> None:
+    """Through the feedback flow as it is: `text` as the message, `hear_back` as the answer to
+    hearing back (`save: hør_tilbake`)."""
     await said_yes(p.store, phone, "sms")
     await p.submit(FlowRequest("sms", phone, "feedback"))
-    for i, t in enumerate(["1", text, hear_back]):
-        await p.submit(Inbound("sms", phone, t, f"{phone}-{i}"))
+    for i, (st, t) in enumerate(answers(p.flows.flows["feedback"], text)):
+        await p.submit(Inbound("sms", phone, hear_back if st.save == SAVE_HEAR_BACK else t,
+                               f"{phone}-{i}"))
 
 
 # -- «Du sa – vi gjorde» -------------------------------------------------------------------------
@@ -71,14 +75,14 @@ async def test_announce_checks_the_text_first(tmp_path: Path) -> None:
                    encoding="utf-8")
     r = veivis("announce", str(bad), "--db", str(db))
     assert r.returncode == 1
-    assert f"{bad}:1: warning: the message: «sosialstønad» is NAV language" in r.stderr
-    assert "Nothing was sent." in r.stderr and "Traceback" not in r.stderr
+    assert f"{bad}:1: advarsel: meldingen: «sosialstønad» er NAV-språk" in r.stderr
+    assert "Ingenting ble sendt." in r.stderr and "Traceback" not in r.stderr
     good = tmp_path / "good.txt"
     good.write_text("Dere sa at ventetiden var lang. Nå svarer veilederne innen to dager.",
                     encoding="utf-8")
     r = veivis("announce", str(good), "--dry-run", "--db", str(db))
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "the text is fine; it would go to 0 people (nothing sent)"
+    assert r.stdout.strip() == "teksten er i orden; den ville gått til 0 personer (ingenting sendt)"
 
 
 # -- the digest ---------------------------------------------------------------------------------
@@ -143,11 +147,13 @@ async def test_export_user_gives_everything_but_anonymous_answers(tmp_path: Path
     store = await Store.open(db)
     await seed_demo(store, NOW)
     u = DEMO_USER_PHONE
+    welcome = [t for _, t in answers(flows.flows["welcome"])]
+    feedback = [t for _, t in answers(flows.flows["feedback"], "Hemmelig anonym mening")]
     async with Pipeline(store, flows, ManualClock()) as p:
-        for i, t in enumerate(["hei", "1", "ja", "veileder", "Kan vi flytte møtet?"]):
+        for i, t in enumerate(["hei", *welcome, "veileder", "Kan vi flytte møtet?"]):
             await p.submit(Inbound("console", u, t, f"m{i}"))
         await p.submit(FlowRequest("console", u, "feedback"))
-        for i, t in enumerate(["3", "Hemmelig anonym mening", "ja"]):
+        for i, t in enumerate(feedback):
             await p.submit(Inbound("console", u, t, f"f{i}"))
     await store.close()
     out = tmp_path / "sara.json"
@@ -157,10 +163,13 @@ async def test_export_user_gives_everything_but_anonymous_answers(tmp_path: Path
     assert data["user"]["first_name"] == "Sara" and data["user"]["hear_back"] is True
     assert data["user"]["veileder"] == "Kari Nordmann"
     assert "Kan vi flytte møtet?" in [m["text"] for m in data["messages_from_you"]]
-    assert any(m["text"].startswith("Sendt til Kari") for m in data["messages_to_you"])
+    mirror = Mirror(flows)
+    mirror.start("message_veileder")
+    sent = [r.text for r in mirror.say("Kan vi flytte møtet?")]
+    assert sent and sent[0] in [m["text"] for m in data["messages_to_you"]]
     assert data["meetings"][0]["kind"] == "first"
     assert data["conversations_with_veileder"][0]["code"] == "K1"
     assert [e["direction"] for e in data["conversations_with_veileder"][0]["events"]] == ["in"]
     assert "Hemmelig anonym mening" not in out.read_text(encoding="utf-8")
     r = veivis("export-user", "400 00 000", "--db", str(db))
-    assert r.returncode == 1 and r.stdout.strip() == "veivis: no user with phone 400 00 000"
+    assert r.returncode == 1 and r.stdout.strip() == "veivis: ingen bruker har nummeret 400 00 000"

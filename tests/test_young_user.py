@@ -21,7 +21,7 @@ from bot.service.scheduler import Ticker
 from bot.store import Store
 from bot.timing.planner import OSLO
 
-from .conftest import NOW, OLA, Desk, ManualClock, yes_to_welcome
+from .conftest import NOW, OLA, Desk, ManualClock, shown, yes_to_welcome
 from .test_cli import veivis
 
 U = DEMO_USER_PHONE
@@ -212,22 +212,22 @@ async def test_language_in_the_middle_of_the_survey_switches_and_goes_on(
     await d.pipeline.submit(FlowRequest("console", U, "first_meeting_survey"))
     questions = [s for s in survey.steps if s.is_question]
     got = await d.user("ja")  # yes to the survey's first question
-    current = next(s for s in questions[1:] if got[-1] == s.text)
+    current = next(s for s in questions[1:] if got[-1] == shown(flows, "nb", survey.id, s))
     got = await d.user("SPRÅK")
     assert got[-1] == language.first.text
     got = await d.user(_option_number(language.first, "en"))
     en = [tr(flows, "en", f"language.{s.id}", s.text) for s in language.steps
           if s.text and not s.is_question]
     assert got[:-1] == en  # «OK! I will write in English from now on.»
-    assert got[-1] == tr(flows, "en", f"first_meeting_survey.{current.id}", current.text or "")
+    assert got[-1] == shown(flows, "en", survey.id, current)
     # and on to the end: every answer from here is kept, anonymously
     answered = 0
     st: Step | None = current
     while st is not None:
         got = await d.user(an_answer(st))
         answered += 1
-        st = next((s for s in questions if got and got[-1] == tr(
-            flows, "en", f"first_meeting_survey.{s.id}", s.text or "")), None)
+        st = next((s for s in questions if got and got[-1] == shown(flows, "en", survey.id, s)),
+                  None)
     pool = await d.store.fetchall("SELECT count(*) FROM anonymous_pool")  # sealed until 5
     rows = await d.store.fetchall("SELECT count(*) FROM anonymous_answers")
     assert pool[0][0] + rows[0][0] == answered and answered >= 2
@@ -284,7 +284,7 @@ def test_meeting_add_on_a_date_that_has_passed_is_asked_back(tmp_path: Path) -> 
                 f"{today.year + 1}?") in p.stdout
     p = veivis("meeting", "add", "91200000", "i", "dag", "kl", "0.00", "--db", db)
     assert p.returncode == 1 and "har vært. Hvilken dag og tid mente du?" in p.stdout
-    assert "no meetings" in veivis("meeting", "list", "--db", db).stdout
+    assert "ingen møter" in veivis("meeting", "list", "--db", db).stdout
     far = today + timedelta(days=150)
     p = veivis("meeting", "add", "91200000", f"{far.day}.{far.month}.{far.year}", "kl", "10",
                "--db", db)
@@ -347,7 +347,7 @@ def test_user_add_refuses_a_work_phone_and_veileder_add_a_young_persons(tmp_path
     assert p.returncode == 1
     assert "400 12 345 er jobbtelefonen til en veileder, ikke nummeret til en ung person" \
         in p.stdout
-    assert "no users" in veivis("user", "list", "--db", db).stdout
+    assert "ingen brukere" in veivis("user", "list", "--db", db).stdout
     assert veivis("user", "add", "912 00 000", "--db", db).returncode == 0
     p = veivis("veileder", "add", "Ola", "912 00 000", "--office", "NAV Gjøvik", "--db", db)
     assert p.returncode == 1 and "912 00 000 er registrert som en ung person" in p.stdout

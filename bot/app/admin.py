@@ -42,41 +42,41 @@ async def _veileder_id(store: Database, phone: str | None) -> int | None:
         return None
     vid = await store.veileder_id(normalise_phone(phone))
     if vid is None:
-        raise Problem(f"no veileder with work phone {phone} (veivis veileder list)")
+        raise Problem(f"ingen veileder har jobbtelefonen {phone} (se veivis veileder list)")
     return vid
 
 
 async def user_add(store: Database, a: argparse.Namespace) -> str:
     phone = normalise_phone(a.phone)
     if await store.user_exists(phone):
-        raise Problem(f"{pretty_phone(phone)} is already registered")
+        raise Problem(f"{pretty_phone(phone)} er registrert fra før")
     await meetings.not_a_work_phone(store, phone)
     first, _, last = (a.name or "").strip().partition(" ")
     await store.add_user(phone=phone, channel=a.channel, first_name=first or None,
                          last_name=last or None, veileder_id=await _veileder_id(store, a.veileder),
                          now=system_clock(), discreet=a.discreet)
-    return f"added {first or 'user'} {pretty_phone(phone)}"
+    return f"la til {first or 'bruker'} {pretty_phone(phone)}"
 
 
 async def user_list(store: Database, a: argparse.Namespace) -> str:
     rows = await store.list_users()
     return "\n".join(f"{pretty_phone(p or '-'):14} {n or '-':20} {ch:8} {lang:3} "
                      f"{v or '-':20}{' STOPPET' if s else ''}"
-                     for p, n, ch, lang, v, s in rows) or "no users"
+                     for p, n, ch, lang, v, s in rows) or "ingen brukere"
 
 
 async def veileder_add(store: Database, a: argparse.Namespace) -> str:
     phone = normalise_phone(a.phone)
     if await store.veileder_id(phone) is not None:
-        raise Problem(f"{pretty_phone(phone)} is already a veileder's work phone")
+        raise Problem(f"{pretty_phone(phone)} er jobbtelefonen til en veileder fra før")
     await meetings.not_a_young_person(store, phone)
     office = await store.add_office(a.office)
     await store.add_veileder(a.name, phone, office)
     where = ""
     if a.config:
         add_veileder_to_file(a.config, a.name, phone, a.office)
-        where = f"; written to {a.config}"
-    return f"added veileder {a.name} ({pretty_phone(phone)}, {a.office}){where}"
+        where = f"; skrevet i {a.config}"
+    return f"la til veileder {a.name} ({pretty_phone(phone)}, {a.office}){where}"
 
 
 async def _find_veileder(store: Database, who: str) -> tuple[int, str, str]:
@@ -90,10 +90,10 @@ async def _find_veileder(store: Database, who: str) -> tuple[int, str, str]:
         found = [r for r in rows if str(r[1]).casefold() == key] or [
             r for r in rows if key in str(r[1]).casefold()]
     if not found:
-        raise Problem(f"no veileder called {who} (veivis veileder list)")
+        raise Problem(f"ingen veileder heter {who} (se veivis veileder list)")
     if len(found) > 1:
-        raise Problem(f"{who} fits {', '.join(str(r[1]) for r in found)}; give the full name "
-                      "or the work phone")
+        raise Problem(f"{who} passer på {', '.join(str(r[1]) for r in found)}; skriv hele "
+                      "navnet eller jobbtelefonen")
     return found[0]
 
 
@@ -104,20 +104,21 @@ async def veileder_away(store: Database, a: argparse.Namespace) -> str:
     until: date | None = None
     if not a.back:
         if a.until is None:
-            raise Problem("give --until DATE (the last day away, e.g. 4.12.2026) or --back")
+            raise Problem("skriv --until DATO (siste dag borte, for eksempel 4.12.2026) eller "
+                          "--back")
         until = parse_day(a.until, system_clock())
     await store.set_away(vid, until)
     path = a.config or default_config_path()
     where = ""
     if path and set_away_in_file(path, phone, until):
-        where = f"; written to {path}"
+        where = f"; skrevet i {path}"
     if until is None:
-        return f"{name} is back: messages go to {pretty_phone(phone)} again{where}"
+        return f"{name} er tilbake: meldinger går til {pretty_phone(phone)} igjen{where}"
     backup = await store.backup_phone(vid)
-    to = (f"messages go to the backup {pretty_phone(backup)}" if backup
-          else "no backup phone is set (vikar or the office's reservetelefon), so messages "
-               "wait for them")
-    return f"{name} is away through {until:%d.%m.%Y}: {to}{where}"
+    to = (f"meldinger går til {pretty_phone(backup)} så lenge" if backup
+          else "ingen reservetelefon er satt (vikar eller reservetelefonen til kontoret), så "
+               "meldinger venter til veilederen er tilbake")
+    return f"{name} er borte til og med {until:%d.%m.%Y}: {to}{where}"
 
 
 async def export_user(store: Database, a: argparse.Namespace) -> str:
@@ -126,7 +127,7 @@ async def export_user(store: Database, a: argparse.Namespace) -> str:
     phone = normalise_phone(" ".join(a.phone))
     found = await store.export_user(phone)
     if found is None:
-        raise Problem(f"no user with phone {pretty_phone(phone)}")
+        raise Problem(f"ingen bruker har nummeret {pretty_phone(phone)}")
     data = {
         "about": "Alt Veivis har lagret om deg. Anonyme svar (spørsmålene etter møtet og "
                  "meldinger til ressursgruppa) er ikke med: ingen kan koble dem til deg.",
@@ -139,21 +140,21 @@ async def export_user(store: Database, a: argparse.Namespace) -> str:
         os.fchmod(fd, 0o600)  # a file that was there already: for its owner only now
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text + "\n")
-        return f"wrote {a.out}"
+        return f"skrev {a.out}"
     return text
 
 
 async def config_check(store: Database | None, a: argparse.Namespace) -> str:
     path = a.file or default_config_path()
     if path is None:
-        raise Problem("no configuration file: give one, set VEIVIS_CONFIG or create veivis.yaml "
-                      "(see deploy/veivis.yaml)")
+        raise Problem("fant ikke oppsettfilen: gi filen, sett VEIVIS_CONFIG eller lag "
+                      "veivis.yaml (se deploy/veivis.yaml)")
     conf, errors = load_config(path)
     if conf is None:
         raise Problem("\n".join(errors))
-    return (f"{path}: {len(conf.offices)} offices, {len(conf.veiledere)} veiledere, "
-            f"reminders at {conf.rules.evening_before:%H.%M} the evening before and "
-            f"{conf.rules.hours_before.total_seconds() / 3600:g} hours before; quiet "
+    return (f"{path}: {len(conf.offices)} kontorer, {len(conf.veiledere)} veiledere, "
+            f"påminnelser kl. {conf.rules.evening_before:%H.%M} kvelden før og "
+            f"{conf.rules.hours_before.total_seconds() / 3600:g} timer før; stille "
             f"{conf.rules.quiet_from:%H.%M}-{conf.rules.quiet_until:%H.%M}")
 
 
@@ -162,21 +163,21 @@ async def config_apply(store: Database, a: argparse.Namespace) -> str:
     conf, _ = load_config(a.file or default_config_path())  # type: ignore[arg-type]
     assert conf is not None
     await apply_config(store, conf)
-    return summary + "; applied to the database"
+    return summary + "; lagt inn i databasen"
 
 
 async def veileder_list(store: Database, a: argparse.Namespace) -> str:
     rows = await store.veileder_offices()
     return "\n".join(f"{n:24} {pretty_phone(p or '-'):14} {o or '-'}" for n, p, o in rows) \
-        or "no veiledere"
+        or "ingen veiledere"
 
 
 async def threads_list(store: Database, a: argparse.Namespace) -> str:
     """Conversations with veiledere: who, when, how many messages each way; never the text."""
     rows = await store.list_threads(open_only=a.open)
     if not rows:
-        return "no open conversations" if a.open else "no conversations"
-    head = f"{'code':5} {'veileder':18} {'user':12} {'status':7} {'last':17} {'in':>3} {'out':>3}"
+        return "ingen åpne samtaler" if a.open else "ingen samtaler"
+    head = f"{'kode':5} {'veileder':18} {'bruker':12} {'status':7} {'sist':17} {'inn':>3} {'ut':>3}"
     return "\n".join([head] + [
         f"K{r.code:<4} {r.veileder:18} {r.user:12} {r.status:7} {describe_iso(r.last_at):17} "
         f"{r.messages_in:>3} {r.messages_out:>3}" for r in rows])
@@ -194,19 +195,19 @@ async def meeting_add(store: Database, a: argparse.Namespace) -> str:
     where: str | None = a.place or place
     mid = await meetings.register(store, phone=normalise_phone(a.phone), starts_at=when,
                                   place=where, first=first, now=now, rules=a.rules)
-    return f"meeting {mid}: {describe(when, now)}" + (f", {where}" if where else "")
+    return f"møte {mid}: {describe(when, now)}" + (f", {where}" if where else "")
 
 
 async def meeting_move(store: Database, a: argparse.Namespace) -> str:
     now = system_clock()
     when, place = split_when_place(" ".join(a.when), now)
     await meetings.move(store, a.id, when, a.place or place, now, a.rules)
-    return f"meeting {a.id} moved to {describe(when, now)}; the young person is told"
+    return f"møte {a.id} er flyttet til {describe(when, now)}; den unge får beskjed"
 
 
 async def meeting_cancel(store: Database, a: argparse.Namespace) -> str:
     await meetings.cancel(store, a.id, system_clock(), a.rules)
-    return f"meeting {a.id} cancelled; the young person gets one message about it"
+    return f"møte {a.id} er avlyst; den unge får én melding om det"
 
 
 async def meeting_list(store: Database, a: argparse.Namespace) -> str:
@@ -217,14 +218,14 @@ async def meeting_list(store: Database, a: argparse.Namespace) -> str:
         f"{pretty_phone(r.user_phone or '-'):12}"
         f" {r.user_name or '-':18} {r.place or '-':18} "
         f"{'AVLYST' if r.status == 'cancelled' else REPLIES.get(r.reply or '', 'ikke svart')}"
-        for r in rows) or "no meetings"
+        for r in rows) or "ingen møter"
 
 
 async def meeting_import(store: Database, a: argparse.Namespace) -> str:
     n, errors = await meetings.import_csv(store, Path(a.file), system_clock(), a.rules)
     if errors:
-        raise Problem("\n".join([*errors, "nothing was imported"]))
-    return f"imported {n} meetings"
+        raise Problem("\n".join([*errors, "ingenting ble lagt inn"]))
+    return f"la inn {n} møter"
 
 
 Handler = Callable[[Database, argparse.Namespace], Awaitable[str]]
@@ -233,7 +234,7 @@ Handler = Callable[[Database, argparse.Namespace], Awaitable[str]]
 async def run(handler: Handler, a: argparse.Namespace) -> int:
     conf, errors = configured()
     if errors:
-        print("\n".join(["veivis: the configuration file has errors:", *errors]))
+        print("\n".join(["veivis: oppsettfilen har feil:", *errors]))
         return 1
     a.rules = conf.rules if conf else DEFAULT_RULES
     store = await Store.open(a.db)

@@ -21,24 +21,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot.app.admin import add_parsers, run
-from bot.app.config import apply_config, configured
+from bot.app.config import Config, apply_config, configured
 from bot.app.demo import DEMO_USER_PHONE, seed_demo
-from bot.app.flowtest import run_all
+from bot.app.flowcmds import add_parsers as add_flows_parsers
+from bot.app.flowcmds import load_flows_or_explain, print_diagnostics
 from bot.app.server import StartError, flows_for, serve
-from bot.app.settings import (
-    FlowsError,
-    Settings,
-    SettingsError,
-    default_flows_dir,
-    load_flows,
-    load_settings,
-    messages_dir,
-)
+from bot.app.settings import Settings, SettingsError, default_flows_dir, load_settings
 from bot.channels import telegram as T
 from bot.channels.console import CHANNEL as CONSOLE
 from bot.channels.console import ConsoleSender
-from bot.engine.i18n import load_all
-from bot.engine.model import FlowSet
+from bot.engine.loader import SEVERITY_NB, os_problem
 from bot.phone import PhoneError, mask_address, normalise_phone, pretty_phone
 from bot.reports import announce
 from bot.reports.digest import make_report
@@ -52,7 +44,7 @@ from bot.store import Store
 from bot.store import outbox as O
 from bot.store.db import backup_file
 from bot.store.meetings import MeetingError
-from bot.timing.planner import DEFAULT_RULES, OSLO
+from bot.timing.planner import DEFAULT_RULES, OSLO, Rules
 from bot.timing.when import WhenError, describe, parse_day
 
 log = logging.getLogger("veivis")
@@ -60,61 +52,6 @@ log = logging.getLogger("veivis")
 
 def default_db() -> str:
     return os.environ.get("VEIVIS_DB", "veivis.db")
-
-
-def _print_diagnostics(report_diags: Sequence[object], stream: object = sys.stdout) -> None:
-    for d in report_diags:
-        print(d, file=stream)  # type: ignore[call-overload]
-
-
-def load_flows_or_explain(flows_dir: Path) -> FlowSet | None:
-    try:
-        return load_flows(flows_dir)
-    except FlowsError as e:
-        _print_diagnostics(e.lines, sys.stderr)
-        print(f"The flows in {flows_dir} have errors; fix them, then try again "
-              "(veivis flows check shows them all).", file=sys.stderr)
-        return None
-
-
-# -- veivis flows check / test ------------------------------------------------------------------
-
-def cmd_flows_check(args: argparse.Namespace) -> int:
-    paths = args.paths or [str(default_flows_dir())]
-    if args.messages:
-        messages: Path | None = Path(args.messages)
-    elif not args.paths:
-        messages = messages_dir(default_flows_dir())
-    else:
-        messages = None  # checking chosen files: translations only with --messages
-    report = load_all(paths, messages)
-    _print_diagnostics(report.diagnostics)
-    n_err, n_warn = len(report.errors), len(report.warnings)
-    if report.lix:
-        print("readability (LIX, lower is easier; aim for 35 or less): " + ", ".join(
-            f"{fid} {v:.0f}" for fid, v in sorted(report.lix.items())), file=sys.stderr)
-    flows = len(report.flowset.flows) if report.flowset else 0
-    print(f"{flows} flows checked: {n_err} errors, {n_warn} warnings", file=sys.stderr)
-    return 1 if n_err else 0
-
-
-def cmd_flows_test(args: argparse.Namespace) -> int:
-    flows_dir = Path(args.flows) if args.flows else default_flows_dir()
-    flowset = load_flows_or_explain(flows_dir)
-    if flowset is None:
-        return 1
-    paths = args.paths or [str(flows_dir / "tests")]
-    # a transcript's crisis is a test, not a signal to log
-    logging.getLogger("bot.service").setLevel(logging.ERROR)
-    ran, failures = asyncio.run(run_all(paths, flowset))
-    for f in failures:
-        print(f)
-    passed = ran - len({f.split(":", 1)[0] for f in failures})
-    print(f"{passed} passed, {ran - passed} failed")
-    if ran == 0:
-        print("no transcripts found under " + ", ".join(map(str, paths)), file=sys.stderr)
-        return 1
-    return 1 if failures else 0
 
 
 def cmd_krise_test(args: argparse.Namespace) -> int:
@@ -125,7 +62,7 @@ def cmd_krise_test(args: argparse.Namespace) -> int:
     flows_dir = Path(args.flows) if args.flows else default_flows_dir()
     report = load([flows_dir], language=False)
     if report.errors or report.flowset is None or report.flowset.crisis is None:
-        _print_diagnostics(report.errors, sys.stderr)
+        print_diagnostics(report.errors, sys.stderr)
         print(f"Fant ingen brukbar krise-ordliste i {flows_dir} (veivis flows check viser "
               "feilene).", file=sys.stderr)
         return 2
@@ -152,6 +89,16 @@ async def _read_line(interactive: bool) -> str | None:
     return line.rstrip("\r\n")
 
 
+def _configured_or_explain() -> tuple[Config | None, Rules | None]:
+    """The configuration file (if any) and its reminder rules; (None, None) after saying on
+    stderr what is wrong with the file."""
+    conf, errors = configured()
+    if errors:
+        print("\n".join(["veivis: oppsettfilen har feil:", *errors]), file=sys.stderr)
+        return None, None
+    return conf, conf.rules if conf else DEFAULT_RULES
+
+
 async def chat(args: argparse.Namespace) -> int:
     if not args.verbose:  # the chat window shows what the young person sees: no developer logs
         logging.getLogger().setLevel(logging.CRITICAL)
@@ -164,7 +111,7 @@ async def chat(args: argparse.Namespace) -> int:
         print(f"--user: {e}", file=sys.stderr)
         return 2
     if args.flow and flows.get(args.flow) is None:
-        print(f"--flow: there is no flow '{args.flow}'; there are: "
+        print(f"--flow: det finnes ingen flyt som heter '{args.flow}'; disse finnes: "
               f"{', '.join(sorted(flows.flows))}", file=sys.stderr)
         return 2
     try:
@@ -172,59 +119,68 @@ async def chat(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"--now: {e}", file=sys.stderr)
         return 2
-    conf, errors = configured()
-    if errors:
-        print("\n".join(["the configuration file has errors:", *errors]), file=sys.stderr)
+    conf, rules = _configured_or_explain()
+    if rules is None:
         return 1
-    rules = conf.rules if conf else DEFAULT_RULES
-    store = await Store.open(args.db)
+    # a preview never touches the real database: it runs on a throwaway one in memory
+    store = await Store.open(":memory:" if args.flow else args.db)
     try:
         if conf is not None:
             await apply_config(store, conf)
         if not args.no_demo and store.created:
             await seed_demo(store, clock())
         await store.purge(clock())  # what the welcome promises: logs go after 90 days
-        interactive = sys.stdin.isatty()
-        width = shutil.get_terminal_size().columns if interactive else None
-        sender = ConsoleSender(store, sys.stdout, clock, as_json=args.json, width=width)
-        if interactive and not args.json:
-            print(f"Veivis, lokal chat. Du skriver som {pretty_phone(phone)}. Klokka er "
-                  f"{describe(clock())}. Skriv /tid +1d (eller +2h, +30m) for å flytte "
-                  "klokka, /slutt for å avslutte.\n")
+        if args.flow:
+            print(f"Forhåndsvisning av flyten {args.flow}: ingenting blir lagret (en "
+                  f"midlertidig database{'' if args.no_demo else ' med demodata'}).",
+                  file=sys.stderr)
         async with Pipeline(store, flows, clock, rules=rules) as pipeline:
-            ticker = Ticker(store, pipeline, clock, rules)
-            # a preview shows one flow; otherwise what is due fires as the clock passes it
-            scheduled = not args.flow
-            if args.flow:
-                await pipeline.submit(FlowRequest(CONSOLE, phone, args.flow, preview=True))
-            elif scheduled:
-                await ticker.tick()
-            await sender.drain()
-            while True:
-                line = await _read_line(interactive)
-                if line is None:
-                    break
-                cmd = line.strip().lower()
-                if interactive and cmd in ("/slutt", "/quit", "/exit"):
-                    break
-                if cmd.startswith("/tid"):
-                    try:
-                        clock.advance(parse_offset(cmd[4:]))
-                    except ValueError as e:
-                        print(f"/tid: {e}", file=sys.stderr)
-                        continue
-                    if not args.json:
-                        print(f"(klokka er nå {describe(clock())})")
-                    await ticker.tick()
-                    await sender.drain()
-                    continue
-                await pipeline.submit(Inbound(CONSOLE, phone, line, f"console-{uuid.uuid4()}"))
-                if scheduled:
-                    await ticker.tick()
-                await sender.drain()
+            await _converse(args, store, pipeline, clock, rules, phone)
     finally:
         await store.close()
     return 0
+
+
+async def _converse(args: argparse.Namespace, store: Store, pipeline: Pipeline,
+                    clock: ChatClock, rules: Rules, phone: str) -> None:
+    """Lines from the person in, the bot's messages out, until /slutt or the end of input."""
+    interactive = sys.stdin.isatty()
+    width = shutil.get_terminal_size().columns if interactive else None
+    sender = ConsoleSender(store, sys.stdout, clock, as_json=args.json, width=width)
+    if interactive and not args.json:
+        print(f"Veivis, lokal chat. Du skriver som {pretty_phone(phone)}. Klokka er "
+              f"{describe(clock())}. Skriv /tid +1d (eller +2h, +30m) for å flytte "
+              "klokka, /slutt for å avslutte.\n")
+    ticker = Ticker(store, pipeline, clock, rules)
+    # a preview shows one flow; otherwise what is due fires as the clock passes it
+    scheduled = not args.flow
+    if args.flow:
+        await pipeline.submit(FlowRequest(CONSOLE, phone, args.flow, preview=True))
+    else:
+        await ticker.tick()
+    await sender.drain()
+    while True:
+        line = await _read_line(interactive)
+        if line is None:
+            break
+        cmd = line.strip().lower()
+        if interactive and cmd in ("/slutt", "/quit", "/exit"):
+            break
+        if cmd.startswith("/tid"):
+            try:
+                clock.advance(parse_offset(cmd[4:]))
+            except ValueError as e:
+                print(f"/tid: {e}", file=sys.stderr)
+                continue
+            if not args.json:
+                print(f"(klokka er nå {describe(clock())})")
+            await ticker.tick()
+            await sender.drain()
+            continue
+        await pipeline.submit(Inbound(CONSOLE, phone, line, f"console-{uuid.uuid4()}"))
+        if scheduled:
+            await ticker.tick()
+        await sender.drain()
 
 
 class ChatClock:
@@ -247,7 +203,7 @@ def parse_offset(text: str) -> timedelta:
     s = text.strip().replace(" ", "")
     m = re.fullmatch(r"\+((?:\d+[dhm])+)", s)
     if not m:
-        raise ValueError("write /tid +1d, +2h or +30m")
+        raise ValueError("skriv /tid +1d, +2h eller +30m")
     units = {"d": "days", "h": "hours", "m": "minutes"}
     return timedelta(**{units[u]: int(n) for n, u in re.findall(r"(\d+)([dhm])", m.group(1))})
 
@@ -257,7 +213,7 @@ def parse_now(text: str) -> datetime:
     try:
         local = datetime.strptime(text.strip(), "%Y-%m-%d %H:%M")
     except ValueError as e:
-        raise ValueError("write the time as «2026-11-24 17:00» (Oslo time)") from e
+        raise ValueError("skriv tiden som «2026-11-24 17:00» (norsk tid)") from e
     return local.replace(tzinfo=OSLO).astimezone(UTC)
 
 
@@ -314,7 +270,7 @@ async def _invite(args: argparse.Namespace) -> int:
     if settings is None:
         return 1
     if not settings.telegram:
-        print("veivis invite: Telegram is not configured (set TELEGRAM_BOT_TOKEN)",
+        print("veivis invite: Telegram er ikke satt opp (sett TELEGRAM_BOT_TOKEN)",
               file=sys.stderr)
         return 1
     try:
@@ -327,22 +283,22 @@ async def _invite(args: argparse.Namespace) -> int:
         try:
             uid, _ = await user_id_by_phone(store, phone)
         except MeetingError:
-            print(f"veivis invite: no user with phone {pretty_phone(phone)}; add them first "
-                  "(veivis user add)", file=sys.stderr)
+            print(f"veivis invite: ingen bruker har nummeret {pretty_phone(phone)}; legg "
+                  "brukeren til først (veivis user add)", file=sys.stderr)
             return 1
         bot = T.make_bot(settings.get("TELEGRAM_BOT_TOKEN"), settings.get("TELEGRAM_API_URL"))
         try:
             async with bot:
                 username = bot.username
         except Exception as e:
-            print(f"veivis invite: could not reach Telegram to look up the bot's name "
-                  f"({type(e).__name__}); check TELEGRAM_BOT_TOKEN", file=sys.stderr)
+            print(f"veivis invite: fikk ikke kontakt med Telegram for å finne navnet på boten "
+                  f"({type(e).__name__}); sjekk TELEGRAM_BOT_TOKEN", file=sys.stderr)
             return 1
         link = await T.invite(store, uid, username, system_clock(), args.days)
     finally:
         await store.close()
     print(link)
-    print(f"Send this link to {pretty_phone(phone)}. It works once, for {args.days} days.",
+    print(f"Send lenken til {pretty_phone(phone)}. Den virker én gang, i {args.days} dager.",
           file=sys.stderr)
     return 0
 
@@ -393,7 +349,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if flows is None:
         return 1
     if not Path(args.db).exists():
-        print(f"veivis report: {args.db}: no such database", file=sys.stderr)
+        print(f"veivis report: {args.db}: databasen finnes ikke", file=sys.stderr)
         return 1
 
     async def go() -> str:
@@ -411,7 +367,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 1
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
-        print(f"wrote {args.out}")
+        print(f"skrev {args.out}")
     else:
         sys.stdout.write(text)
     return 0
@@ -422,8 +378,11 @@ def cmd_announce(args: argparse.Namespace) -> int:
     path = Path(args.file)
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        print(f"veivis announce: {path}: {e}", file=sys.stderr)
+    except UnicodeDecodeError:
+        print(f"veivis announce: {path}: filen er ikke UTF-8-tekst", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"veivis announce: {path}: {os_problem(e)}", file=sys.stderr)
         return 1
     flows = load_flows_or_explain(default_flows_dir())
     if flows is None:
@@ -431,29 +390,26 @@ def cmd_announce(args: argparse.Namespace) -> int:
     findings = announce.check(text, str(path), flows)
     if findings:  # every rule counts here: the text goes to many people at once
         for f in findings:
-            print(f"{f.pos}: {f.severity}: {f.message}", file=sys.stderr)
-        print("Nothing was sent. Change the text and try again.", file=sys.stderr)
+            print(f"{f.pos}: {SEVERITY_NB[f.severity]}: {f.message}", file=sys.stderr)
+        print("Ingenting ble sendt. Endre teksten, og prøv igjen.", file=sys.stderr)
         return 1
-    conf, errors = configured()
-    if errors:
-        print("\n".join(["veivis: the configuration file has errors:", *errors]),
-              file=sys.stderr)
+    _, rules = _configured_or_explain()
+    if rules is None:
         return 1
-    rules = conf.rules if conf else DEFAULT_RULES
 
     async def go() -> str:
         store = await Store.open(args.db)
         try:
             if args.dry_run:
                 n = len(await store.hear_back_recipients())
-                return f"the text is fine; it would go to {n} people (nothing sent)"
+                return f"teksten er i orden; den ville gått til {n} personer (ingenting sendt)"
             done = await announce.announce(store, text, system_clock(), rules)
         finally:
             await store.close()
-        when = ("now" if done.due <= system_clock() else
-                f"at {done.due.astimezone(OSLO):%d.%m %H.%M} (after quiet hours)")
-        return (f"queued for {done.recipients} people; the sender sends it {when}, "
-                "at the send rate")
+        when = ("nå" if done.due <= system_clock() else
+                f"{done.due.astimezone(OSLO):%d.%m kl. %H.%M} (etter stilletiden)")
+        return (f"lagt i kø til {done.recipients} personer; den sendes {when}, i vanlig "
+                "sendetakt")
 
     print(asyncio.run(go()))
     return 0
@@ -531,17 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     krt.add_argument("--flows", help="folder with flow files (default: flows/)")
     krt.set_defaults(func=cmd_krise_test)
 
-    f = sub.add_parser("flows", help="check and test flow files")
-    fs = f.add_subparsers(dest="flows_command", required=True)
-    fc = fs.add_parser("check", help="check flow files; exit 1 on errors")
-    fc.add_argument("paths", nargs="*", help="files or folders (default: flows/)")
-    fc.add_argument("--messages", help="translations folder to check against "
-                                       "(default with no paths: messages/)")
-    fc.set_defaults(func=cmd_flows_check)
-    ft = fs.add_parser("test", help="run transcript tests (flows/tests/)")
-    ft.add_argument("paths", nargs="*", help="transcript files or folders")
-    ft.add_argument("--flows", help="folder with flow files (default: flows/)")
-    ft.set_defaults(func=cmd_flows_test)
+    add_flows_parsers(sub)
     return p
 
 

@@ -102,7 +102,7 @@ def load_config(path: str | Path) -> tuple[Config | None, list[str]]:
     diags: list[Any] = []
     chk = FileChecker(str(path), diags)
     if not Path(path).exists():
-        return None, [f"{path}:1: no such file"]
+        return None, [f"{path}:1: feil: filen finnes ikke"]
     doc = read_yaml(str(path), chk)
     if chk.failed():
         return None, [str(d) for d in diags]
@@ -110,37 +110,38 @@ def load_config(path: str | Path) -> tuple[Config | None, list[str]]:
     if doc is None:
         return conf, []
     if not isinstance(doc, CommentedMap):
-        return None, [f"{path}:1: the file must have kontorer:, veiledere: and påminnelser:"]
-    chk.unknown_keys(doc, TOP_KEYS, 1, "the configuration")
+        return None, [f"{path}:1: feil: filen må ha kontorer:, veiledere: og påminnelser:"]
+    chk.unknown_keys(doc, TOP_KEYS, 1, "oppsettet")
     offices: dict[str, int] = {}
-    for line, node in _items(doc, "kontorer", chk, OFFICE_KEYS, "an office"):
-        name = chk.get_str(node, "navn", line, required=True, what="office: ")
+    for line, node in _items(doc, "kontorer", chk, OFFICE_KEYS, "et kontor"):
+        name = chk.get_str(node, "navn", line, required=True, what="kontor: ")
         if name is None:
             continue
         if name in offices:
-            chk.error(line, f"office '{name}' is listed twice (first at line {offices[name]})")
+            chk.error(line, f"kontoret '{name}' står to ganger (første gang på linje "
+                            f"{offices[name]})")
             continue
         offices[name] = line
         backup = _phone(chk, node, "reservetelefon", line)
         conf.offices.append(Office(name, _text(node, "adresse"), _text(node, "åpningstider"),
                                    backup))
     phones: dict[str, int] = {}
-    for line, node in _items(doc, "veiledere", chk, VEILEDER_KEYS, "a veileder"):
+    for line, node in _items(doc, "veiledere", chk, VEILEDER_KEYS, "en veileder"):
         name = chk.get_str(node, "navn", line, required=True, what="veileder: ")
         phone = _phone(chk, node, "jobbtelefon", line, required=True)
         office = chk.get_str(node, "kontor", line, required=True, what="veileder: ")
         if office is not None and office not in offices:
             chk.error(line_of_value(node, "kontor", line),
-                      f"veileder {name}: office '{office}' is not under kontorer:")
+                      f"veileder {name}: kontoret '{office}' står ikke under kontorer:")
         if phone is not None and phone in phones:
             chk.error(line_of_value(node, "jobbtelefon", line),
-                      f"work phone {pretty_phone(phone)} is used twice (first at line "
-                      f"{phones[phone]})")
+                      f"jobbtelefonen {pretty_phone(phone)} står to ganger (første gang på "
+                      f"linje {phones[phone]})")
             continue
         hours = _text(node, "arbeidstid")
         if hours is not None and not valid_hours(hours):
             chk.error(line_of_value(node, "arbeidstid", line),
-                      f"veileder {name}: 'arbeidstid' must be like \"08.00-15.30\"")
+                      f"veileder {name}: 'arbeidstid' må skrives som \"08.00-15.30\"")
         away = _date(chk, node, "borte_til", line)
         backup = _phone(chk, node, "vikar", line)
         if name and phone and office:
@@ -161,13 +162,14 @@ def _items(doc: CommentedMap, key: str, chk: FileChecker, keys: set[str],
         return []
     seq = doc[key]
     if not isinstance(seq, CommentedSeq):
-        chk.error(line_of_value(doc, key, 1), f"'{key}' must be a list (lines starting '- ')")
+        chk.error(line_of_value(doc, key, 1),
+                  f"'{key}' må være en liste (linjer som starter med '- ')")
         return []
     out = []
     for i, node in enumerate(seq):
         line = line_of_item(seq, i, 1)
         if not isinstance(node, CommentedMap):
-            chk.error(line, f"{what} is a mapping with {', '.join(sorted(keys))}")
+            chk.error(line, f"{what} skal ha nøklene {', '.join(sorted(keys))}")
             continue
         chk.unknown_keys(node, keys, line, what)
         out.append((line, node))
@@ -189,7 +191,7 @@ def _date(chk: FileChecker, node: CommentedMap, key: str, line: int) -> date | N
         d, m, y = (int(x) for x in str(v).strip().split("."))
         return date(y, m, d)
     except ValueError:
-        chk.error(line_of_value(node, key, line), f"'{key}' must be a date like 24.12.2026")
+        chk.error(line_of_value(node, key, line), f"'{key}' må være en dato som 24.12.2026")
         return None
 
 
@@ -197,7 +199,7 @@ def _closed_days(doc: CommentedMap, chk: FileChecker) -> frozenset[date]:
     """`stengt:`, the days the offices are closed beyond public holidays (24.12.2026, ...)."""
     seq, line = doc["stengt"], line_of_value(doc, "stengt", 1)
     if not isinstance(seq, CommentedSeq):
-        chk.error(line, "'stengt' must be a list of dates (lines like '- 24.12.2026')")
+        chk.error(line, "'stengt' må være en liste med datoer (linjer som '- 24.12.2026')")
         return frozenset()
     days = set()
     for i, v in enumerate(seq):
@@ -211,7 +213,7 @@ def _phone(chk: FileChecker, node: CommentedMap, key: str, line: int,
            required: bool = False) -> str | None:
     if node.get(key) in (None, ""):
         if required:
-            chk.error(line, f"missing '{key}'")
+            chk.error(line, f"mangler '{key}'")
         return None
     try:
         return normalise_phone(str(node[key]))
@@ -223,7 +225,7 @@ def _phone(chk: FileChecker, node: CommentedMap, key: str, line: int,
 def _rules(node: Any, chk: FileChecker, line: int) -> Rules:
     rules = DEFAULT_RULES
     if not isinstance(node, CommentedMap):
-        chk.error(line, "'påminnelser' must be a mapping")
+        chk.error(line, "'påminnelser' må ha nøkler med verdier (navn: verdi)")
         return rules
     chk.unknown_keys(node, set(RULE_KEYS), line, "påminnelser")
     for key, attr in RULE_KEYS.items():
@@ -233,13 +235,13 @@ def _rules(node: Any, chk: FileChecker, line: int) -> Rules:
         if attr in ("evening_before", "quiet_from", "quiet_until"):
             t = _clock(v)
             if t is None:
-                chk.error(vl, f"'{key}' must be a time like \"18.00\"")
+                chk.error(vl, f"'{key}' må være et klokkeslett som \"18.00\"")
                 continue
             change: dict[str, Any] = {attr: t}
             rules = replace(rules, **change)
         else:
             if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 48:
-                chk.error(vl, f"'{key}' must be a number of hours (0 to 48)")
+                chk.error(vl, f"'{key}' må være et antall timer (0 til 48)")
                 continue
             change = {attr: timedelta(hours=float(v))}
             rules = replace(rules, **change)

@@ -64,35 +64,36 @@ def parse_transcript(path: str, diags: list[Diagnostic]) -> Transcript | None:
     if chk.failed():
         return None
     if not isinstance(doc, CommentedMap):
-        chk.error(1, "a transcript must be a mapping with 'conversation'")
+        chk.error(1, "en samtaletest må ha 'conversation' (og gjerne 'name' og 'flow')")
         return None
-    chk.unknown_keys(doc, {"name", "flow", "conversation"}, 1, "a transcript")
+    chk.unknown_keys(doc, {"name", "flow", "conversation"}, 1, "en samtaletest")
     name = chk.get_str(doc, "name", 1) or Path(path).stem
     flow = chk.get_str(doc, "flow", 1)
     conv = doc.get("conversation")
     if not isinstance(conv, CommentedSeq) or not conv:
-        chk.error(1, "'conversation' must be a list of '- user:' and '- bot:' lines")
+        chk.error(1, "'conversation' må være en liste med linjer som '- user: ...' og "
+                     "'- bot: ...'")
         return None
     turns = []
     for i, node in enumerate(conv):
         line = line_of_item(conv, i, 1)
         if not isinstance(node, CommentedMap):
-            chk.error(line, "each line must be '- user: ...' or '- bot: ...'")
+            chk.error(line, "hver linje må være '- user: ...' eller '- bot: ...'")
             continue
-        chk.unknown_keys(node, TURN_KEYS, line, "a conversation line")
+        chk.unknown_keys(node, TURN_KEYS, line, "en samtalelinje")
         if ("user" in node) == ("bot" in node):
-            chk.error(line, "write either 'user:' or 'bot:' on each line")
+            chk.error(line, "skriv enten 'user:' eller 'bot:' på hver linje")
             continue
         if "user" in node:
             u = node["user"]
             turns.append(Turn(line, user="" if u is None else str(u)))
         else:
-            b = chk.get_str(node, "bot", line, what="bot line: ")
+            b = chk.get_str(node, "bot", line, what="bot-linje: ")
             choices = None
             if "choices" in node:
                 c = node["choices"]
                 if not isinstance(c, CommentedSeq):
-                    chk.error(line, "'choices' must be a list")
+                    chk.error(line, "'choices' må være en liste")
                     continue
                 choices = tuple(str(x) for x in c)
             if b is not None:
@@ -102,11 +103,16 @@ def parse_transcript(path: str, diags: list[Diagnostic]) -> Transcript | None:
     return Transcript(path, name, flow, tuple(turns))
 
 
+def _also_said(path: str, line: int, reply: Reply) -> str:
+    return (f"{path}:{line}: boten sa også «{_squash(reply.text)}», som ikke står i testen; "
+            "legg til en '- bot:'-linje for den")
+
+
 async def run_transcript(t: Transcript, flows: FlowSet) -> list[str]:
     """Run one transcript; the failures as 'path:line: message' (empty when it passes)."""
     failures: list[str] = []
     if t.flow is not None and flows.get(t.flow) is None:
-        return [f"{t.path}:1: flow '{t.flow}' does not exist"]
+        return [f"{t.path}:1: flyten '{t.flow}' finnes ikke"]
     store = await Store.open(":memory:")
     try:
         await seed_demo(store, FIXED_NOW)
@@ -122,9 +128,7 @@ async def run_transcript(t: Transcript, flows: FlowSet) -> list[str]:
             for turn in t.turns:
                 if turn.user is not None:
                     if pending:
-                        failures.append(f"{t.path}:{last_user_line}: the bot also said "
-                                        f"'{_squash(pending[0].text)}', which the transcript "
-                                        "does not list")
+                        failures.append(_also_said(t.path, last_user_line, pending[0]))
                         return failures
                     h = await pipeline.submit(Inbound("console", DEMO_USER_PHONE, turn.user,
                                                       f"transcript-{next(ids)}"))
@@ -133,22 +137,20 @@ async def run_transcript(t: Transcript, flows: FlowSet) -> list[str]:
                     continue
                 assert turn.bot is not None
                 if not pending:
-                    failures.append(f"{t.path}:{turn.line}: expected the bot to say "
-                                    f"'{_squash(turn.bot)}', but it said nothing more")
+                    failures.append(f"{t.path}:{turn.line}: boten skulle si «{_squash(turn.bot)}», "
+                                    "men sa ikke mer")
                     return failures
                 got = pending.pop(0)
                 if _squash(turn.bot) not in _squash(got.text):
-                    failures.append(f"{t.path}:{turn.line}: expected the bot to say "
-                                    f"'{_squash(turn.bot)}', but it said '{_squash(got.text)}'")
+                    failures.append(f"{t.path}:{turn.line}: boten skulle si «{_squash(turn.bot)}», "
+                                    f"men sa «{_squash(got.text)}»")
                     return failures
                 if turn.choices is not None and tuple(got.choices) != turn.choices:
-                    failures.append(f"{t.path}:{turn.line}: expected the choices "
-                                    f"{list(turn.choices)}, but they were {list(got.choices)}")
+                    failures.append(f"{t.path}:{turn.line}: valgene skulle være "
+                                    f"{list(turn.choices)}, men var {list(got.choices)}")
                     return failures
             if pending:
-                failures.append(f"{t.path}:{last_user_line}: the bot also said "
-                                f"'{_squash(pending[0].text)}', which the transcript "
-                                "does not list")
+                failures.append(_also_said(t.path, last_user_line, pending[0]))
     finally:
         await store.close()
     return failures

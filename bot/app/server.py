@@ -80,19 +80,70 @@ class Service:
     accepting: bool = True
     scheduler: AsyncIOScheduler | None = None
     digest: DigestJob | None = None
+    reloading: asyncio.Lock = field(default_factory=asyncio.Lock)
+    hub: Hub | None = None  # what the channels read the flows from
 
     def wake_senders(self) -> None:
         for s in self.senders.values():
             s.wake()
 
+    def use_flows(self, flows: FlowSet) -> None:
+        """Put new flows live: a few assignments with no await between them, so every
+        message that starts after this runs on the new set (one being handled at this very
+        moment may finish with texts from it). A user in the middle of a flow goes on by the
+        flow-version rule in the engine: at the same question if it still exists, else a
+        plain note and out of the flow."""
+        self.flows = flows
+        self.pipeline.flows = flows
+        if self.hub is not None:
+            self.hub.flows = flows
+        if self.digest is not None:
+            self.digest.flows = flows
+
+
+def flows_dir_of(settings: Settings) -> Path:
+    return Path(settings.get("VEIVIS_FLOWS") or default_flows_dir())
+
+
+async def _reload_on_signal(svc: Service, wanted: asyncio.Event) -> None:
+    while True:
+        await wanted.wait()
+        wanted.clear()  # signals that come while a reload runs make one more reload
+        await reload_flows(svc)
+
 
 def flows_for(settings: Settings) -> FlowSet:
     """The flows the settings name (VEIVIS_FLOWS, else the default folder)."""
     try:
-        return load_flows(Path(settings.get("VEIVIS_FLOWS") or default_flows_dir()))
+        return load_flows(flows_dir_of(settings))
     except FlowsError as e:
         raise StartError("the flows have errors (veivis flows check shows them):\n"
                          + "\n".join(e.lines)) from e
+
+
+async def reload_flows(svc: Service) -> bool:
+    """Read and check the flows on disk; put them live only if they have no errors, in one
+    swap. With errors the flows already running stay, and the log says why (in Norwegian:
+    coordinators read it)."""
+    async with svc.reloading:
+        old = svc.flows.version
+        flows_dir = flows_dir_of(svc.settings)
+        try:  # reading and checking takes a moment: off the event loop
+            flows = await asyncio.to_thread(load_flows, flows_dir)
+        except FlowsError as e:
+            for line in e.lines[:50]:
+                log.error("%s", line)
+            log.error("flytene ble ikke lastet på nytt: %d feil (./veivis flows check viser "
+                      "dem); versjon %s er fortsatt i bruk", len(e.lines), old)
+            return False
+        except Exception as e:
+            log.error("flytene ble ikke lastet på nytt (%s); versjon %s er fortsatt i bruk",
+                      type(e).__name__, old)
+            return False
+        svc.use_flows(flows)
+        log.warning("flytene er lastet på nytt: versjon %s er i bruk (var %s)",
+                    flows.version, old)
+        return True
 
 
 async def build(settings: Settings, clock: Clock = system_clock, *,
@@ -115,8 +166,8 @@ async def build(settings: Settings, clock: Clock = system_clock, *,
         svc = Service(settings, store, flows, pipeline, clock, Ticker(store, pipeline, clock,
                                                                       rules))
         pipeline.listeners.append(svc.wake_senders)
-        hub = Hub(store, pipeline, flows, clock, wake=svc.wake_senders,
-                  accepting=lambda: svc.accepting)
+        hub = svc.hub = Hub(store, pipeline, flows, clock, wake=svc.wake_senders,
+                            accepting=lambda: svc.accepting)
         for make in CHANNELS:
             ch = make(settings, hub)
             if ch is None:
@@ -184,7 +235,7 @@ def web_app(svc: Service) -> web.Application:
     app = web.Application(client_max_size=256 * 1024)
 
     async def healthz(request: web.Request) -> web.Response:
-        return web.json_response({"status": "alive"})
+        return web.json_response({"status": "alive", "flows": svc.flows.version})
 
     async def readyz(request: web.Request) -> web.Response:
         checks: dict[str, str] = {}
@@ -245,10 +296,14 @@ async def serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop_now.set)
+    reload_wanted = asyncio.Event()  # SIGHUP (systemctl reload): check, then swap the flows
+    loop.add_signal_handler(signal.SIGHUP, reload_wanted.set)
+    reloader = asyncio.create_task(_reload_on_signal(svc, reload_wanted))
     channels = ", ".join(svc.channels) or "none"
-    log.warning("veivis is running on %s:%d (channels: %s)", settings.host, running.port,
-                channels)
+    log.warning("veivis is running on %s:%d (channels: %s); flytene: versjon %s",
+                settings.host, running.port, channels, svc.flows.version)
     await stop_now.wait()
+    reloader.cancel()
     log.warning("stopping: finishing webhooks in flight, then messages and sends")
     svc.accepting = False
     await running.runner.cleanup()  # stops listening; waits for requests in flight

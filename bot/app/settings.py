@@ -302,5 +302,5 @@ def load_flows(flows_dir: Path | None = None) -> FlowSet:
     report = load_all([flows_dir], messages_dir(flows_dir))
     if report.errors or report.flowset is None:
         raise FlowsError(flows_dir, [str(d) for d in report.errors]
-                         or [f"{flows_dir}: no system texts file (system.yaml) found"])
+                         or [f"{flows_dir}: fant ingen fil med systemtekster (system.yaml)"])
     return report.flowset

@@ -32,6 +32,7 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Tele
 from telegram.request import HTTPXRequest
 
 from ..delivery.sender import SendError
+from ..engine.model import FlowSet
 from ..engine.runtime import system_text
 from ..phone import mask_address
 from ..service.pipeline import FlowRequest, Inbound
@@ -176,6 +177,11 @@ class TelegramChannel:
 
     name = CHANNEL
 
+    @property
+    def flows(self) -> FlowSet:
+        """The flows live now (a reload swaps them in the hub)."""
+        return self.hub.flows
+
     def __init__(self, hub: Hub, bot: Bot, *, rate: float, webhook_secret: str = "",
                  webhook_url: str | None = None) -> None:
         self.hub = hub
@@ -184,7 +190,6 @@ class TelegramChannel:
         self.rate = rate
         self.store = hub.store
         self.pipeline = hub.pipeline
-        self.flows = hub.flows
         self.clock = hub.clock
         self.on_queued = hub.wake
         self.webhook_secret = webhook_secret

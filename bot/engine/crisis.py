@@ -367,7 +367,7 @@ class CrisisRules:
         forms = {word, _RUN3.sub(r"\1\1", word), _RUN2.sub(r"\1", word)}
         for f in (word, _RUN3.sub(r"\1\1", word)):
             forms.update(self.lexicon.lemmas(f))
-        if word.isdigit() and len(word) < 6 and int(word) >= 10:
+        if word.isascii() and word.isdigit() and len(word) < 6 and int(word) >= 10:
             forms.add(NUMBER)
         return forms
 

@@ -277,16 +277,8 @@ def _line_of_item(node: Any, i: int, default: int = 1) -> int:
         return default
 
 
-def compile_file(path: str, doc: CommentedMap, lexicon: Lexicon | None = None,
-                 fuzzy: bool = True) -> tuple[CrisisRules, list[Problem]]:
-    """The crisis rules of one parsed krise.yaml and every problem found in it."""
-    c = _Compiler(path)
-    for k in doc:
-        if str(k) not in CRISIS_KEYS:
-            close = difflib.get_close_matches(str(k), sorted(CRISIS_KEYS), n=1, cutoff=0.6)
-            hint = f" – mente du «{close[0]}»?" if close else ""
-            c.error(_line_of_key(doc, k), f"ukjent nøkkel «{k}» i krise-ordlista{hint}")
-    # word groups
+def _word_groups(c: _Compiler, doc: CommentedMap) -> None:
+    """`words`: the word groups, each a list of words (into c.groups)."""
     if "words" in doc:
         raw = doc["words"]
         wline = _line_of_value(doc, "words")
@@ -315,7 +307,10 @@ def compile_file(path: str, doc: CommentedMap, lexicon: Lexicon | None = None,
             c.error(_line_of_key(doc, "words") if "words" in doc else 1,
                     f"ordgruppen «{g}» mangler under «words»; Veivis trenger den for å lese "
                     "meldingene riktig")
-    # emoji
+
+
+def _emoji(c: _Compiler, doc: CommentedMap) -> dict[str, str]:
+    """`emoji`: an emoji and the word it stands for."""
     emoji: dict[str, str] = {}
     if "emoji" in doc:
         raw = doc["emoji"]
@@ -332,6 +327,20 @@ def compile_file(path: str, doc: CommentedMap, lexicon: Lexicon | None = None,
                     c.error(kline, f"«{k}»: skriv én emoji, kolon og ett ord")
                     continue
                 emoji[key] = v.strip().casefold()
+    return emoji
+
+
+def compile_file(path: str, doc: CommentedMap, lexicon: Lexicon | None = None,
+                 fuzzy: bool = True) -> tuple[CrisisRules, list[Problem]]:
+    """The crisis rules of one parsed krise.yaml and every problem found in it."""
+    c = _Compiler(path)
+    for k in doc:
+        if str(k) not in CRISIS_KEYS:
+            close = difflib.get_close_matches(str(k), sorted(CRISIS_KEYS), n=1, cutoff=0.6)
+            hint = f" – mente du «{close[0]}»?" if close else ""
+            c.error(_line_of_key(doc, k), f"ukjent nøkkel «{k}» i krise-ordlista{hint}")
+    _word_groups(c, doc)
+    emoji = _emoji(c, doc)
     # rules
     rules: list[Rule] = []
     seen: dict[tuple[str, str], int] = {}

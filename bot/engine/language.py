@@ -24,7 +24,8 @@ SAMPLE_VALUES: dict[str, str] = {
     "fornavn": "Sara", "veileder": "Kari Nordmann", "kontor": "NAV Gjøvik",
     "møtetid": "tirsdag 24. november kl. 10.00", "møtested": "NAV Gjøvik",
     "jobbtelefon": "400 12 345",
-    "antall": "3", "min": "1", "max": "5", "kode": "K7", "tekst": "Hei, kan vi flytte møtet?",
+    "antall": "8", "nr": "1", "min": "1", "max": "5", "kode": "K7",
+    "tekst": "Hei, kan vi flytte møtet?",
 }
 
 # -- words and sentences ------------------------------------------------------------------------
@@ -82,7 +83,7 @@ GSM7_BASIC = set(
 GSM7_EXTENDED = set("^{}\\[~]|€\f")
 SUGGEST = {
     "«": '"', "»": '"', "“": '"', "”": '"', "„": '"', "’": "'", "‘": "'", "–": "-", "—": "-",
-    "…": "...", "\u00a0": " (a normal space)", "´": "'", "`": "'", "•": "-",
+    "…": "...", "\u00a0": " (et vanlig mellomrom)", "´": "'", "`": "'", "•": "-",
 }
 
 
@@ -126,19 +127,19 @@ def phone_format_problem(number: str) -> str | None:
     groups = [len(g) for g in number.split()]
     if len(digits) == 8 and groups not in ([2, 2, 2, 2], [3, 2, 3]):
         d = digits
-        return f"write phone numbers in pairs: {d[:2]} {d[2:4]} {d[4:6]} {d[6:]}"
+        return f"skriv telefonnummer i par: {d[:2]} {d[2:4]} {d[4:6]} {d[6:]}"
     if len(digits) == 6 and groups != [3, 3]:
-        return f"write a six-digit number as 3 + 3: {digits[:3]} {digits[3:]}"
+        return f"skriv et nummer med seks sifre som 3 + 3: {digits[:3]} {digits[3:]}"
     return None
 
 
 def convention_problems(template: str) -> Iterator[str]:
     text = _VARIABLE.sub("X", template)
     if _KL_NO_DOT.search(text):
-        yield "write «kl.» with a full stop, as in «kl. 10.00»"
+        yield "skriv «kl.» med punktum, som i «kl. 10.00»"
     for m in _COLON_TIME.finditer(text):
-        yield f"write times with a full stop: «kl. {int(m.group(1)):02d}.{m.group(2)}», " \
-              f"not «{m.group(0)}»"
+        yield f"skriv klokkeslett med punktum: «kl. {int(m.group(1)):02d}.{m.group(2)}», " \
+              f"ikke «{m.group(0)}»"
     for m in _NUMERIC_DATE.finditer(text):
         day, month = int(m.group(1)), int(m.group(2))
         before = text[max(0, m.start() - 4):m.start()]
@@ -146,13 +147,13 @@ def convention_problems(template: str) -> Iterator[str]:
             continue  # a time («kl. 10.30») or not a date
         if m.group(3) is None and "." in m.group(0) and month > 12:
             continue
-        yield f"write dates in words, like «tirsdag 24. november», not «{m.group(0)}»"
+        yield f"skriv datoer med ord, som «tirsdag 24. november», ikke «{m.group(0)}»"
     for m in _PHONE_RUN.finditer(text):
         problem = phone_format_problem(m.group(0))
         if problem:
             yield problem
     for m in _ABBR.finditer(text):
-        yield f"avoid the abbreviation «{m.group(1)}»; write «{ABBREVIATIONS[m.group(1)]}»"
+        yield f"unngå forkortelsen «{m.group(1)}»; skriv «{ABBREVIATIONS[m.group(1)]}»"
 
 
 # -- jargon -------------------------------------------------------------------------------------
@@ -195,7 +196,7 @@ class UserText:
     """A text a user can see, where it was written, and how it is sent."""
 
     flow: str  # flow id, or "system"
-    where: str  # "step 'q1'", "system text 'help'"
+    where: str  # "steg 'q1'", "systemtekst 'help'"
     pos: Pos
     text: str
     options: tuple[str, ...] = ()
@@ -207,14 +208,14 @@ def user_texts(flows: FlowSet) -> Iterator[UserText]:
         for s in f.steps:
             if s.text is not None:
                 opts = tuple(o.text for o in s.options) if s.kind is Kind.CHOICE else ()
-                yield UserText(f.id, f"step '{s.id}'", s.text_pos or s.pos, s.text, opts)
+                yield UserText(f.id, f"steg '{s.id}'", s.text_pos or s.pos, s.text, opts)
             if s.hint is not None:
-                yield UserText(f.id, f"step '{s.id}' hint", s.hint_pos or s.pos, s.hint)
+                yield UserText(f.id, f"steg '{s.id}', hint", s.hint_pos or s.pos, s.hint)
             for o in s.options:
-                yield UserText(f.id, f"step '{s.id}' option", o.pos or s.pos, o.text,
+                yield UserText(f.id, f"steg '{s.id}', valg", o.pos or s.pos, o.text,
                                message=False)
     for key, text in flows.texts.texts.items():
-        yield UserText("system", f"system text '{key}'", flows.texts.positions[key], text)
+        yield UserText("system", f"systemtekst '{key}'", flows.texts.positions[key], text)
 
 
 def sms_body(text: str, options: tuple[str, ...]) -> str:
@@ -229,56 +230,57 @@ def check_text(ut: UserText, wordlist: Wordlist, explained: set[str]) -> Iterato
     if ut.message and len(words(sample)) >= LIX_MIN_WORDS:
         score = lix(sample)
         if score > LIX_ERROR:
-            yield Finding(ut.pos, "error", f"{where}: hard to read (LIX {score:.0f}, at most "
-                                           f"{LIX_ERROR}); use shorter words and sentences")
+            yield Finding(ut.pos, "error", f"{where}: vanskelig å lese (LIX {score:.0f}, høyst "
+                                           f"{LIX_ERROR}); bruk kortere ord og setninger")
         elif score > LIX_WARNING:
-            yield Finding(ut.pos, "warning", f"{where}: not easy to read (LIX {score:.0f}, aim "
-                                             f"for {LIX_WARNING} or less); use shorter words "
-                                             "and sentences")
+            yield Finding(ut.pos, "warning", f"{where}: ikke lett å lese (LIX {score:.0f}, sikt "
+                                             f"mot {LIX_WARNING} eller lavere); bruk kortere ord "
+                                             "og setninger")
     for sent in sentences(sample):
         n = len(words(sent))
         if n > MAX_SENTENCE_WORDS:
-            yield Finding(ut.pos, "warning", f"{where}: a sentence of {n} words (at most "
-                                             f"{MAX_SENTENCE_WORDS}): «{_short(sent)}»; split it")
+            yield Finding(ut.pos, "warning", f"{where}: en setning med {n} ord (høyst "
+                                             f"{MAX_SENTENCE_WORDS}): «{_short(sent)}»; del den "
+                                             "opp")
     for found, advice, must in wordlist.find(ut.text):
         base = next((w for w in (*wordlist.explain, *wordlist.avoid)
                      if w.casefold() in found.casefold()), found)
         if must:
             if base.casefold() not in explained:
                 yield Finding(ut.pos, "warning",
-                              f"{where}: «{found}» must be explained in this flow ({advice}); "
-                              f"mark the step that explains it with 'explains: {base}'")
+                              f"{where}: «{found}» må forklares i denne flyten ({advice}); "
+                              f"merk steget som forklarer det, med 'explains: {base}'")
         else:
-            yield Finding(ut.pos, "warning", f"{where}: «{found}» is NAV language; write "
-                                             f"«{advice}» or similar")
+            yield Finding(ut.pos, "warning", f"{where}: «{found}» er NAV-språk; skriv "
+                                             f"«{advice}» eller noe lignende")
     bad = non_gsm(ut.text)
     if bad:
         tips = ", ".join(f"«{c}» → {SUGGEST[c]}" if c in SUGGEST else f"«{c}»" for c in bad)
         n, _ = sms_segments(sms_body(sample, ut.options))
-        yield Finding(ut.pos, "warning", f"{where}: characters outside the SMS alphabet make "
-                                         f"the SMS cost twice as much (70 characters, not 160): "
-                                         f"{tips} (now {n} SMS)")
+        yield Finding(ut.pos, "warning", f"{where}: tegn utenfor SMS-alfabetet gjør at SMS-en "
+                                         f"koster dobbelt (70 tegn, ikke 160): {tips} "
+                                         f"(nå {n} SMS)")
     if ut.message:
         body = sms_body(sample, ut.options)
         n, enc = sms_segments(body)
         if n > MAX_SEGMENTS:
-            yield Finding(ut.pos, "warning", f"{where}: needs {n} SMS ({len(body)} characters, "
-                                             f"{enc}); keep it to {MAX_SEGMENTS}")
+            yield Finding(ut.pos, "warning", f"{where}: trenger {n} SMS ({len(body)} tegn, "
+                                             f"{enc}); hold det til {MAX_SEGMENTS}")
     for problem in convention_problems(ut.text):
         yield Finding(ut.pos, "warning", f"{where}: {problem}")
     if ut.flow.endswith(DISCREET) and _NAMES_NAV.search(ut.text):
-        yield Finding(ut.pos, "error", f"{where}: a discreet flow is for a shared phone and "
-                                       "must not name NAV, the office or the place")
+        yield Finding(ut.pos, "error", f"{where}: en diskret flyt er for en delt telefon og "
+                                       "kan ikke nevne NAV, kontoret eller stedet")
 
 
 def check_message(text: str, path: str, wordlist: Wordlist | None) -> list[Finding]:
     """The same rules for a text a coordinator sends once (`veivis announce`): nothing is
     explained there, so every listed word counts."""
-    ut = UserText("announce", "the message", Pos(path, 1), text)
+    ut = UserText("announce", "meldingen", Pos(path, 1), text)
     out = list(check_text(ut, wordlist or Wordlist(), set()))
     if _VARIABLE.search(text):
-        out.append(Finding(ut.pos, "error", "the message: {…} is not filled in here; write "
-                                            "the text as it should be sent"))
+        out.append(Finding(ut.pos, "error", "meldingen: {…} blir ikke fylt inn her; skriv "
+                                            "teksten slik den skal sendes"))
     return out
 
 

@@ -66,6 +66,7 @@ class Step:
     label: str | None = None  # the answer's name in the summary for the veileder
     text_pos: Pos | None = None
     hint_pos: Pos | None = None
+    number: int | None = None  # {nr}: its place among the flow's questions that save an answer
 
     @property
     def is_question(self) -> bool:
@@ -84,6 +85,7 @@ class Flow:
     anonymous: bool = False
     description: str = ""
     summary: bool = False  # when finished, the saved answers go to the veileder as one SMS
+    questions: int = 0  # {antall}: how many questions save an answer (those with a number)
     index: dict[str, int] = field(default_factory=dict, compare=False, hash=False)
 
     def step(self, step_id: str) -> Step | None:
@@ -131,6 +133,7 @@ class FlowSet:
     catalogs: dict[str, dict[tuple[str, str], str]] = field(default_factory=dict)
     crisis: Any = None  # CrisisWords from flows/krise.yaml (bot.engine.crisis)
     wordlist: Any = None  # Wordlist from flows/ordliste.yaml (bot.engine.language)
+    version: str = ""  # a digest of every file read: which flows (and translations) are live
 
     def get(self, flow_id: str) -> Flow | None:
         return self.flows.get(flow_id)

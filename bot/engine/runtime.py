@@ -17,7 +17,7 @@ from bot.timing.hours import Duty
 from . import answers as A
 from .crisis import CLEAR, CRISIS_FLOW, FORWARD_MARK, MAYBE, POSSIBLE, says_yes_to_check_in
 from .model import Flow, FlowSet, Kind, Option, Step
-from .templates import render
+from .templates import COUNT, NUMBER, render
 
 # -- values in and out ------------------------------------------------------------------------
 
@@ -307,21 +307,7 @@ def step(flows: FlowSet, state: State, event: Event, now: datetime,
         started = _start(flows, _evolve(state, then=None), event.flow_id, now, ctx, out)
         return out.result(_evolve(started, meeting=event.meeting) if started.flow else started)
     if isinstance(event, Nudge | Expire):
-        if state.then is not None and state.then.flow == event.flow_id and not state.then.step:
-            # the flow waits for the welcome's yes: past its time it is not started at all
-            return out.result(_evolve(state, then=None) if isinstance(event, Expire) else state)
-        flow = flows.get(event.flow_id)
-        st = flow.step(state.step or "") if flow and state.flow == flow.id else None
-        if flow is None or st is None or state.stopped:
-            return out.result(state)  # answered, left or stopped: nothing to do
-        if isinstance(event, Expire):
-            out.effects.append(FlowEnded(flow.id, False))
-            return out.result(_idle(state))
-        out.replies.append(Reply(_sys(flows, state, "nudge", ctx)))
-        text = tr(flows, state.lang, f"{flow.id}.{st.id}", st.text or "")
-        out.replies.append(Reply(render(text, _values(flow, state, ctx)),
-                                 _choices(flows, flow, st, state), st.kind is Kind.CHOICE))
-        return out.result(state)
+        return out.result(_nudge_or_expire(flows, state, event, ctx, out))
 
     text = event.text
     current = flows.get(state.flow) if state.flow else None
@@ -372,14 +358,7 @@ def step(flows: FlowSet, state: State, event: Event, now: datetime,
     if state.pending == "erase":
         return out.result(_confirm_erase(flows, state, text, out), sensitive)
     if state.flow is None:
-        if not A.normalise(text) and not text.strip():
-            return out.result(state)  # empty message while idle: nothing to answer
-        first = (WELCOME_FLOW if state.consent is not True and flows.get(WELCOME_FLOW)
-                 else MENU_FLOW)
-        if flows.get(first) is None:
-            out.replies.append(Reply(_sys(flows, state, "nothing_running", ctx)))
-            return out.result(state)
-        return out.result(_start(flows, state, first, now, ctx, out))
+        return out.result(_when_idle(flows, state, text, now, ctx, out))
     st = current.step(state.step or "") if current else None
     if current is None or st is None or not st.is_question:
         # the flow or the step was removed while the user was in it: move them on safely
@@ -390,6 +369,37 @@ def step(flows: FlowSet, state: State, event: Event, now: datetime,
         state = _evolve(state, version=current.version)
     after = _answer(flows, current, st, state, text, now, ctx, out)
     return out.result(_go_on(flows, after, now, ctx, out), sensitive)
+
+
+def _when_idle(flows: FlowSet, state: State, text: str, now: datetime, ctx: Mapping[str, str],
+               out: _Out) -> State:
+    """A message while no flow runs: the welcome until there is a yes, then the menu."""
+    if not A.normalise(text) and not text.strip():
+        return state  # empty message while idle: nothing to answer
+    first = (WELCOME_FLOW if state.consent is not True and flows.get(WELCOME_FLOW)
+             else MENU_FLOW)
+    if flows.get(first) is None:
+        out.replies.append(Reply(_sys(flows, state, "nothing_running", ctx)))
+        return state
+    return _start(flows, state, first, now, ctx, out)
+
+
+def _nudge_or_expire(flows: FlowSet, state: State, event: Nudge | Expire,
+                     ctx: Mapping[str, str], out: _Out) -> State:
+    """A flow left unanswered: one gentle nudge with its question again, or a quiet end."""
+    if state.then is not None and state.then.flow == event.flow_id and not state.then.step:
+        # the flow waits for the welcome's yes: past its time it is not started at all
+        return _evolve(state, then=None) if isinstance(event, Expire) else state
+    flow = flows.get(event.flow_id)
+    st = flow.step(state.step or "") if flow and state.flow == flow.id else None
+    if flow is None or st is None or state.stopped:
+        return state  # answered, left or stopped: nothing to do
+    if isinstance(event, Expire):
+        out.effects.append(FlowEnded(flow.id, False))
+        return _idle(state)
+    out.replies.append(Reply(_sys(flows, state, "nudge", ctx)))
+    out.replies.append(_said(flows, flow, st, state, ctx))
+    return state
 
 
 def _must_introduce(flows: FlowSet, state: State, event: StartFlow) -> bool:
@@ -435,9 +445,7 @@ def _go_on(flows: FlowSet, state: State, now: datetime, ctx: Mapping[str, str],
         return state
     back = _evolve(later, version=flow.version, tries=0, lang=state.lang, consent=state.consent,
                    stopped=state.stopped, pending=None)
-    text = tr(flows, back.lang, f"{flow.id}.{st.id}", st.text or "")
-    out.replies.append(Reply(render(text, _values(flow, back, ctx)),
-                             _choices(flows, flow, st, back), st.kind is Kind.CHOICE))
+    out.replies.append(_said(flows, flow, st, back, ctx))
     return back
 
 
@@ -471,9 +479,7 @@ def _reshow(flows: FlowSet, current: Flow | None, state: State, ctx: Mapping[str
     """After a crisis question is answered, the flow goes on: its question again."""
     st = current.step(state.step or "") if current else None
     if current is not None and st is not None and st.is_question:
-        out.replies.append(Reply(render(tr(flows, state.lang, f"{current.id}.{st.id}",
-                                           st.text or ""), _values(current, state, ctx)),
-                                 _choices(flows, current, st, state), st.kind is Kind.CHOICE))
+        out.replies.append(_said(flows, current, st, state, ctx))
 
 
 def _forwards(current: Flow | None, st: Step | None) -> bool:
@@ -618,10 +624,22 @@ def _choices(flows: FlowSet, flow: Flow, st: Step, state: State) -> tuple[str, .
     return ()
 
 
-def _values(flow: Flow, state: State, ctx: Mapping[str, str]) -> Mapping[str, str]:
-    if flow.anonymous or not state.answers:
-        return ctx
-    return {**ctx, **state.answers}
+def _said(flows: FlowSet, flow: Flow, st: Step, state: State, ctx: Mapping[str, str]) -> Reply:
+    """What a step says or asks, in the user's language, filled in, with its choices."""
+    text = tr(flows, state.lang, f"{flow.id}.{st.id}", st.text or "")
+    return Reply(render(text, _values(flow, state, ctx, st)), _choices(flows, flow, st, state),
+                 st.kind is Kind.CHOICE)
+
+
+def _values(flow: Flow, state: State, ctx: Mapping[str, str],
+            st: Step | None = None) -> Mapping[str, str]:
+    """What a step's text is filled in with: the context, the answers saved in this flow (never
+    in an anonymous one), and the question's number and how many there are."""
+    values = ctx if flow.anonymous or not state.answers else {**ctx, **state.answers}
+    if flow.questions and st is not None:
+        values = {**values, COUNT: str(flow.questions),
+                  NUMBER: str(st.number) if st.number is not None else ""}
+    return values
 
 
 def _run_from(flows: FlowSet, flow: Flow, st: Step | None, state: State, now: datetime,
@@ -636,9 +654,7 @@ def _run_from(flows: FlowSet, flow: Flow, st: Step | None, state: State, now: da
             # never a made-up meeting: «Neste møte er tiden dere har avtalt» is no answer
             out.replies.append(Reply(_sys(flows, state, "no_meeting", ctx)))
         elif st.text is not None:
-            text = tr(flows, state.lang, f"{flow.id}.{st.id}", st.text)
-            out.replies.append(Reply(render(text, _values(flow, state, ctx)),
-                                     _choices(flows, flow, st, state), st.kind is Kind.CHOICE))
+            out.replies.append(_said(flows, flow, st, state, ctx))
         if st.is_question:
             return _evolve(state, step=st.id, tries=0)
         if st.start_flow is not None:
@@ -709,7 +725,8 @@ def _answer(flows: FlowSet, flow: Flow, st: Step, state: State, text: str, now: 
             out.replies.append(Reply(_sys(flows, state, key, ctx), choices,
                                      st.kind is Kind.CHOICE))
         else:
-            out.replies.append(Reply(_reask(flows, flow, st, state, _values(flow, state, ctx)),
+            out.replies.append(Reply(_reask(flows, flow, st, state,
+                                            _values(flow, state, ctx, st)),
                                      choices, st.kind is Kind.CHOICE))
         return _evolve(state, tries=tries)
     return _advance(flows, flow, st, state, value, now, ctx, out)

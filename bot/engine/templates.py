@@ -24,6 +24,13 @@ GLOBAL_VARIABLES: dict[str, str] = {
 }
 
 
+# Variables the engine fills in from the flow itself: a question's number and how many there
+# are («{nr} av {antall}»), so adding a question can never leave a count wrong.
+NUMBER = "nr"
+COUNT = "antall"
+FLOW_VARIABLES = frozenset({NUMBER, COUNT})
+
+
 def variables_in(template: str) -> list[tuple[str, bool]]:
     """Every `{...}` in a template: (name, is_valid_name)."""
     found = []

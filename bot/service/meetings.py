@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from bot.engine.loader import os_problem
 from bot.phone import PhoneError, normalise_phone, pretty_phone
 from bot.store import meetings as M
 from bot.store.meetings import MeetingError
@@ -37,7 +38,8 @@ async def not_a_young_person(db: MeetingReads, phone: str) -> None:
 async def user_id_by_phone(db: MeetingReads, phone: str) -> tuple[int, int | None]:
     found = await db.user_by_phone(phone)
     if found is None:
-        raise MeetingError(f"no user with phone {phone}; add them first (veivis user add)")
+        raise MeetingError(f"ingen bruker har nummeret {pretty_phone(phone)}; legg brukeren "
+                           "til først (veivis user add)")
     return found
 
 
@@ -48,7 +50,7 @@ async def new_meeting(db: MeetingReads, *, phone: str, starts_at: datetime, plac
     `first=None`: first if they have had none that was not cancelled (counting `earlier` ones
     in the same import): a first meeting that was called off was never held."""
     if starts_at <= now:
-        raise MeetingError("the meeting time has passed; give a time in the future")
+        raise MeetingError("tiden for møtet har vært; gi en tid fram i tid")
     uid, assigned = await user_id_by_phone(db, phone)
     if first is None:
         first = await db.meeting_count(uid) + earlier == 0
@@ -69,7 +71,7 @@ async def move_plan(db: MeetingReads, meeting_id: int, starts_at: datetime, now:
                     rules: Rules = DEFAULT_RULES) -> list[Planned]:
     """The new plan for a moved meeting, with a notice to the young person."""
     if starts_at <= now:
-        raise MeetingError("the new time has passed; give a time in the future")
+        raise MeetingError("den nye tiden har vært; gi en tid fram i tid")
     _, kind, _ = await db.meeting_start(meeting_id)
     planned = [p for p in plan(starts_at, kind == "first", now, rules) if p.kind != "prep"]
     planned.append(notice("moved", starts_at, now, rules))
@@ -100,7 +102,7 @@ async def next_meeting_of(db: MeetingReads, phone: str, now: datetime) -> int:
     uid, _ = await user_id_by_phone(db, phone)
     mid = await db.next_meeting(uid, now)
     if mid is None:
-        raise MeetingError(f"{phone} has no planned meeting")
+        raise MeetingError(f"{pretty_phone(phone)} har ikke noe planlagt møte")
     return mid
 
 
@@ -128,14 +130,16 @@ def read_meetings_csv(path: Path, now: datetime) -> tuple[list[CsvRow], list[str
     rows: list[CsvRow] = []
     try:
         text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        return [], [f"{path}:1: cannot read the file: {e}"]
+    except UnicodeDecodeError:
+        return [], [f"{path}:1: filen er ikke UTF-8-tekst; lagre den som UTF-8"]
+    except OSError as e:
+        return [], [f"{path}:1: kan ikke lese filen: {os_problem(e)}"]
     dialect = csv.Sniffer().sniff(text.splitlines()[0] if text else ",", delimiters=",;")
     reader = csv.DictReader(text.splitlines(), dialect=dialect)
     header = [h.strip().casefold() for h in reader.fieldnames or []]
     missing = [c for c in ("telefon", "tid") if c not in header]
     if missing:
-        return [], [f"{path}:1: missing column(s) {', '.join(missing)}; the header must be "
+        return [], [f"{path}:1: mangler kolonne: {', '.join(missing)}; første linje må være "
                     f"{';'.join(CSV_COLUMNS)}"]
     for i, raw in enumerate(reader, start=2):
         r = {(k or "").strip().casefold(): (v or "").strip() for k, v in raw.items()}
@@ -145,10 +149,10 @@ def read_meetings_csv(path: Path, now: datetime) -> tuple[list[CsvRow], list[str
             phone = normalise_phone(r.get("telefon", ""))
             when = parse_when(r.get("tid", ""), now)
             if when <= now:
-                raise WhenError("the time has passed")
+                raise WhenError("tiden har vært")
             kind = r.get("type", "").casefold()
             if kind not in KINDS:
-                raise WhenError(f"type must be første or oppfølging, not «{kind}»")
+                raise WhenError(f"type må være første eller oppfølging, ikke «{kind}»")
             rows.append(CsvRow(i, phone, when, r.get("sted") or None, KINDS[kind]))
         except (PhoneError, WhenError) as e:
             errors.append(f"{path}:{i}: {e}")

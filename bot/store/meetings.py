@@ -90,7 +90,7 @@ async def _meeting_status(c: aiosqlite.Connection, meeting_id: int) -> str:
     async with c.execute("SELECT status FROM meetings WHERE id = ?", (meeting_id,)) as cur:
         row = await cur.fetchone()
     if row is None:
-        raise MeetingError(f"there is no meeting {meeting_id}")
+        raise MeetingError(f"møte {meeting_id} finnes ikke")
     return str(row[0])
 
 
@@ -99,7 +99,7 @@ async def move_meeting_in(c: aiosqlite.Connection, meeting_id: int, starts_at: d
     """Move a meeting: its pending scheduled rows go, the new plan comes in (slots already
     done, such as the preparation, are not planned again)."""
     if await _meeting_status(c, meeting_id) != "planned":
-        raise MeetingError(f"meeting {meeting_id} is cancelled; register a new one")
+        raise MeetingError(f"møte {meeting_id} er avlyst; registrer et nytt")
     await c.execute("DELETE FROM scheduled WHERE meeting_id = ? AND status = 'pending'",
                     (meeting_id,))
     await c.execute("UPDATE meetings SET starts_at = ?, place = COALESCE(?, place), "
@@ -111,7 +111,7 @@ async def cancel_meeting_in(c: aiosqlite.Connection, meeting_id: int, notice: Pl
                             now: datetime) -> None:
     """Cancel: no pending reminder survives; one cancellation message is scheduled."""
     if await _meeting_status(c, meeting_id) != "planned":
-        raise MeetingError(f"meeting {meeting_id} is already cancelled")
+        raise MeetingError(f"møte {meeting_id} er allerede avlyst")
     await c.execute("DELETE FROM scheduled WHERE meeting_id = ? AND status = 'pending'",
                     (meeting_id,))
     await c.execute("UPDATE meetings SET status = 'cancelled', updated_at = ? WHERE id = ?",
@@ -125,7 +125,7 @@ async def meeting_start_in(c: aiosqlite.Connection, meeting_id: int) -> tuple[da
                          (meeting_id,)) as cur:
         row = await cur.fetchone()
     if row is None:
-        raise MeetingError(f"there is no meeting {meeting_id}")
+        raise MeetingError(f"møte {meeting_id} finnes ikke")
     return datetime.fromisoformat(row[0]), str(row[1]), int(row[2])
 
 

@@ -71,7 +71,7 @@ def _date_of(text: str, today: date, *, ahead: bool = False) -> tuple[date | Non
         try:
             d = date(year or today.year, month, day)
         except ValueError as e:
-            raise WhenError(f"there is no date {day}.{month}") from e
+            raise WhenError(f"datoen {day}.{month} finnes ikke") from e
         if year is None and d < today:
             try:
                 later = date(today.year + 1, month, day)
@@ -113,7 +113,7 @@ def parse_day(text: str, now: datetime) -> date:
     """A Norwegian date without a time: «4.12», «4.12.2026», «2026-12-04», «fredag»."""
     day, rest = _date_of(text.strip().lower(), now.astimezone(OSLO).date())
     if day is None or rest.strip(" ,."):
-        raise WhenError(f"'{text}' is not a date; write it like 4.12.2026")
+        raise WhenError(f"«{text}» er ikke en dato; skriv den som 4.12.2026")
     return day
 
 
@@ -124,14 +124,16 @@ def parse_when(text: str, now: datetime, *, default_time: time | None = None) ->
     t, rest = _time_of(low)
     d, rest = _date_of(rest, today, ahead=True)
     if d is None:
-        raise WhenError(f"no date in «{text}»; write e.g. «24.11», «tirsdag» or «i morgen»")
+        raise WhenError(f"fant ingen dato i «{text}»; skriv for eksempel «24.11», «tirsdag» "
+                        "eller «i morgen»")
     if t is None:
         if default_time is None:
-            raise WhenError(f"no time in «{text}»; write e.g. «kl 10» or «10.30»")
+            raise WhenError(f"fant ikke klokkeslett i «{text}»; skriv for eksempel «kl 10» "
+                            "eller «10.30»")
         t = default_time
     leftover = [w for w in re.findall(r"\w+", rest) if w not in ("kl", "den", "på", "om")]
     if leftover:
-        raise WhenError(f"did not understand «{' '.join(leftover)}» in «{text}»")
+        raise WhenError(f"skjønte ikke «{' '.join(leftover)}» i «{text}»")
     when = at_oslo(d, t)
     if when <= now:
         raise PassedError(f"{describe(when, now)} har vært. Hvilken dag og tid mente du?")
@@ -153,11 +155,11 @@ VERBS = {"møte": "add", "mote": "add", "flytt": "move", "avlys": "cancel"}
 
 def parse_command(text: str, now: datetime) -> Command:
     """`MØTE <phone> <date> <time> [place]`, `FLYTT <phone> <date> <time> [place]`,
-    `AVLYS <phone>`. Raises WhenError with a plain message."""
+    `AVLYS <phone>`. Raises WhenError with a plain Norwegian message (a veileder reads it)."""
     parts = text.strip().split(maxsplit=1)
     verb = VERBS.get(parts[0].casefold()) if parts else None
     if verb is None:
-        raise WhenError("start with MØTE, FLYTT or AVLYS")
+        raise WhenError("start med MØTE, FLYTT eller AVLYS")
     tokens = (parts[1] if len(parts) > 1 else "").split()
     phone = None
     # the longest run of number groups at the start that is a phone number («912 34 567»)
@@ -171,7 +173,7 @@ def parse_command(text: str, now: datetime) -> Command:
         tokens = tokens[n:]
         break
     if phone is None:
-        raise WhenError("after the command, write the young person's phone number")
+        raise WhenError("skriv telefonnummeret til den unge etter kommandoen")
     rest = " ".join(tokens)
     if verb == "cancel":
         return Command("cancel", phone)
@@ -192,7 +194,7 @@ def split_when_place(text: str, now: datetime) -> tuple[datetime, str | None]:
         place = " ".join(words[n:]) or None
         return when, place
     parse_when(text, now)  # raises with the reason
-    raise WhenError(f"no date and time in «{text}»")
+    raise WhenError(f"fant ikke dato og klokkeslett i «{text}»")
 
 
 def describe(when: datetime, now: datetime | None = None) -> str:
