@@ -339,3 +339,16 @@ async def test_a_row_held_for_the_morning_does_not_hold_back_one_due_now(tmp_pat
     later = await O.heads(store, "sms", now + timedelta(hours=13))
     assert [h.item.text for h in later] == ["held"]
     await store.close()
+
+
+async def test_a_row_waiting_to_be_tried_again_keeps_its_place(tmp_path: Path) -> None:
+    from bot.store import outbox as O
+    store = await Store.open(tmp_path / "r.db")
+    async with store.tx(NOW) as tx:
+        await tx.queue_message("sms", "+4790000001", "first", NOW)
+        await tx.queue_message("sms", "+4790000001", "second", NOW)
+    [head] = await O.heads(store, "sms", NOW)
+    assert await O.claim(store, head.item.id, NOW)
+    await O.record_retry(store, head.item.id, "HTTP 503", NOW + timedelta(seconds=30))
+    assert await O.heads(store, "sms", NOW + timedelta(seconds=1)) == []  # «second» waits
+    await store.close()

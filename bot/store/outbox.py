@@ -37,13 +37,15 @@ class Head:
 
 async def heads(store: Store, channel: str, now: datetime, limit: int = 2000) -> list[Head]:
     """The oldest unsent row of each address on this channel, where that row is due now. A
-    row held for later (an SMS to a work phone after hours) does not hold back a later row
-    that is due now (the veileder's own confirmation); a row being sent or in doubt does."""
+    row held for later and never tried (an SMS to a work phone after hours) does not hold
+    back a later row that is due now (the veileder's own confirmation); a row being sent, in
+    doubt, or waiting to be tried again does, so a person's messages keep their order."""
     rows = await store.fetchall(
         "SELECT o.id, o.user_id, o.channel, o.address, o.text, o.choices, o.numbered, o.tries, "
         "o.status, o.attempt_at "
         "FROM outbox o JOIN (SELECT MIN(id) AS id FROM outbox WHERE channel = ? "
-        "AND (status IN ('sending', 'unsure') OR (status = 'pending' AND due_at <= ?)) "
+        "AND (status IN ('sending', 'unsure') OR (status = 'pending' AND (due_at <= ? "
+        "OR tries > 0))) "
         "GROUP BY address) h ON h.id = o.id "
         "WHERE o.status IN ('pending', 'unsure') AND o.due_at <= ? ORDER BY o.id LIMIT ?",
         (channel, iso(now), iso(now), limit))
