@@ -21,10 +21,10 @@ from bot.app.config import (
     load_config,
     set_away_in_file,
 )
+from bot.app.settings import open_store
 from bot.phone import PhoneError, normalise_phone, pretty_phone
 from bot.service import meetings
 from bot.service.clock import system_clock
-from bot.store import Store
 from bot.store.meetings import MeetingError
 from bot.store.protocol import Database
 from bot.timing.planner import DEFAULT_RULES, OSLO
@@ -73,9 +73,10 @@ async def veileder_add(store: Database, a: argparse.Namespace) -> str:
     office = await store.add_office(a.office)
     await store.add_veileder(a.name, phone, office)
     where = ""
-    if a.config:
-        add_veileder_to_file(a.config, a.name, phone, a.office)
-        where = f"; skrevet i {a.config}"
+    path = a.config or default_config_path()
+    if path:
+        add_veileder_to_file(path, a.name, phone, a.office)
+        where = f"; skrevet i {path}"
     return f"la til veileder {a.name} ({pretty_phone(phone)}, {a.office}){where}"
 
 
@@ -232,12 +233,12 @@ Handler = Callable[[Database, argparse.Namespace], Awaitable[str]]
 
 
 async def run(handler: Handler, a: argparse.Namespace) -> int:
-    conf, errors = configured()
+    conf, errors = configured(default_config_path())
     if errors:
         print("\n".join(["veivis: oppsettfilen har feil:", *errors]))
         return 1
     a.rules = conf.rules if conf else DEFAULT_RULES
-    store = await Store.open(a.db)
+    store = await open_store(a.db)
     try:
         if conf is not None:
             await apply_config(store, conf)
@@ -250,12 +251,12 @@ async def run(handler: Handler, a: argparse.Namespace) -> int:
         await store.close()
 
 
-def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
-                db_default: str) -> None:
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     def cmd(parent: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
             handler: Handler, help_: str) -> argparse.ArgumentParser:
         p = parent.add_parser(name, help=help_)
-        p.add_argument("--db", default=db_default, help="SQLite file (default: veivis.db)")
+        p.add_argument("--db", help="the database (default: VEIVIS_DB in the settings, else "
+                                    "veivis.db)")
         p.set_defaults(handler=handler)
         return p
 
@@ -274,10 +275,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     p.add_argument("name")
     p.add_argument("phone")
     p.add_argument("--office", default="NAV Gjøvik")
-    conf_default = default_config_path()
-    p.add_argument("--config", default=str(conf_default) if conf_default else None,
-                   help="also write to this configuration file (default: veivis.yaml if "
-                        "there is one)")
+    p.add_argument("--config", help="also write to this configuration file (default: "
+                                    "VEIVIS_CONFIG, else veivis.yaml if there is one)")
     cmd(v, "list", veileder_list, "list veiledere")
     p = cmd(v, "away", veileder_away, "mark a veileder away through a date (messages go to "
             "the backup phone), or back")
@@ -285,9 +284,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     when = p.add_mutually_exclusive_group()
     when.add_argument("--until", metavar="DATE", help="the last day away, e.g. 4.12.2026")
     when.add_argument("--back", action="store_true", help="the veileder is back")
-    p.add_argument("--config", default=str(conf_default) if conf_default else None,
-                   help="also write borte_til in this configuration file (default: "
-                        "veivis.yaml if there is one)")
+    p.add_argument("--config", help="also write borte_til in this configuration file "
+                                    "(default: VEIVIS_CONFIG, else veivis.yaml if there is one)")
 
     g = sub.add_parser("config", help="offices, veiledere and reminder rules (veivis.yaml)")
     gs = g.add_subparsers(dest="sub", required=True)

@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from importlib import metadata
 from pathlib import Path
 
 from bot.app.admin import add_parsers, run
@@ -25,8 +26,17 @@ from bot.app.config import Config, apply_config, configured
 from bot.app.demo import DEMO_USER_PHONE, seed_demo
 from bot.app.flowcmds import add_parsers as add_flows_parsers
 from bot.app.flowcmds import load_flows_or_explain, print_diagnostics
+from bot.app.logs import setup_logging
 from bot.app.server import StartError, flows_for, serve
-from bot.app.settings import Settings, SettingsError, default_flows_dir, load_settings
+from bot.app.settings import (
+    Settings,
+    SettingsError,
+    activate,
+    active,
+    default_flows_dir,
+    load_settings,
+    open_store,
+)
 from bot.channels import telegram as T
 from bot.channels.console import CHANNEL as CONSOLE
 from bot.channels.console import ConsoleSender
@@ -44,14 +54,11 @@ from bot.store import Store
 from bot.store import outbox as O
 from bot.store.db import backup_file
 from bot.store.meetings import MeetingError
+from bot.store.migrations import SchemaTooNew
 from bot.timing.planner import DEFAULT_RULES, OSLO, Rules
 from bot.timing.when import WhenError, describe, parse_day
 
 log = logging.getLogger("veivis")
-
-
-def default_db() -> str:
-    return os.environ.get("VEIVIS_DB", "veivis.db")
 
 
 def cmd_krise_test(args: argparse.Namespace) -> int:
@@ -92,7 +99,7 @@ async def _read_line(interactive: bool) -> str | None:
 def _configured_or_explain() -> tuple[Config | None, Rules | None]:
     """The configuration file (if any) and its reminder rules; (None, None) after saying on
     stderr what is wrong with the file."""
-    conf, errors = configured()
+    conf, errors = configured(active().config_path)
     if errors:
         print("\n".join(["veivis: oppsettfilen har feil:", *errors]), file=sys.stderr)
         return None, None
@@ -123,7 +130,7 @@ async def chat(args: argparse.Namespace) -> int:
     if rules is None:
         return 1
     # a preview never touches the real database: it runs on a throwaway one in memory
-    store = await Store.open(":memory:" if args.flow else args.db)
+    store = await open_store(":memory:" if args.flow else args.db)
     try:
         if conf is not None:
             await apply_config(store, conf)
@@ -220,11 +227,8 @@ def parse_now(text: str) -> datetime:
 # -- veivis run / check-config / invite / outbox / backup -------------------------------------
 
 def _settings(args: argparse.Namespace) -> Settings | None:
-    try:
-        return load_settings(getattr(args, "settings", None))
-    except SettingsError as e:
-        print(f"settings: {e}", file=sys.stderr)
-        return None
+    """The settings `main` loaded for this command (the one loader, for every command)."""
+    return active()
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -238,7 +242,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         flows_for(settings)
     except StartError as e:
         problems.append(str(e))
-    _conf, errors = configured(settings.get("VEIVIS_CONFIG") or None)
+    _conf, errors = configured(settings.config_path)
     problems += errors
     if problems:
         print("Not ready to run:", file=sys.stderr)
@@ -278,7 +282,7 @@ async def _invite(args: argparse.Namespace) -> int:
     except PhoneError as e:
         print(f"veivis invite: {e}", file=sys.stderr)
         return 2
-    store = await Store.open(args.db or settings.db)
+    store = await open_store(args.db)
     try:
         try:
             uid, _ = await user_id_by_phone(store, phone)
@@ -304,7 +308,7 @@ async def _invite(args: argparse.Namespace) -> int:
 
 
 async def _outbox_list(args: argparse.Namespace) -> int:
-    store = await Store.open(args.db)
+    store = await open_store(args.db)
     try:
         rows = await O.list_rows(store, failed=args.failed, limit=args.limit)
         counts = await O.counts(store)
@@ -353,7 +357,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 1
 
     async def go() -> str:
-        store = await Store.open(args.db)
+        store = await open_store(args.db)
         try:
             rep = await make_report(store, flows, system_clock(), week=week)
         finally:
@@ -398,7 +402,7 @@ def cmd_announce(args: argparse.Namespace) -> int:
         return 1
 
     async def go() -> str:
-        store = await Store.open(args.db)
+        store = await open_store(args.db)
         try:
             if args.dry_run:
                 n = len(await store.hear_back_recipients())
@@ -421,10 +425,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="veivis", description="Veivis: chat bot for young people "
                                 "with an activity duty (SMS and Telegram).")
     p.add_argument("-v", "--verbose", action="store_true", help="log what happens (no texts)")
+    p.add_argument("--version", action="version", version=f"veivis {version()}")
+    p.add_argument("--settings", metavar="FILE.toml", help=SETTINGS_HELP)
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("chat", help="chat with the bot in this terminal")
-    c.add_argument("--db", default=default_db(), help="SQLite file (default: veivis.db)")
+    c.add_argument("--db", help=DB_HELP)
     c.add_argument("--user", help="chat as this phone number (default: the demo user)")
     c.add_argument("--flow", help="start this flow at once (to preview it)")
     c.add_argument("--json", action="store_true", help="one JSON object per bot message")
@@ -433,30 +439,29 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--now", help="start the clock here, e.g. \"2026-11-24 17:00\" (Oslo)")
     c.set_defaults(func=lambda a: asyncio.run(chat(a)))
 
-    add_parsers(sub, default_db())
+    add_parsers(sub)
     for name in ("user", "veileder", "meeting", "config", "threads", "export-user"):
         sub.choices[name].set_defaults(func=lambda a: asyncio.run(run(a.handler, a)))
 
     r = sub.add_parser("run", help="run the bot: web server, channels, sender, scheduler")
-    r.add_argument("--settings", help="TOML settings file (default: VEIVIS_SETTINGS; the "
-                                      "environment overrides it)")
+    r.add_argument("--settings", default=argparse.SUPPRESS, help=SETTINGS_HELP)
     r.set_defaults(func=cmd_run)
     cc = sub.add_parser("check-config", help="say what is missing or wrong in the settings")
-    cc.add_argument("--settings", help="TOML settings file")
+    cc.add_argument("--settings", default=argparse.SUPPRESS, help=SETTINGS_HELP)
     cc.add_argument("--show", action="store_true", help="print every setting (secrets hidden)")
     cc.set_defaults(func=cmd_check_config)
     inv = sub.add_parser("invite", help="print a single-use Telegram link for a user")
     inv.add_argument("phone", help="the user's phone number")
     inv.add_argument("--days", type=int, default=T.INVITE_DAYS, help="days the link works")
-    inv.add_argument("--db", default=None, help="SQLite file (default: VEIVIS_DB)")
-    inv.add_argument("--settings", help="TOML settings file")
+    inv.add_argument("--db", help="the database (default: VEIVIS_DB in the settings)")
+    inv.add_argument("--settings", default=argparse.SUPPRESS, help=SETTINGS_HELP)
     inv.set_defaults(func=lambda a: asyncio.run(_invite(a)))
     ob = sub.add_parser("outbox", help="messages waiting, sent and failed")
     obs = ob.add_subparsers(dest="outbox_command", required=True)
     obl = obs.add_parser("list", help="the latest messages (no texts)")
     obl.add_argument("--failed", action="store_true", help="only those that failed")
     obl.add_argument("--limit", type=int, default=50)
-    obl.add_argument("--db", default=default_db())
+    obl.add_argument("--db", help=DB_HELP)
     obl.set_defaults(func=lambda a: asyncio.run(_outbox_list(a)))
     rp = sub.add_parser("report", help="the report for the resource group (anonymous answers)")
     rp.add_argument("--period", metavar="DATE",
@@ -464,19 +469,19 @@ def build_parser() -> argparse.ArgumentParser:
                          "the latest period that is over")
     rp.add_argument("--format", choices=sorted(FORMATS), default="md")
     rp.add_argument("--out", metavar="FILE", help="write here instead of to the screen")
-    rp.add_argument("--db", default=default_db())
+    rp.add_argument("--db", help=DB_HELP)
     rp.set_defaults(func=cmd_report)
 
     an = sub.add_parser("announce", help="«Du sa – vi gjorde»: a short update to those who "
                         "said yes to hearing back")
     an.add_argument("file", help="a text file with the message (plain Norwegian, checked)")
     an.add_argument("--dry-run", action="store_true", help="check it and count, send nothing")
-    an.add_argument("--db", default=default_db())
+    an.add_argument("--db", help=DB_HELP)
     an.set_defaults(func=cmd_announce)
 
     bk = sub.add_parser("backup", help="copy the database safely while the bot runs")
     bk.add_argument("target", help="the new backup file")
-    bk.add_argument("--db", default=default_db())
+    bk.add_argument("--db", help=DB_HELP)
     bk.set_defaults(func=cmd_backup)
 
     kr = sub.add_parser("krise", help="crisis safety: would a message trigger it, and why")
@@ -491,24 +496,47 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def version() -> str:
+    try:
+        return metadata.version("veivis")
+    except metadata.PackageNotFoundError:
+        return "(ikke installert)"
+
+
+DB_HELP = "the database (default: VEIVIS_DB in the settings, else veivis.db)"
+SETTINGS_HELP = ("TOML settings file (default: VEIVIS_SETTINGS); the environment wins over it; "
+                 "every command reads the same settings")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # every file this process makes (database, WAL, seal key, backups, exports, reports) is
     # readable by its owner only
     os.umask(0o077)
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    try:  # the one settings loader, for every command
+        settings = load_settings(args.settings)
+    except SettingsError as e:
+        print(f"veivis: innstillingene / settings: {e}", file=sys.stderr)
+        return 1
+    setup_logging(settings, verbose=args.verbose, service=args.command == "run")
+    if getattr(args, "db", "absent") is None:
+        args.db = settings.db
+    activate(settings)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
         return 130
+    except SchemaTooNew as e:
+        print(f"veivis: {e.norwegian()}\n{e}", file=sys.stderr)
+        return 1
     except Exception as e:  # a plain line for a person; the traceback only with --verbose
         log.debug("failed", exc_info=True)
         print(f"veivis: {type(e).__name__}: {e}", file=sys.stderr)
         if args.verbose:
             raise
         return 1
+    finally:
+        activate(None)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ numbers are normalised to E.164 (+47).
 from __future__ import annotations
 
 import io
-import os
 from dataclasses import dataclass, field, replace
 from datetime import date, time, timedelta
 from pathlib import Path
@@ -32,6 +31,8 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+from bot.app.settings import active
+from bot.atomic import write_atomic
 from bot.engine.loader import FileChecker, line_of_item, line_of_value, read_yaml
 from bot.phone import PhoneError, normalise_phone, pretty_phone
 from bot.store.protocol import Database
@@ -82,11 +83,8 @@ def configured(path: str | Path | None = None) -> tuple[Config | None, list[str]
 
 
 def default_config_path() -> Path | None:
-    env = os.environ.get("VEIVIS_CONFIG")
-    if env:
-        return Path(env)
-    here = Path("veivis.yaml")
-    return here if here.exists() else None
+    """The active settings' VEIVIS_CONFIG, else ./veivis.yaml if there is one."""
+    return active().config_path
 
 
 def _clock(v: Any) -> time | None:
@@ -285,9 +283,12 @@ def _round_trip() -> YAML:
 
 
 def _write(yaml: YAML, doc: Any, p: Path) -> None:
+    """Atomically (temporary file, fsync, rename): a crash leaves the old file or the new
+    one, never a truncated one. A file that exists keeps its permissions (never readable by
+    everyone); a new one is 0600."""
     buf = io.StringIO()
     yaml.dump(doc, buf)
-    p.write_text(buf.getvalue(), encoding="utf-8")
+    write_atomic(p, buf.getvalue().encode("utf-8"))
 
 
 def set_away_in_file(path: str | Path, phone: str, until: date | None) -> bool:

@@ -25,7 +25,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.app.config import apply_config, configured
-from bot.app.settings import FlowsError, Settings, default_flows_dir, digest_trigger, load_flows
+from bot.app.settings import FlowsError, Settings, digest_trigger, load_flows, open_store
 from bot.channels import sms, telegram
 from bot.channels.base import Channel, Hub, StartError
 from bot.delivery.sender import Sender
@@ -102,7 +102,7 @@ class Service:
 
 
 def flows_dir_of(settings: Settings) -> Path:
-    return Path(settings.get("VEIVIS_FLOWS") or default_flows_dir())
+    return settings.flows_dir
 
 
 async def _reload_on_signal(svc: Service, wanted: asyncio.Event) -> None:
@@ -141,7 +141,7 @@ async def reload_flows(svc: Service) -> bool:
                       type(e).__name__, old)
             return False
         svc.use_flows(flows)
-        log.warning("flytene er lastet på nytt: versjon %s er i bruk (var %s)",
+        log.info("flytene er lastet på nytt: versjon %s er i bruk (var %s)",
                     flows.version, old)
         return True
 
@@ -154,11 +154,11 @@ async def build(settings: Settings, clock: Clock = system_clock, *,
         raise StartError("the settings are not complete:\n" + "\n".join(f"- {p}"
                                                                        for p in problems))
     flows = flows_for(settings)
-    conf, errors = configured(settings.get("VEIVIS_CONFIG") or None)
+    conf, errors = configured(settings.config_path)
     if errors:
         raise StartError("the configuration file has errors:\n" + "\n".join(errors))
     rules = conf.rules if conf else DEFAULT_RULES
-    store = await Store.open(settings.db)
+    store = await open_store(settings.db, settings)
     try:
         if conf is not None:
             await apply_config(store, conf)
@@ -300,13 +300,13 @@ async def serve(settings: Settings) -> int:
     loop.add_signal_handler(signal.SIGHUP, reload_wanted.set)
     reloader = asyncio.create_task(_reload_on_signal(svc, reload_wanted))
     channels = ", ".join(svc.channels) or "none"
-    log.warning("veivis is running on %s:%d (channels: %s); flytene: versjon %s",
+    log.info("veivis is running on %s:%d (channels: %s); flytene: versjon %s",
                 settings.host, running.port, channels, svc.flows.version)
     await stop_now.wait()
     reloader.cancel()
-    log.warning("stopping: finishing webhooks in flight, then messages and sends")
+    log.info("stopping: finishing webhooks in flight, then messages and sends")
     svc.accepting = False
     await running.runner.cleanup()  # stops listening; waits for requests in flight
     await stop(svc, grace)
-    log.warning("stopped cleanly")
+    log.info("stopped cleanly")
     return 0

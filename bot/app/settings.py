@@ -1,7 +1,14 @@
-"""Settings for `veivis run`: environment variables, optionally a TOML file under them.
+"""Settings for every command: environment variables, optionally a TOML file under them.
 
 Every setting has one name: the environment variable (`TWILIO_AUTH_TOKEN`); in the TOML file
 the same name in lower case (`twilio_auth_token = "..."`). The environment wins over the file.
+A secret can also come from a file: `TWILIO_AUTH_TOKEN_FILE=/run/credentials/...` (Docker
+secrets, systemd credentials); such a file must not be readable by everyone.
+
+`load_settings()` is the one loader. `veivis` loads the settings once at start and makes them
+the active ones (`activate`), so every command (`run`, `chat`, `user`, `meeting`, `report`,
+`backup` ...) uses the same database, flows and configuration file. To add a setting: one
+`Setting(...)` line below (and a typed property if code reads it often).
 `deploy/veivis.env.example` documents each one; `problems()` says in plain words what is
 missing or wrong, so `veivis check-config` and `veivis run` never show a traceback.
 """
@@ -10,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,6 +29,8 @@ from apscheduler.triggers.cron import CronTrigger
 from bot.engine.i18n import default_messages_dir, load_all
 from bot.engine.model import FlowSet
 from bot.phone import PhoneError, normalise_phone
+from bot.store import Store
+from bot.store.seal import Sealer, key_file_for
 
 
 @dataclass(frozen=True)
@@ -34,7 +44,18 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("VEIVIS_DB", "veivis.db", "the SQLite database file"),
     Setting("VEIVIS_CONFIG", "", "offices, veiledere and reminder times (veivis.yaml)"),
-    Setting("VEIVIS_FLOWS", "", "folder with the flow files (default: flows/)"),
+    Setting("VEIVIS_FLOWS", "", "folder with the flow files (default: flows/ in the current "
+            "folder, else the flows installed with Veivis)"),
+    Setting("VEIVIS_MESSAGES", "", "folder with the translations (default: messages/ beside "
+            "the flows folder)"),
+    Setting("VEIVIS_SEAL_KEY_FILE", "", "the key that seals anonymous answers (default: "
+            "beside the database, veivis.db.seal-key; made 0600 on first start)"),
+    Setting("VEIVIS_LOG_LEVEL", "INFO", "how much `veivis run` logs: DEBUG, INFO, WARNING "
+            "or ERROR (never message texts or whole phone numbers)"),
+    Setting("VEIVIS_LOG_FORMAT", "text", "text (one line each) or json (one JSON object per "
+            "line, for a log collector)"),
+    Setting("METRICS_TOKEN", "", "turns on GET /metrics (Prometheus); the scraper sends "
+            "Authorization: Bearer <token>; empty: no /metrics", secret=True),
     Setting("VEIVIS_HOST", "127.0.0.1", "address the web server listens on"),
     Setting("VEIVIS_PORT", "8080", "port the web server listens on"),
     Setting("VEIVIS_PUBLIC_URL", "", "the https address Twilio and Telegram call, as they see "
@@ -90,6 +111,34 @@ class Settings:
         return self.get("VEIVIS_DB")
 
     @property
+    def flows_dir(self) -> Path:
+        """VEIVIS_FLOWS, else ./flows, else the flows installed with the package."""
+        return Path(self.get("VEIVIS_FLOWS") or installed_flows_dir())
+
+    @property
+    def messages_dir(self) -> Path:
+        return Path(self.get("VEIVIS_MESSAGES") or default_messages_dir(self.flows_dir))
+
+    @property
+    def config_path(self) -> Path | None:
+        """VEIVIS_CONFIG, else ./veivis.yaml if there is one; None: defaults."""
+        name = self.get("VEIVIS_CONFIG")
+        if name:
+            return Path(name)
+        here = Path("veivis.yaml")
+        return here if here.exists() else None
+
+    @property
+    def seal_key_file(self) -> Path | None:
+        name = self.get("VEIVIS_SEAL_KEY_FILE")
+        if name:
+            return Path(name)
+        db = self.db
+        if db == ":memory:" or db.startswith("file::memory:"):
+            return None
+        return Path(db + ".seal-key")
+
+    @property
     def host(self) -> str:
         return self.get("VEIVIS_HOST")
 
@@ -129,6 +178,15 @@ class Settings:
                 continue
             if v <= 0:
                 out.append(f"{name} must be more than 0")
+        if self.get("VEIVIS_LOG_LEVEL").upper() not in LOG_LEVELS:
+            out.append(f"VEIVIS_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not "
+                       f"'{self.get('VEIVIS_LOG_LEVEL')}'")
+        if self.get("VEIVIS_LOG_FORMAT").lower() not in ("text", "json"):
+            out.append(f"VEIVIS_LOG_FORMAT must be text or json, not "
+                       f"'{self.get('VEIVIS_LOG_FORMAT')}'")
+        token = self.get("METRICS_TOKEN")
+        if token and len(token) < 16:
+            out.append("METRICS_TOKEN must be at least 16 characters (a long random string)")
         try:
             float(self.get("VEIVIS_CLOCK_OFFSET"))
         except ValueError:
@@ -219,35 +277,101 @@ class Settings:
         return lines
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
 class SettingsError(ValueError):
     pass
 
 
+SYSTEM_SETTINGS = Path("/etc/veivis/veivis.toml")
+_SECRET_FILES = {s.name + "_FILE": s.name for s in SETTINGS if s.secret}
+
+
 def load_settings(toml_path: str | Path | None = None,
                   env: Mapping[str, str] | None = None) -> Settings:
-    """The TOML file (if any; VEIVIS_SETTINGS names it), then the environment over it."""
+    """The TOML file (if any: `toml_path`, else VEIVIS_SETTINGS, else /etc/veivis/veivis.toml
+    if there is one), then the environment over it; a
+    secret named by NAME_FILE is read from that file. Raises SettingsError (one plain line)
+    for a file that cannot be read, an unknown name, or a secret file others can read."""
+    real_env = env is None
     env = os.environ if env is None else env
     values: dict[str, str] = {}
+    files: dict[str, str] = {}  # secret name -> the file it comes from
     path = toml_path or env.get("VEIVIS_SETTINGS")
+    if not path and real_env and SYSTEM_SETTINGS.is_file():
+        path = SYSTEM_SETTINGS  # the same file for the service and the operator's commands
     if path:
         p = Path(path)
         try:
             data = tomllib.loads(p.read_text(encoding="utf-8"))
         except FileNotFoundError as e:
             raise SettingsError(f"{p}: no such file") from e
+        except (OSError, UnicodeDecodeError) as e:
+            raise SettingsError(f"{p}: cannot be read ({type(e).__name__})") from e
         except tomllib.TOMLDecodeError as e:
             raise SettingsError(f"{p}: {e}") from e
         for key, v in data.items():
             name = key.upper()
-            if name not in _BY_NAME:
+            if name not in _BY_NAME and name not in _SECRET_FILES:
                 raise SettingsError(f"{p}: unknown setting '{key}'")
             if isinstance(v, bool) or not isinstance(v, str | int | float):
                 raise SettingsError(f"{p}: {key} must be text or a number")
-            values[name] = str(v)
-    for s in SETTINGS:
-        if s.name in env:
+            if name in _SECRET_FILES:
+                files[_SECRET_FILES[name]] = str(v)
+                values.pop(_SECRET_FILES[name], None)
+            else:
+                values[name] = str(v)
+                files.pop(name, None)
+    for s in SETTINGS:  # the environment wins over the file, a value and a _FILE alike
+        in_env, file_in_env = s.name in env, s.secret and s.name + "_FILE" in env
+        if in_env and file_in_env:
+            raise SettingsError(f"{s.name} and {s.name}_FILE are both set; keep one")
+        if in_env:
             values[s.name] = env[s.name]
+            files.pop(s.name, None)
+        elif file_in_env:
+            files[s.name] = env[s.name + "_FILE"]
+            values.pop(s.name, None)
+    for name, file in files.items():
+        if file.strip():
+            values[name] = read_secret_file(name, Path(file))
     return Settings(values)
+
+
+def read_secret_file(name: str, path: Path) -> str:
+    """A secret from a file (Docker secrets, systemd credentials): the whole file, without
+    the line break at the end. Refused if everyone may read it (chmod 600 or 400 fixes it)."""
+    try:
+        st = path.stat()
+        if stat.S_ISREG(st.st_mode) and st.st_mode & stat.S_IROTH:
+            raise SettingsError(f"{name}_FILE: {path} can be read by everyone on this machine; "
+                                f"run: chmod 600 {path}")
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as e:
+        raise SettingsError(f"{name}_FILE: {path}: no such file") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise SettingsError(f"{name}_FILE: {path} cannot be read ({type(e).__name__})") from e
+    value = text.rstrip("\r\n")
+    if not value.strip():
+        raise SettingsError(f"{name}_FILE: {path} is empty")
+    return value
+
+
+# The settings every command of this process uses: `veivis` loads them once at start.
+_active: Settings | None = None
+
+
+def activate(settings: Settings | None) -> None:
+    """Make these the settings of this process (None: read the environment again)."""
+    global _active
+    _active = settings
+
+
+def active() -> Settings:
+    """The settings `veivis` loaded at start; without that (a library caller, a test), the
+    environment and VEIVIS_SETTINGS as they are now."""
+    return _active if _active is not None else load_settings()
 
 
 def digest_trigger(spec: str) -> CronTrigger:
@@ -269,21 +393,33 @@ def digest_trigger(spec: str) -> CronTrigger:
 _CRON_FIELDS = ("year", "month", "week", "day", "day_of_week", "hour", "minute")
 
 
-def default_flows_dir() -> Path:
-    """VEIVIS_FLOWS, else ./flows, else the flows shipped beside the package."""
-    env = os.environ.get("VEIVIS_FLOWS")
-    if env:
-        return Path(env)
+def installed_flows_dir() -> Path:
+    """./flows if there is one, else the flows installed with the package (bot/data/flows in
+    a wheel; the checkout's flows/ in an editable install)."""
     here = Path("flows")
     if here.is_dir():
         return here
-    return Path(__file__).resolve().parents[2] / "flows"
+    return shipped_data_dir() / "flows"
+
+
+def shipped_data_dir() -> Path:
+    """The folder holding the shipped flows/ and messages/: bot/data in an installed wheel,
+    the repository root in a checkout."""
+    package = Path(__file__).resolve().parents[1]
+    data = package / "data"
+    return data if (data / "flows").is_dir() else package.parent
+
+
+def default_flows_dir() -> Path:
+    """The flows folder of the active settings (VEIVIS_FLOWS, else ./flows, else the
+    installed ones)."""
+    return active().flows_dir
 
 
 def messages_dir(flows_dir: Path) -> Path:
     """VEIVIS_MESSAGES, else the messages folder beside the flows folder."""
-    env = os.environ.get("VEIVIS_MESSAGES")
-    return Path(env) if env else default_messages_dir(flows_dir)
+    name = active().get("VEIVIS_MESSAGES")
+    return Path(name) if name else default_messages_dir(flows_dir)
 
 
 class FlowsError(Exception):
@@ -304,3 +440,13 @@ def load_flows(flows_dir: Path | None = None) -> FlowSet:
         raise FlowsError(flows_dir, [str(d) for d in report.errors]
                          or [f"{flows_dir}: fant ingen fil med systemtekster (system.yaml)"])
     return report.flowset
+
+
+async def open_store(db: str | Path | None = None, settings: Settings | None = None) -> Store:
+    """Open (and migrate) the database the settings name (or `db`), with the seal key the
+    settings name (VEIVIS_SEAL_KEY_FILE, else beside that database)."""
+    s = settings or active()
+    path = str(db or s.db)
+    named = s.get("VEIVIS_SEAL_KEY_FILE")
+    key = Path(named) if named else key_file_for(path)
+    return await Store.open(path, Sealer.from_file(key) if key else Sealer.ephemeral())

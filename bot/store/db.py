@@ -26,7 +26,7 @@ import aiosqlite
 
 from . import meetings as M
 from .anonymous import AnonymousRow, pool_anonymous, release
-from .migrations import MIGRATIONS
+from .migrations import MIGRATIONS, SchemaTooNew
 from .queries import Queries
 from .seal import Sealer, key_file_for
 from .sql import PHONE_CHANNELS, chunks, iso
@@ -352,7 +352,11 @@ class Store(Queries):
         await conn.execute("PRAGMA secure_delete = ON")
         await conn.execute("PRAGMA busy_timeout = 5000")
         store = cls(conn, p, sealer)
-        await store.migrate()
+        try:
+            await store.migrate()
+        except BaseException:
+            await conn.close()
+            raise
         if p != ":memory:":  # files that were there already may have been made 0644
             for f in (p, p + "-wal", p + "-shm"):
                 with contextlib.suppress(FileNotFoundError, PermissionError):
@@ -369,7 +373,11 @@ class Store(Queries):
 
     async def migrate(self) -> None:
         current = await self.schema_version()
+        if current > len(MIGRATIONS):
+            raise SchemaTooNew(self.path, current, len(MIGRATIONS))
         self.created = current == 0
+        if current < len(MIGRATIONS):
+            log.info("database schema version %d; migrating to %d", current, len(MIGRATIONS))
         for version, sql in enumerate(MIGRATIONS, start=1):
             if version <= current:
                 continue

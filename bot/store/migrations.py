@@ -6,6 +6,25 @@ SQLite-only types) so a PostgreSQL backend can follow.
 
 from __future__ import annotations
 
+
+class SchemaTooNew(Exception):
+    """The database was made or migrated by a newer Veivis than this one: running on it
+    could lose or misread data, so this Veivis refuses to open it (a downgrade is done by
+    restoring the backup taken before the upgrade)."""
+
+    def __init__(self, path: str, found: int, known: int) -> None:
+        super().__init__(
+            f"the database {path} has schema version {found}, newer than this Veivis knows "
+            f"({known}); it was used by a newer version. Install that version again, or "
+            f"restore the backup taken before the upgrade.")
+        self.path, self.found, self.known = path, found, known
+
+    def norwegian(self) -> str:
+        return (f"databasen {self.path} har skjemaversjon {self.found}, nyere enn denne "
+                f"versjonen av Veivis kjenner ({self.known}): den er brukt av en nyere "
+                f"Veivis. Installer den versjonen igjen, eller legg tilbake sikkerhetskopien "
+                f"fra før oppgraderingen. Ingenting er endret.")
+
 MIGRATIONS: list[str] = [
     # 1: the walking skeleton
     """

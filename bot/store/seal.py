@@ -19,6 +19,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from bot.atomic import write_atomic
+
 KEY_BYTES = 32
 _NONCE = 12
 
@@ -44,17 +46,14 @@ class Sealer:
     @classmethod
     def from_file(cls, path: Path) -> Sealer:
         """The key in `path`; a new one is made (0600) if the file does not exist."""
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        except OSError as e:
-            raise SealError(f"{path}: cannot create the seal key file: {e.strerror}") from e
-        else:
-            with os.fdopen(fd, "wb") as f:
-                f.write(secrets.token_bytes(KEY_BYTES).hex().encode() + b"\n")
-                f.flush()
-                os.fsync(f.fileno())
+        if not path.exists():  # made whole or not at all: a crash never leaves half a key
+            try:
+                write_atomic(path, secrets.token_bytes(KEY_BYTES).hex().encode() + b"\n",
+                             mode=0o600, exclusive=True)
+            except FileExistsError:
+                pass  # another process made it first: use theirs
+            except OSError as e:
+                raise SealError(f"{path}: cannot create the seal key file: {e.strerror}") from e
         with contextlib.suppress(PermissionError):  # a key readable by others is not a secret
             os.chmod(path, 0o600)
         try:

@@ -1,0 +1,254 @@
+"""Running Veivis for years at a municipality: one settings source for every command, secrets
+from files, refusing a database from a newer Veivis, files written whole or not at all, and
+log lines a log collector can read without message texts or phone numbers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bot.app import cli
+from bot.app.config import add_veileder_to_file
+from bot.app.logs import setup_logging
+from bot.app.settings import SettingsError, load_settings
+from bot.store import Store
+from bot.store.migrations import MIGRATIONS
+
+from .conftest import ROOT
+from .livekit import TOKEN
+
+OPS_ENV = ("VEIVIS_", "TWILIO_", "TELEGRAM_", "METRICS_")
+
+
+@pytest.fixture
+def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh working folder with no settings in the environment."""
+    for k in list(os.environ):
+        if k.startswith(OPS_ENV):
+            monkeypatch.delenv(k)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def veivis(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = cli.main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+# -- one settings source ------------------------------------------------------------------
+
+def test_every_command_uses_the_database_and_config_the_settings_name(
+        here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    data = here / "data"
+    data.mkdir()
+    shutil.copy(ROOT / "deploy" / "veivis.yaml", data / "kontor.yaml")
+    settings = here / "veivis.toml"
+    settings.write_text(f'veivis_db = "{data / "live.db"}"\n'
+                        f'veivis_config = "{data / "kontor.yaml"}"\n', encoding="utf-8")
+    monkeypatch.setenv("VEIVIS_SETTINGS", str(settings))
+    assert veivis(capsys, "veileder", "add", "Per Hansen", "400 99 999")[0] == 0
+    code, out, err = veivis(capsys, "user", "add", "912 00 000", "--veileder", "40099999")
+    assert code == 0, out + err
+    code, out, _ = veivis(capsys, "meeting", "add", "91200000", "24.11.2027", "kl", "10")
+    assert code == 0, out
+    assert "Per Hansen" in (data / "kontor.yaml").read_text(encoding="utf-8")
+    assert "912 00 000" in veivis(capsys, "user", "list")[1]
+    assert "912 00 000" in veivis(capsys, "meeting", "list")[1]
+    assert veivis(capsys, "outbox", "list")[0] == 0
+    assert veivis(capsys, "backup", str(here / "copy.db"))[0] == 0
+    with sqlite3.connect(here / "copy.db") as c:
+        assert c.execute("SELECT COUNT(*) FROM users").fetchone() == (1,)
+        assert c.execute("SELECT COUNT(*) FROM meetings").fetchone() == (1,)
+    code, out, err = veivis(capsys, "export-user", "91200000")
+    assert code == 0 and '"phone": "+4791200000"' in out, out + err
+    # nothing went to a second database in the working folder
+    assert not (here / "veivis.db").exists()
+    assert sorted(p.name for p in here.iterdir() if not p.name.startswith("copy.db")) == [
+        "data", "veivis.toml"]
+    # --settings on the command line names the same file the same way
+    monkeypatch.delenv("VEIVIS_SETTINGS")
+    assert "912 00 000" in veivis(capsys, "--settings", str(settings), "user", "list")[1]
+    assert not (here / "veivis.db").exists()
+
+
+def test_a_broken_settings_file_stops_every_command_plainly(
+        here: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = here / "veivis.toml"
+    bad.write_text('veivis_db = "x.db"\nveivis_dbb = "y"\n', encoding="utf-8")
+    for args in (["user", "list"], ["run"], ["check-config"], ["outbox", "list"]):
+        code, _, err = veivis(capsys, "--settings", str(bad), *args)
+        assert code == 1
+        assert "unknown setting 'veivis_dbb'" in err and "Traceback" not in err
+    assert not (here / "x.db").exists()
+
+
+# -- secrets from files -------------------------------------------------------------------
+
+def test_a_secret_comes_from_a_file(here: Path) -> None:
+    f = here / "token"
+    f.write_text(TOKEN + "\n", encoding="utf-8")
+    f.chmod(0o600)
+    s = load_settings(env={"TELEGRAM_BOT_TOKEN_FILE": str(f)})
+    assert s.get("TELEGRAM_BOT_TOKEN") == TOKEN and s.problems() == []
+    assert TOKEN not in "\n".join(s.describe())
+    toml = here / "veivis.toml"
+    toml.write_text(f'twilio_auth_token_file = "{f}"\n', encoding="utf-8")
+    assert load_settings(toml, env={}).get("TWILIO_AUTH_TOKEN") == TOKEN
+    # the environment's value wins over the file's _FILE, as for every setting
+    assert load_settings(toml, env={"TWILIO_AUTH_TOKEN": "x"}).get("TWILIO_AUTH_TOKEN") == "x"
+
+
+@pytest.mark.parametrize(("mode", "content", "env_extra", "expected"), [
+    (0o644, TOKEN, {}, "can be read by everyone on this machine; run: chmod 600"),
+    (0o600, "\n", {}, "is empty"),
+    (0o600, TOKEN, {"TELEGRAM_BOT_TOKEN": TOKEN}, "TELEGRAM_BOT_TOKEN and "
+     "TELEGRAM_BOT_TOKEN_FILE are both set"),
+    (None, TOKEN, {}, "no such file"),
+])
+def test_a_bad_secret_file_is_refused(here: Path, mode: int | None, content: str,
+                                      env_extra: dict[str, str], expected: str) -> None:
+    f = here / "token"
+    if mode is not None:
+        f.write_text(content, encoding="utf-8")
+        f.chmod(mode)
+    with pytest.raises(SettingsError, match=expected):
+        load_settings(env={"TELEGRAM_BOT_TOKEN_FILE": str(f), **env_extra})
+
+
+def test_run_refuses_a_world_readable_secret_file(
+        here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    f = here / "token"
+    f.write_text(TOKEN, encoding="utf-8")
+    f.chmod(0o644)
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN_FILE", str(f))
+    for args in (["run"], ["check-config"]):
+        code, _, err = veivis(capsys, *args)
+        assert code == 1 and "chmod 600" in err and "Traceback" not in err
+
+
+# -- a database from a newer Veivis --------------------------------------------------------
+
+def _newer_db(path: Path) -> int:
+    async def make() -> None:
+        store = await Store.open(str(path))
+        await store.close()
+    asyncio.run(make())
+    newer = len(MIGRATIONS) + 1
+    with sqlite3.connect(path) as c:
+        c.execute(f"PRAGMA user_version = {newer}")
+    return newer
+
+
+async def test_the_store_refuses_a_newer_schema(tmp_path: Path) -> None:
+    db = tmp_path / "veivis.db"
+    newer = await asyncio.to_thread(_newer_db, db)
+    from bot.store.migrations import SchemaTooNew
+    with pytest.raises(SchemaTooNew) as e:
+        await Store.open(str(db))
+    assert (e.value.found, e.value.known) == (newer, len(MIGRATIONS))
+
+
+def _dump(db: Path) -> list[str]:
+    with sqlite3.connect(db) as c:
+        return list(c.iterdump())
+
+
+@pytest.mark.parametrize("args", [["user", "list"], ["outbox", "list"], ["run"],
+                                  ["chat", "--no-demo"], ["report"]])
+def test_every_command_refuses_a_database_from_a_newer_veivis(
+        here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        args: list[str]) -> None:
+    db = here / "veivis.db"
+    newer = _newer_db(db)
+    before = _dump(db)
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)  # `run` gets as far as the database
+    monkeypatch.setattr("sys.stdin", open(os.devnull))  # noqa: SIM115  (chat reads stdin)
+    code, _, err = veivis(capsys, *args)
+    assert code == 1
+    assert f"har skjemaversjon {newer}, nyere enn denne versjonen av Veivis kjenner" in err
+    assert "newer than this Veivis knows" in err and "Traceback" not in err
+    assert _dump(db) == before  # nothing changed
+    with sqlite3.connect(db) as c:
+        assert c.execute("PRAGMA user_version").fetchone() == (newer,)
+
+
+def test_each_migration_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="bot.store.db")
+
+    async def go() -> None:
+        await (await Store.open(str(tmp_path / "v.db"))).close()
+    asyncio.run(go())
+    logged = [r.getMessage() for r in caplog.records]
+    assert f"database schema version 0; migrating to {len(MIGRATIONS)}" in logged
+    for v in range(1, len(MIGRATIONS) + 1):
+        assert f"database migrated to version {v}" in logged
+
+
+# -- files written whole or not at all -----------------------------------------------------
+
+def test_a_crash_while_writing_the_config_leaves_the_old_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "veivis.yaml"
+    shutil.copy(ROOT / "deploy" / "veivis.yaml", cfg)
+    cfg.chmod(0o640)
+    before = cfg.read_bytes()
+
+    def crash(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(os, "fsync", crash)
+    with pytest.raises(OSError, match="No space"):
+        add_veileder_to_file(cfg, "Per Hansen", "+4740099999", "NAV Gjøvik")
+    assert cfg.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["veivis.yaml"]  # no temp file left
+    monkeypatch.undo()
+    add_veileder_to_file(cfg, "Per Hansen", "+4740099999", "NAV Gjøvik")
+    assert "Per Hansen" in cfg.read_text(encoding="utf-8")
+    assert cfg.stat().st_mode & 0o777 == 0o640  # its permissions are kept
+    new = tmp_path / "ny.yaml"
+    add_veileder_to_file(new, "Per Hansen", "+4740099999", "NAV Gjøvik")
+    assert new.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_crash_while_making_the_seal_key_leaves_no_half_key(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.store.seal import Sealer
+    key = tmp_path / "veivis.db.seal-key"
+
+    def crash(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+    monkeypatch.setattr(os, "fsync", crash)
+    with pytest.raises(Exception, match="Input/output error"):
+        Sealer.from_file(key)
+    assert not key.exists() and list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    sealer = Sealer.from_file(key)
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert Sealer.from_file(key).mac("x") == sealer.mac("x")  # the same key next time
+
+
+# -- logs ----------------------------------------------------------------------------------
+
+def test_json_log_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+    buf = io.StringIO()
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        setup_logging(load_settings(env={"VEIVIS_LOG_FORMAT": "json"}), service=True,
+                      stream=buf)
+        logging.getLogger("bot.test").info("veivis is running on %s:%d", "127.0.0.1", 8080)
+        logging.getLogger("twilio.http_client").info("Data: To=+4791234567 Body=hei")
+    finally:
+        root.handlers[:], _ = saved[0], root.setLevel(saved[1])
+    lines = [json.loads(x) for x in buf.getvalue().splitlines()]
+    assert len(lines) == 1  # the Twilio client's request log is held back at INFO
+    assert lines[0]["level"] == "INFO" and lines[0]["logger"] == "bot.test"
+    assert lines[0]["message"] == "veivis is running on 127.0.0.1:8080"
