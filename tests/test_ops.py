@@ -12,17 +12,20 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from bot.app import cli
 from bot.app.config import add_veileder_to_file
+from bot.app.demo import DEMO_USER_PHONE, seed_demo
 from bot.app.logs import setup_logging
 from bot.app.settings import SettingsError, load_settings
 from bot.store import Store
 from bot.store.migrations import MIGRATIONS
 
-from .conftest import ROOT
-from .livekit import TOKEN
+from .conftest import NOW, ROOT, said, said_yes
+from .fakes import FakeTwilio
+from .livekit import PUBLIC, SID, TOKEN, RunningClock, sms_live, sms_settings, start_live
 
 OPS_ENV = ("VEIVIS_", "TWILIO_", "TELEGRAM_", "METRICS_")
 
@@ -252,3 +255,80 @@ def test_json_log_lines(capsys: pytest.CaptureFixture[str]) -> None:
     assert len(lines) == 1  # the Twilio client's request log is held back at INFO
     assert lines[0]["level"] == "INFO" and lines[0]["logger"] == "bot.test"
     assert lines[0]["message"] == "veivis is running on 127.0.0.1:8080"
+
+
+# -- /metrics and what the logs hold after a real conversation ----------------------------
+
+METRICS_TOKEN = "metrics-token-0123456789"
+
+
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        key, _, value = line.rpartition(" ")
+        if key == name:
+            return float(value)
+    return 0.0
+
+
+async def test_metrics_after_a_scripted_conversation_and_logs_hold_no_texts_or_numbers(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    async def seed(store: Store) -> None:
+        await seed_demo(store, NOW, channel="sms")
+        await said_yes(store)
+
+    caplog.set_level(logging.DEBUG)  # everything our code logs, at every level
+    texts = ["STOPP", "START", "jeg har lyst å ta livet av meg", "HJELP"]
+    async with FakeTwilio(SID, "fake-twilio-auth-token") as fake:
+        clock = RunningClock()
+        fake.clock = clock
+        live = await start_live(sms_settings(tmp_path, fake.url, METRICS_TOKEN=METRICS_TOKEN),
+                                clock, seed)
+        try:
+            for t in texts:
+                assert (await fake.sms(live.url, PUBLIC, DEMO_USER_PHONE, t))[0] == 200
+                await live.settled()
+            assert said(live.svc.flows, "system.stopped") in fake.texts_to(DEMO_USER_PHONE)
+            replay = {"MessageSid": "SMreplay", "From": DEMO_USER_PHONE, "Body": "HJELP"}
+            for _ in range(2):  # a provider retry: handled once, counted as a duplicate
+                assert await fake.webhook(live.url, PUBLIC, "/twilio/sms", replay) == 200
+            await live.settled()
+            assert await fake.webhook(live.url, PUBLIC, "/twilio/sms", replay,
+                                      signature=None) == 403
+            async with aiohttp.ClientSession() as s:
+                async with s.get(live.url + "/metrics") as r:
+                    assert r.status == 401
+                async with s.get(live.url + "/metrics",
+                                 headers={"Authorization": "Bearer wrong"}) as r:
+                    assert r.status == 401
+                async with s.get(live.url + "/metrics",
+                                 headers={"Authorization": f"Bearer {METRICS_TOKEN}"}) as r:
+                    assert r.status == 200
+                    assert r.headers["Content-Type"].startswith("text/plain")
+                    text = await r.text()
+            sent = len(fake.sent)
+        finally:
+            await live.close()
+    assert _metric(text, 'veivis_messages_in_total{channel="sms"}') == len(texts) + 1
+    assert _metric(text, 'veivis_messages_duplicate_total{channel="sms"}') == 1
+    assert _metric(text, "veivis_crisis_replies_total") == 1
+    assert _metric(text, 'veivis_messages_out_total{channel="sms"}') == sent > 0
+    assert _metric(text, 'veivis_outbox_messages{status="sent"}') == sent
+    assert _metric(text, 'veivis_outbox_messages{status="pending"}') == 0
+    assert _metric(text, 'veivis_webhook_rejected_total{route="/twilio/sms",status="403"}') == 1
+    assert _metric(text, "veivis_pipeline_latency_seconds_count") == len(texts) + 2
+    # nothing personal in the scrape
+    digits = DEMO_USER_PHONE.lstrip("+")
+    assert digits[-8:] not in text and "livet" not in text
+    # nor in the logs: every record our code and the libraries wrote, at every level
+    logged = "\n".join(f"{r.name} {r.getMessage()}" for r in caplog.records)
+    assert any("crisis signal" in r.getMessage() for r in caplog.records)
+    for t in texts:
+        assert t not in logged
+    assert "livet" not in logged
+    assert digits[-8:] not in logged and digits[-6:] not in logged
+
+
+async def test_no_metrics_without_a_token(tmp_path: Path) -> None:
+    async with sms_live(tmp_path) as (live, _fake), aiohttp.ClientSession() as s, \
+            s.get(live.url + "/metrics") as r:
+        assert r.status == 404

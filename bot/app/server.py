@@ -3,7 +3,8 @@
 The web server is aiohttp: it is already installed as the HTTP client of twilio's async API,
 so the webhooks need no second web stack (Starlette + uvicorn would add two packages).
 
-Routes: GET /healthz (the process is alive), GET /readyz (database and channels ready), and
+Routes: GET /healthz (the process is alive), GET /readyz (database and channels ready),
+GET /metrics (Prometheus, only with METRICS_TOKEN; bot/app/metrics.py), and
 each configured channel's own webhooks (`bot/channels/`: SMS has POST /twilio/sms and POST
 /twilio/status, Telegram POST /telegram). Shutdown on SIGTERM: stop taking webhooks
 (in-flight requests finish), stop polling, let the pipeline finish what it has, let sends in
@@ -24,7 +25,9 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot.app import metrics
 from bot.app.config import apply_config, configured
+from bot.app.metrics import Metrics
 from bot.app.settings import FlowsError, Settings, digest_trigger, load_flows, open_store
 from bot.channels import sms, telegram
 from bot.channels.base import Channel, Hub, StartError
@@ -82,6 +85,7 @@ class Service:
     digest: DigestJob | None = None
     reloading: asyncio.Lock = field(default_factory=asyncio.Lock)
     hub: Hub | None = None  # what the channels read the flows from
+    metrics: Metrics | None = None
 
     def wake_senders(self) -> None:
         for s in self.senders.values():
@@ -166,6 +170,7 @@ async def build(settings: Settings, clock: Clock = system_clock, *,
         svc = Service(settings, store, flows, pipeline, clock, Ticker(store, pipeline, clock,
                                                                       rules))
         pipeline.listeners.append(svc.wake_senders)
+        svc.metrics = Metrics(svc)
         hub = svc.hub = Hub(store, pipeline, flows, clock, wake=svc.wake_senders,
                             accepting=lambda: svc.accepting)
         for make in CHANNELS:
@@ -232,7 +237,8 @@ async def stop(svc: Service, grace: float = 20.0) -> None:
 
 def web_app(svc: Service) -> web.Application:
     """Health checks, and each configured channel's own webhooks."""
-    app = web.Application(client_max_size=256 * 1024)
+    middlewares = [metrics.middleware(svc.metrics)] if svc.metrics is not None else []
+    app = web.Application(client_max_size=256 * 1024, middlewares=middlewares)
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "alive", "flows": svc.flows.version})
@@ -254,6 +260,9 @@ def web_app(svc: Service) -> web.Application:
         return web.json_response(checks, status=200 if ok else 503)
 
     app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz)])
+    token = svc.settings.get("METRICS_TOKEN")
+    if token and svc.metrics is not None:  # off unless a token is set
+        app.add_routes(metrics.routes(svc.metrics, token))
     for ch in svc.channels.values():
         app.add_routes(ch.routes())
     return app

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -21,6 +22,7 @@ from typing import Any
 from bot.engine import answers
 from bot.engine.model import FlowSet
 from bot.engine.runtime import (
+    Crisis,
     Desk,
     Expire,
     Nudge,
@@ -77,6 +79,7 @@ class Handled:
     replies: tuple[Reply, ...] = ()
     duplicate: bool = False
     user_id: int | None = None
+    crisis: bool = False  # the step sent crisis numbers (a count for /metrics, nothing more)
 
 
 Item = Inbound | FlowRequest
@@ -86,6 +89,7 @@ Item = Inbound | FlowRequest
 class _Pending:
     item: Item
     future: asyncio.Future[Handled] = field(repr=False)
+    queued: float = field(default_factory=time.monotonic, repr=False)
 
 
 def context_values(ctx: UserContext | None, lang: str,
@@ -123,6 +127,9 @@ class Pipeline:
         self.processed = 0
         # called after each batch is committed (the senders wake up to send its replies)
         self.listeners: list[Callable[[], None]] = []
+        # told of each item after its batch committed: the item, what happened, seconds from
+        # submit to commit (bot.app.metrics counts these; never the text)
+        self.observers: list[Callable[[Item, Handled, float], None]] = []
         # when a list: every step's inputs, so a test can replay the pure step and compare
         self.trace: list[StepInputs] | None = None
 
@@ -256,6 +263,9 @@ class Pipeline:
         for p, h in results:
             if not p.future.done():
                 p.future.set_result(h)
+        for observe in self.observers:  # after the commit: what happened, counted once
+            for p, h in results:
+                observe(p.item, h, time.monotonic() - p.queued)
         return leftover
 
     async def _load(self, b: Batch, batch: list[_Pending], now: datetime) -> _Work:
@@ -319,7 +329,8 @@ class Pipeline:
         log.info("handled %s from %s on %s: %d replies",
                  "message" if isinstance(item, Inbound) else f"start {item.flow_id}",
                  mask_address(item.address), item.channel, len(res.replies))
-        return Handled(res.replies, False, user.id)
+        return Handled(res.replies, False, user.id,
+                       any(isinstance(e, Crisis) for e in res.effects))
 
     def _values(self, w: _Work, uid: int, lang: str, about: int | None,
                 now: datetime) -> dict[str, str]:

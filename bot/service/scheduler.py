@@ -41,6 +41,7 @@ class TickResult:
     sent: int = 0
     dropped: int = 0
     deferred: int = 0
+    lag: float = 0.0  # seconds the most overdue row sent was late
 
 
 class Ticker:
@@ -52,17 +53,24 @@ class Ticker:
         self.rules = rules
         self.batch = batch
         self._lock = asyncio.Lock()
+        # for /metrics: when the last tick ended (this clock), and how late the most overdue
+        # row it sent was (seconds; 0 when nothing was due)
+        self.last_tick: datetime | None = None
+        self.last_lag = 0.0
 
     async def tick(self) -> TickResult:
         """Handle everything due now. Ticks never overlap."""
         async with self._lock:
             total = TickResult()
+            lag = 0.0
             while True:
                 r, more = await self._once()
                 total.sent += r.sent
                 total.dropped += r.dropped
                 total.deferred += r.deferred
+                lag = max(lag, r.lag)
                 if not more:
+                    self.last_tick, self.last_lag = self.clock(), lag
                     return total
 
     def _flow_for(self, r: M.Due) -> str:
@@ -98,6 +106,8 @@ class Ticker:
             r.channel, r.address, self._flow_for(r), r.meeting_id, r.id,
             ACTIONS.get(r.kind, "start"))) for r in send))
         result.sent = len(send)
+        if send:
+            result.lag = max(0.0, max((now - r.due_at).total_seconds() for r in send))
         # a full batch that made progress: there may be more due right now
         return result, len(rows) == self.batch and (result.sent or result.dropped) > 0
 
