@@ -332,3 +332,47 @@ async def test_no_metrics_without_a_token(tmp_path: Path) -> None:
     async with sms_live(tmp_path) as (live, _fake), aiohttp.ClientSession() as s, \
             s.get(live.url + "/metrics") as r:
         assert r.status == 404
+
+
+# -- backup while running, restore into a fresh place, start --------------------------------
+
+async def test_backup_while_running_then_restore_into_a_fresh_place_and_start(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    async def seed(store: Store) -> None:
+        await seed_demo(store, NOW, channel="sms")
+        await said_yes(store)
+
+    live_dir, fresh = tmp_path / "live", tmp_path / "fresh"
+    live_dir.mkdir()
+    backup = tmp_path / "backup.db"
+    tables = "SELECT * FROM {} ORDER BY id"
+    async with sms_live(live_dir, seed) as (live, fake):
+        assert (await fake.sms(live.url, PUBLIC, DEMO_USER_PHONE, "HJELP"))[0] == 200
+        await live.settled()
+        before = {t: await live.store.fetchall(tables.format(t))
+                  for t in ("users", "meetings", "scheduled", "outbox", "veiledere")}
+        # while the bot runs (and holds the database open)
+        code = await asyncio.to_thread(cli.main, ["backup", str(backup), "--db",
+                                                  str(live_dir / "veivis.db")])
+        assert code == 0
+    fresh.mkdir()
+    db = fresh / "veivis.db"
+    shutil.copy(live_dir / "veivis.db.seal-key", fresh / "veivis.db.seal-key")  # kept apart
+    assert cli.main(["restore", str(backup), "--db", str(db)]) == 0
+    # never over a database that is there
+    code = cli.main(["restore", str(backup), "--db", str(db)])
+    assert code == 1 and "finnes; stopp Veivis" in capsys.readouterr().err
+    broken = tmp_path / "broken.db"
+    broken.write_bytes(backup.read_bytes()[:8192])
+    code = cli.main(["restore", str(broken), "--db", str(tmp_path / "x.db")])
+    assert code == 1 and not (tmp_path / "x.db").exists()
+    async with FakeTwilio(SID, "fake-twilio-auth-token") as fake:
+        clock = RunningClock()
+        live = await start_live(sms_settings(fresh, fake.url), clock)
+        try:
+            after = {t: await live.store.fetchall(tables.format(t)) for t in before}
+            assert after == before and before["users"] and before["meetings"]
+            async with aiohttp.ClientSession() as s, s.get(live.url + "/readyz") as r:
+                assert r.status == 200
+        finally:
+            await live.close()

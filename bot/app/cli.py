@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import shutil
+import sqlite3
 import sys
 import time
 import uuid
@@ -52,9 +53,9 @@ from bot.service.pipeline import FlowRequest, Inbound, Pipeline
 from bot.service.scheduler import Ticker
 from bot.store import Store
 from bot.store import outbox as O
-from bot.store.db import backup_file
+from bot.store.db import backup_file, check_backup
 from bot.store.meetings import MeetingError
-from bot.store.migrations import SchemaTooNew
+from bot.store.migrations import MIGRATIONS, SchemaTooNew
 from bot.timing.planner import DEFAULT_RULES, OSLO, Rules
 from bot.timing.when import WhenError, describe, parse_day
 
@@ -339,6 +340,30 @@ def cmd_backup(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Put a `veivis backup` copy in place as the database (VEIVIS_DB), with the bot stopped.
+    Refuses to overwrite a database, a file that is not a whole Veivis database, or one from
+    a newer Veivis."""
+    source, target = Path(args.backup), Path(args.db)
+    try:
+        problem = check_backup(source, len(MIGRATIONS))
+    except sqlite3.DatabaseError as e:
+        problem = f"er ikke en SQLite-database ({e})"
+    if problem:
+        print(f"veivis restore: {source}: {problem}", file=sys.stderr)
+        return 1
+    for f in (target, Path(f"{target}-wal"), Path(f"{target}-shm")):
+        if f.exists():
+            print(f"veivis restore: {f} finnes; stopp Veivis og flytt den bort først (ingenting "
+                  "er endret)", file=sys.stderr)
+            return 1
+    target.parent.mkdir(parents=True, exist_ok=True)
+    backup_file(source, target)
+    print(f"la tilbake {source} som {target}. Seglnøkkelen ({target}.seal-key eller "
+          "VEIVIS_SEAL_KEY_FILE) legges tilbake for seg; start Veivis igjen.")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """The report for the resource group, from the anonymous answers: one fixed 14-day period
     that is over."""
@@ -483,6 +508,11 @@ def build_parser() -> argparse.ArgumentParser:
     bk.add_argument("target", help="the new backup file")
     bk.add_argument("--db", help=DB_HELP)
     bk.set_defaults(func=cmd_backup)
+
+    rs = sub.add_parser("restore", help="put a backup back as the database (the bot stopped)")
+    rs.add_argument("backup", help="a file made by veivis backup")
+    rs.add_argument("--db", help=DB_HELP)
+    rs.set_defaults(func=cmd_restore)
 
     kr = sub.add_parser("krise", help="crisis safety: would a message trigger it, and why")
     krs = kr.add_subparsers(dest="krise_command", required=True)

@@ -616,3 +616,23 @@ def backup_file(source: Path, target: Path) -> None:
     finally:
         dst.close()
         src.close()
+
+
+def check_backup(path: Path, known: int) -> str | None:
+    """What is wrong with a backup file before `veivis restore` puts it in place (in
+    Norwegian), or None: it must exist, pass SQLite's integrity check, and have a schema
+    this Veivis knows."""
+    if not path.is_file():
+        return "finnes ikke"
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        version = int(con.execute("PRAGMA user_version").fetchone()[0])
+        if version == 0:
+            return "er ikke en database fra Veivis (skjemaversjon 0)"
+        if version > known:
+            return (f"har skjemaversjon {version}, nyere enn denne versjonen av Veivis kjenner "
+                    f"({known})")
+        ok = con.execute("PRAGMA integrity_check").fetchone()[0]
+        return None if ok == "ok" else f"er skadet ({ok})"
+    finally:
+        con.close()
