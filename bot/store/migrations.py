@@ -247,4 +247,20 @@ MIGRATIONS: list[str] = [
     CREATE INDEX outbox_heads ON outbox(channel, address, id)
         WHERE status IN ('pending', 'sending', 'unsure');
     """,
+    # 10: costs that do not grow with the tables. The daily purge finds old rows by their
+    # time (no full scans under the write lock); deleting a meeting finds its answers
+    # (ON DELETE CASCADE) without scanning them all; the purge's quiet-user check finds a
+    # person's latest conversation step, and SLETT their invites, by index.
+    """
+    CREATE INDEX inbound_received ON inbound(received_at);
+    CREATE INDEX outbox_created ON outbox(created_at) WHERE status != 'pending';
+    CREATE INDEX answers_saved ON answers(saved_at);
+    CREATE INDEX answers_meeting ON answers(meeting_id) WHERE meeting_id IS NOT NULL;
+    CREATE INDEX scheduled_handled ON scheduled(handled_at) WHERE status != 'pending';
+    CREATE INDEX meetings_starts ON meetings(starts_at);
+    CREATE INDEX threads_last ON threads(last_at);
+    CREATE INDEX seen_keys_day ON seen_keys(day);
+    CREATE INDEX users_created ON users(created_at);
+    CREATE INDEX invites_user ON invites(user_id);
+    """,
 ]
