@@ -33,7 +33,7 @@ from .sql import PHONE_CHANNELS, chunks, iso
 from .tx import Tx
 
 log = logging.getLogger(__name__)
-PURGE_CHUNK = 500  # rows per purge transaction (bench/scale.py: well under 100 ms each)
+PURGE_CHUNK = 200  # rows per purge transaction (bench/scale.py: well under 100 ms each)
 # aiosqlite logs every statement with its parameters at DEBUG: message texts and phone
 # numbers. Logs must never hold those, whatever level the app runs at.
 logging.getLogger("aiosqlite").setLevel(logging.WARNING)

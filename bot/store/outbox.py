@@ -44,6 +44,10 @@ async def heads(store: Store, channel: str, now: datetime, limit: int = 2000) ->
         "SELECT o.id, o.user_id, o.channel, o.address, o.text, o.choices, o.numbered, o.tries, "
         "o.status, o.attempt_at "
         "FROM outbox o JOIN (SELECT MIN(id) AS id FROM outbox WHERE channel = ? "
+        # the first condition is implied by the second; it lets SQLite use the partial
+        # index outbox_heads (unsent rows only), so the cost follows the backlog, not the
+        # sent history
+        "AND status IN ('pending', 'sending', 'unsure') "
         "AND (status IN ('sending', 'unsure') OR (status = 'pending' AND (due_at <= ? "
         "OR tries > 0))) "
         "GROUP BY address) h ON h.id = o.id "
