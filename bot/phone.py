@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import re
 
+import phonenumbers
+from phonenumbers import PhoneNumberType
+
 _SEPARATORS = re.compile(r"[\s\-().]")
 
 
@@ -31,6 +34,34 @@ def normalise_phone(raw: str, default_country: str = "47") -> str:
     if len(s) == 10 and s.startswith("47"):
         return "+" + s
     raise PhoneError(f"«{raw}» er ikke et telefonnummer (et norsk nummer har 8 sifre)")
+
+
+def valid_phone(e164: str) -> str:
+    """The number, if it exists in its country's numbering plan (Google's libphonenumber
+    data, via phonenumberslite); otherwise PhoneError in plain Norwegian. For numbers that
+    are to get SMS from Veivis: a young person's, one in a MØTE command or a CSV import."""
+    try:
+        number = phonenumbers.parse(e164, None)
+        ok = phonenumbers.is_valid_number(number)
+    except phonenumbers.NumberParseException:
+        ok = False
+    if not ok:
+        raise PhoneError(f"{pretty_phone(e164)} er ikke et telefonnummer som finnes "
+                         "(sjekk sifrene)")
+    return e164
+
+
+def landline_warning(e164: str) -> str | None:
+    """A plain Norwegian warning if the number is a landline (SMS to it does not arrive);
+    None for a mobile number or one that may be either."""
+    try:
+        kind = phonenumbers.number_type(phonenumbers.parse(e164, None))
+    except phonenumbers.NumberParseException:
+        return None
+    if kind == PhoneNumberType.FIXED_LINE:
+        return (f"advarsel: {pretty_phone(e164)} er et fastnummer; SMS fra Veivis kommer "
+                "trolig ikke fram")
+    return None
 
 
 def pretty_phone(e164: str) -> str:

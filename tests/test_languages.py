@@ -181,6 +181,11 @@ def test_sentences_do_not_end_at_dates_and_times() -> None:
     ("a" * 306, 2, "GSM-7"), ("a" * 307, 3, "GSM-7"), ("{" * 80, 1, "GSM-7"),
     ("{" * 81, 2, "GSM-7"), ("«" + "a" * 69, 1, "UCS-2"), ("«" + "a" * 70, 2, "UCS-2"),
     ("👍" * 35, 1, "UCS-2"),
+    # a two-septet character (€) or a two-unit emoji is never split between parts: one that
+    # falls on a part's end moves to the next part, as the network (and Twilio) count
+    ("a" * 152 + "€" + "a" * 152, 3, "GSM-7"), ("a" * 151 + "€" + "a" * 153, 2, "GSM-7"),
+    ("{" * 153, 3, "GSM-7"), ("«" + "a" * 65 + "👍" + "a" * 66, 3, "UCS-2"),
+    ("«" + "a" * 64 + "👍" + "a" * 67, 2, "UCS-2"),
 ])
 def test_sms_segments(text: str, segments: int, encoding: str) -> None:
     assert sms_segments(text) == (segments, encoding)

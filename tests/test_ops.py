@@ -376,3 +376,31 @@ async def test_backup_while_running_then_restore_into_a_fresh_place_and_start(
                 assert r.status == 200
         finally:
             await live.close()
+
+
+# -- phone numbers that cannot get an SMS ---------------------------------------------------
+
+@pytest.mark.parametrize("number", ["12345678", "+99912345678", "+4712345678", "0047 1234 5678"])
+def test_numbers_that_do_not_exist_are_refused_at_registration(
+        here: Path, capsys: pytest.CaptureFixture[str], number: str) -> None:
+    code, out, err = veivis(capsys, "user", "add", number)
+    assert code == 1 and "er ikke et telefonnummer" in out + err, out + err
+    assert "Traceback" not in out + err
+    code, out, err = veivis(capsys, "meeting", "add", number, "24.11.2027", "kl", "10")
+    assert code == 1 and "er ikke et telefonnummer" in out + err
+    assert "ingen brukere" in veivis(capsys, "user", "list")[1]
+
+
+def test_a_landline_is_registered_with_a_warning(
+        here: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = veivis(capsys, "user", "add", "61 00 00 00")
+    assert code == 0 and "61 00 00 00 er et fastnummer" in out
+    code, out, _ = veivis(capsys, "user", "add", "912 34 567")
+    assert code == 0 and "fastnummer" not in out
+
+
+def test_a_moete_command_with_a_number_that_does_not_exist_is_answered_plainly() -> None:
+    from bot.timing.when import WhenError, parse_command
+    with pytest.raises(WhenError, match="12 34 56 78 er ikke et telefonnummer som finnes"):
+        parse_command("MØTE +4712345678 24.11 10:00", NOW)
+    assert parse_command("MØTE 912 34 567 24.11 10:00", NOW).phone == "+4791234567"

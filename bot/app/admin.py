@@ -22,7 +22,13 @@ from bot.app.config import (
     set_away_in_file,
 )
 from bot.app.settings import open_store
-from bot.phone import PhoneError, normalise_phone, pretty_phone
+from bot.phone import (
+    PhoneError,
+    landline_warning,
+    normalise_phone,
+    pretty_phone,
+    valid_phone,
+)
 from bot.service import meetings
 from bot.service.clock import system_clock
 from bot.store.meetings import MeetingError
@@ -47,7 +53,7 @@ async def _veileder_id(store: Database, phone: str | None) -> int | None:
 
 
 async def user_add(store: Database, a: argparse.Namespace) -> str:
-    phone = normalise_phone(a.phone)
+    phone = valid_phone(normalise_phone(a.phone))
     if await store.user_exists(phone):
         raise Problem(f"{pretty_phone(phone)} er registrert fra før")
     await meetings.not_a_work_phone(store, phone)
@@ -55,7 +61,9 @@ async def user_add(store: Database, a: argparse.Namespace) -> str:
     await store.add_user(phone=phone, channel=a.channel, first_name=first or None,
                          last_name=last or None, veileder_id=await _veileder_id(store, a.veileder),
                          now=system_clock(), discreet=a.discreet)
-    return f"la til {first or 'bruker'} {pretty_phone(phone)}"
+    warning = landline_warning(phone) if a.channel == "sms" else None
+    return f"la til {first or 'bruker'} {pretty_phone(phone)}" + (
+        f"\n{warning}" if warning else "")
 
 
 async def user_list(store: Database, a: argparse.Namespace) -> str:
@@ -194,7 +202,8 @@ async def meeting_add(store: Database, a: argparse.Namespace) -> str:
     when, place = split_when_place(" ".join(a.when), now)
     first = True if a.first else False if a.followup else None
     where: str | None = a.place or place
-    mid = await meetings.register(store, phone=normalise_phone(a.phone), starts_at=when,
+    mid = await meetings.register(store, phone=valid_phone(normalise_phone(a.phone)),
+                                  starts_at=when,
                                   place=where, first=first, now=now, rules=a.rules)
     return f"møte {mid}: {describe(when, now)}" + (f", {where}" if where else "")
 

@@ -92,12 +92,25 @@ def non_gsm(text: str) -> list[str]:
 
 
 def sms_segments(text: str) -> tuple[int, str]:
-    """How many SMS the text takes, and the encoding ('GSM-7' or 'UCS-2')."""
+    """How many SMS the text takes, and the encoding ('GSM-7' or 'UCS-2'), as the network
+    splits it: a long text goes in parts of 153 septets (GSM-7) or 67 UTF-16 units (UCS-2),
+    and a character is never split between two parts (an extended GSM-7 character such as €
+    is two septets, a character outside the BMP such as an emoji two UTF-16 units), so such a
+    character at the end of a part moves to the next one."""
     if non_gsm(text):
-        units = sum(2 if ord(c) > 0xFFFF else 1 for c in text)
-        return (1 if units <= 70 else -(-units // 67)), "UCS-2"
-    units = sum(2 if c in GSM7_EXTENDED else 1 for c in text)
-    return (1 if units <= 160 else -(-units // 153)), "GSM-7"
+        return _parts([2 if ord(c) > 0xFFFF else 1 for c in text], 70, 67), "UCS-2"
+    return _parts([2 if c in GSM7_EXTENDED else 1 for c in text], 160, 153), "GSM-7"
+
+
+def _parts(sizes: list[int], single: int, part: int) -> int:
+    if sum(sizes) <= single:
+        return 1
+    n, used = 1, 0
+    for size in sizes:
+        if used + size > part:
+            n, used = n + 1, 0
+        used += size
+    return n
 
 
 # -- conventions --------------------------------------------------------------------------------

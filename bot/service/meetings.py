@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 from bot.engine.loader import os_problem
-from bot.phone import PhoneError, normalise_phone, pretty_phone
+from bot.phone import PhoneError, normalise_phone, pretty_phone, valid_phone
 from bot.store import meetings as M
 from bot.store.meetings import MeetingError
 from bot.store.protocol import Database, MeetingReads
@@ -146,7 +146,7 @@ def read_meetings_csv(path: Path, now: datetime) -> tuple[list[CsvRow], list[str
         if not any(r.values()):
             continue
         try:
-            phone = normalise_phone(r.get("telefon", ""))
+            phone = valid_phone(normalise_phone(r.get("telefon", "")))
             when = parse_when(r.get("tid", ""), now)
             if when <= now:
                 raise WhenError("tiden har vært")

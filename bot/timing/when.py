@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from bot.phone import PhoneError, normalise_phone
+from bot.phone import PhoneError, normalise_phone, valid_phone
 from bot.timing.planner import OSLO, at_oslo
 
 WEEKDAYS = {
@@ -174,6 +174,10 @@ def parse_command(text: str, now: datetime) -> Command:
         break
     if phone is None:
         raise WhenError("skriv telefonnummeret til den unge etter kommandoen")
+    try:
+        valid_phone(phone)
+    except PhoneError as e:
+        raise WhenError(str(e)) from None
     rest = " ".join(tokens)
     if verb == "cancel":
         return Command("cancel", phone)
