@@ -45,33 +45,34 @@ VEIVIS = [sys.executable, "-m", "bot"]
 
 def test_nothing_configured_is_explained() -> None:
     problems = load_settings(env={}).problems()
-    assert problems == ["no channel is configured: set TELEGRAM_BOT_TOKEN, or TWILIO_ACCOUNT_SID,"
-                        " TWILIO_AUTH_TOKEN and TWILIO_FROM (or both)"]
+    assert problems == ["ingen kanal er satt opp: sett TELEGRAM_BOT_TOKEN, eller "
+                        "TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN og TWILIO_FROM (eller begge)"]
 
 
 @pytest.mark.parametrize(("env", "expected"), [
     ({"TWILIO_ACCOUNT_SID": "AC123", "TWILIO_AUTH_TOKEN": "x", "TWILIO_FROM": "+4759440000",
       "VEIVIS_PUBLIC_URL": "https://v.example.no"},
-     "TWILIO_ACCOUNT_SID must be AC followed by 32 hex digits (see the Twilio console)"),
+     "TWILIO_ACCOUNT_SID må være AC fulgt av 32 heksadesimale sifre (se Twilio-konsollen)"),
     ({"TWILIO_ACCOUNT_SID": SID, "TWILIO_AUTH_TOKEN": "x", "TWILIO_FROM": "+4759440000"},
-     "SMS needs VEIVIS_PUBLIC_URL: Twilio signs each webhook with the address it called, and "
-     "sends delivery reports there"),
+     "SMS trenger VEIVIS_PUBLIC_URL: Twilio signerer hver webhook med adressen den kalte, og "
+     "sender leveringsrapporter dit"),
     ({"TWILIO_ACCOUNT_SID": SID, "TWILIO_AUTH_TOKEN": "x", "TWILIO_FROM": "Veivis NAV Gjøvik",
       "VEIVIS_PUBLIC_URL": "https://v.example.no"},
-     "TWILIO_FROM: a sender ID has 1 to 11 letters, digits or spaces, with at least one letter"),
+     "TWILIO_FROM: et avsendernavn har 1 til 11 bokstaver, sifre eller mellomrom, og minst én "
+     "bokstav"),
     ({"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_MODE": "webhook", "TELEGRAM_WEBHOOK_SECRET": "s"},
-     "TELEGRAM_MODE=webhook needs VEIVIS_PUBLIC_URL"),
+     "TELEGRAM_MODE=webhook trenger VEIVIS_PUBLIC_URL"),
     ({"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_MODE": "webhook",
       "VEIVIS_PUBLIC_URL": "https://v.example.no", "TELEGRAM_WEBHOOK_SECRET": "has space"},
-     "TELEGRAM_MODE=webhook needs TELEGRAM_WEBHOOK_SECRET: 1 to 256 of the characters A-Z, "
-     "a-z, 0-9, _ and -"),
+     "TELEGRAM_MODE=webhook trenger TELEGRAM_WEBHOOK_SECRET: 1 til 256 av tegnene A-Z, "
+     "a-z, 0-9, _ og -"),
     ({"TELEGRAM_BOT_TOKEN": "not-a-token"},
-     "TELEGRAM_BOT_TOKEN does not look like a token from @BotFather (digits, a colon, then "
-     "letters)"),
+     "TELEGRAM_BOT_TOKEN ser ikke ut som en nøkkel fra @BotFather (sifre, kolon, så "
+     "bokstaver)"),
     ({"TELEGRAM_BOT_TOKEN": TOKEN, "VEIVIS_PUBLIC_URL": "http://v.example.no"},
-     "VEIVIS_PUBLIC_URL must start with https:// (Telegram and Twilio call only https "
-     "addresses)"),
-    ({"TELEGRAM_BOT_TOKEN": TOKEN, "SMS_RATE": "fast"}, "SMS_RATE must be a number, not 'fast'"),
+     "VEIVIS_PUBLIC_URL må begynne med https:// (Telegram og Twilio kaller bare "
+     "https-adresser)"),
+    ({"TELEGRAM_BOT_TOKEN": TOKEN, "SMS_RATE": "fast"}, "SMS_RATE må være et tall, ikke «fast»"),
 ])
 def test_each_wrong_setting_gets_one_plain_sentence(env: dict[str, str], expected: str) -> None:
     assert load_settings(env=env).problems() == [expected]
@@ -92,7 +93,7 @@ def test_toml_file_under_the_environment(tmp_path: Path) -> None:
     assert s.number("SMS_RATE") == 10 and s.port == 9000
     bad = tmp_path / "bad.toml"
     bad.write_text('sms_rat = 10\n')
-    with pytest.raises(SettingsError, match="unknown setting 'sms_rat'"):
+    with pytest.raises(SettingsError, match="ukjent innstilling «sms_rat»"):
         load_settings(bad, env={})
 
 
@@ -100,7 +101,7 @@ def test_secrets_are_never_printed() -> None:
     s = load_settings(env={"TWILIO_AUTH_TOKEN": "super-secret", "TELEGRAM_BOT_TOKEN": TOKEN})
     shown = "\n".join(s.describe())
     assert "super-secret" not in shown and TOKEN not in shown
-    assert "TWILIO_AUTH_TOKEN = (set)" in shown
+    assert "TWILIO_AUTH_TOKEN = (satt)" in shown
 
 
 def _run(args: list[str], env: dict[str, str], cwd: Path = ROOT,
@@ -117,19 +118,19 @@ def test_check_config_and_run_refuse_plainly(tmp_path: Path) -> None:
            "VEIVIS_DB": str(tmp_path / "v.db")}
     r = _run(["check-config"], env)
     assert r.returncode == 1
-    assert "Not ready to run:\n- SMS needs VEIVIS_PUBLIC_URL" in r.stderr
+    assert "Ikke klar til å starte:\n- SMS trenger VEIVIS_PUBLIC_URL" in r.stderr
     assert "Traceback" not in r.stderr
     r = _run(["run"], env)
     assert r.returncode == 1
-    assert r.stderr.startswith("veivis run: the settings are not complete:\n- SMS needs")
+    assert r.stderr.startswith("veivis run: innstillingene er ikke komplette:\n- SMS trenger")
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "v.db").exists()  # nothing was started
     ok = _run(["check-config"], {**env, "VEIVIS_PUBLIC_URL": PUBLIC})
     assert ok.returncode == 0, ok.stderr
-    assert ok.stdout.startswith("Ready to run: SMS;") and "Note:" not in ok.stdout
+    assert ok.stdout.startswith("Klar til å starte: SMS;") and "Merk:" not in ok.stdout
     tg = _run(["check-config"], {"TELEGRAM_BOT_TOKEN": TOKEN, "VEIVIS_DB": str(tmp_path / "t.db")})
     assert tg.returncode == 0, tg.stderr
-    assert "Note: messages to veiledere's work phones" in tg.stdout
+    assert "Merk: meldinger til veiledernes jobbtelefoner" in tg.stdout
 
 
 # -- the sender --------------------------------------------------------------------------------
@@ -332,8 +333,8 @@ async def test_outbox_list_shows_failures_without_texts_or_numbers(tmp_path: Pat
     r = _run(["outbox", "list", "--failed", "--db", str(db)], {})
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0] == "messages by status: failed 1, pending 1"
-    assert lines[1].startswith("#1 ") and "sms to +47******67 failed, 0 tries: Twilio " \
+    assert lines[0] == "meldinger etter status: feilet 1, venter 1"
+    assert lines[1].startswith("#1 ") and "sms til +47******67 feilet, 0 forsøk: Twilio " \
         "answered 400 (error 21211)" in lines[1]
     assert len(lines) == 2
     assert "hemmelig" not in r.stdout and "91234567" not in r.stdout
@@ -350,7 +351,7 @@ async def test_backup_makes_a_consistent_copy(tmp_path: Path) -> None:
     assert con.execute("SELECT first_name FROM users").fetchall() == [("Sara",)]
     con.close()
     again = _run(["backup", str(tmp_path / "copy.db"), "--db", str(db)], {})
-    assert again.returncode == 1 and "exists" in again.stderr
+    assert again.returncode == 1 and "finnes fra før" in again.stderr
 
 
 def test_every_setting_is_documented_in_the_example_env_file() -> None:

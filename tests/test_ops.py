@@ -89,7 +89,7 @@ def test_a_broken_settings_file_stops_every_command_plainly(
     for args in (["user", "list"], ["run"], ["check-config"], ["outbox", "list"]):
         code, _, err = veivis(capsys, "--settings", str(bad), *args)
         assert code == 1
-        assert "unknown setting 'veivis_dbb'" in err and "Traceback" not in err
+        assert "ukjent innstilling «veivis_dbb»" in err and "Traceback" not in err
     assert not (here / "x.db").exists()
 
 
@@ -110,11 +110,11 @@ def test_a_secret_comes_from_a_file(here: Path) -> None:
 
 
 @pytest.mark.parametrize(("mode", "content", "env_extra", "expected"), [
-    (0o644, TOKEN, {}, "can be read by everyone on this machine; run: chmod 600"),
-    (0o600, "\n", {}, "is empty"),
-    (0o600, TOKEN, {"TELEGRAM_BOT_TOKEN": TOKEN}, "TELEGRAM_BOT_TOKEN and "
-     "TELEGRAM_BOT_TOKEN_FILE are both set"),
-    (None, TOKEN, {}, "no such file"),
+    (0o644, TOKEN, {}, "kan leses av alle på maskinen; kjør: chmod 600"),
+    (0o600, "\n", {}, "er tom"),
+    (0o600, TOKEN, {"TELEGRAM_BOT_TOKEN": TOKEN}, "både TELEGRAM_BOT_TOKEN og "
+     "TELEGRAM_BOT_TOKEN_FILE er satt"),
+    (None, TOKEN, {}, "finnes ikke"),
 ])
 def test_a_bad_secret_file_is_refused(here: Path, mode: int | None, content: str,
                                       env_extra: dict[str, str], expected: str) -> None:

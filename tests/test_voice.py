@@ -135,7 +135,7 @@ def test_digest_settings_are_checked() -> None:
     problems = s.digest_problems()
     assert problems[0].startswith("DIGEST_SCHEDULE: ")
     assert problems[1].startswith("DIGEST_SMS: ")
-    assert "DIGEST_TELEGRAM_CHAT needs TELEGRAM_BOT_TOKEN" in problems
+    assert "DIGEST_TELEGRAM_CHAT trenger TELEGRAM_BOT_TOKEN" in problems
     assert Settings({}).digest_problems() == [] and not Settings({}).digest_on
 
 

@@ -246,16 +246,17 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     _conf, errors = configured(settings.config_path)
     problems += errors
     if problems:
-        print("Not ready to run:", file=sys.stderr)
+        print("Ikke klar til å starte:", file=sys.stderr)
         for p in problems:
             print(f"- {p}", file=sys.stderr)
         return 1
     channels = [n for n, on in (("Telegram", settings.telegram), ("SMS", settings.sms)) if on]
-    print(f"Ready to run: {' and '.join(channels)}; database {settings.db}; web server on "
-          f"{settings.host}:{settings.port}.")
+    print(f"Klar til å starte: {' og '.join(channels)}; databasen {settings.db}; webserveren "
+          f"på {settings.host}:{settings.port}.")
     if not settings.sms:
-        print("Note: messages to veiledere's work phones (forwards, summaries, crisis notices) "
-              "go by SMS. Without Twilio they wait in the outbox: set TWILIO_* to send them.")
+        print("Merk: meldinger til veiledernes jobbtelefoner (videresendinger, oppsummeringer, "
+              "krisevarsler) går som SMS. Uten Twilio venter de i utboksen: sett TWILIO_* for "
+              "å sende dem.")
     return 0
 
 
@@ -315,13 +316,13 @@ async def _outbox_list(args: argparse.Namespace) -> int:
         counts = await O.counts(store)
     finally:
         await store.close()
-    print("messages by status: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-                                    or "none"))
+    print("meldinger etter status: " + (", ".join(
+        f"{STATUS_NB.get(k, k)} {v}" for k, v in sorted(counts.items())) or "ingen"))
     for r in rows:
         delivery = f" ({r.delivery})" if r.delivery else ""
         error = f": {r.last_error}" if r.last_error else ""
-        print(f"#{r.id} {r.created_at} {r.channel} to {mask_address(r.address)} "
-              f"{r.status}{delivery}, {r.tries} tries{error}")
+        print(f"#{r.id} {r.created_at} {r.channel} til {mask_address(r.address)} "
+              f"{STATUS_NB.get(r.status, r.status)}{delivery}, {r.tries} forsøk{error}")
     return 0
 
 
@@ -329,14 +330,14 @@ def cmd_backup(args: argparse.Namespace) -> int:
     """SQLite's online backup: a consistent copy while the bot runs."""
     src_path = Path(args.db)
     if not src_path.exists():
-        print(f"veivis backup: {src_path}: no such database", file=sys.stderr)
+        print(f"veivis backup: {src_path}: databasen finnes ikke", file=sys.stderr)
         return 1
     target = Path(args.target)
     if target.exists():
-        print(f"veivis backup: {target} exists; choose a new file", file=sys.stderr)
+        print(f"veivis backup: {target} finnes fra før; velg en ny fil", file=sys.stderr)
         return 1
     backup_file(src_path, target)
-    print(f"backed up {src_path} to {target}")
+    print(f"sikkerhetskopierte {src_path} til {target}")
     return 0
 
 
@@ -447,10 +448,12 @@ def cmd_announce(args: argparse.Namespace) -> int:
 # -- parser -------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="veivis", description="Veivis: chat bot for young people "
-                                "with an activity duty (SMS and Telegram).")
-    p.add_argument("-v", "--verbose", action="store_true", help="log what happens (no texts)")
-    p.add_argument("--version", action="version", version=f"veivis {version()}")
+    p = argparse.ArgumentParser(prog="veivis", description="Veivis: samtaleroboten for unge med "
+                                "aktivitetsplikt (SMS og Telegram).")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="logg hva som skjer (aldri meldingstekster)")
+    p.add_argument("--version", action="version", version=f"veivis {version()}",
+                   help="vis versjonen")
     p.add_argument("--settings", metavar="FILE.toml", help=SETTINGS_HELP)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -468,12 +471,14 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("user", "veileder", "meeting", "config", "threads", "export-user"):
         sub.choices[name].set_defaults(func=lambda a: asyncio.run(run(a.handler, a)))
 
-    r = sub.add_parser("run", help="run the bot: web server, channels, sender, scheduler")
+    r = sub.add_parser("run", help="kjør boten: webserver, kanaler, utsending, planlegger")
     r.add_argument("--settings", default=argparse.SUPPRESS, help=SETTINGS_HELP)
     r.set_defaults(func=cmd_run)
-    cc = sub.add_parser("check-config", help="say what is missing or wrong in the settings")
+    cc = sub.add_parser("check-config", help="si hva som mangler eller er feil i "
+                        "innstillingene")
     cc.add_argument("--settings", default=argparse.SUPPRESS, help=SETTINGS_HELP)
-    cc.add_argument("--show", action="store_true", help="print every setting (secrets hidden)")
+    cc.add_argument("--show", action="store_true",
+                    help="vis alle innstillingene (hemmeligheter skjult)")
     cc.set_defaults(func=cmd_check_config)
     inv = sub.add_parser("invite", help="print a single-use Telegram link for a user")
     inv.add_argument("phone", help="the user's phone number")
@@ -481,11 +486,11 @@ def build_parser() -> argparse.ArgumentParser:
     inv.add_argument("--db", help="the database (default: VEIVIS_DB in the settings)")
     inv.add_argument("--settings", default=argparse.SUPPRESS, help=SETTINGS_HELP)
     inv.set_defaults(func=lambda a: asyncio.run(_invite(a)))
-    ob = sub.add_parser("outbox", help="messages waiting, sent and failed")
+    ob = sub.add_parser("outbox", help="meldinger som venter, er sendt eller feilet")
     obs = ob.add_subparsers(dest="outbox_command", required=True)
-    obl = obs.add_parser("list", help="the latest messages (no texts)")
-    obl.add_argument("--failed", action="store_true", help="only those that failed")
-    obl.add_argument("--limit", type=int, default=50)
+    obl = obs.add_parser("list", help="de siste meldingene (uten tekst)")
+    obl.add_argument("--failed", action="store_true", help="bare de som feilet")
+    obl.add_argument("--limit", type=int, default=50, help="hvor mange (standard 50)")
     obl.add_argument("--db", help=DB_HELP)
     obl.set_defaults(func=lambda a: asyncio.run(_outbox_list(a)))
     rp = sub.add_parser("report", help="the report for the resource group (anonymous answers)")
@@ -504,13 +509,14 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--db", help=DB_HELP)
     an.set_defaults(func=cmd_announce)
 
-    bk = sub.add_parser("backup", help="copy the database safely while the bot runs")
-    bk.add_argument("target", help="the new backup file")
+    bk = sub.add_parser("backup", help="ta en sikker kopi av databasen mens boten kjører")
+    bk.add_argument("target", help="den nye kopifilen")
     bk.add_argument("--db", help=DB_HELP)
     bk.set_defaults(func=cmd_backup)
 
-    rs = sub.add_parser("restore", help="put a backup back as the database (the bot stopped)")
-    rs.add_argument("backup", help="a file made by veivis backup")
+    rs = sub.add_parser("restore", help="legg en sikkerhetskopi tilbake som database (med "
+                        "boten stoppet)")
+    rs.add_argument("backup", help="en fil laget av veivis backup")
     rs.add_argument("--db", help=DB_HELP)
     rs.set_defaults(func=cmd_restore)
 
@@ -526,6 +532,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+STATUS_NB = {"pending": "venter", "sending": "sendes", "unsure": "usikker", "sent": "sendt",
+             "failed": "feilet"}
+
+
 def version() -> str:
     try:
         return metadata.version("veivis")
@@ -533,9 +543,10 @@ def version() -> str:
         return "(ikke installert)"
 
 
-DB_HELP = "the database (default: VEIVIS_DB in the settings, else veivis.db)"
-SETTINGS_HELP = ("TOML settings file (default: VEIVIS_SETTINGS); the environment wins over it; "
-                 "every command reads the same settings")
+DB_HELP = "databasen (standard: VEIVIS_DB i innstillingene, ellers veivis.db)"
+SETTINGS_HELP = ("TOML-fil med innstillinger (standard: VEIVIS_SETTINGS, ellers "
+                 "/etc/veivis/veivis.toml); miljøvariabler går foran; alle kommandoer leser de "
+                 "samme innstillingene")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -546,7 +557,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:  # the one settings loader, for every command
         settings = load_settings(args.settings)
     except SettingsError as e:
-        print(f"veivis: innstillingene / settings: {e}", file=sys.stderr)
+        print(f"veivis: innstillingene: {e}", file=sys.stderr)
         return 1
     setup_logging(settings, verbose=args.verbose, service=args.command == "run")
     if getattr(args, "db", "absent") is None:

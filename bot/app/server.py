@@ -121,7 +121,7 @@ def flows_for(settings: Settings) -> FlowSet:
     try:
         return load_flows(flows_dir_of(settings))
     except FlowsError as e:
-        raise StartError("the flows have errors (veivis flows check shows them):\n"
+        raise StartError("flytene har feil (veivis flows check viser dem):\n"
                          + "\n".join(e.lines)) from e
 
 
@@ -155,12 +155,12 @@ async def build(settings: Settings, clock: Clock = system_clock, *,
     """Open everything the settings ask for; raises StartError with a plain message."""
     problems = settings.problems()
     if problems:
-        raise StartError("the settings are not complete:\n" + "\n".join(f"- {p}"
+        raise StartError("innstillingene er ikke komplette:\n" + "\n".join(f"- {p}"
                                                                        for p in problems))
     flows = flows_for(settings)
     conf, errors = configured(settings.config_path)
     if errors:
-        raise StartError("the configuration file has errors:\n" + "\n".join(errors))
+        raise StartError("oppsettfilen har feil:\n" + "\n".join(errors))
     rules = conf.rules if conf else DEFAULT_RULES
     store = await open_store(settings.db, settings)
     try:

@@ -174,69 +174,69 @@ class Settings:
             try:
                 v = float(self.get(name))
             except ValueError:
-                out.append(f"{name} must be a number, not '{self.get(name)}'")
+                out.append(f"{name} må være et tall, ikke «{self.get(name)}»")
                 continue
             if v <= 0:
-                out.append(f"{name} must be more than 0")
+                out.append(f"{name} må være større enn 0")
         if self.get("VEIVIS_LOG_LEVEL").upper() not in LOG_LEVELS:
-            out.append(f"VEIVIS_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not "
-                       f"'{self.get('VEIVIS_LOG_LEVEL')}'")
+            out.append(f"VEIVIS_LOG_LEVEL må være en av {', '.join(LOG_LEVELS)}, ikke "
+                       f"«{self.get('VEIVIS_LOG_LEVEL')}»")
         if self.get("VEIVIS_LOG_FORMAT").lower() not in ("text", "json"):
-            out.append(f"VEIVIS_LOG_FORMAT must be text or json, not "
-                       f"'{self.get('VEIVIS_LOG_FORMAT')}'")
+            out.append(f"VEIVIS_LOG_FORMAT må være text eller json, ikke "
+                       f"«{self.get('VEIVIS_LOG_FORMAT')}»")
         token = self.get("METRICS_TOKEN")
         if token and len(token) < 16:
-            out.append("METRICS_TOKEN must be at least 16 characters (a long random string)")
+            out.append("METRICS_TOKEN må ha minst 16 tegn (en lang, tilfeldig tekst)")
         try:
             float(self.get("VEIVIS_CLOCK_OFFSET"))
         except ValueError:
-            out.append(f"VEIVIS_CLOCK_OFFSET must be a number of seconds, not "
-                       f"'{self.get('VEIVIS_CLOCK_OFFSET')}'")
+            out.append(f"VEIVIS_CLOCK_OFFSET må være et antall sekunder, ikke "
+                       f"«{self.get('VEIVIS_CLOCK_OFFSET')}»")
         if not self.telegram and not self.sms:
-            out.append("no channel is configured: set TELEGRAM_BOT_TOKEN, or TWILIO_ACCOUNT_SID, "
-                       "TWILIO_AUTH_TOKEN and TWILIO_FROM (or both)")
+            out.append("ingen kanal er satt opp: sett TELEGRAM_BOT_TOKEN, eller "
+                       "TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN og TWILIO_FROM (eller begge)")
         url = self.public_url
         if url:
             parts = urlsplit(url)
             if parts.scheme not in ("https", "http") or not parts.netloc:
-                out.append(f"VEIVIS_PUBLIC_URL must be a web address like "
-                           f"https://veivis.example.no, not '{url}'")
+                out.append(f"VEIVIS_PUBLIC_URL må være en nettadresse som "
+                           f"https://veivis.example.no, ikke «{url}»")
             elif parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost"):
-                out.append("VEIVIS_PUBLIC_URL must start with https:// (Telegram and Twilio "
-                           "call only https addresses)")
+                out.append("VEIVIS_PUBLIC_URL må begynne med https:// (Telegram og Twilio "
+                           "kaller bare https-adresser)")
         if self.telegram:
             mode = self.get("TELEGRAM_MODE").lower()
             if mode not in ("polling", "webhook"):
-                out.append(f"TELEGRAM_MODE must be polling or webhook, not '{mode}'")
+                out.append(f"TELEGRAM_MODE må være polling eller webhook, ikke «{mode}»")
             if not re.fullmatch(r"\d+:[A-Za-z0-9_-]{20,}", self.get("TELEGRAM_BOT_TOKEN")):
-                out.append("TELEGRAM_BOT_TOKEN does not look like a token from @BotFather "
-                           "(digits, a colon, then letters)")
+                out.append("TELEGRAM_BOT_TOKEN ser ikke ut som en nøkkel fra @BotFather "
+                           "(sifre, kolon, så bokstaver)")
             if mode == "webhook":
                 if not url:
-                    out.append("TELEGRAM_MODE=webhook needs VEIVIS_PUBLIC_URL")
+                    out.append("TELEGRAM_MODE=webhook trenger VEIVIS_PUBLIC_URL")
                 if not _SECRET.fullmatch(self.get("TELEGRAM_WEBHOOK_SECRET")):
-                    out.append("TELEGRAM_MODE=webhook needs TELEGRAM_WEBHOOK_SECRET: 1 to 256 "
-                               "of the characters A-Z, a-z, 0-9, _ and -")
+                    out.append("TELEGRAM_MODE=webhook trenger TELEGRAM_WEBHOOK_SECRET: 1 til "
+                               "256 av tegnene A-Z, a-z, 0-9, _ og -")
         if self.sms:
             if not _SID.fullmatch(self.get("TWILIO_ACCOUNT_SID")):
-                out.append("TWILIO_ACCOUNT_SID must be AC followed by 32 hex digits "
-                           "(see the Twilio console)")
+                out.append("TWILIO_ACCOUNT_SID må være AC fulgt av 32 heksadesimale sifre "
+                           "(se Twilio-konsollen)")
             if not self.get("TWILIO_AUTH_TOKEN"):
-                out.append("TWILIO_AUTH_TOKEN is missing (see the Twilio console)")
+                out.append("TWILIO_AUTH_TOKEN mangler (se Twilio-konsollen)")
             sender = self.get("TWILIO_FROM")
             if not sender:
-                out.append("TWILIO_FROM is missing: a +47 number or a sender ID like Veivis")
+                out.append("TWILIO_FROM mangler: et +47-nummer eller et avsendernavn som Veivis")
             elif sender.startswith("+") or sender.isdigit():
                 try:
                     normalise_phone(sender)
                 except PhoneError as e:
                     out.append(f"TWILIO_FROM: {e}")
             elif not _ALPHA_SENDER.fullmatch(sender):
-                out.append("TWILIO_FROM: a sender ID has 1 to 11 letters, digits or spaces, "
-                           "with at least one letter")
+                out.append("TWILIO_FROM: et avsendernavn har 1 til 11 bokstaver, sifre eller "
+                           "mellomrom, og minst én bokstav")
             if not url:
-                out.append("SMS needs VEIVIS_PUBLIC_URL: Twilio signs each webhook with the "
-                           "address it called, and sends delivery reports there")
+                out.append("SMS trenger VEIVIS_PUBLIC_URL: Twilio signerer hver webhook med "
+                           "adressen den kalte, og sender leveringsrapporter dit")
         out += self.digest_problems()
         return out
 
@@ -252,9 +252,9 @@ class Settings:
             except PhoneError as e:
                 out.append(f"DIGEST_SMS: {e}")
         if self.get("DIGEST_TELEGRAM_CHAT") and not self.telegram:
-            out.append("DIGEST_TELEGRAM_CHAT needs TELEGRAM_BOT_TOKEN")
+            out.append("DIGEST_TELEGRAM_CHAT trenger TELEGRAM_BOT_TOKEN")
         if self.get("DIGEST_SMS") and not self.sms:
-            out.append("DIGEST_SMS needs Twilio (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, "
+            out.append("DIGEST_SMS trenger Twilio (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, "
                        "TWILIO_FROM)")
         return out
 
@@ -272,7 +272,7 @@ class Settings:
         lines = []
         for s in SETTINGS:
             v = self.get(s.name)
-            shown = ("(set)" if v else "(empty)") if s.secret else (v or "(empty)")
+            shown = ("(satt)" if v else "(tom)") if s.secret else (v or "(tom)")
             lines.append(f"{s.name} = {shown}")
         return lines
 
@@ -306,17 +306,17 @@ def load_settings(toml_path: str | Path | None = None,
         try:
             data = tomllib.loads(p.read_text(encoding="utf-8"))
         except FileNotFoundError as e:
-            raise SettingsError(f"{p}: no such file") from e
+            raise SettingsError(f"{p}: finnes ikke") from e
         except (OSError, UnicodeDecodeError) as e:
-            raise SettingsError(f"{p}: cannot be read ({type(e).__name__})") from e
+            raise SettingsError(f"{p}: kan ikke leses ({type(e).__name__})") from e
         except tomllib.TOMLDecodeError as e:
             raise SettingsError(f"{p}: {e}") from e
         for key, v in data.items():
             name = key.upper()
             if name not in _BY_NAME and name not in _SECRET_FILES:
-                raise SettingsError(f"{p}: unknown setting '{key}'")
+                raise SettingsError(f"{p}: ukjent innstilling «{key}»")
             if isinstance(v, bool) or not isinstance(v, str | int | float):
-                raise SettingsError(f"{p}: {key} must be text or a number")
+                raise SettingsError(f"{p}: {key} må være tekst eller et tall")
             if name in _SECRET_FILES:
                 files[_SECRET_FILES[name]] = str(v)
                 values.pop(_SECRET_FILES[name], None)
@@ -326,7 +326,7 @@ def load_settings(toml_path: str | Path | None = None,
     for s in SETTINGS:  # the environment wins over the file, a value and a _FILE alike
         in_env, file_in_env = s.name in env, s.secret and s.name + "_FILE" in env
         if in_env and file_in_env:
-            raise SettingsError(f"{s.name} and {s.name}_FILE are both set; keep one")
+            raise SettingsError(f"både {s.name} og {s.name}_FILE er satt; behold én av dem")
         if in_env:
             values[s.name] = env[s.name]
             files.pop(s.name, None)
@@ -345,16 +345,16 @@ def read_secret_file(name: str, path: Path) -> str:
     try:
         st = path.stat()
         if stat.S_ISREG(st.st_mode) and st.st_mode & stat.S_IROTH:
-            raise SettingsError(f"{name}_FILE: {path} can be read by everyone on this machine; "
-                                f"run: chmod 600 {path}")
+            raise SettingsError(f"{name}_FILE: {path} kan leses av alle på maskinen; "
+                                f"kjør: chmod 600 {path}")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as e:
-        raise SettingsError(f"{name}_FILE: {path}: no such file") from e
+        raise SettingsError(f"{name}_FILE: {path}: finnes ikke") from e
     except (OSError, UnicodeDecodeError) as e:
-        raise SettingsError(f"{name}_FILE: {path} cannot be read ({type(e).__name__})") from e
+        raise SettingsError(f"{name}_FILE: {path} kan ikke leses ({type(e).__name__})") from e
     value = text.rstrip("\r\n")
     if not value.strip():
-        raise SettingsError(f"{name}_FILE: {path} is empty")
+        raise SettingsError(f"{name}_FILE: {path} er tom")
     return value
 
 
@@ -381,8 +381,8 @@ def digest_trigger(spec: str) -> CronTrigger:
     for part in spec.split():
         key, sep, value = part.partition("=")
         if not sep or key not in _CRON_FIELDS:
-            raise ValueError(f"'{part}' is not a cron field; use {', '.join(_CRON_FIELDS)} "
-                             "like day_of_week=mon hour=12")
+            raise ValueError(f"«{part}» er ikke et cron-felt; bruk {', '.join(_CRON_FIELDS)}, "
+                             "som day_of_week=mon hour=12")
         fields[key] = value
     try:
         return CronTrigger(timezone="Europe/Oslo", **fields)

@@ -210,8 +210,8 @@ class TelegramChannel:
         try:
             await self.initialize()
         except Exception as e:
-            raise StartError(f"Telegram did not accept the bot token or could not be reached "
-                             f"({type(e).__name__}); check TELEGRAM_BOT_TOKEN") from None
+            raise StartError(f"Telegram godtok ikke nøkkelen, eller kunne ikke nås "
+                             f"({type(e).__name__}); sjekk TELEGRAM_BOT_TOKEN") from None
         if self.webhook_url is not None:
             await self.set_webhook(self.webhook_url)
         else:
