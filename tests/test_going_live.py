@@ -334,10 +334,26 @@ async def test_outbox_list_shows_failures_without_texts_or_numbers(tmp_path: Pat
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0] == "meldinger etter status: feilet 1, venter 1"
-    assert lines[1].startswith("#1 ") and "sms til +47******67 feilet, 0 forsøk: Twilio " \
-        "answered 400 (error 21211)" in lines[1]
-    assert len(lines) == 2
+    assert lines[1] == "SMS som venter: 1, til sammen 1 SMS-deler (0 sendes som UCS-2: tegn " \
+        "utenfor GSM-7)"
+    assert lines[2].startswith("#1 ") and "sms til +47******67 feilet, 0 forsøk: Twilio " \
+        "answered 400 (error 21211)" in lines[2]
+    assert len(lines) == 3
     assert "hemmelig" not in r.stdout and "91234567" not in r.stdout
+
+
+async def test_outbox_list_counts_the_sms_parts_twilio_will_bill(tmp_path: Path) -> None:
+    db = tmp_path / "v.db"
+    store = await Store.open(db)
+    # 152 letters and a € (two septets): the € moves to a second part, so 306 septets are
+    # three parts, not two; an emoji makes the whole text UCS-2
+    await _queue(store, [(U, "a" * 152 + "€" + "a" * 152), ("+4790000001", "hei 👍")])
+    await store.close()
+    r = _run(["outbox", "list", "--db", str(db)], {})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[1] == ("SMS som venter: 2, til sammen 4 SMS-deler (1 sendes "
+                                        "som UCS-2: tegn utenfor GSM-7)")
+    assert "€" not in r.stdout and "👍" not in r.stdout
 
 
 async def test_backup_makes_a_consistent_copy(tmp_path: Path) -> None:

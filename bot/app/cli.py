@@ -39,8 +39,10 @@ from bot.app.settings import (
     open_store,
 )
 from bot.channels import telegram as T
+from bot.channels.base import plain_text
 from bot.channels.console import CHANNEL as CONSOLE
 from bot.channels.console import ConsoleSender
+from bot.engine.language import sms_segments
 from bot.engine.loader import SEVERITY_NB, os_problem
 from bot.phone import PhoneError, mask_address, normalise_phone, pretty_phone
 from bot.reports import announce
@@ -314,10 +316,16 @@ async def _outbox_list(args: argparse.Namespace) -> int:
     try:
         rows = await O.list_rows(store, failed=args.failed, limit=args.limit)
         counts = await O.counts(store)
+        waiting = await O.unsent(store, "sms")
     finally:
         await store.close()
     print("meldinger etter status: " + (", ".join(
         f"{STATUS_NB.get(k, k)} {v}" for k, v in sorted(counts.items())) or "ingen"))
+    if waiting:  # what Twilio will bill: parts of 153 GSM-7 septets or 67 UCS-2 units
+        parts = [sms_segments(plain_text(i.text, i.choices, i.numbered)) for i in waiting]
+        ucs2 = sum(1 for _, enc in parts if enc == "UCS-2")
+        print(f"SMS som venter: {len(waiting)}, til sammen {sum(n for n, _ in parts)} "
+              f"SMS-deler ({ucs2} sendes som UCS-2: tegn utenfor GSM-7)")
     for r in rows:
         delivery = f" ({r.delivery})" if r.delivery else ""
         error = f": {r.last_error}" if r.last_error else ""

@@ -238,6 +238,14 @@ async def list_rows(store: Store, *, failed: bool = False, limit: int = 50) -> l
             for r in rows]
 
 
+async def unsent(store: Store, channel: str) -> list[OutboxItem]:
+    """Rows on this channel not yet sent (waiting, being sent, in doubt): for the operator's
+    count of SMS parts; the texts are never shown."""
+    return [outbox_item(r) for r in await store.fetchall(
+        "SELECT id, user_id, channel, address, text, choices, numbered, tries FROM outbox "
+        "WHERE channel = ? AND status IN ('pending', 'sending', 'unsure')", (channel,))]
+
+
 async def counts(store: Store) -> dict[str, int]:
     return {str(s): int(n) for s, n in await store.fetchall(
         "SELECT status, COUNT(*) FROM outbox GROUP BY status")}
