@@ -15,7 +15,7 @@ failing run can be replayed; only the operating system's timing is not in the se
 
 The bot's clock is shifted (VEIVIS_CLOCK_OFFSET) so the run starts on a working day at
 11.59.00 in Oslo: veiledere are at work, and the reminders two hours before 14.00 meetings
-fall due a few seconds into the run.
+fall due a minute into the run.
 """
 
 from __future__ import annotations
