@@ -8,10 +8,12 @@ import pytest
 
 from bot.app.demo import DEMO_USER_PHONE, DEMO_VEILEDER_PHONE, seed_demo
 from bot.engine.model import FlowSet
+from bot.phone import pretty_phone
+from bot.service.desk import EXAMPLE
 from bot.service.pipeline import Inbound, Pipeline
 from bot.store import Store
 
-from .conftest import ManualClock, Mirror, english_in
+from .conftest import ManualClock, Mirror, english_in, said, said_yes
 
 
 async def setup(tmp_path: Path, flows: FlowSet, clock: ManualClock) -> tuple[Store, Pipeline]:
@@ -86,5 +88,136 @@ async def test_a_veileder_reaches_only_their_own_users(tmp_path: Path, flows: Fl
     assert "Sara" not in got[0]
     assert [m.status for m in await store.list_meetings(include_cancelled=True)] == [
         "planned"]
+    await p.stop()
+    await store.close()
+
+
+# -- scope: a young person is assigned only explicitly (issue 16) ---------------------------
+
+MONA, LISE, NOBODY = "+4793333333", "+4792222222", "+4794444444"
+
+
+async def veileder_of(store: Store, phone: str) -> list[tuple[object, ...]]:
+    return await store.fetchall("SELECT veileder_id FROM users WHERE phone = ?", (phone,))
+
+
+async def test_a_failing_command_never_assigns_an_unassigned_user(
+        tmp_path: Path, flows: FlowSet, clock: ManualClock) -> None:
+    """Finding 1: a veileder at another office sent AVLYS for a young person nobody was
+    assigned to, got an error, and was her veileder from then on (her crisis notice went to
+    him). Now the command fails and changes nothing: her later messages reach no one."""
+    store, p = await setup(tmp_path, flows, clock)
+    await store.add_user(phone=MONA, channel="sms", first_name="Mona", last_name="Lie",
+                         veileder_id=None, now=clock.now)
+    for i, text in enumerate([f"AVLYS {MONA}", f"FLYTT {MONA} i morgen kl 10",
+                              f"MØTE {MONA} i morgen kl 10", "K1 hei"]):
+        got = await say(p, "+4740099999", text, f"a{i}")
+        assert len(got) == 1 and not got[0].startswith(("Registrert", "Avlyst", "Flyttet"))
+        assert await veileder_of(store, MONA) == [(None,)]
+    assert await store.fetchall("SELECT count(*) FROM meetings m JOIN users u "
+                                "ON u.id = m.user_id WHERE u.phone = ?", (MONA,)) == [(0,)]
+    await p.stop()
+    await store.close()
+
+
+async def test_a_backup_desk_cannot_book_someone_elses_user(tmp_path: Path, flows: FlowSet,
+                                                            clock: ManualClock) -> None:
+    """Finding 1, second half: an office's backup desk wrote MØTE for a registered young
+    person and got «Registrert … med Lise». Only a number not registered at all is new."""
+    store, p = await setup(tmp_path, flows, clock)
+    office = await store.add_office("NAV Vestre Toten")
+    await store.add_veileder("Veileder på NAV Vestre Toten", "+4761999999", office)
+    await store.add_user(phone=LISE, channel="sms", first_name="Lise", last_name=None,
+                         veileder_id=None, now=clock.now)
+    got = await say(p, "+4761999999", f"MØTE {LISE} i morgen kl 10", "b1")
+    assert "Lise" not in got[0] and not got[0].startswith("Registrert")
+    assert await veileder_of(store, LISE) == [(None,)]
+    got = await say(p, "+4761999999", f"MØTE {NOBODY} i morgen kl 10", "b2")
+    assert got[0].startswith("Registrert: første møte med 944 44 444")
+    await p.stop()
+    await store.close()
+
+
+async def test_a_refusal_tells_nothing_about_whose_number_it_is(
+        tmp_path: Path, flows: FlowSet, clock: ManualClock) -> None:
+    """Finding 2: three answers told a caller which numbers are known and to whom. Now an
+    unknown number, an unassigned user and another veileder's user get the same words
+    (the phone number aside), in Norwegian, for every command."""
+    store, p = await setup(tmp_path, flows, clock)
+    await store.add_user(phone=MONA, channel="sms", first_name="Mona", last_name="Lie",
+                         veileder_id=None, now=clock.now)
+    same = f"Veivis skjønte ikke meldingen: NR er ikke registrert hos deg. {EXAMPLE}"
+    n = 0
+    for verb in ("AVLYS {}", "FLYTT {} i morgen kl 10"):
+        answers = set()
+        for phone in (NOBODY, MONA, DEMO_USER_PHONE):
+            n += 1
+            got = await say(p, "+4740099999", verb.format(phone), f"r{n}")
+            assert len(got) == 1 and not english_in(got[0]), got
+            answers.add(got[0].replace(pretty(phone), "NR", 1))
+        assert len(answers) == 1, answers
+        assert answers == {same}
+    for phone in (MONA, DEMO_USER_PHONE):  # MØTE: only a number not registered at all is new
+        got = await say(p, "+4740099999", f"MØTE {phone} i morgen kl 10", f"m{phone}")
+        assert [got[0].replace(pretty(phone), "NR", 1)] == [same]
+    await p.stop()
+    await store.close()
+
+
+def pretty(phone: str) -> str:
+    return pretty_phone(phone)
+
+
+async def test_a_failing_command_is_rolled_back(tmp_path: Path, flows: FlowSet,
+                                                clock: ManualClock,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever a command had written when it fails goes: the new user MØTE made for an
+    unknown number is not kept when the meeting cannot be booked. The error is still
+    answered once, and a retried webhook is still a duplicate."""
+    from bot.service import desk
+    from bot.store.meetings import MeetingError
+
+    async def refuse(*a: object, **k: object) -> object:
+        raise MeetingError("kan ikke registrere møtet nå")
+
+    store, p = await setup(tmp_path, flows, clock)
+    monkeypatch.setattr(desk.meetings, "new_meeting", refuse)
+    got = await say(p, "+4740099999", f"MØTE {NOBODY} i morgen kl 10", "f1")
+    assert got[0].startswith("Veivis skjønte ikke meldingen: kan ikke registrere møtet nå")
+    assert await store.fetchall("SELECT count(*) FROM users WHERE phone = ?", (NOBODY,)) == [
+        (0,)]
+    assert await say(p, "+4740099999", f"MØTE {NOBODY} i morgen kl 10", "f1") == []
+    assert await store.fetchall("SELECT count(*) FROM outbox WHERE address = ?",
+                                ("+4740099999",)) == [(1,)]
+    await p.stop()
+    await store.close()
+
+
+async def test_a_veileder_takes_over_only_explicitly_and_the_user_is_told(
+        tmp_path: Path, flows: FlowSet, clock: ManualClock) -> None:
+    """`veivis user assign` is the way another veileder takes over an existing young person:
+    she is told who her veileder is now; from then on the new veileder reaches her and the
+    old one gets the same refusal as for any number."""
+    from argparse import Namespace
+
+    from bot.app.admin import user_assign
+
+    store, p = await setup(tmp_path, flows, clock)
+    await said_yes(store)
+    assert await say(p, "+4740099999", f"AVLYS {DEMO_USER_PHONE}", "t1") != []
+    out = await user_assign(store, Namespace(phone="912 34 567", veileder="Per Hansen"))
+    assert "Per Hansen" in out
+    assert await store.fetchall("SELECT text FROM outbox WHERE address = ?",
+                                (DEMO_USER_PHONE,)) == [
+        (said(flows, "system.new_veileder", veileder="Per Hansen"),)]
+    got = await say(p, "+4740099999", f"AVLYS {DEMO_USER_PHONE}", "t2")
+    assert got[0].startswith("Avlyst: møtet med Sara")
+    got = await say(p, DEMO_VEILEDER_PHONE, f"FLYTT {DEMO_USER_PHONE} i morgen kl 12", "t3")
+    assert got == [f"Veivis skjønte ikke meldingen: 912 34 567 er ikke registrert hos deg. "
+                   f"{EXAMPLE}"]
+    # the same assignment again tells her nothing new
+    await user_assign(store, Namespace(phone="912 34 567", veileder="Per Hansen"))
+    assert len(await store.fetchall("SELECT 1 FROM outbox WHERE address = ?",
+                                    (DEMO_USER_PHONE,))) == 1
     await p.stop()
     await store.close()

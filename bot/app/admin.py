@@ -21,7 +21,9 @@ from bot.app.config import (
     load_config,
     set_away_in_file,
 )
-from bot.app.settings import open_store
+from bot.app.flowcmds import load_flows_or_explain
+from bot.app.settings import default_flows_dir, open_store
+from bot.engine.runtime import system_text
 from bot.phone import (
     PhoneError,
     landline_warning,
@@ -64,6 +66,27 @@ async def user_add(store: Database, a: argparse.Namespace) -> str:
     warning = landline_warning(phone) if a.channel == "sms" else None
     return f"la til {first or 'bruker'} {pretty_phone(phone)}" + (
         f"\n{warning}" if warning else "")
+
+
+async def user_assign(store: Database, a: argparse.Namespace) -> str:
+    """The one way an existing young person gets (another) veileder: explicitly, here. They
+    are told who their veileder is now (if they have said yes to Veivis and not STOPP)."""
+    phone = normalise_phone(a.phone)
+    vid, name, _ = await _find_veileder(store, a.veileder)
+    flows = load_flows_or_explain(default_flows_dir())
+    if flows is None:
+        raise Problem("flytene har feil; brukeren er ikke flyttet")
+    got = await store.assign_user(phone, vid, system_clock(), lambda lang: system_text(
+        flows, lang, "new_veileder", {"veileder": name}))
+    if got is None:
+        raise Problem(f"ingen bruker har nummeret {pretty_phone(phone)} (se veivis user list)")
+    changed, told = got
+    if not changed:
+        return f"{pretty_phone(phone)} har {name} som veileder fra før"
+    return (f"{pretty_phone(phone)} har nå {name} som veileder"
+            + ("; brukeren får en melding om det" if told else
+               "; brukeren får ingen melding (har ikke svart ja til Veivis, eller har skrevet "
+               "STOPP)"))
 
 
 async def user_list(store: Database, a: argparse.Namespace) -> str:
@@ -277,6 +300,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--channel", default="sms", choices=["sms", "telegram", "console"])
     p.add_argument("--discreet", action="store_true",
                    help="reminders that do not name NAV (a shared phone)")
+    p = cmd(u, "assign", user_assign, "give a young user (another) veileder; they are told")
+    p.add_argument("phone")
+    p.add_argument("veileder", help="the veileder's work phone or name")
     cmd(u, "list", user_list, "list users")
 
     v = sub.add_parser("veileder", help="veiledere").add_subparsers(dest="sub", required=True)

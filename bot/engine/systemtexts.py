@@ -33,6 +33,7 @@ SYSTEM_TEXTS: dict[str, frozenset[str]] = {
     # messages to the veileder
     "forward_limit": frozenset(),
     "forward_no_veileder": frozenset(),
+    "new_veileder": frozenset(),  # another veileder took over ({veileder}: the new one)
     "forward_closed": frozenset({"svartid"}),
     "forward_away": frozenset({"borte_til"}),
     "forward_away_closed": frozenset({"borte_til", "svartid"}),

@@ -118,22 +118,36 @@ class Veileder:
     phone: str
 
 
+class _Refused(Exception):
+    """A command that cannot be carried out: its answer, and nothing of it is kept."""
+
+
 async def handle(store: Database, v: Veileder, channel: str, provider_id: str, text: str,
                  now: datetime, rules: Rules = DEFAULT_RULES) -> tuple[str | None, bool]:
-    """(the confirmation or error to send back, was it a duplicate)."""
+    """(the confirmation or error to send back, was it a duplicate). A command that fails
+    changes nothing: its transaction is rolled back, and the error goes out in a second one
+    with the message's provider id (so a retried webhook is still answered once)."""
+    try:
+        async with store.tx(now) as tx:
+            if not await tx.log_inbound_once(channel, provider_id, now):
+                return None, True
+            about: int | None = None  # the young person the answer names (SLETT erases it)
+            try:
+                reply, about = await _relay(tx, v, text, now)
+                if reply is None:
+                    reply, about = await _run(tx, v, text, now, rules)
+            except PassedError as e:  # a question back, not «did not understand»
+                raise _Refused(f"Ikke registrert: {e}") from None
+            except (WhenError, MeetingError) as e:
+                raise _Refused(f"Veivis skjønte ikke meldingen: {e}. {EXAMPLE}") from None
+            await tx.queue_message(channel, v.phone, reply, now, about=about)
+        return reply, False
+    except _Refused as refused:
+        reply = str(refused)
     async with store.tx(now) as tx:
         if not await tx.log_inbound_once(channel, provider_id, now):
             return None, True
-        about: int | None = None  # the young person the answer names (SLETT erases it)
-        try:
-            reply, about = await _relay(tx, v, text, now)
-            if reply is None:
-                reply, about = await _run(tx, v, text, now, rules)
-        except PassedError as e:  # a question back, not «did not understand»
-            reply = f"Ikke registrert: {e}"
-        except (WhenError, MeetingError) as e:
-            reply = f"Veivis skjønte ikke meldingen: {e}. {EXAMPLE}"
-        await tx.queue_message(channel, v.phone, reply, now, about=about)
+        await tx.queue_message(channel, v.phone, reply, now)
     return reply, False
 
 
@@ -171,12 +185,17 @@ async def _relay(tx: Tx, v: Veileder, text: str,
     return f"Sendt til {name} (K{thread.code}).", thread.user_id
 
 
+def not_yours(phone: str) -> str:
+    """The one refusal for a number the veileder may not reach, whoever it belongs to."""
+    return f"{pretty_phone(phone)} er ikke registrert hos deg"
+
+
 async def _user(tx: Tx, v: Veileder, phone: str, *, create: bool,
                 now: datetime) -> tuple[int, str]:
     await meetings.not_a_work_phone(tx, phone)
     found = await tx.user_for_veileder(phone, v.id, create=create, now=now)
-    if found is None:  # someone else's user, or unknown: say nothing about them
-        raise MeetingError(f"{pretty_phone(phone)} er ikke registrert hos deg")
+    if found is None:  # someone else's, nobody's, or unknown: one answer for all three
+        raise MeetingError(not_yours(phone))
     return found[0], found[1] or pretty_phone(phone)
 
 

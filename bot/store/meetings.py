@@ -231,17 +231,15 @@ async def queue_message(c: aiosqlite.Connection, channel: str, address: str, tex
 
 async def user_for_veileder(c: aiosqlite.Connection, phone: str, veileder_id: int, *,
                             create: bool, now: datetime) -> tuple[int, str | None] | None:
-    """The user with this phone if they belong to this veileder (one with none is assigned;
-    with `create`, a new one is made). None if they belong to someone else or do not exist."""
+    """The user with this phone if they are assigned to this veileder; with `create`, a new
+    one is made for a number that is not registered at all. Never assigns an existing user
+    (that is the admin's: `veivis user assign`). None if they are someone else's, nobody's,
+    or do not exist: the caller answers all three the same."""
     async with c.execute("SELECT id, veileder_id, first_name FROM users WHERE phone = ?",
                          (phone,)) as cur:
         row = await cur.fetchone()
     if row is not None:
-        if row[1] not in (None, veileder_id):
-            return None
-        if row[1] is None:
-            await c.execute("UPDATE users SET veileder_id = ? WHERE id = ?", (veileder_id, row[0]))
-        return int(row[0]), row[2]
+        return (int(row[0]), row[2]) if row[1] == veileder_id else None
     if not create:
         return None
     cur2 = await c.execute("INSERT INTO users (phone, channel, veileder_id, created_at) "

@@ -7,7 +7,7 @@ transaction.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import date, datetime
 from typing import Any
@@ -40,6 +40,32 @@ class Queries:
     # -- people --------------------------------------------------------------------------------
     async def user_exists(self, phone: str) -> bool:
         return bool(await self._all("SELECT 1 FROM users WHERE phone = ?", (phone,)))
+
+    async def assign_user(self, phone: str, veileder_id: int, now: datetime,
+                          text: Callable[[str], str]) -> tuple[bool, bool] | None:
+        """Assign the young person with this phone to a veileder (the admin's explicit
+        choice). When that changes who their veileder is and they have said yes to Veivis
+        and not STOPP, they are told in their language (`text(lang)`), in the same
+        transaction. (changed, told); None if no user has the phone."""
+        async with self.transaction() as c:
+            async with c.execute(
+                    "SELECT id, veileder_id, channel, phone, telegram_chat_id, language, "
+                    "stopped, consent FROM users WHERE phone = ?", (phone,)) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                return None
+            uid, old, channel, ph, chat, lang, stopped, consent = row
+            if old == veileder_id:
+                return False, False
+            await c.execute("UPDATE users SET veileder_id = ? WHERE id = ?", (veileder_id, uid))
+            address = chat if channel == "telegram" else ph
+            if stopped or consent != 1 or not address:
+                return True, False
+            await c.execute(
+                "INSERT INTO outbox (user_id, channel, address, text, created_at, due_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)", (uid, channel, address, text(str(lang)),
+                                              iso(now), iso(now)))
+            return True, True
 
     async def list_users(self) -> list[tuple[str | None, str, str, str, str | None, bool]]:
         """(phone, name, channel, language, veileder, stopped) of every user."""
