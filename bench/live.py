@@ -75,7 +75,8 @@ async def fire(url: str, requests: list[tuple[dict[str, str], str]],
 def signed(fake: FakeTwilio, n: int, users: int, tag: str) -> list[tuple[dict[str, str], str]]:
     out = []
     for i in range(n):
-        params = {"MessageSid": f"SM{tag}{i:08d}", "From": f"+479{i % users:07d}",
+        params = {"MessageSid": f"SM{ord(tag):024x}{i:08x}",  # Twilio's form
+                  "From": f"+479{i % users:07d}",
                   "To": "+4759440000", "Body": TEXTS[(i // users) % len(TEXTS)],
                   "NumMedia": "0", "AccountSid": SID}
         out.append((params, fake.sign(PUBLIC + S.SMS_PATH, params)))

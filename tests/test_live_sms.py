@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -149,7 +149,8 @@ async def test_a_replayed_webhook_is_processed_once(tmp_path: Path) -> None:
 
 async def test_the_webhook_answers_with_empty_twiml(tmp_path: Path) -> None:
     async with sms_live(tmp_path, seed) as (live, fake):
-        params = {"MessageSid": "SM1", "From": U, "Body": "hei", "To": "+4759440000"}
+        params = {"MessageSid": "SM" + "1" * 32, "From": U, "Body": "hei", "To": "+4759440000",
+                  "AccountSid": SID}
         headers = {"X-Twilio-Signature": fake.sign(PUBLIC + "/twilio/sms", params)}
         async with aiohttp.ClientSession() as s, s.post(live.url + "/twilio/sms",
                                                         data=params, headers=headers) as r:
@@ -203,3 +204,81 @@ async def test_permanent_errors_are_not_retried_and_show_as_failed(tmp_path: Pat
         await live.settled()
         rows = await live.store.fetchall("SELECT status, tries FROM outbox")
         assert rows == [("failed", 1)]
+
+
+async def test_a_captured_webhook_reshaped_under_its_signature_is_refused(
+        tmp_path: Path) -> None:
+    """Finding 3: Twilio's signature joins names and values with no separator, so a field's
+    value can swallow the next field: `MessageSid=SM…MessagingServiceSidMG…` with that field
+    dropped signs the same. The old server took it as a new message and the veileder got the
+    forward twice. Now a message id must be Twilio's, and a field Twilio never sends (or an
+    account that is not ours) is refused, all with 403, and nothing is forwarded again."""
+    async with sms_live(tmp_path, seed) as (live, fake):
+        await say(live, fake, "VEILEDER")
+        sid = "SM" + "226f" * 8
+        params = {"MessageSid": sid, "SmsSid": sid, "AccountSid": SID, "From": U,
+                  "To": "+4759440000", "Body": "Kan vi flytte møtet?", "NumMedia": "0",
+                  "MessagingServiceSid": "MG" + "ab" * 16}
+        sig = fake.sign(PUBLIC + "/twilio/sms", params)
+        assert await fake.webhook(live.url, PUBLIC, "/twilio/sms", params,
+                                  signature=sig) == 200
+        await live.settled()
+        assert len(fake.texts_to(KARI)) == 1
+        swallowed = {k: v for k, v in params.items() if k != "MessagingServiceSid"}
+        swallowed["MessageSid"] = sid + "MessagingServiceSid" + params["MessagingServiceSid"]
+        assert fake.sign(PUBLIC + "/twilio/sms", swallowed) == sig  # the scheme allows it
+        assert await fake.webhook(live.url, PUBLIC, "/twilio/sms", swallowed,
+                                  signature=sig) == 403
+        # the same trick on the other ids, and requests Twilio never sends, signed
+        reshaped = [
+            {**swallowed, "MessageSid": sid, "SmsSid": swallowed["MessageSid"]},
+            {**params, "MessageSid": "SM" + sid[2:].upper(), "SmsSid": "SM" + sid[2:].upper()},
+            {**params, "MessageSid": "SM" + "1" * 32},  # ids that disagree
+            {**params, "SmsMessageSid": "SM" + "2" * 32},
+            {**params, "AccountSid": "AC" + "9" * 32},  # another account's message
+            {k: v for k, v in params.items() if k != "AccountSid"},
+            {**params, "Veileder": "K1"},  # a field Twilio never sends
+            {**params, "MediaUrl100": "https://example.com/x.jpg"},
+            {"MessageSid": "SMshort", "AccountSid": SID, "From": U, "Body": "hei"},
+        ]
+        for form in reshaped:
+            assert await fake.webhook(live.url, PUBLIC, "/twilio/sms", form) == 403, form
+        # a status callback reshaped the same way
+        status = {"MessageSid": sid, "MessageStatus": "delivered", "AccountSid": SID,
+                  "ErrorCode": "30003"}
+        bad_status = {"MessageSid": sid + "MessageStatusdelivered", "AccountSid": SID,
+                      "ErrorCode": "30003"}
+        assert await fake.webhook(live.url, PUBLIC, "/twilio/status", bad_status) == 403
+        assert await fake.webhook(live.url, PUBLIC, "/twilio/status",
+                                  {**status, "Body": "x"}) == 403
+        await live.settled()
+        assert len(fake.texts_to(KARI)) == 1  # forwarded once
+        assert await live.store.fetchall(
+            "SELECT count(*) FROM inbound WHERE provider_id LIKE 'SM%'") == [(2,)]
+
+
+async def test_an_identical_replay_after_the_log_is_purged_is_still_dropped(
+        tmp_path: Path) -> None:
+    """Finding 3, second half: the message log is purged after 90 days, and with it the
+    provider ids; a replay of a captured webhook then worked again. The ids are kept as
+    keyed hashes for 400 days (longer than any retry or replay), nothing else."""
+    async with sms_live(tmp_path, seed) as (live, fake):
+        status, sid = await fake.sms(live.url, PUBLIC, U, "HJELP")
+        assert status == 200
+        await live.settled()
+        sent = len(fake.texts_to(U))
+        async with live.store.transaction() as c:  # she is still in touch: a meeting ahead
+            await c.execute("UPDATE meetings SET starts_at = ?",
+                            ((live.clock() + timedelta(days=200)).isoformat(),))
+        await live.store.purge(live.clock() + timedelta(days=91))
+        assert await live.store.fetchall("SELECT count(*) FROM users WHERE phone = ?",
+                                         (U,)) == [(1,)]
+        assert await live.store.fetchall("SELECT count(*) FROM inbound") == [(0,)]
+        keys = await live.store.fetchall("SELECT key FROM seen_keys")
+        assert keys and all(sid.encode() not in bytes(k[0]) for k in keys)
+        again, _ = await fake.sms(live.url, PUBLIC, U, "HJELP", sid=sid)
+        assert again == 200
+        await live.settled()
+        assert len(fake.texts_to(U)) == sent
+        await live.store.purge(live.clock() + timedelta(days=401))  # then it may go
+        assert await live.store.fetchall("SELECT count(*) FROM seen_keys") == [(0,)]

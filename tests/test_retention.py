@@ -124,3 +124,35 @@ async def test_the_purge_works_in_short_transactions(tmp_path: Path, flows: Flow
         assert rows == [("new-1",)]
     finally:
         await store.close()
+
+
+async def test_every_channels_ids_outlive_the_purged_log(tmp_path: Path, flows: FlowSet,
+                                                         clock: ManualClock) -> None:
+    """A Telegram update id, a veileder's command and an unknown chat's message are kept
+    as keyed hashes when the log goes after 90 days: replayed then, each is a duplicate."""
+    from bot.app.demo import DEMO_VEILEDER_PHONE
+
+    store = await Store.open(tmp_path / "r.db")
+    await seed_demo(store, NOW)
+    await said_yes(store)
+    async with store.transaction() as c:  # still in touch: a meeting ahead
+        await c.execute("UPDATE meetings SET starts_at = ?",
+                        ((NOW + timedelta(days=200)).isoformat(),))
+        await c.execute("UPDATE users SET telegram_chat_id = '555', channel = 'telegram'")
+    async with Pipeline(store, flows, clock) as p:
+        assert (await p.submit(Inbound("telegram", "555", "hei", "9001"))).replies
+        assert (await p.submit(Inbound("sms", DEMO_VEILEDER_PHONE, "AVLYS 912 00 000",
+                                       "SMv"))).replies
+        async with store.tx(NOW) as tx:
+            assert await tx.log_inbound_once("telegram", "9002", NOW)
+    await store.purge(NOW + timedelta(days=91))
+    assert await store.fetchall("SELECT count(*) FROM inbound") == [(0,)]
+    assert await store.fetchall("SELECT count(*) FROM users") == [(1,)]
+    clock.now = NOW + timedelta(days=91)
+    async with Pipeline(store, flows, clock) as p:
+        assert (await p.submit(Inbound("telegram", "555", "hei", "9001"))).duplicate
+        assert (await p.submit(Inbound("sms", DEMO_VEILEDER_PHONE, "AVLYS 912 00 000",
+                                       "SMv"))).duplicate
+        async with store.tx(clock.now) as tx:
+            assert not await tx.log_inbound_once("telegram", "9002", clock.now)
+    await store.close()

@@ -76,6 +76,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Veivis (then users cannot reply)"),
     Setting("TWILIO_API_URL", "https://api.twilio.com", "Twilio REST API (tests: a fake)"),
     Setting("SMS_RATE", "1", "SMS per second (Twilio's limit for your sender)"),
+    Setting("TWILIO_EXTRA_FIELDS", "", "webhook fields to accept beyond those Twilio "
+            "documents (comma between); a request with any other field is refused, and the "
+            "log names the field"),
     Setting("OUTBOX_MAX_TRIES", "6", "tries before a message is marked failed"),
     Setting("SEND_TIMEOUT", "15", "seconds to wait for a provider to answer one send"),
     Setting("SMS_CHECK_SECONDS", "15", "after an SMS send in doubt (no answer in time, a "

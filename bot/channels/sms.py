@@ -10,6 +10,7 @@ time out.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -182,6 +183,47 @@ class Webhooks:
         return bool(self.validator.validate(self.url_for(path_qs), params, signature))
 
 
+# What Twilio sends, from its documentation («Twilio's request to your incoming message
+# Webhook URL», twilio.com/docs/messaging/guides/webhook-request, and the status callback
+# parameters of the Message resource, twilio.com/docs/messaging/guides/track-outbound-message-
+# status): SMS and MMS only (this sender has no WhatsApp or RCS). Any other field is refused:
+# Twilio's signature joins names and values without a separator, so an unknown field, or a
+# known one missing, is how a captured request is reshaped under the same signature.
+# Twilio warns it may add parameters without notice: a refused field is logged by name, and
+# TWILIO_EXTRA_FIELDS lets an operator accept it at once.
+INBOUND_FIELDS = frozenset({
+    "MessageSid", "SmsSid", "SmsMessageSid", "AccountSid", "MessagingServiceSid", "From",
+    "To", "Body", "NumMedia", "NumSegments", "SmsStatus", "ApiVersion", "FromCity",
+    "FromState", "FromZip", "FromCountry", "ToCity", "ToState", "ToZip", "ToCountry",
+    "OptOutType",  # Advanced Opt-Out: STOP, START or HELP
+})
+STATUS_FIELDS = frozenset({
+    "MessageSid", "SmsSid", "MessageStatus", "SmsStatus", "AccountSid", "MessagingServiceSid",
+    "From", "To", "ApiVersion", "ErrorCode", "ErrorMessage", "RawDlrDoneDate",
+    "ChannelToAddress", "ChannelPrefix", "ChannelInstallSid", "ChannelStatusMessage",
+    "StructuredMessage",
+})
+_MEDIA_FIELD = re.compile(r"Media(?:Url|ContentType)(?:[0-9]|[1-9][0-9])")  # MMS: up to 10
+MESSAGE_SID = re.compile(r"(?:SM|MM)[0-9a-f]{32}")
+_SID_FIELDS = ("MessageSid", "SmsSid", "SmsMessageSid")
+
+
+def shape_problem(form: Mapping[str, str], allowed: Collection[str], account_sid: str,
+                  *, media: bool) -> str | None:
+    """Why a signed form is not one Twilio sends (for the log: names only, never values);
+    None if it is. Message ids have Twilio's form (SM or MM and 32 hex digits) and agree with
+    each other; the account is ours; no field Twilio never sends."""
+    for name in form:
+        if name not in allowed and not (media and _MEDIA_FIELD.fullmatch(name)):
+            return f"a field Twilio never sends ({name[:40]!r})"
+    sids = {form[n] for n in _SID_FIELDS if n in form}
+    if not sids or len(sids) > 1 or not all(MESSAGE_SID.fullmatch(v) for v in sids):
+        return "message ids that are not Twilio's"
+    if form.get("AccountSid") != account_sid:
+        return "another account"
+    return None
+
+
 def media_count(params: Mapping[str, str]) -> int:
     try:
         return int(params.get("NumMedia", "0") or 0)
@@ -211,11 +253,14 @@ class SmsChannel:
     name = CHANNEL
 
     def __init__(self, hub: Hub, transport: TwilioTransport, hooks: Webhooks,
-                 rate: float) -> None:
+                 rate: float, account_sid: str, extra_fields: Collection[str] = ()) -> None:
         self.hub = hub
         self.transport = transport
         self.hooks = hooks
         self.rate = rate
+        self.account_sid = account_sid
+        self.inbound_fields = INBOUND_FIELDS | set(extra_fields)
+        self.status_fields = STATUS_FIELDS | set(extra_fields)
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post(SMS_PATH, self.inbound), web.post(STATUS_PATH, self.status)]
@@ -236,7 +281,7 @@ class SmsChannel:
         """An SMS to our number: committed (and deduplicated) before the empty answer."""
         if not self.hub.accepting():
             return web.Response(status=503)
-        form = await self._signed_form(request)
+        form = await self._signed_form(request, self.inbound_fields, media=True)
         if isinstance(form, web.Response):
             return form
         sid, sender, body = form.get("MessageSid"), form.get("From"), form.get("Body", "")
@@ -253,7 +298,7 @@ class SmsChannel:
     async def status(self, request: web.Request) -> web.Response:
         """A delivery report, naming its row (`?row=`); settles a send in doubt. A carrier
         STOP (error 21610) stops the person."""
-        form = await self._signed_form(request)
+        form = await self._signed_form(request, self.status_fields, media=False)
         if isinstance(form, web.Response):
             return form
         got = status_of(form)
@@ -278,18 +323,26 @@ class SmsChannel:
             log.info("%s replied STOP to the carrier: stopped", mask_address(d.address))
         return web.Response(status=204)
 
-    async def _signed_form(self, request: web.Request) -> dict[str, str] | web.Response:
-        """The form fields of a webhook that Twilio signed; else the answer: 400 for bytes
-        that are no UTF-8 form (checked first), 403 (and a log line without any content) for
-        a forged or unsigned one."""
+    async def _signed_form(self, request: web.Request, allowed: Collection[str], *,
+                           media: bool) -> dict[str, str] | web.Response:
+        """The form fields of a webhook that Twilio signed, in the shape Twilio sends; else
+        the answer: 400 for bytes that are no UTF-8 form (checked first), 403 (and a log line
+        without any content) for a forged or unsigned one, or one reshaped under a valid
+        signature (`shape_problem`)."""
         form = await read_form(request)
         if form is None:
             return web.Response(status=400, text="not a UTF-8 form")
-        if self.hooks.valid(request.path_qs, form, request.headers.get("X-Twilio-Signature")):
-            return form
-        log.warning("refused a request to %s without a valid Twilio signature (from %s)",
-                    request.path, request.remote)
-        return web.Response(status=403, text="invalid signature")
+        if not self.hooks.valid(request.path_qs, form,
+                                request.headers.get("X-Twilio-Signature")):
+            log.warning("refused a request to %s without a valid Twilio signature (from %s)",
+                        request.path, request.remote)
+            return web.Response(status=403, text="invalid signature")
+        problem = shape_problem(form, allowed, self.account_sid, media=media)
+        if problem is not None:
+            log.warning("refused a signed request to %s with %s (from %s)", request.path,
+                        problem, request.remote)
+            return web.Response(status=403, text="not a request Twilio sends")
+        return form
 
 
 def from_settings(settings: Settings, hub: Hub) -> SmsChannel | None:
@@ -304,4 +357,6 @@ def from_settings(settings: Settings, hub: Hub) -> SmsChannel | None:
                                 api_url=settings.get("TWILIO_API_URL"),
                                 timeout=settings.number("SEND_TIMEOUT"),
                                 ask_after=settings.number("SMS_CHECK_SECONDS"))
-    return SmsChannel(hub, transport, Webhooks(token, public), settings.number("SMS_RATE"))
+    extra = [f.strip() for f in settings.get("TWILIO_EXTRA_FIELDS").split(",") if f.strip()]
+    return SmsChannel(hub, transport, Webhooks(token, public), settings.number("SMS_RATE"),
+                      settings.get("TWILIO_ACCOUNT_SID"), extra)

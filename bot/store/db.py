@@ -599,6 +599,8 @@ class Store(Queries):
             counts[table] = 0
             while True:
                 async with self.transaction() as c:
+                    if table == "inbound":
+                        await self._keep_ids(c, logs, chunk)
                     cur2 = await c.execute(
                         f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} "
                         f"WHERE {where} LIMIT ?)", (arg, chunk))
@@ -607,6 +609,20 @@ class Store(Queries):
                 if n < chunk:
                     break
         return counts
+
+    async def _keep_ids(self, c: aiosqlite.Connection, before: str, chunk: int) -> None:
+        """The provider ids of the log rows the purge's next chunk deletes (the oldest, as
+        the chunk takes them) stay as keyed hashes with the day they came: a captured
+        webhook replayed after 90 days is still a duplicate."""
+        async with c.execute("SELECT channel, provider_id, received_at FROM inbound WHERE id IN "
+                             "(SELECT id FROM inbound WHERE received_at < ? LIMIT ?)",
+                             (before, chunk)) as cur:
+            old = await cur.fetchall()
+        await c.executemany(
+            "INSERT OR IGNORE INTO seen_keys (key, day) VALUES (?, ?)",
+            [(self._sealer.mac("seen", ch, pid),
+              datetime.fromisoformat(at).astimezone(UTC).date().isoformat())
+             for ch, pid, at in old])
 
     # -- raw reads: for this package, tests, benchmarks and attack tests --------------------
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

@@ -207,10 +207,12 @@ async def list_meetings(c: aiosqlite.Connection, *,
 # -- veileder commands (inside the desk's transaction) ------------------------------------------
 
 async def log_inbound_once(c: aiosqlite.Connection, channel: str, provider_id: str,
-                           now: datetime) -> bool:
-    """Record a provider message id with no text and no user; False if it was seen before."""
-    async with c.execute("SELECT 1 FROM inbound WHERE channel = ? AND provider_id = ?",
-                         (channel, provider_id)) as cur:
+                           now: datetime, seen_key: bytes) -> bool:
+    """Record a provider message id with no text and no user; False if it was seen before
+    (in the message log, or as its keyed hash `seen_key` after the log was purged)."""
+    async with c.execute("SELECT 1 FROM inbound WHERE channel = ? AND provider_id = ? "
+                         "UNION ALL SELECT 1 FROM seen_keys WHERE key = ?",
+                         (channel, provider_id, seen_key)) as cur:
         if await cur.fetchone():
             return False
     await c.execute("INSERT INTO inbound (user_id, channel, provider_id, text, received_at) "

@@ -38,7 +38,8 @@ class Tx:
         await M.queue_message(self._c, channel, address, text, now, user_id, due, about)
 
     async def log_inbound_once(self, channel: str, provider_id: str, now: datetime) -> bool:
-        return await M.log_inbound_once(self._c, channel, provider_id, now)
+        return await M.log_inbound_once(self._c, channel, provider_id, now,
+                                        self._sealer.mac("seen", channel, provider_id))
 
     # -- threads with a veileder ---------------------------------------------------------------
     async def sender(self, user_id: int) -> TH.Sender:
