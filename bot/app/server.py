@@ -166,7 +166,7 @@ async def build(settings: Settings, clock: Clock = system_clock, *,
     try:
         if conf is not None:
             await apply_config(store, conf)
-        pipeline = Pipeline(store, flows, clock, rules=rules)
+        pipeline = Pipeline(store, flows, clock, rules=rules, limits=settings.limits)
         svc = Service(settings, store, flows, pipeline, clock, Ticker(store, pipeline, clock,
                                                                       rules))
         pipeline.listeners.append(svc.wake_senders)
@@ -257,6 +257,9 @@ def web_app(svc: Service) -> web.Application:
         if not svc.accepting:
             checks["server"] = "shutting down"
         ok = all(v == "ok" for v in checks.values())
+        # a used-up daily budget is shown, but the service is ready: it takes webhooks and
+        # answers a crisis
+        checks.update(svc.pipeline.budget_status(svc.clock()))
         return web.json_response(checks, status=200 if ok else 503)
 
     app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz)])

@@ -31,6 +31,7 @@ from bot.engine.model import FlowSet
 from bot.phone import PhoneError, normalise_phone
 from bot.store import Store
 from bot.store.seal import Sealer, key_file_for
+from bot.service.pipeline import Limits
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TWILIO_EXTRA_FIELDS", "", "webhook fields to accept beyond those Twilio "
             "documents (comma between); a request with any other field is refused, and the "
             "log names the field"),
+    Setting("LIMIT_PER_MINUTE", "30", "messages one person may get in a minute; after that "
+            "their messages get no answer (crisis answers always go out); 0: no limit"),
+    Setting("LIMIT_PER_DAY", "150", "messages one person may get in 24 hours, the same way; "
+            "0: no limit"),
+    Setting("SMS_DAILY_BUDGET", "3000", "SMS a day (Oslo time) after which messages by SMS "
+            "get no answer until midnight, except crisis answers; the log says so once, and "
+            "/readyz shows it; 0: no budget"),
+    Setting("TELEGRAM_DAILY_BUDGET", "30000", "the same for Telegram messages; 0: no budget"),
     Setting("OUTBOX_MAX_TRIES", "6", "tries before a message is marked failed"),
     Setting("SEND_TIMEOUT", "15", "seconds to wait for a provider to answer one send"),
     Setting("SMS_CHECK_SECONDS", "15", "after an SMS send in doubt (no answer in time, a "
@@ -169,6 +178,12 @@ class Settings:
     def number(self, name: str) -> float:
         return float(self.get(name))
 
+    @property
+    def limits(self) -> Limits:
+        return Limits(int(self.get("LIMIT_PER_MINUTE")), int(self.get("LIMIT_PER_DAY")),
+                      {"sms": int(self.get("SMS_DAILY_BUDGET")),
+                       "telegram": int(self.get("TELEGRAM_DAILY_BUDGET"))})
+
     def problems(self) -> list[str]:
         """What is missing or wrong, one plain sentence each; empty when ready to run."""
         out: list[str] = []
@@ -190,6 +205,11 @@ class Settings:
         token = self.get("METRICS_TOKEN")
         if token and len(token) < 16:
             out.append("METRICS_TOKEN må ha minst 16 tegn (en lang, tilfeldig tekst)")
+        for name in ("LIMIT_PER_MINUTE", "LIMIT_PER_DAY", "SMS_DAILY_BUDGET",
+                     "TELEGRAM_DAILY_BUDGET"):
+            if not self.get(name).isdigit():
+                out.append(f"{name} må være et helt tall (0: ingen grense), ikke "
+                           f"«{self.get(name)}»")
         try:
             float(self.get("VEIVIS_CLOCK_OFFSET"))
         except ValueError:

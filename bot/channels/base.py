@@ -21,6 +21,7 @@ from ..engine.runtime import system_text
 from ..service.clock import Clock
 from ..service.pipeline import Pipeline
 from ..store import Store
+from ..timing.planner import OSLO
 
 
 class StartError(Exception):
@@ -81,12 +82,23 @@ def plain_text(text: str, choices: Sequence[str], numbered: bool) -> str:
 
 
 async def reply_once(store: Store, flows: FlowSet, channel: str, address: str,
-                     provider_id: str, key: str, now: datetime) -> None:
+                     provider_id: str, key: str, now: datetime,
+                     once: Sequence[str] | None = None) -> bool:
     """Answer a message with a system text (in bokmål: the sender may be no user), once per
-    provider message id; the message itself is logged without text or user."""
+    provider message id, and with `once` only the first time those parts come (an unknown
+    chat gets one answer, not one per message); the message itself is logged without text
+    or user. True if an answer was queued."""
     async with store.tx(now) as tx:
-        if await tx.log_inbound_once(channel, provider_id, now):
-            await tx.queue_message(channel, address, system_text(flows, "nb", key, {}), now)
+        if not await tx.log_inbound_once(channel, provider_id, now):
+            return False
+        if once is not None and not await tx.answer_once(once, now):
+            return False
+        await tx.queue_message(channel, address, system_text(flows, "nb", key, {}), now)
+        return True
+
+
+def oslo_day(now: datetime) -> str:
+    return now.astimezone(OSLO).date().isoformat()
 
 
 # -- reading what a webhook sent, before any work is done ----------------------------------------

@@ -28,7 +28,7 @@ from ..phone import mask_address
 from ..service.pipeline import Inbound
 from ..store import OutboxItem
 from ..store import outbox as O
-from .base import Hub, plain_text, read_form, reply_once
+from .base import Hub, oslo_day, plain_text, read_form, reply_once
 
 if TYPE_CHECKING:
     from ..app.settings import Settings
@@ -288,9 +288,11 @@ class SmsChannel:
         if not sid or not sender:
             return web.Response(status=400, text="MessageSid and From are required")
         hub = self.hub
-        if media_count(form) and not body.strip():
-            await reply_once(hub.store, hub.flows, CHANNEL, sender, sid, "media", hub.clock())
-            hub.wake()
+        if media_count(form) and not body.strip():  # one answer a day to pictures
+            now = hub.clock()
+            if await reply_once(hub.store, hub.flows, CHANNEL, sender, sid, "media", now,
+                                (CHANNEL, "media", sender, oslo_day(now))):
+                hub.wake()
         else:
             await hub.pipeline.submit(Inbound(CHANNEL, sender, body, sid))
         return twiml()

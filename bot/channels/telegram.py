@@ -38,7 +38,7 @@ from ..phone import mask_address
 from ..service.pipeline import FlowRequest, Inbound
 from ..store import OutboxItem, Store
 from ..store import outbox as O
-from .base import Hub, StartError, read_json, reply_once
+from .base import Hub, StartError, oslo_day, read_json, reply_once
 
 if TYPE_CHECKING:
     from ..app.settings import Settings
@@ -275,10 +275,11 @@ class TelegramChannel:
     def _text(self, key: str) -> str:
         return system_text(self.flows, "nb", key, {})
 
-    async def _reply_once(self, chat_id: str, provider_id: str, key: str) -> None:
-        await reply_once(self.store, self.flows, CHANNEL, chat_id, provider_id, key,
-                         self.clock())
-        self.on_queued()
+    async def _reply_once(self, chat_id: str, provider_id: str, key: str,
+                          once: Sequence[str] | None = None) -> None:
+        if await reply_once(self.store, self.flows, CHANNEL, chat_id, provider_id, key,
+                            self.clock(), once):
+            self.on_queued()
 
     async def handle(self, update: Update) -> None:
         """One update (from getUpdates or the webhook). Returns after it is committed."""
@@ -304,10 +305,12 @@ class TelegramChannel:
                 await self._link(chat_id, pid, m.group(1))
                 return
         if await O.telegram_user(self.store, chat_id) is None:
-            await self._reply_once(chat_id, pid, "unknown_chat")
+            # one answer per chat that is linked to no one, however often it writes
+            await self._reply_once(chat_id, pid, "unknown_chat", (CHANNEL, "unknown", chat_id))
             return
-        if text is None or not text.strip():
-            await self._reply_once(chat_id, pid, "media")
+        if text is None or not text.strip():  # one answer a day to pictures and files
+            await self._reply_once(chat_id, pid, "media",
+                                   (CHANNEL, "media", chat_id, oslo_day(self.clock())))
             return
         if _START.match(text.strip()):  # plain /start from a linked chat: a hello
             text = "hei"
@@ -324,8 +327,9 @@ class TelegramChannel:
         if linked is None:
             log.info("telegram chat %s used an unknown or spent invite",
                      mask_address(chat_id))
-            async with self.store.tx(now) as tx:
-                await tx.queue_message(CHANNEL, chat_id, self._text("link_invalid"), now)
+            async with self.store.tx(now) as tx:  # once per chat: guessing gets one answer
+                if await tx.answer_once((CHANNEL, "bad start", chat_id), now):
+                    await tx.queue_message(CHANNEL, chat_id, self._text("link_invalid"), now)
         else:
             uid, consented = linked
             log.info("telegram chat %s linked to user %d", mask_address(chat_id), uid)

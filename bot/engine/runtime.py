@@ -213,10 +213,15 @@ class Desk:
     duty: Duty | None = None
     forwards_last_hour: int = 0
     crisis_told_lately: bool = False  # one urgent SMS per young person per half hour
+    # the shell's count of what went out, against the operator's limits: the user had as
+    # many messages as they may this minute or today, or the channel's budget for today is
+    # used up. Their message then gets no answer but a crisis one (see `step`).
+    limited: bool = False
 
 
 NO_DESK = Desk()
 FORWARDS_PER_HOUR = 5  # protects the veileder's phone from one user
+UNCLEAR_ANSWERED = 3  # unclear answers in a row that get a reply; after that, silence
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,6 +355,14 @@ def step(flows: FlowSet, state: State, event: Event, now: datetime,
             return out.result(state, sensitive)
         # not a yes or no: taken as no, and the message is read as it would have been
     kw = keyword(text)
+    if out.desk.limited:
+        # too many messages to this person, or the channel's budget for today is used up:
+        # no answer, and nothing changes (the crisis answers above are never limited);
+        # STOPP still stops, silently
+        if kw == "stop":
+            state = _global(flows, state, kw, now, ctx, out)
+            out.replies.clear()
+        return out.result(state, sensitive)
     if kw is not None:
         return out.result(_go_on(flows, _global(flows, state, kw, now, ctx, out), now, ctx, out),
                           sensitive)
@@ -719,6 +732,8 @@ def _answer(flows: FlowSet, flow: Flow, st: Step, state: State, text: str, now: 
             out.replies.append(Reply(_sys(flows, state, "skipped", ctx)))
             return _advance(flows, flow, st, state, None, now, ctx, out)
         tries = state.tries + 1
+        if tries > UNCLEAR_ANSWERED:  # a few answers to unclear messages, then silence
+            return _evolve(state, tries=tries)
         choices = _choices(flows, flow, st, state)
         if tries >= 2:
             key = "stuck_optional" if st.optional else "stuck"

@@ -14,9 +14,9 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from bot.engine import answers
@@ -42,7 +42,7 @@ from bot.store.protocol import Database
 from bot.store.sql import PHONE_CHANNELS
 from bot.timing.display import meeting_time
 from bot.timing.hours import duty
-from bot.timing.planner import DEFAULT_RULES, Rules
+from bot.timing.planner import DEFAULT_RULES, OSLO, Rules
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,23 @@ class Handled:
 Item = Inbound | FlowRequest
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What a message from outside may cost, from the operator's settings (0: no limit).
+    The pipeline counts what went out before each step and tells the engine only whether
+    the user is over a limit (`Desk.limited`); the engine decides what that means (no
+    answer, except to a crisis). Reminders and other flows the service starts itself, and
+    the desk's answers to veiledere, are not limited, but count."""
+
+    per_minute: int = 0  # messages to one person in the last minute
+    per_day: int = 0  # ... in the last 24 hours
+    budgets: Mapping[str, int] = field(default_factory=dict)  # channel -> a day (Oslo)
+
+
+def oslo_midnight(now: datetime) -> datetime:
+    return datetime.combine(now.astimezone(OSLO).date(), datetime.min.time(), OSLO)
+
+
 @dataclass
 class _Pending:
     item: Item
@@ -115,8 +132,11 @@ def context_values(ctx: UserContext | None, lang: str,
 
 class Pipeline:
     def __init__(self, store: Database, flows: FlowSet, clock: Clock = system_clock,
-                 max_batch: int = 256, rules: Rules = DEFAULT_RULES) -> None:
+                 max_batch: int = 256, rules: Rules = DEFAULT_RULES,
+                 limits: Limits = Limits()) -> None:
         self.rules = rules
+        self.limits = limits
+        self.budget_used_up: dict[str, date] = {}  # channel -> the Oslo day it ran out
         self.store = store
         self.flows = flows
         self.clock = clock
@@ -287,7 +307,17 @@ class Pipeline:
         meetings = await b.meetings(sorted(meeting_ids)) if meeting_ids else {}
         with_veileder = [uid for uid, c in ctxs.items() if c.work_phone]
         forwards = await b.desk_events(with_veileder, now) if with_veileder else {}
-        return _Work(users, seen, raw_states, ctxs, meetings, forwards)
+        w = _Work(users, seen, raw_states, ctxs, meetings, forwards)
+        lim = self.limits
+        writers = sorted({users[p.item.channel, p.item.address].id for p in batch
+                          if isinstance(p.item, Inbound)})
+        if writers and (lim.per_minute or lim.per_day):
+            got = await b.sent_to(writers, now - timedelta(minutes=1), now - timedelta(days=1))
+            w.sent = {uid: list(got.get(uid, (0, 0))) for uid in writers}
+        budgeted = sorted({p.item.channel for p in batch if lim.budgets.get(p.item.channel)})
+        if budgeted:
+            w.spent = await b.sent_on(budgeted, oslo_midnight(now))
+        return w
 
     async def _one(self, b: Batch, w: _Work, item: Item, user: UserRow,
                    now: datetime) -> Handled:
@@ -302,10 +332,12 @@ class Pipeline:
         about = (item.meeting_id if isinstance(item, FlowRequest) and item.meeting_id
                  else state.meeting)
         values = self._values(w, user.id, state.lang, about, now)
-        event, desk_now = _event(item), self._desk(w, user.id, ctx, now)
+        limited = isinstance(item, Inbound) and self._limited(w, user.id, item.channel, now)
+        event, desk_now = _event(item), self._desk(w, user.id, ctx, now, limited)
         if self.trace is not None:
             self.trace.append(StepInputs(user.id, state, event, now, values, desk_now))
         res = engine_step(self.flows, state, event, now, values, desk_now)
+        w.count(user.id, user.channel, len(res.replies))
         w.states[user.id] = res.state
         if res.state.lang != state.lang:
             w.values.pop(user.id, None)  # dates in the new language from now on
@@ -344,12 +376,39 @@ class Pipeline:
                 values["møtested"] = place
         return values
 
-    def _desk(self, w: _Work, uid: int, ctx: UserContext | None, now: datetime) -> Desk:
-        """Who reads a message for the veileder now, decided once, before the step."""
+    def _desk(self, w: _Work, uid: int, ctx: UserContext | None, now: datetime,
+              limited: bool = False) -> Desk:
+        """Who reads a message for the veileder now, decided once, before the step; and
+        whether the user is over a limit."""
         if ctx is None or not ctx.work_phone:
-            return Desk()
+            return Desk(limited=limited)
         forwards, crisis = w.forwards.get(uid, (0, False))
-        return Desk(duty(now, ctx, self.rules.closed_days), forwards, crisis)
+        return Desk(duty(now, ctx, self.rules.closed_days), forwards, crisis, limited)
+
+    def _limited(self, w: _Work, uid: int, channel: str, now: datetime) -> bool:
+        """Has this person had as many messages as they may (this minute, today), or is
+        the channel's budget for today used up? Counted before the step, with what this
+        batch queued so far."""
+        lim = self.limits
+        minute, day = w.sent.get(uid, (0, 0))
+        budget = lim.budgets.get(channel, 0)
+        if budget and w.spent.get(channel, 0) >= budget:
+            today = now.astimezone(OSLO).date()
+            if self.budget_used_up.get(channel) != today:
+                self.budget_used_up[channel] = today
+                log.warning("the %s budget of %d messages for today is used up: until "
+                            "midnight only crisis answers go out to messages on it",
+                            channel, budget)
+            return True
+        return bool((lim.per_minute and minute >= lim.per_minute)
+                    or (lim.per_day and day >= lim.per_day))
+
+    def budget_status(self, now: datetime) -> dict[str, str]:
+        """For /readyz: each budgeted channel, and whether its budget for today ran out."""
+        today = now.astimezone(OSLO).date()
+        return {f"{ch} budget": ("used up today (only crisis answers until midnight)"
+                                 if self.budget_used_up.get(ch) == today else "ok")
+                for ch, n in sorted(self.limits.budgets.items()) if n}
 
 
 @dataclass(frozen=True)
@@ -378,6 +437,18 @@ class _Work:
     values: dict[int, dict[str, str]] = field(default_factory=dict)
     changes: Changes = field(default_factory=Changes)
     erased: set[int] = field(default_factory=set)
+    # for the limits: messages queued to each writer in the last minute and day, and on
+    # each budgeted channel today (read before the batch, counted on as it runs)
+    sent: dict[int, list[int]] = field(default_factory=dict)
+    spent: dict[str, int] = field(default_factory=dict)
+
+    def count(self, uid: int, channel: str, n: int) -> None:
+        if n:
+            if uid in self.sent:
+                self.sent[uid][0] += n
+                self.sent[uid][1] += n
+            if channel in self.spent:
+                self.spent[channel] += n
 
     def state_of(self, user: UserRow) -> State:
         state = self.states.get(user.id)

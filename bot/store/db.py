@@ -231,6 +231,29 @@ class Batch(Tx):
                 out.update((int(u), (int(n), bool(c))) for u, n, c in await cur.fetchall())
         return out
 
+    async def sent_to(self, user_ids: Sequence[int], minute: datetime, day: datetime
+                      ) -> dict[int, tuple[int, int]]:
+        """For each user: how many messages were queued to them since `minute` and since
+        `day` (every kind: replies, reminders, crisis answers)."""
+        out: dict[int, tuple[int, int]] = {}
+        for chunk in chunks(list(user_ids), 500):
+            q = (f"SELECT user_id, SUM(CASE WHEN created_at >= ? THEN 1 ELSE 0 END), "
+                 f"COUNT(*) FROM outbox WHERE user_id IN ({','.join('?' * len(chunk))}) "
+                 f"AND created_at >= ? GROUP BY user_id")
+            async with self._c.execute(q, [iso(minute), *chunk, iso(day)]) as cur:
+                out.update((int(u), (int(m), int(d))) for u, m, d in await cur.fetchall())
+        return out
+
+    async def sent_on(self, channels: Sequence[str], since: datetime) -> dict[str, int]:
+        """Messages queued on each channel since `since` (to anyone: the day's budget)."""
+        out: dict[str, int] = {}
+        for ch in channels:
+            async with self._c.execute("SELECT COUNT(*) FROM outbox WHERE channel = ? "
+                                       "AND created_at >= ?", (ch, iso(since))) as cur:
+                row = await cur.fetchone()
+            out[ch] = int(row[0]) if row else 0
+        return out
+
     async def meetings(self, ids: Sequence[int]) -> dict[int, tuple[datetime, str | None]]:
         """Start and place of particular meetings (the one a reminder is about)."""
         out: dict[int, tuple[datetime, str | None]] = {}

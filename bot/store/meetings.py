@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import aiosqlite
@@ -218,6 +218,13 @@ async def log_inbound_once(c: aiosqlite.Connection, channel: str, provider_id: s
     await c.execute("INSERT INTO inbound (user_id, channel, provider_id, text, received_at) "
                     "VALUES (NULL, ?, ?, NULL, ?)", (channel, provider_id, iso(now)))
     return True
+
+
+async def mark_once(c: aiosqlite.Connection, key: bytes, now: datetime) -> bool:
+    """Keep a keyed hash with the day; False if it was there already."""
+    cur = await c.execute("INSERT OR IGNORE INTO seen_keys (key, day) VALUES (?, ?)",
+                          (key, now.astimezone(UTC).date().isoformat()))
+    return bool(cur.rowcount)
 
 
 async def queue_message(c: aiosqlite.Connection, channel: str, address: str, text: str,

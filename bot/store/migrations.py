@@ -263,4 +263,11 @@ MIGRATIONS: list[str] = [
     CREATE INDEX users_created ON users(created_at);
     CREATE INDEX invites_user ON invites(user_id);
     """,
+    # 11: limits: messages queued per channel today (the daily budget) and to one person in
+    # the last minute and day, counted by index ranges
+    """
+    CREATE INDEX outbox_channel_created ON outbox(channel, created_at);
+    DROP INDEX outbox_user;
+    CREATE INDEX outbox_user ON outbox(user_id, created_at) WHERE user_id IS NOT NULL;
+    """,
 ]

@@ -37,6 +37,11 @@ class Tx:
                             about: int | None = None) -> None:
         await M.queue_message(self._c, channel, address, text, now, user_id, due, about)
 
+    async def answer_once(self, parts: Sequence[str], now: datetime) -> bool:
+        """True the first time these parts (e.g. channel, chat, day) are asked about: a
+        keyed hash of them is kept with the day (seen_keys, 400 days), nothing else."""
+        return await M.mark_once(self._c, self._sealer.mac("answered", *parts), now)
+
     async def log_inbound_once(self, channel: str, provider_id: str, now: datetime) -> bool:
         return await M.log_inbound_once(self._c, channel, provider_id, now,
                                         self._sealer.mac("seen", channel, provider_id))
