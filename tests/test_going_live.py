@@ -217,7 +217,8 @@ async def test_healthz_and_readyz(tmp_path: Path) -> None:
                     assert r.status == 200
                 async with s.get(live.url + "/readyz") as r:
                     assert r.status == 200
-                    assert await r.json() == {"database": "ok", "sms sender": "ok"}
+                    assert await r.json() == {"database": "ok", "sms sender": "ok",
+                                              "sms budget": "ok"}
                 live.svc.accepting = False
                 async with s.get(live.url + "/readyz") as r:
                     assert r.status == 503

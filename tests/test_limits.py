@@ -129,14 +129,14 @@ async def test_the_daily_budget_stops_answers_but_not_a_crisis(
     queued = (await store.fetchall("SELECT count(*) FROM outbox WHERE channel = 'sms'"))[0][0]
     assert 200 <= queued < 210
     assert caplog.text.count("budget of 200 messages for today is used up") == 1
-    assert p.budget_status(clock.now) == {
+    assert p.budget_status(clock.now, ["sms"]) == {
         "sms budget": "used up today (only crisis answers until midnight)"}
     h = await p.submit(Inbound("sms", DEMO_USER_PHONE, CLEAR, "SM" + "c" * 32))
     assert crisis_answered(flows, h.replies)
     assert await urgent_notices(store) == 1
     clock.now = NOW + timedelta(days=1)  # the next day
     h = await p.submit(Inbound("sms", "+4799999999", "hei", "SM" + "d" * 32))
-    assert h.replies and p.budget_status(clock.now) == {"sms budget": "ok"}
+    assert h.replies and p.budget_status(clock.now, ["sms"]) == {"sms budget": "ok"}
     await p.stop()
     await store.close()
 

@@ -259,7 +259,7 @@ def web_app(svc: Service) -> web.Application:
         ok = all(v == "ok" for v in checks.values())
         # a used-up daily budget is shown, but the service is ready: it takes webhooks and
         # answers a crisis
-        checks.update(svc.pipeline.budget_status(svc.clock()))
+        checks.update(svc.pipeline.budget_status(svc.clock(), svc.channels))
         return web.json_response(checks, status=200 if ok else 503)
 
     app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz)])

@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -403,12 +403,13 @@ class Pipeline:
         return bool((lim.per_minute and minute >= lim.per_minute)
                     or (lim.per_day and day >= lim.per_day))
 
-    def budget_status(self, now: datetime) -> dict[str, str]:
-        """For /readyz: each budgeted channel, and whether its budget for today ran out."""
+    def budget_status(self, now: datetime, channels: Collection[str]) -> dict[str, str]:
+        """For /readyz: each of these channels with a budget, and whether its budget for
+        today ran out."""
         today = now.astimezone(OSLO).date()
         return {f"{ch} budget": ("used up today (only crisis answers until midnight)"
                                  if self.budget_used_up.get(ch) == today else "ok")
-                for ch, n in sorted(self.limits.budgets.items()) if n}
+                for ch, n in sorted(self.limits.budgets.items()) if n and ch in channels}
 
 
 @dataclass(frozen=True)
