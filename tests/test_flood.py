@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
@@ -61,8 +62,26 @@ async def test_one_number_sending_a_thousand_messages_is_capped(tmp_path: Path) 
         assert sent / 1000 < 0.2  # the old service: 1.0 SMS per inbound
 
 
+async def test_a_thousand_new_numbers_get_an_hours_worth_of_welcomes(tmp_path: Path) -> None:
+    async with sms_live(tmp_path, seed, LIMIT_NEW_PER_HOUR="60") as (live, fake):
+        await flood(live.url, fake, [(f"+4791{i:06d}", "hei") for i in range(1000)])
+        await live.settled()
+        welcomed = {m.to for m in fake.sent}
+        # 60 people made this hour with no veileder (the seed's FLOODER is one of them);
+        # the old service welcomed every one, 2,000 SMS in all
+        assert len(welcomed) == 60 - 1
+        assert len(fake.sent) / 1000 < 0.2
+        # one of those not answered writes again after the hour: now it is
+        live.clock.jump(live.clock() + timedelta(hours=1, minutes=1))
+        later = next(f"+4791{i:06d}" for i in range(1000) if f"+4791{i:06d}" not in welcomed)
+        await flood(live.url, fake, [(later, "hei")])
+        await live.settled()
+        assert fake.texts_to(later)
+
+
 async def test_a_thousand_new_numbers_are_capped_by_the_days_budget(tmp_path: Path) -> None:
-    async with sms_live(tmp_path, seed, SMS_DAILY_BUDGET="300") as (live, fake):
+    async with sms_live(tmp_path, seed, LIMIT_NEW_PER_HOUR="0", SMS_DAILY_BUDGET="300") as (
+            live, fake):
         await flood(live.url, fake, [(f"+4791{i:06d}", "hei") for i in range(1000)])
         await live.settled()
         assert 300 <= len(fake.sent) < 310  # the old service: 2 a number, 2,000 in all

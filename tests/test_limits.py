@@ -150,3 +150,21 @@ async def test_without_limits_every_message_is_answered(tmp_path: Path, flows: F
     assert await to(store, DEMO_USER_PHONE) >= 100
     await p.stop()
     await store.close()
+
+
+async def test_only_so_many_new_people_an_hour_are_answered(tmp_path: Path, flows: FlowSet,
+                                                            clock: ManualClock) -> None:
+    """Numbers Veivis never answered, writing in a flood: the first ones an hour get the
+    welcome; the rest get nothing now (a crisis is answered all the same) and the welcome
+    when they write again after the hour. A veileder's new user is not a stranger."""
+    store, p = await start(tmp_path, flows, clock, Limits(new_per_hour=20))
+    answered = [bool((await p.submit(Inbound("sms", f"+4790{i:06d}", "hei", f"SM{i:032x}")
+                      )).replies) for i in range(100)]
+    assert answered == [True] * 20 + [False] * 80
+    h = await p.submit(Inbound("sms", "+4790000050", CLEAR, "SM" + "c" * 32))
+    assert crisis_answered(flows, h.replies)
+    clock.now = NOW + timedelta(hours=1, minutes=1)
+    h = await p.submit(Inbound("sms", "+4790000060", "hei", "SM" + "d" * 32))
+    assert h.replies
+    await p.stop()
+    await store.close()

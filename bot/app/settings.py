@@ -84,6 +84,9 @@ SETTINGS: tuple[Setting, ...] = (
             "their messages get no answer (crisis answers always go out); 0: no limit"),
     Setting("LIMIT_PER_DAY", "150", "messages one person may get in 24 hours, the same way; "
             "0: no limit"),
+    Setting("LIMIT_NEW_PER_HOUR", "60", "numbers never seen before that get an answer in an "
+            "hour; the rest get one when they write again later (crisis answers always); 0: "
+            "no limit"),
     Setting("SMS_DAILY_BUDGET", "3000", "SMS a day (Oslo time) after which messages by SMS "
             "get no answer until midnight, except crisis answers; the log says so once, and "
             "/readyz shows it; 0: no budget"),
@@ -181,6 +184,7 @@ class Settings:
     @property
     def limits(self) -> Limits:
         return Limits(int(self.get("LIMIT_PER_MINUTE")), int(self.get("LIMIT_PER_DAY")),
+                      int(self.get("LIMIT_NEW_PER_HOUR")),
                       {"sms": int(self.get("SMS_DAILY_BUDGET")),
                        "telegram": int(self.get("TELEGRAM_DAILY_BUDGET"))})
 
@@ -205,7 +209,7 @@ class Settings:
         token = self.get("METRICS_TOKEN")
         if token and len(token) < 16:
             out.append("METRICS_TOKEN må ha minst 16 tegn (en lang, tilfeldig tekst)")
-        for name in ("LIMIT_PER_MINUTE", "LIMIT_PER_DAY", "SMS_DAILY_BUDGET",
+        for name in ("LIMIT_PER_MINUTE", "LIMIT_PER_DAY", "LIMIT_NEW_PER_HOUR", "SMS_DAILY_BUDGET",
                      "TELEGRAM_DAILY_BUDGET"):
             if not self.get(name).isdigit():
                 out.append(f"{name} må være et helt tall (0: ingen grense), ikke "

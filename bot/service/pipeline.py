@@ -95,6 +95,7 @@ class Limits:
 
     per_minute: int = 0  # messages to one person in the last minute
     per_day: int = 0  # ... in the last 24 hours
+    new_per_hour: int = 0  # numbers never seen before that get an answer in an hour
     budgets: Mapping[str, int] = field(default_factory=dict)  # channel -> a day (Oslo)
 
 
@@ -290,6 +291,8 @@ class Pipeline:
 
     async def _load(self, b: Batch, batch: list[_Pending], now: datetime) -> _Work:
         """Everything the batch's steps need, read with a few set-wise queries."""
+        lim = self.limits
+        top = await b.newest_user() if lim.new_per_hour else 0
         users = await b.users_for((p.item.channel, p.item.address) for p in batch)
         seen: set[tuple[str, str]] = set()
         by_channel: dict[str, list[str]] = {}
@@ -308,7 +311,9 @@ class Pipeline:
         with_veileder = [uid for uid, c in ctxs.items() if c.work_phone]
         forwards = await b.desk_events(with_veileder, now) if with_veileder else {}
         w = _Work(users, seen, raw_states, ctxs, meetings, forwards)
-        lim = self.limits
+        if lim.new_per_hour and any(not raw_states.get(u.id) for u in users.values()):
+            w.newest = top  # someone Veivis never answered writes: count this hour's
+            w.strangers = await b.strangers_since(now - timedelta(hours=1), top)
         writers = sorted({users[p.item.channel, p.item.address].id for p in batch
                           if isinstance(p.item, Inbound)})
         if writers and (lim.per_minute or lim.per_day):
@@ -332,7 +337,9 @@ class Pipeline:
         about = (item.meeting_id if isinstance(item, FlowRequest) and item.meeting_id
                  else state.meeting)
         values = self._values(w, user.id, state.lang, about, now)
-        limited = isinstance(item, Inbound) and self._limited(w, user.id, item.channel, now)
+        stranger = state == State() and not (ctx and ctx.veileder)
+        limited = isinstance(item, Inbound) and self._limited(w, user.id, item.channel, now,
+                                                              stranger)
         event, desk_now = _event(item), self._desk(w, user.id, ctx, now, limited)
         if self.trace is not None:
             self.trace.append(StepInputs(user.id, state, event, now, values, desk_now))
@@ -385,11 +392,21 @@ class Pipeline:
         forwards, crisis = w.forwards.get(uid, (0, False))
         return Desk(duty(now, ctx, self.rules.closed_days), forwards, crisis, limited)
 
-    def _limited(self, w: _Work, uid: int, channel: str, now: datetime) -> bool:
+    def _limited(self, w: _Work, uid: int, channel: str, now: datetime,
+                 stranger: bool) -> bool:
         """Has this person had as many messages as they may (this minute, today), or is
         the channel's budget for today used up? Counted before the step, with what this
         batch queued so far."""
         lim = self.limits
+        if w.newest is not None and stranger:
+            # someone Veivis never answered, with no veileder: only so many new people an
+            # hour (counted as they are made) get an answer; the rest do when they write
+            # again after the hour
+            if uid > w.newest and uid not in w.counted:
+                w.strangers += 1
+                w.counted.add(uid)
+            if w.strangers > lim.new_per_hour:
+                return True
         minute, day = w.sent.get(uid, (0, 0))
         budget = lim.budgets.get(channel, 0)
         if budget and w.spent.get(channel, 0) >= budget:
@@ -442,6 +459,9 @@ class _Work:
     # each budgeted channel today (read before the batch, counted on as it runs)
     sent: dict[int, list[int]] = field(default_factory=dict)
     spent: dict[str, int] = field(default_factory=dict)
+    newest: int | None = None  # users above this id are new in this batch
+    strangers: int = 0  # people made by a message, with no veileder, in the last hour
+    counted: set[int] = field(default_factory=set)  # new in this batch, counted
 
     def count(self, uid: int, channel: str, n: int) -> None:
         if n:

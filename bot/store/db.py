@@ -244,6 +244,21 @@ class Batch(Tx):
                 out.update((int(u), (int(m), int(d))) for u, m, d in await cur.fetchall())
         return out
 
+    async def newest_user(self) -> int:
+        """The highest user id so far (users made after it are new)."""
+        async with self._c.execute("SELECT COALESCE(MAX(id), 0) FROM users") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def strangers_since(self, since: datetime, up_to: int) -> int:
+        """People who wrote first (made by a message, with no veileder) since `since`,
+        among the users up to id `up_to`."""
+        async with self._c.execute("SELECT COUNT(*) FROM users WHERE created_at >= ? AND "
+                                   "veileder_id IS NULL AND id <= ?",
+                                   (iso(since), up_to)) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
     async def sent_on(self, channels: Sequence[str], since: datetime) -> dict[str, int]:
         """Messages queued on each channel since `since` (to anyone: the day's budget)."""
         out: dict[str, int] = {}
