@@ -8,16 +8,16 @@ sender) with signed Twilio webhooks against a fake Twilio:
 1. one number sends `--messages` messages;
 2. `--messages` new numbers send one message each.
 
-While a flood runs and until what it made is sent, 100 ordinary users (each one message every
-4 s, well under the limits) write HJELP in turn; their reply latency is the time from their
-webhook to the reply reaching Twilio (webhook, pipeline, outbox, the sender's queue at
-`--rate` SMS/s). One that gets no answer in 20 s is counted apart.
+While a flood runs and until what it made is sent (at least 10 s), 100 ordinary users
+(each one message every 4 s, well under the limits) write HJELP in turn; their reply latency
+is the time from their webhook to the reply reaching Twilio (webhook, pipeline, outbox, the
+sender's queue at `--rate` SMS/s). One that gets no answer in 20 s is counted apart.
 
-Each flood runs three times: with the shipped settings; with SMS_DAILY_BUDGET=`--budget`
-(the budget a day is 3,000 by default, more than flood 2 needs, so this shows the cap);
-and with every limit set to 0, the old behaviour. Prints, for each, `sms per inbound: X`
-(SMS sent to the flooding numbers / messages they sent) and the ordinary users' reply
-p50/p99.
+Each flood runs three times: with the shipped settings; with SMS_DAILY_BUDGET=`--budget` and
+LIMIT_NEW_PER_HOUR=0 (the shipped budget, 3,000 a day, is more than flood 2 needs; this shows
+what a budget alone does); and with every limit set to 0, the old behaviour. Prints, for each,
+`sms per inbound: X` (SMS sent to the flooding numbers / messages they sent) and the ordinary
+users' reply p50/p99.
 
 What the baseline leaves out: it is this code with the limits at 0, not the old code. The
 rest of issue 16 stays on in it: three answers to unclear messages in a row (the floods send
@@ -34,6 +34,7 @@ import secrets
 import sys
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,6 +69,9 @@ async def seed(store: Store) -> None:
     await seed_demo(store, NOW, channel="sms")
     for phone in [FLOODER, *ORDINARY]:
         await said_yes(store, phone, channel="sms")
+    async with store.transaction() as c:  # they have used Veivis for a while
+        await c.execute("UPDATE users SET created_at = ?",
+                        ((NOW - timedelta(days=30)).isoformat(),))
 
 
 async def run(tmp: Path, name: str, flood: list[tuple[str, str]], concurrency: int,
@@ -123,8 +127,10 @@ async def run(tmp: Path, name: str, flood: list[tuple[str, str]], concurrency: i
 
                 watcher = asyncio.create_task(watch())
                 probes = [asyncio.create_task(ordinary(i)) for i in range(len(ORDINARY))]
+                t0 = time.perf_counter()
                 await asyncio.gather(*(flooder() for _ in range(concurrency)))
                 await live.settled(timeout=600)  # and until what it made is sent
+                await asyncio.sleep(max(0.0, 10 - (time.perf_counter() - t0)))  # >= 10 s
                 done.set()
                 await asyncio.gather(*probes)
                 watcher.cancel()
@@ -151,8 +157,10 @@ async def main() -> None:
     }
     modes = {
         "limits on (shipped settings)": {},
-        f"limits on, SMS_DAILY_BUDGET={args.budget}": {"SMS_DAILY_BUDGET": args.budget},
+        f"budget {args.budget}, no new-number limit": {"SMS_DAILY_BUDGET": args.budget,
+                                                      "LIMIT_NEW_PER_HOUR": "0"},
         "limits off (the old behaviour)": {"LIMIT_PER_MINUTE": "0", "LIMIT_PER_DAY": "0",
+                                           "LIMIT_NEW_PER_HOUR": "0",
                                            "SMS_DAILY_BUDGET": "0"},
     }
     with tempfile.TemporaryDirectory() as d:

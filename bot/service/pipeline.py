@@ -95,7 +95,7 @@ class Limits:
 
     per_minute: int = 0  # messages to one person in the last minute
     per_day: int = 0  # ... in the last 24 hours
-    new_per_hour: int = 0  # numbers never seen before that get an answer in an hour
+    new_per_hour: int = 0  # people never answered, with no veileder, answered in an hour
     budgets: Mapping[str, int] = field(default_factory=dict)  # channel -> a day (Oslo)
 
 
