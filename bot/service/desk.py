@@ -11,10 +11,12 @@ duty. Outside working hours and on public holidays the SMS waits until someone r
 young person is told when); while the veileder is away it goes to the backup (bot.timing.hours).
 
 Only a number registered as a veileder's work phone reaches this code (the pipeline checks);
-a veileder reaches only their own users: a young person assigned to another veileder is
-refused without saying anything about them. The command, its inbound record (provider id,
-for dedupe; no text, since it holds a phone number) and the confirmation go in one
-transaction: nothing half-saved, a retried webhook is handled once.
+a veileder reaches only the young people assigned to them, and a command never assigns
+anyone (that is `veivis user assign`), except MØTE for a number not registered at all. A
+number that is unknown, nobody's or someone else's gets the same refusal, word for word. The
+command, its inbound record (provider id, for dedupe; no text, since it holds a phone number)
+and the confirmation go in one transaction: nothing half-saved, a retried webhook is handled
+once; a command that fails is rolled back, and only its error answer is kept.
 """
 
 from __future__ import annotations
