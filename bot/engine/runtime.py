@@ -356,13 +356,7 @@ def step(flows: FlowSet, state: State, event: Event, now: datetime,
         # not a yes or no: taken as no, and the message is read as it would have been
     kw = keyword(text)
     if out.desk.limited:
-        # too many messages to this person, or the channel's budget for today is used up:
-        # no answer, and nothing changes (the crisis answers above are never limited);
-        # STOPP still stops, silently
-        if kw == "stop":
-            state = _global(flows, state, kw, now, ctx, out)
-            out.replies.clear()
-        return out.result(state, sensitive)
+        return out.result(_quietly(flows, state, kw, now, ctx, out), sensitive)
     if kw is not None:
         return out.result(_go_on(flows, _global(flows, state, kw, now, ctx, out), now, ctx, out),
                           sensitive)
@@ -382,6 +376,18 @@ def step(flows: FlowSet, state: State, event: Event, now: datetime,
         state = _evolve(state, version=current.version)
     after = _answer(flows, current, st, state, text, now, ctx, out)
     return out.result(_go_on(flows, after, now, ctx, out), sensitive)
+
+
+def _quietly(flows: FlowSet, state: State, kw: str | None, now: datetime,
+             ctx: Mapping[str, str], out: _Out) -> State:
+    """Over a limit (too many messages to this person, or the channel's budget for today is
+    used up): no answer, and nothing changes (the crisis answers before it are never
+    limited); STOPP still stops, silently."""
+    if kw != "stop":
+        return state
+    state = _global(flows, state, kw, now, ctx, out)
+    out.replies.clear()
+    return state
 
 
 def _when_idle(flows: FlowSet, state: State, text: str, now: datetime, ctx: Mapping[str, str],
