@@ -29,9 +29,9 @@ from apscheduler.triggers.cron import CronTrigger
 from bot.engine.i18n import default_messages_dir, load_all
 from bot.engine.model import FlowSet
 from bot.phone import PhoneError, normalise_phone
+from bot.service.pipeline import Limits
 from bot.store import Store
 from bot.store.seal import Sealer, key_file_for
-from bot.service.pipeline import Limits
 
 
 @dataclass(frozen=True)
