@@ -288,7 +288,8 @@ async def test_metrics_after_a_scripted_conversation_and_logs_hold_no_texts_or_n
                 assert (await fake.sms(live.url, PUBLIC, DEMO_USER_PHONE, t))[0] == 200
                 await live.settled()
             assert said(live.svc.flows, "system.stopped") in fake.texts_to(DEMO_USER_PHONE)
-            replay = {"MessageSid": "SMreplay", "From": DEMO_USER_PHONE, "Body": "HJELP"}
+            replay = {"MessageSid": "SM" + "e" * 32, "AccountSid": SID,
+                      "From": DEMO_USER_PHONE, "Body": "HJELP"}
             for _ in range(2):  # a provider retry: handled once, counted as a duplicate
                 assert await fake.webhook(live.url, PUBLIC, "/twilio/sms", replay) == 200
             await live.settled()
