@@ -188,6 +188,7 @@ class Transcripts:
 
 
 @pytest.mark.skipif(os.environ.get(INSIDE) == "1", reason="inside the clone: no recursion")
+@pytest.mark.timeout(1500)  # it runs the clone's whole suite: longer than one test's 300 s
 def test_the_coordinators_guide_followed_in_a_fresh_clone(tmp_path: Path) -> None:
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("needs git and a git checkout")
