@@ -33,7 +33,8 @@ from bot.engine.loader import load  # noqa: E402
 
 CORPUS = ROOT / "bench" / "crisis_corpus"
 PARTS = [("tuning", "tuning.tsv"), ("dev", "dev.tsv"),
-         ("fresh held-out", "fresh_heldout.tsv"), ("held-out", "heldout.tsv")]
+         ("fresh held-out", "fresh_heldout.tsv"), ("fresh3", "fresh3.tsv"),
+         ("held-out", "heldout.tsv")]
 TUNING_SIDE = {"tuning", "dev"}  # the only parts whose failures are ever printed
 
 
