@@ -393,3 +393,65 @@ def test_krise_test_tells_a_coordinator_what_and_why(capsys: pytest.CaptureFixtu
     assert "Utløser: NEI" in out and "Unntak" in out and "«dør av latter»" in out
     assert main(["krise", "test", "--flows", str(FLOWS), "jeg vil ikke dø"]) == 1
     assert "«ikke» står mellom ordene" in capsys.readouterr().out
+
+
+# -- spellings, rule-word forms and gaps (a small krise.yaml of the test's own) -----------
+
+OWN = """\
+id: krise
+title: Krise-ord
+words:
+  nekting: [ikke, not]
+  andre: [han, hun]
+  folk: [mamma]
+  jeg: [jeg, eg, æ]
+  vet: [vet]
+  mer: [mer]
+  fyll: [nå]
+  ny_setning: [og, men]
+spellings:
+  ikke: [ikkje, itj]
+  hjem: [heim]
+  jeg: [eg, æ]
+phrases:
+  - tør ikke gå hjem
+  - kjøre ... i fjellveggen
+  - vil ... dø
+required_numbers: ["113"]
+"""
+
+
+def own_rules(tmp_path: Path, text: str = OWN) -> FlowSet:
+    folder = copy_flows(tmp_path)
+    (folder / "krise.yaml").write_text(text, encoding="utf-8")
+    report = load([folder])
+    assert report.flowset is not None and not report.errors, [str(d) for d in report.errors]
+    return report.flowset
+
+
+def test_a_rule_in_bokmal_catches_the_spellings_listed_for_it(tmp_path: Path) -> None:
+    crisis = own_rules(tmp_path).crisis
+    for text in ("tør ikke gå hjem", "æ tør itj gå heim", "eg tør ikkje gå heim"):
+        assert crisis.check(text).tier == CLEAR, text
+    assert not crisis.matches("tør ikke gå ut")  # only the words listed count
+
+
+def test_a_rule_word_matches_its_base_form_and_six_words_may_stand_between(tmp_path: Path
+                                                                           ) -> None:
+    crisis = own_rules(tmp_path).crisis
+    assert crisis.matches("skal kjøre i fjellvegg")  # «fjellveggen» in the rule
+    assert crisis.matches("jeg vil egentlig bare helt ærlig snart dø")  # six words between
+    assert not crisis.matches("jeg vil gjerne ha en is og en brus før vi alle dør")  # seven
+    assert not crisis.matches("jeg vil ikke dø")  # a negation still cancels
+
+
+def test_mistakes_in_spellings_are_told_at_their_line(tmp_path: Path) -> None:
+    text = OWN.replace("  jeg: [eg, æ]\n", "  jeg: [eg, itj]\n  hjemme: hjem\n  true: [ja]\n")
+    folder = copy_flows(tmp_path)
+    (folder / "krise.yaml").write_text(text, encoding="utf-8")
+    report = load([folder])
+    got = {(d.line, d.severity): d.message for d in report.diagnostics
+           if d.path.endswith("krise.yaml")}
+    assert "«itj» står både under «ikke» (linje 13) og under «jeg»" in got[15, "error"]
+    assert "«hjemme» må ha en liste med skrivemåter" in got[16, "error"]
+    assert "skriv ett ord foran kolon" in got[17, "error"]

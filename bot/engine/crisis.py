@@ -3,7 +3,7 @@
 The rules live in flows/krise.yaml so coordinators can extend them (bot.engine.crisisrules
 reads and checks that file). A rule is a pattern of words, for example
 
-    vil ... {dø}        «vil», up to four other words, then a word from the group {dø}
+    vil ... {dø}        «vil», up to six other words, then a word from the group {dø}
     ta livet {mitt}     any form of «ta» (tar, tok, tatt, teke), then «livet», then {mitt}
     selvmord*           a word that begins with «selvmord» (selvmordstanker)
     orker ikke mer $    ... at the end of a sentence (or before «og», «men», «jeg» ...)
@@ -17,7 +17,12 @@ and a message is read the way young people write it:
   (simplemma), so a rule written with «drepe» matches «drepte» and «dreper»;
 - a word that is in no dictionary is compared with the rules' own words, allowing one
   typing mistake (two in long words), so «sellvmord» and «ikek» still count (rapidfuzz);
-- emoji named in the file become words (💊 is «piller»).
+- emoji named in the file become words (💊 is «piller»);
+- a word written in nynorsk, dialect or chat spelling listed under `spellings` is also known
+  by its bokmål form («itj», «ikkje» are «ikke»; «heim» is «hjem»), so rules written in
+  bokmål cover them;
+- a rule word counts in its other dictionary forms too («fjellveggen» also matches
+  «fjellvegg»; the lemma of a rule word of five letters or more).
 
 Three checks keep ordinary talk out:
 
@@ -65,7 +70,11 @@ REQUIRED_GROUPS = (NEGATION, OTHERS, PEOPLE, SELF, KNOW, MORE, FILLER, CLAUSE)
 
 NUMBER = "10+"  # stands for any number from ten up («har tatt 30 paracet»)
 GAP = "..."  # up to MAX_GAP other words
-MAX_GAP = 4
+MAX_GAP = 6
+NOUN_ENDINGS = frozenset({"en", "n", "et", "t", "a", "i", "ene", "ne", "ane", "er", "ar", "r"})
+# rule words this long also match their dictionary form (fjellveggen: fjellvegg): only a form
+# the rule word begins with, the rest one of NOUN_ENDINGS (a noun's base form)
+RULE_LEMMA = 5
 START, END = "^", "$"
 LOOK_BACK = 3  # words before a match where a negation cancels it
 OTHERS_BACK = 2  # words before a match where another person as subject cancels it
@@ -213,7 +222,7 @@ class CrisisRules:
                  groups: Mapping[str, frozenset[str]] | None = None,
                  emoji: Mapping[str, str] | None = None, required_numbers: Sequence[str] = (),
                  pos: Pos | None = None, lexicon: Lexicon | None = None,
-                 fuzzy: bool = True) -> None:
+                 fuzzy: bool = True, spellings: Mapping[str, str] | None = None) -> None:
         self.rules = tuple(rules)
         self.groups: Mapping[str, frozenset[str]] = dict(groups or {})
         self.emoji: Mapping[str, str] = dict(emoji or {})
@@ -221,6 +230,9 @@ class CrisisRules:
         self.pos = pos
         self.lexicon = lexicon or Lexicon()
         self.fuzzy = fuzzy
+        # written form -> the standard (bokmål) form it is also known by
+        self.spellings: Mapping[str, str] = {v: std for w, std in (spellings or {}).items()
+                                             for v in fold_variants(w)}
         index: dict[str, set[int]] = {}
         exact: dict[str, set[int]] = {}
         prefixes: list[tuple[str, int]] = []
@@ -234,6 +246,11 @@ class CrisisRules:
                     (exact if e.exact else index).setdefault(w, set()).add(e.id)
                     if len(w) >= MIN_FUZZY and not e.exact:
                         vocab.add(w)
+                    if len(w) >= RULE_LEMMA and not e.exact and rule.section != "not":
+                        for lem in self.lexicon.lemmas(w):
+                            if len(lem) >= RULE_LEMMA - 1 and w.startswith(lem) and \
+                                    w[len(lem):] in NOUN_ENDINGS:
+                                index.setdefault(lem, set()).add(e.id)
                 prefixes.extend((p, e.id) for p in e.prefixes)
                 suffixes.extend((x, e.id) for x in e.suffixes)
         self._index = {k: frozenset(v) for k, v in index.items()}
@@ -365,7 +382,9 @@ class CrisisRules:
         """The forms a written word is known by: as written, with stretched letters
         shortened, its dictionary forms, and «10+» for a number of ten or more."""
         forms = {word, _RUN3.sub(r"\1\1", word), _RUN2.sub(r"\1", word)}
-        for f in (word, _RUN3.sub(r"\1\1", word)):
+        std = {self.spellings[f] for f in forms if f in self.spellings}
+        forms |= std
+        for f in (word, _RUN3.sub(r"\1\1", word), *std):
             forms.update(self.lexicon.lemmas(f))
         if word.isascii() and word.isdigit() and len(word) < 6 and int(word) >= 10:
             forms.add(NUMBER)
@@ -377,7 +396,7 @@ class CrisisRules:
         if not self.fuzzy or len(word) < MIN_FUZZY or word.isdigit():
             return set()
         w = _RUN3.sub(r"\1\1", word)
-        if w in self._index or self.lexicon.known(w):
+        if w in self._index or w in self.spellings or self.lexicon.known(w):
             return set()
         from rapidfuzz.distance import OSA
 
@@ -404,7 +423,8 @@ class CrisisRules:
         forms = self.forms(word)
         for f in forms:
             ids |= self._index.get(f, frozenset())
-        for f in (word, _RUN3.sub(r"\1\1", word), _RUN2.sub(r"\1", word)):
+        for f in (word, _RUN3.sub(r"\1\1", word), _RUN2.sub(r"\1", word),
+                  self.spellings.get(word, "")):
             ids |= self._exact.get(f, frozenset())
         for f in forms:
             for n in self._start_lengths:
@@ -426,7 +446,8 @@ class CrisisRules:
         words = self._group_sets.get(group)
         if not words:
             return False
-        if token.text in words or _RUN2.sub(r"\1", token.text) in words:
+        if token.text in words or _RUN2.sub(r"\1", token.text) in words or \
+                self.spellings.get(token.text) in words:
             return True
         starts = self._group_starts.get(group, ())
         return bool(starts) and token.text.startswith(starts)  # «bror*»: broren, brorsan
