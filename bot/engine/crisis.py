@@ -31,7 +31,9 @@ Three checks keep ordinary talk out:
 - another person as the subject cancels a rule about oneself («hun vil dø»); rules under
   `danger` (someone else threatens or hurts the user) expect another person;
 - phrases under `not` («dør av latter», «tar livet med ro») are taken out before any rule is
-  tried, so what they cover counts for nothing.
+  tried, so what they cover counts for nothing; one that begins «!{jeg}» does not apply
+  when such a word stands one or two words before it («det tar livet av meg» is taken out,
+  «jeg tar livet av meg» is not).
 
 Two tiers: a `clear` signal gets the crisis numbers at once; a `possible` one («orker ikke
 mer») gets a short check-in. It errs on the side of caution: a false alarm costs the user
@@ -91,6 +93,7 @@ _BOUNDARY_CHARS = frozenset(".!?;:,\n\r…")
 _RUN3 = re.compile(r"(.)\1{2,}")
 _RUN2 = re.compile(r"(.)\1+")
 _SKIN_AND_VS = re.compile("[\ufe0f\ufe0e\u200d\U0001f3fb-\U0001f3ff]")
+_EMOJI_MARK = "\u2063"  # invisible; follows a word that stood for an emoji
 _FOLD = (("ø", ("o", "oe")), ("æ", ("ae",)), ("å", ("aa",)))
 
 
@@ -140,6 +143,7 @@ class Token:
     boundary: bool = False  # a sentence or clause break (. ! ? , ; : new line)
     elems: frozenset[int] = frozenset()  # ids of the rule words this token matches
     masked: bool = False  # covered by a `not` phrase: counts for nothing
+    emoji: bool = False  # written as an emoji (💊): may stand after `$` like a filler word
 
 
 # -- rules ------------------------------------------------------------------------------------
@@ -173,6 +177,7 @@ class Rule:
     section: str
     pos: Pos
     elems: tuple[Elem, ...]
+    unless: Word | None = None  # `not` only: «!{jeg}», off when this word is just before
 
     @property
     def tier(self) -> str | None:
@@ -239,7 +244,7 @@ class CrisisRules:
         suffixes: list[tuple[str, int]] = []
         vocab: set[str] = set()
         for rule in self.rules:
-            for e in rule.elems:
+            for e in (*rule.elems, *((rule.unless,) if rule.unless else ())):
                 if not isinstance(e, Word):
                     continue
                 for w in e.words:
@@ -322,6 +327,9 @@ class CrisisRules:
         for rule in (r for r in candidates if r.section == "not"):
             for si, s, e in self._find(rule, sentences, where):
                 sent = sentences[si]
+                if rule.unless is not None and any(
+                        rule.unless.id in t.elems for t in sent[max(0, s - OTHERS_BACK):s]):
+                    continue  # «jeg tar livet av meg»: not the idiom «det tar livet av meg»
                 excluded.append(self._hit(rule, sent, s, e))
                 for t in self._covered(rule, sent, s, e):
                     t.masked = True
@@ -360,7 +368,7 @@ class CrisisRules:
             t = _SKIN_AND_VS.sub("", t)
             for emo, word in self.emoji.items():
                 if emo in t:
-                    t = t.replace(emo, f" {word} ")
+                    t = t.replace(emo, f" {word}{_EMOJI_MARK} ")
         return _APOSTROPHE.sub("", t.casefold())
 
     def tokens(self, text: str) -> list[Token]:
@@ -375,7 +383,8 @@ class CrisisRules:
                 if out and not out[-1].boundary:
                     out.append(Token(w, m.start(), m.end(), boundary=True))
                 continue
-            out.append(Token(w, m.start(), m.end(), elems=self._token_elems(w)))
+            out.append(Token(w, m.start(), m.end(), elems=self._token_elems(w),
+                             emoji=norm.startswith(_EMOJI_MARK, m.end())))
         return out
 
     def forms(self, word: str) -> set[str]:
@@ -513,10 +522,10 @@ class CrisisRules:
         return [t for t in sent[s:e] if not any(c in t.elems for c in context)]
 
     def _ends(self, sent: Sequence[Token], i: int) -> bool:
-        """The sentence ends at i: nothing but filler words follow, or a new clause about the
-        writer starts («... og jeg», «... jeg vil»)."""
+        """The sentence ends at i: nothing but filler words («nå», «lenger») or emoji follow,
+        or a new clause about the writer starts («... og jeg», «... jeg vil»)."""
         rest = sent[i:]
-        if all(self.in_group(t, FILLER) for t in rest) or rest[0].masked:
+        if all(t.emoji or self.in_group(t, FILLER) for t in rest) or rest[0].masked:
             return True
         if not self.in_group(rest[0], CLAUSE):
             return False

@@ -187,6 +187,17 @@ class _Compiler:
             return None
         elems: list[Word | Marker] = []
         ok = True
+        unless: Word | None = None
+        if parts[0].startswith("!"):
+            if section != "not" or len(parts) < 2 or parts[0] == "!":
+                self.error(line, f"{where}: «!» (unntaket gjelder ikke rett etter dette ordet) "
+                                 "brukes bare først i et unntak under «not», foran ett ord "
+                                 "eller en ordgruppe, med flere ord etter")
+                return None
+            unless = self.word(parts[0][1:], line, where, section)
+            if unless is None:
+                return None
+            parts = parts[1:]
         for i, p in enumerate(parts):
             if p == GAP:
                 if i == 0 or i == len(parts) - 1:
@@ -237,7 +248,7 @@ class _Compiler:
                 ok = False
         if not ok:
             return None
-        return Rule(text, section, Pos(self.path, line), tuple(elems))
+        return Rule(text, section, Pos(self.path, line), tuple(elems), unless)
 
 
 def _str_list(c: _Compiler, doc: CommentedMap, key: str) -> Iterator[tuple[str, int]]:
