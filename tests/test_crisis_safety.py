@@ -407,8 +407,10 @@ words:
   jeg: [jeg, eg, æ]
   vet: [vet]
   mer: [mer]
-  fyll: [nå]
+  fyll: [nå, altså, bare]
   ny_setning: [og, men]
+  tung: [dø, tau]
+  nød: [håpløst, ensom]
 spellings:
   ikke: [ikkje, itj]
   hjem: [heim]
@@ -417,6 +419,17 @@ phrases:
   - tør ikke gå hjem
   - kjøre ... i fjellveggen
   - vil ... dø
+  - ingen vits å leve
+  - tar livet av meg
+  - orker ikke mer $
+  - stå på brua
+  - ikke leve lenger
+together:
+  - "{tung} + {nød}"
+not:
+  - "!{jeg} tar livet av meg"
+emoji:
+  🪦: død
 required_numbers: ["113"]
 """
 
@@ -452,6 +465,60 @@ def test_mistakes_in_spellings_are_told_at_their_line(tmp_path: Path) -> None:
     report = load([folder])
     got = {(d.line, d.severity): d.message for d in report.diagnostics
            if d.path.endswith("krise.yaml")}
-    assert "«itj» står både under «ikke» (linje 13) og under «jeg»" in got[15, "error"]
-    assert "«hjemme» må ha en liste med skrivemåter" in got[16, "error"]
-    assert "skriv ett ord foran kolon" in got[17, "error"]
+    assert "«itj» står både under «ikke» (linje 15) og under «jeg»" in got[17, "error"]
+    assert "«hjemme» må ha en liste med skrivemåter" in got[18, "error"]
+    assert "skriv ett ord foran kolon" in got[19, "error"]
+
+
+def test_a_filler_word_may_stand_between_the_words_of_a_rule(tmp_path: Path) -> None:
+    crisis = own_rules(tmp_path).crisis
+    assert crisis.matches("det er ingen vits altså å leve")
+    assert crisis.matches("ingen vits bare å leve")
+    assert not crisis.matches("ingen vits i å leve")  # «i» is no filler word here
+
+
+def test_words_written_without_norwegian_letters_and_emoji_at_the_end(tmp_path: Path
+                                                                      ) -> None:
+    crisis = own_rules(tmp_path).crisis
+    assert crisis.matches("ma sta pa brua")  # å written as a
+    assert crisis.matches("orker ikke mer 🪦")  # an emoji may follow «$»
+    assert not crisis.matches("orker ikke mer matte")
+
+
+def test_together_needs_every_part_somewhere_in_the_message(tmp_path: Path) -> None:
+    crisis = own_rules(tmp_path).crisis
+    v = crisis.check("alt er håpløst. tenker på tau")
+    assert v.tier == POSSIBLE and v.hit is not None and v.hit.span == "håpløst + tau"
+    assert not crisis.matches("tenker på tau")  # one part alone
+    assert not crisis.matches("det er ikke håpløst, jeg kjøpte tau")  # negated part
+    assert not crisis.matches("han er ensom og vil dø")  # about another person
+
+
+def test_an_exception_with_a_bang_is_off_right_after_the_writer(tmp_path: Path) -> None:
+    crisis = own_rules(tmp_path).crisis
+    assert not crisis.matches("skolen tar livet av meg")  # the idiom: taken out
+    assert crisis.check("jeg tar livet av meg om dette ikke går").tier == CLEAR
+
+
+def test_an_english_only_word_in_a_norwegian_message_counts_as_a_typo(tmp_path: Path
+                                                                      ) -> None:
+    crisis = own_rules(tmp_path).crisis
+    assert crisis.matches("jeg vil ikke lere lenger")  # «lere» is English only: «leve»
+    assert crisis.matches("jeg vil ikke leve lenger")
+    assert not crisis.matches("jeg vil ikke lese lenger")  # a Norwegian word stays as it is
+
+
+def test_mistakes_in_together_and_bang_are_told_at_their_line(tmp_path: Path) -> None:
+    text = OWN.replace('  - "{tung} + {nød}"\n', '  - "{tung} +"\n  - "{tung} + vil ... dø"\n')
+    text = text.replace("  - orker ikke mer $\n", "  - \"!{jeg} orker ikke mer\"\n")
+    folder = copy_flows(tmp_path)
+    (folder / "krise.yaml").write_text(text, encoding="utf-8")
+    report = load([folder])
+    got = {d.line: d.message for d in report.errors if d.path.endswith("krise.yaml")}
+    lines = text.splitlines()
+    at = {n + 1: line for n, line in enumerate(lines)}
+    bang = next(n for n, line in at.items() if "!{jeg} orker" in line)
+    plus = next(n for n, line in at.items() if line.strip() == '- "{tung} +"')
+    assert "brukes bare først i et unntak under «not»" in got[bang]
+    assert "skriv to eller flere ord eller ordgrupper med «+»" in got[plus]
+    assert "under «together» er hver del ett ord" in got[plus + 1]

@@ -17,7 +17,12 @@ and a message is read the way young people write it:
   (simplemma), so a rule written with «drepe» matches «drepte» and «dreper»;
 - a word that is in no dictionary is compared with the rules' own words, allowing one
   typing mistake (two in long words), so «sellvmord» and «ikek» still count (rapidfuzz);
-- emoji named in the file become words (💊 is «piller»);
+- emoji named in the file become words (💊 is «piller»), and may follow `$`;
+- a filler word ({fyll}: «altså», «bare») or a word an exception took out may stand between
+  two words of a rule («ingen vits altså å leve»);
+- «å» may be written «a», «aa»; «ø» «o», «oe»; «æ» «ae» («pa» is «på»);
+- in a Norwegian message, a word only the English dictionary knows may be a typing mistake
+  and is corrected like an unknown word («lere» for «leve»);
 - a word written in nynorsk, dialect or chat spelling listed under `spellings` is also known
   by its bokmål form («itj», «ikkje» are «ikke»; «heim» is «hjem»), so rules written in
   bokmål cover them;
@@ -36,9 +41,11 @@ Three checks keep ordinary talk out:
   «jeg tar livet av meg» is not).
 
 Two tiers: a `clear` signal gets the crisis numbers at once; a `possible` one («orker ikke
-mer») gets a short check-in. It errs on the side of caution: a false alarm costs the user
-one message with phone numbers; a miss costs more. Any length is read (no cut-off); the work
-per word is a few dictionary look-ups, so long texts stay fast.
+mer»), or a `together` rule whose parts all stand somewhere in the message («{tung} +
+{nød}»: «alt er håpløst. tenker på tau»), gets a short check-in. It errs on the side of
+caution: a false alarm costs the user one message with phone numbers; a miss costs more.
+Any length is read (no cut-off); the work per word is a few dictionary look-ups, so long
+texts stay fast.
 """
 
 from __future__ import annotations
@@ -56,8 +63,9 @@ CLEAR = "clear"
 POSSIBLE = "possible"
 
 # Sections of krise.yaml that hold rules, and what each means.
-SECTIONS = ("phrases", "danger", "possible", "not")
-TIER_OF = {"phrases": CLEAR, "danger": CLEAR, "possible": POSSIBLE}
+SECTIONS = ("phrases", "danger", "possible", "together", "not")
+TIER_OF = {"phrases": CLEAR, "danger": CLEAR, "possible": POSSIBLE, "together": POSSIBLE}
+TOGETHER = "together"  # «{tung} + {nød}»: each part somewhere in the same message
 
 # Word groups the reader itself relies on (defined in krise.yaml under `words`).
 NEGATION = "nekting"  # ikke, aldri, not ...: cancels a rule that did not ask for it
@@ -83,6 +91,7 @@ OTHERS_BACK = 2  # words before a match where another person as subject cancels 
 CARRY_BACK = 6  # after «og», «men»: how far back the subject of the clause before is sought
 MIN_PREFIX = 4  # letters before a '*'
 MIN_FUZZY = 3  # words shorter than this are never corrected
+NORDIC = ("nb", "nn")  # the dictionaries that decide whether a word in Norwegian is a typo
 LONG_FUZZY = 8  # from this length two mistakes are allowed
 
 # -- reading a message ------------------------------------------------------------------------
@@ -94,7 +103,7 @@ _RUN3 = re.compile(r"(.)\1{2,}")
 _RUN2 = re.compile(r"(.)\1+")
 _SKIN_AND_VS = re.compile("[\ufe0f\ufe0e\u200d\U0001f3fb-\U0001f3ff]")
 _EMOJI_MARK = "\u2063"  # invisible; follows a word that stood for an emoji
-_FOLD = (("ø", ("o", "oe")), ("æ", ("ae",)), ("å", ("aa",)))
+_FOLD = (("ø", ("o", "oe")), ("æ", ("ae",)), ("å", ("aa", "a")))
 
 
 def fold_variants(word: str) -> set[str]:
@@ -117,8 +126,8 @@ class Lexicon:
     def lemmas(self, word: str) -> tuple[str, ...]:
         return _lemmas(word, self.langs) if self.lemmatise else ()
 
-    def known(self, word: str) -> bool:
-        return _known(word, self.langs)
+    def known(self, word: str, langs: tuple[str, ...] | None = None) -> bool:
+        return _known(word, self.langs if langs is None else langs)
 
 
 @lru_cache(maxsize=65536)
@@ -144,6 +153,7 @@ class Token:
     elems: frozenset[int] = frozenset()  # ids of the rule words this token matches
     masked: bool = False  # covered by a `not` phrase: counts for nothing
     emoji: bool = False  # written as an emoji (💊): may stand after `$` like a filler word
+    filler: bool = False  # a word from {fyll}: may stand between the words of a rule
 
 
 # -- rules ------------------------------------------------------------------------------------
@@ -301,6 +311,7 @@ class CrisisRules:
             assert isinstance(first, Word)
             self._by_first.setdefault(first.id, []).append((n, rule))
         self._token_elems = lru_cache(maxsize=65536)(self._elems_of)
+        self._nordic_elems = lru_cache(maxsize=4096)(self._corrected)
 
     # -- the public face ---------------------------------------------------------------------
 
@@ -335,7 +346,11 @@ class CrisisRules:
                     t.masked = True
         hits: list[Hit] = []
         cancelled: list[tuple[Hit, str]] = []
-        for rule in (r for r in candidates if r.section != "not"):
+        for rule in (r for r in candidates if r.section == TOGETHER):
+            found_all = self._together(rule, sentences, where)
+            if found_all is not None:
+                hits.append(found_all)
+        for rule in (r for r in candidates if r.section not in ("not", TOGETHER)):
             for si, s, e in self._find(rule, sentences, where):
                 sent = sentences[si]
                 hit = self._hit(rule, sent, s, e)
@@ -383,9 +398,28 @@ class CrisisRules:
                 if out and not out[-1].boundary:
                     out.append(Token(w, m.start(), m.end(), boundary=True))
                 continue
-            out.append(Token(w, m.start(), m.end(), elems=self._token_elems(w),
-                             emoji=norm.startswith(_EMOJI_MARK, m.end())))
+            t = Token(w, m.start(), m.end(), elems=self._token_elems(w),
+                      emoji=norm.startswith(_EMOJI_MARK, m.end()))
+            t.filler = self.in_group(t, FILLER)
+            out.append(t)
+        if self.fuzzy and self.lexicon.lemmatise:
+            self._english_typos(out)
         return out
+
+    def _english_typos(self, tokens: list[Token]) -> None:
+        """In a Norwegian message, a word only the English dictionary knows is most likely a
+        typing mistake («iller» for «piller», «lere» for «leve»): it may be corrected too."""
+        english = [t for t in tokens if not t.boundary and len(t.text) >= MIN_FUZZY + 1
+                   and t.text.isalpha() and not self.lexicon.known(t.text, NORDIC)
+                   and self.lexicon.known(t.text)]
+        if not english:
+            return
+        nordic = sum(1 for t in tokens if not t.boundary and t.text.isalpha()
+                     and self.lexicon.known(t.text, NORDIC))
+        if nordic <= len(tokens) // 2 or nordic <= 2 * len(english):
+            return
+        for t in english:
+            t.elems = t.elems | self._nordic_elems(t.text)
 
     def forms(self, word: str) -> set[str]:
         """The forms a written word is known by: as written, with stretched letters
@@ -399,13 +433,13 @@ class CrisisRules:
             forms.add(NUMBER)
         return forms
 
-    def corrections(self, word: str) -> set[str]:
-        """Rule words this word may be a misspelling of (it is in no dictionary): one
-        mistake, two in long words; a three-letter word only with a letter left out."""
+    def corrections(self, word: str, langs: tuple[str, ...] | None = None) -> set[str]:
+        """Rule words this word may be a misspelling of (it is in no dictionary of `langs`):
+        one mistake, two in long words; a three-letter word only with a letter left out."""
         if not self.fuzzy or len(word) < MIN_FUZZY or word.isdigit():
             return set()
         w = _RUN3.sub(r"\1\1", word)
-        if w in self._index or w in self.spellings or self.lexicon.known(w):
+        if w in self._index or w in self.spellings or self.lexicon.known(w, langs):
             return set()
         from rapidfuzz.distance import OSA
 
@@ -425,6 +459,16 @@ class CrisisRules:
                     if not w.startswith(p) and OSA.distance(head, p, score_cutoff=1) <= 1:
                         found.add(p + "*")
         return found
+
+    def _corrected(self, word: str) -> frozenset[int]:
+        """The rule words a word may be a misspelling of, by the Norwegian dictionaries only."""
+        ids: set[int] = set()
+        for c in self.corrections(word, NORDIC):
+            if c.endswith("*"):
+                ids |= self._starts.get(c[:-1], set())
+            else:
+                ids |= self._index.get(c, frozenset())
+        return frozenset(ids)
 
     def _elems_of(self, word: str) -> frozenset[int]:
         """The ids of the rule words a written word matches."""
@@ -488,7 +532,13 @@ class CrisisRules:
             return i
         el = elems[e]
         if isinstance(el, Word):
-            if i < len(sent) and not sent[i].masked and el.id in sent[i].elems:
+            # a filler word («altså», «bare») or a word an exception took out may stand
+            # between two words of a rule: «ingen vits [altså] å leve»
+            while i < len(sent) and not (not sent[i].masked and el.id in sent[i].elems):
+                if not (sent[i].masked or sent[i].filler):
+                    return -1
+                i += 1
+            if i < len(sent):
                 return self._match(elems, e + 1, sent, i + 1, negation_ok)
             return -1
         if el.kind == END:
@@ -513,6 +563,32 @@ class CrisisRules:
                 k += 1
             return -1
         return self._match(elems, e + 1, sent, i, negation_ok)  # START: checked by _find
+
+    def _together(self, rule: Rule, sentences: Sequence[Sequence[Token]],
+                  where: Mapping[int, Sequence[tuple[int, int]]]) -> Hit | None:
+        """A `together` rule: each of its words somewhere in the message, not taken out by an
+        exception, not negated and not about another person (as a one-word match would be)."""
+        places: list[Token] = []
+        for el in rule.elems:
+            assert isinstance(el, Word)
+            spot = next((sentences[si][i] for si, i in where.get(el.id, ())
+                         if not sentences[si][i].masked and not self._negated(sentences[si], i)
+                         and self._why_not(rule, sentences[si], i, i + 1) is None), None)
+            if spot is None or any(spot is p for p in places):
+                return None
+            places.append(spot)
+        places.sort(key=lambda t: t.start)
+        return Hit(rule, " + ".join(t.text for t in places), places[0].start, places[-1].end)
+
+    def _negated(self, sent: Sequence[Token], i: int) -> bool:
+        """A negation stands earlier in the sentence («har ikke lyst til å dø, ...»), other
+        than «vet ikke» and «ikke mer»."""
+        for j in range(i):
+            if self.in_group(sent[j], NEGATION) and not (
+                    (j > 0 and self.in_group(sent[j - 1], KNOW)) or
+                    (j + 1 < len(sent) and self.in_group(sent[j + 1], MORE))):
+                return True
+        return False
 
     def _covered(self, rule: Rule, sent: Sequence[Token], s: int, e: int) -> list[Token]:
         """The words a `not` phrase takes out: all it matched but its [context] words."""
@@ -640,7 +716,7 @@ def says_yes_to_check_in(text: str, maybe: Iterable[str]) -> bool:
 
 
 SECTION_NAMES = {"phrases": "tydelige tegn", "danger": "fare fra andre",
-                 "possible": "mulige tegn", "not": "unntak"}
+                 "possible": "mulige tegn", "together": "mulige tegn sammen", "not": "unntak"}
 
 
 def _where(rule: Rule) -> str:

@@ -38,6 +38,7 @@ SECTION_NAMES = {
     "phrases": "tydelige tegn (phrases)",
     "danger": "fare fra andre (danger)",
     "possible": "mulige tegn (possible)",
+    "together": "mulige tegn sammen (together)",
     "not": "unntak (not)",
 }
 _GROUP_NAME = re.compile(r"[a-zæøå_][a-zæøå0-9_]*")
@@ -179,7 +180,29 @@ class _Compiler:
             return None
         return w
 
+    def together(self, text: str, line: int) -> Rule | None:
+        """`together`: two or more words or groups joined by «+», anywhere in one message."""
+        where = f"«{text}»"
+        parts = [p.strip() for p in text.split("+")]
+        if len(parts) < 2 or not all(parts):
+            self.error(line, f"{where}: skriv to eller flere ord eller ordgrupper med «+» "
+                             "mellom, for eksempel «{{tung}} + {{nød}}»")
+            return None
+        elems: list[Word | Marker] = []
+        for p in parts:
+            if len(p.split()) != 1 or p in (GAP, START, END) or p.startswith(("[", "!")):
+                self.error(line, f"{where}: «{p}» – under «together» er hver del ett ord, "
+                                 "en ordgruppe eller ord med «|», uten «...», «^» og «$»")
+                return None
+            w = self.word(p, line, where, "together")
+            if w is None:
+                return None
+            elems.append(w)
+        return Rule(text, "together", Pos(self.path, line), tuple(elems))
+
     def pattern(self, text: str, section: str, line: int) -> Rule | None:
+        if section == "together":
+            return self.together(text, line)
         where = f"«{text}»"
         parts = text.replace("…", f" {GAP} ").split()
         if not parts:
