@@ -419,6 +419,8 @@ phrases:
   - tør ikke gå hjem
   - kjøre ... i fjellveggen
   - vil ... dø
+  - kuttet meg
+  - kuttet meg ... med vilje
   - ingen vits å leve
   - tar livet av meg
   - orker ikke mer $
@@ -428,6 +430,7 @@ together:
   - "{tung} + {nød}"
 not:
   - "!{jeg} tar livet av meg"
+  - "kuttet meg på !vilje"
 emoji:
   🪦: død
 required_numbers: ["113"]
@@ -519,6 +522,20 @@ def test_mistakes_in_together_and_bang_are_told_at_their_line(tmp_path: Path) ->
     at = {n + 1: line for n, line in enumerate(lines)}
     bang = next(n for n, line in at.items() if "!{jeg} orker" in line)
     plus = next(n for n, line in at.items() if line.strip() == '- "{tung} +"')
-    assert "brukes bare først i et unntak under «not»" in got[bang]
+    assert "brukes bare først eller sist i et unntak under «not»" in got[bang]
     assert "skriv to eller flere ord eller ordgrupper med «+»" in got[plus]
     assert "under «together» er hver del ett ord" in got[plus + 1]
+
+
+def test_an_exception_ending_with_a_bang_is_off_when_that_word_follows(tmp_path: Path
+                                                                       ) -> None:
+    crisis = own_rules(tmp_path).crisis
+    assert not crisis.matches("kuttet meg på et papir")  # an accident: taken out
+    assert crisis.check("kuttet meg på armen med vilje").tier == CLEAR
+
+
+def test_two_words_typed_without_a_space_are_read_as_two(tmp_path: Path) -> None:
+    crisis = own_rules(tmp_path).crisis
+    assert crisis.matches("jegvil dø")
+    assert crisis.matches("ikkeleve lenger")
+    assert not crisis.matches("jegvil hjem")  # the rest matches no rule word

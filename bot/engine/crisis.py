@@ -15,6 +15,7 @@ and a message is read the way young people write it:
   («leeeve»), letters without Norwegian keys understood («do», «doe» for «dø»);
 - every word is also known by its dictionary forms in bokmål, nynorsk and English
   (simplemma), so a rule written with «drepe» matches «drepte» and «dreper»;
+- two words typed without a space («jegvil») are read as two;
 - a word that is in no dictionary is compared with the rules' own words, allowing one
   typing mistake (two in long words), so «sellvmord» and «ikek» still count (rapidfuzz);
 - emoji named in the file become words (💊 is «piller»), and may follow `$`;
@@ -38,7 +39,8 @@ Three checks keep ordinary talk out:
 - phrases under `not` («dør av latter», «tar livet med ro») are taken out before any rule is
   tried, so what they cover counts for nothing; one that begins «!{jeg}» does not apply
   when such a word stands one or two words before it («det tar livet av meg» is taken out,
-  «jeg tar livet av meg» is not).
+  «jeg tar livet av meg» is not); one that ends «!{vilje}», when such a word follows within
+  three words («kuttet meg på armen med vilje»).
 
 Two tiers: a `clear` signal gets the crisis numbers at once; a `possible` one («orker ikke
 mer»), or a `together` rule whose parts all stand somewhere in the message («{tung} +
@@ -88,6 +90,7 @@ RULE_LEMMA = 5
 START, END = "^", "$"
 LOOK_BACK = 3  # words before a match where a negation cancels it
 OTHERS_BACK = 2  # words before a match where another person as subject cancels it
+AFTER = 3  # words after an exception where its «!ord» at the end turns it off
 CARRY_BACK = 6  # after «og», «men»: how far back the subject of the clause before is sought
 MIN_PREFIX = 4  # letters before a '*'
 MIN_FUZZY = 3  # words shorter than this are never corrected
@@ -187,7 +190,8 @@ class Rule:
     section: str
     pos: Pos
     elems: tuple[Elem, ...]
-    unless: Word | None = None  # `not` only: «!{jeg}», off when this word is just before
+    unless: Word | None = None  # `not` only: «!{jeg} ...», off when this word is just before
+    unless_after: Word | None = None  # `not` only: «... !{vilje}», off when it follows soon
 
     @property
     def tier(self) -> str | None:
@@ -254,7 +258,7 @@ class CrisisRules:
         suffixes: list[tuple[str, int]] = []
         vocab: set[str] = set()
         for rule in self.rules:
-            for e in (*rule.elems, *((rule.unless,) if rule.unless else ())):
+            for e in (*rule.elems, *(u for u in (rule.unless, rule.unless_after) if u)):
                 if not isinstance(e, Word):
                     continue
                 for w in e.words:
@@ -311,6 +315,10 @@ class CrisisRules:
             assert isinstance(first, Word)
             self._by_first.setdefault(first.id, []).append((n, rule))
         self._token_elems = lru_cache(maxsize=65536)(self._elems_of)
+        self._joins: dict[str, int] = {}  # word -> where it splits in two (0: it does not)
+        self._join_heads = frozenset().union(*(self._group_sets.get(g, frozenset())
+                                               for g in (SELF, NEGATION))) | frozenset(
+            {"vil", "skal", "ska", "har", "kan", "orker", "bare", "berre"})
         self._nordic_elems = lru_cache(maxsize=4096)(self._corrected)
 
     # -- the public face ---------------------------------------------------------------------
@@ -341,6 +349,9 @@ class CrisisRules:
                 if rule.unless is not None and any(
                         rule.unless.id in t.elems for t in sent[max(0, s - OTHERS_BACK):s]):
                     continue  # «jeg tar livet av meg»: not the idiom «det tar livet av meg»
+                if rule.unless_after is not None and any(
+                        rule.unless_after.id in t.elems for t in sent[e:e + AFTER]):
+                    continue  # «kuttet meg på armen med vilje»: no accident
                 excluded.append(self._hit(rule, sent, s, e))
                 for t in self._covered(rule, sent, s, e):
                     t.masked = True
@@ -398,13 +409,35 @@ class CrisisRules:
                 if out and not out[-1].boundary:
                     out.append(Token(w, m.start(), m.end(), boundary=True))
                 continue
-            t = Token(w, m.start(), m.end(), elems=self._token_elems(w),
-                      emoji=norm.startswith(_EMOJI_MARK, m.end()))
-            t.filler = self.in_group(t, FILLER)
-            out.append(t)
+            emoji = norm.startswith(_EMOJI_MARK, m.end())
+            for a, b, part in self._split(w, m.start()):
+                t = Token(part, a, b, elems=self._token_elems(part), emoji=emoji)
+                t.filler = self.in_group(t, FILLER)
+                out.append(t)
         if self.fuzzy and self.lexicon.lemmatise:
             self._english_typos(out)
         return out
+
+    def _split(self, word: str, at: int) -> list[tuple[int, int, str]]:
+        """Two words typed without the space between («jegvil», «ikkeleve»): a word no
+        dictionary knows, that no rule word matches, made of a short word the reader knows
+        (jeg, ikke, vil ...) and a rest a rule word matches."""
+        whole = [(at, at + len(word), word)]
+        if len(word) < 5 or not self.lexicon.lemmatise:
+            return whole
+        cut = self._joins.get(word)
+        if cut is None:
+            cut = 0
+            if not self._token_elems(word) and not self.lexicon.known(word):
+                for k in range(2, min(6, len(word) - 2) + 1):
+                    if word[:k] in self._join_heads and self._token_elems(word[k:]):
+                        cut = k
+                        break
+            if len(self._joins) < 65536:
+                self._joins[word] = cut
+        if not cut:
+            return whole
+        return [(at, at + cut, word[:cut]), (at + cut, at + len(word), word[cut:])]
 
     def _english_typos(self, tokens: list[Token]) -> None:
         """In a Norwegian message, a word only the English dictionary knows is most likely a

@@ -186,7 +186,7 @@ class _Compiler:
         parts = [p.strip() for p in text.split("+")]
         if len(parts) < 2 or not all(parts):
             self.error(line, f"{where}: skriv to eller flere ord eller ordgrupper med «+» "
-                             "mellom, for eksempel «{{tung}} + {{nød}}»")
+                             "mellom, for eksempel «{tung} + {nød}»")
             return None
         elems: list[Word | Marker] = []
         for p in parts:
@@ -211,11 +211,18 @@ class _Compiler:
         elems: list[Word | Marker] = []
         ok = True
         unless: Word | None = None
+        unless_after: Word | None = None
+        if len(parts) > 2 and parts[-1].startswith("!") and parts[-1] != "!" \
+                and section == "not":
+            unless_after = self.word(parts[-1][1:], line, where, section)
+            if unless_after is None:
+                return None
+            parts = parts[:-1]
         if parts[0].startswith("!"):
             if section != "not" or len(parts) < 2 or parts[0] == "!":
-                self.error(line, f"{where}: «!» (unntaket gjelder ikke rett etter dette ordet) "
-                                 "brukes bare først i et unntak under «not», foran ett ord "
-                                 "eller en ordgruppe, med flere ord etter")
+                self.error(line, f"{where}: «!» (unntaket gjelder ikke når dette ordet står like "
+                                 "før eller etter) brukes bare først eller sist i et unntak "
+                                 "under «not», foran ett ord eller en ordgruppe")
                 return None
             unless = self.word(parts[0][1:], line, where, section)
             if unless is None:
@@ -271,7 +278,7 @@ class _Compiler:
                 ok = False
         if not ok:
             return None
-        return Rule(text, section, Pos(self.path, line), tuple(elems), unless)
+        return Rule(text, section, Pos(self.path, line), tuple(elems), unless, unless_after)
 
 
 def _str_list(c: _Compiler, doc: CommentedMap, key: str) -> Iterator[tuple[str, int]]:
