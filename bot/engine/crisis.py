@@ -157,6 +157,7 @@ class Token:
     masked: bool = False  # covered by a `not` phrase: counts for nothing
     emoji: bool = False  # written as an emoji (💊): may stand after `$` like a filler word
     filler: bool = False  # a word from {fyll}: may stand between the words of a rule
+    negation: bool = False  # a word from {nekting}
 
 
 # -- rules ------------------------------------------------------------------------------------
@@ -315,6 +316,8 @@ class CrisisRules:
             assert isinstance(first, Word)
             self._by_first.setdefault(first.id, []).append((n, rule))
         self._token_elems = lru_cache(maxsize=65536)(self._elems_of)
+        self._in_group = lru_cache(maxsize=65536)(self._text_in_group)
+        self._anchors = {id(r): r.anchor for r in self.rules}
         self._joins: dict[str, int] = {}  # word -> where it splits in two (0: it does not)
         self._join_heads = frozenset().union(*(self._group_sets.get(g, frozenset())
                                                for g in (SELF, NEGATION))) | frozenset(
@@ -413,6 +416,7 @@ class CrisisRules:
             for a, b, part in self._split(w, m.start()):
                 t = Token(part, a, b, elems=self._token_elems(part), emoji=emoji)
                 t.filler = self.in_group(t, FILLER)
+                t.negation = self.in_group(t, NEGATION)
                 out.append(t)
         if self.fuzzy and self.lexicon.lemmatise:
             self._english_typos(out)
@@ -529,14 +533,17 @@ class CrisisRules:
         return frozenset(ids)
 
     def in_group(self, token: Token, group: str) -> bool:
+        return self._in_group(token.text, group)
+
+    def _text_in_group(self, text: str, group: str) -> bool:
         words = self._group_sets.get(group)
         if not words:
             return False
-        if token.text in words or _RUN2.sub(r"\1", token.text) in words or \
-                self.spellings.get(token.text) in words:
+        if text in words or _RUN2.sub(r"\1", text) in words or \
+                self.spellings.get(text) in words:
             return True
         starts = self._group_starts.get(group, ())
-        return bool(starts) and token.text.startswith(starts)  # «bror*»: broren, brorsan
+        return bool(starts) and text.startswith(starts)  # «bror*»: broren, brorsan
 
     # -- matching -----------------------------------------------------------------------------
 
@@ -545,7 +552,7 @@ class CrisisRules:
               ) -> Iterator[tuple[int, int, int]]:
         """(sentence, start, end) of each place the rule matches, left to right, not
         overlapping. Only the places where its first word stands are tried."""
-        a = rule.anchor
+        a = self._anchors[id(rule)]
         first = rule.elems[a]
         assert isinstance(first, Word)
         done = (-1, -1)  # (sentence, end) of the last match
@@ -585,7 +592,7 @@ class CrisisRules:
                         return -1
                     t = sent[i + k - 1]
                     if not t.masked:
-                        if not negation_ok and self.in_group(t, NEGATION):
+                        if not negation_ok and t.negation:
                             return -1
                         counted += 1
                         if counted > MAX_GAP:
