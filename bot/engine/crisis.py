@@ -664,8 +664,10 @@ class CrisisRules:
                 if self.in_group(t, NEGATION):
                     before = sent[j - 1] if j > 0 else None
                     after = sent[j + 1] if j + 1 < len(sent) else None
-                    if (before is not None and self.in_group(before, KNOW)) or (
-                            after is not None and self.in_group(after, MORE)):
+                    knows = (before is not None and self.in_group(before, KNOW)) or (
+                        j > 1 and self.in_group(sent[j - 1], SELF)
+                        and self.in_group(sent[j - 2], KNOW))  # «vet jeg ikke om ...»
+                    if knows or (after is not None and self.in_group(after, MORE)):
                         continue
                     return f"«{t.text}» står foran (en nekting)"
         if not about_others:
