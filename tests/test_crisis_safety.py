@@ -86,7 +86,8 @@ def read_corpus(name: str) -> list[tuple[str, str]]:
     return [(r.split("\t")[0], r.split("\t", 2)[2]) for r in rows if r.strip()]
 
 
-@pytest.mark.parametrize("part", ["heldout.tsv", "tuning.tsv"])
+@pytest.mark.parametrize("part", ["heldout.tsv", "tuning.tsv", "dev.tsv", "fresh3.tsv",
+                                  "probe.tsv"])
 def test_the_detector_holds_on_the_corpus(flows: FlowSet, part: str) -> None:
     rows = read_corpus(part)
     crisis = [t for label, t in rows if label != "ikke"]
