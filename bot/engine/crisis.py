@@ -285,20 +285,7 @@ class CrisisRules:
         self._start_lengths = sorted({len(p) for p in self._starts})
         self._end_lengths = sorted({len(x) for x in self._ends_with})
         self._vocab = tuple(sorted(vocab))
-        # spelling: every rule word (and word beginning) under each of its forms with one or
-        # two letters left out; a written word finds its candidates by leaving letters out
-        # too (the «symmetric delete» of SymSpell), and rapidfuzz checks the distance
-        self._deletes: dict[str, set[str]] = {}
-        for w in self._vocab:
-            for d in _deletes(w, 2):
-                self._deletes.setdefault(d, set()).add(w)
-        self._prefix_deletes: dict[str, set[str]] = {}
-        for p, _ in self._prefixes:
-            if len(p) >= MIN_FUZZY + 2:
-                for d in _deletes(p, 1):
-                    self._prefix_deletes.setdefault(d, set()).add(p)
-        self._prefix_lengths = sorted({len(p) for ps in self._prefix_deletes.values()
-                                       for p in ps})
+        self._index_spelling()
         self._group_sets = {g: frozenset(v for w in ws if "*" not in w
                                          for v in fold_variants(w))
                             for g, ws in self.groups.items()}
@@ -323,6 +310,22 @@ class CrisisRules:
                                                for g in (SELF, NEGATION))) | frozenset(
             {"vil", "skal", "ska", "har", "kan", "orker", "bare", "berre"})
         self._nordic_elems = lru_cache(maxsize=4096)(self._corrected)
+
+    def _index_spelling(self) -> None:
+        """Spelling: every rule word (and word beginning) under each of its forms with one or
+        two letters left out; a written word finds its candidates by leaving letters out too
+        (the «symmetric delete» of SymSpell), and rapidfuzz checks the distance."""
+        self._deletes: dict[str, set[str]] = {}
+        for w in self._vocab:
+            for d in _deletes(w, 2):
+                self._deletes.setdefault(d, set()).add(w)
+        self._prefix_deletes: dict[str, set[str]] = {}
+        for p, _ in self._prefixes:
+            if len(p) >= MIN_FUZZY + 2:
+                for d in _deletes(p, 1):
+                    self._prefix_deletes.setdefault(d, set()).add(p)
+        self._prefix_lengths = sorted({len(p) for ps in self._prefix_deletes.values()
+                                       for p in ps})
 
     # -- the public face ---------------------------------------------------------------------
 
