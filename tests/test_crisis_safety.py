@@ -86,7 +86,8 @@ def read_corpus(name: str) -> list[tuple[str, str]]:
     return [(r.split("\t")[0], r.split("\t", 2)[2]) for r in rows if r.strip()]
 
 
-@pytest.mark.parametrize("part", ["heldout.tsv", "tuning.tsv"])
+@pytest.mark.parametrize("part", ["heldout.tsv", "tuning.tsv", "dev.tsv", "fresh3.tsv",
+                                  "probe.tsv"])
 def test_the_detector_holds_on_the_corpus(flows: FlowSet, part: str) -> None:
     rows = read_corpus(part)
     crisis = [t for label, t in rows if label != "ikke"]
@@ -393,3 +394,149 @@ def test_krise_test_tells_a_coordinator_what_and_why(capsys: pytest.CaptureFixtu
     assert "Utløser: NEI" in out and "Unntak" in out and "«dør av latter»" in out
     assert main(["krise", "test", "--flows", str(FLOWS), "jeg vil ikke dø"]) == 1
     assert "«ikke» står mellom ordene" in capsys.readouterr().out
+
+
+# -- spellings, rule-word forms and gaps (a small krise.yaml of the test's own) -----------
+
+OWN = """\
+id: krise
+title: Krise-ord
+words:
+  nekting: [ikke, not]
+  andre: [han, hun]
+  folk: [mamma]
+  jeg: [jeg, eg, æ]
+  vet: [vet]
+  mer: [mer]
+  fyll: [nå, altså, bare]
+  ny_setning: [og, men]
+  tung: [dø, tau]
+  nød: [håpløst, ensom]
+spellings:
+  ikke: [ikkje, itj]
+  hjem: [heim]
+  jeg: [eg, æ]
+phrases:
+  - tør ikke gå hjem
+  - kjøre ... i fjellveggen
+  - vil ... dø
+  - kuttet meg
+  - kuttet meg ... med vilje
+  - ingen vits å leve
+  - tar livet av meg
+  - orker ikke mer $
+  - stå på brua
+  - ikke leve lenger
+together:
+  - "{tung} + {nød}"
+not:
+  - "!{jeg} tar livet av meg"
+  - "kuttet meg på !vilje"
+emoji:
+  🪦: død
+required_numbers: ["113"]
+"""
+
+
+def own_rules(tmp_path: Path, text: str = OWN) -> FlowSet:
+    folder = copy_flows(tmp_path)
+    (folder / "krise.yaml").write_text(text, encoding="utf-8")
+    report = load([folder])
+    assert report.flowset is not None and not report.errors, [str(d) for d in report.errors]
+    return report.flowset
+
+
+def test_a_rule_in_bokmal_catches_the_spellings_listed_for_it(tmp_path: Path) -> None:
+    crisis = own_rules(tmp_path).crisis
+    for text in ("tør ikke gå hjem", "æ tør itj gå heim", "eg tør ikkje gå heim"):
+        assert crisis.check(text).tier == CLEAR, text
+    assert not crisis.matches("tør ikke gå ut")  # only the words listed count
+
+
+def test_a_rule_word_matches_its_base_form_and_six_words_may_stand_between(tmp_path: Path
+                                                                           ) -> None:
+    crisis = own_rules(tmp_path).crisis
+    assert crisis.matches("skal kjøre i fjellvegg")  # «fjellveggen» in the rule
+    assert crisis.matches("jeg vil egentlig bare helt ærlig snart dø")  # six words between
+    assert not crisis.matches("jeg vil gjerne ha en is og en brus før vi alle dør")  # seven
+    assert not crisis.matches("jeg vil ikke dø")  # a negation still cancels
+
+
+def test_mistakes_in_spellings_are_told_at_their_line(tmp_path: Path) -> None:
+    text = OWN.replace("  jeg: [eg, æ]\n", "  jeg: [eg, itj]\n  hjemme: hjem\n  true: [ja]\n")
+    folder = copy_flows(tmp_path)
+    (folder / "krise.yaml").write_text(text, encoding="utf-8")
+    report = load([folder])
+    got = {(d.line, d.severity): d.message for d in report.diagnostics
+           if d.path.endswith("krise.yaml")}
+    assert "«itj» står både under «ikke» (linje 15) og under «jeg»" in got[17, "error"]
+    assert "«hjemme» må ha en liste med skrivemåter" in got[18, "error"]
+    assert "skriv ett ord foran kolon" in got[19, "error"]
+
+
+def test_a_filler_word_may_stand_between_the_words_of_a_rule(tmp_path: Path) -> None:
+    crisis = own_rules(tmp_path).crisis
+    assert crisis.matches("det er ingen vits altså å leve")
+    assert crisis.matches("ingen vits bare å leve")
+    assert not crisis.matches("ingen vits i å leve")  # «i» is no filler word here
+
+
+def test_words_written_without_norwegian_letters_and_emoji_at_the_end(tmp_path: Path
+                                                                      ) -> None:
+    crisis = own_rules(tmp_path).crisis
+    assert crisis.matches("ma sta pa brua")  # å written as a
+    assert crisis.matches("orker ikke mer 🪦")  # an emoji may follow «$»
+    assert not crisis.matches("orker ikke mer matte")
+
+
+def test_together_needs_every_part_somewhere_in_the_message(tmp_path: Path) -> None:
+    crisis = own_rules(tmp_path).crisis
+    v = crisis.check("alt er håpløst. tenker på tau")
+    assert v.tier == POSSIBLE and v.hit is not None and v.hit.span == "håpløst + tau"
+    assert not crisis.matches("tenker på tau")  # one part alone
+    assert not crisis.matches("det er ikke håpløst, jeg kjøpte tau")  # negated part
+    assert not crisis.matches("han er ensom og vil dø")  # about another person
+
+
+def test_an_exception_with_a_bang_is_off_right_after_the_writer(tmp_path: Path) -> None:
+    crisis = own_rules(tmp_path).crisis
+    assert not crisis.matches("skolen tar livet av meg")  # the idiom: taken out
+    assert crisis.check("jeg tar livet av meg om dette ikke går").tier == CLEAR
+
+
+def test_an_english_only_word_in_a_norwegian_message_counts_as_a_typo(tmp_path: Path
+                                                                      ) -> None:
+    crisis = own_rules(tmp_path).crisis
+    assert crisis.matches("jeg vil ikke lere lenger")  # «lere» is English only: «leve»
+    assert crisis.matches("jeg vil ikke leve lenger")
+    assert not crisis.matches("jeg vil ikke lese lenger")  # a Norwegian word stays as it is
+
+
+def test_mistakes_in_together_and_bang_are_told_at_their_line(tmp_path: Path) -> None:
+    text = OWN.replace('  - "{tung} + {nød}"\n', '  - "{tung} +"\n  - "{tung} + vil ... dø"\n')
+    text = text.replace("  - orker ikke mer $\n", "  - \"!{jeg} orker ikke mer\"\n")
+    folder = copy_flows(tmp_path)
+    (folder / "krise.yaml").write_text(text, encoding="utf-8")
+    report = load([folder])
+    got = {d.line: d.message for d in report.errors if d.path.endswith("krise.yaml")}
+    lines = text.splitlines()
+    at = {n + 1: line for n, line in enumerate(lines)}
+    bang = next(n for n, line in at.items() if "!{jeg} orker" in line)
+    plus = next(n for n, line in at.items() if line.strip() == '- "{tung} +"')
+    assert "brukes bare først eller sist i et unntak under «not»" in got[bang]
+    assert "skriv to eller flere ord eller ordgrupper med «+»" in got[plus]
+    assert "under «together» er hver del ett ord" in got[plus + 1]
+
+
+def test_an_exception_ending_with_a_bang_is_off_when_that_word_follows(tmp_path: Path
+                                                                       ) -> None:
+    crisis = own_rules(tmp_path).crisis
+    assert not crisis.matches("kuttet meg på et papir")  # an accident: taken out
+    assert crisis.check("kuttet meg på armen med vilje").tier == CLEAR
+
+
+def test_two_words_typed_without_a_space_are_read_as_two(tmp_path: Path) -> None:
+    crisis = own_rules(tmp_path).crisis
+    assert crisis.matches("jegvil dø")
+    assert crisis.matches("ikkeleve lenger")
+    assert not crisis.matches("jegvil hjem")  # the rest matches no rule word

@@ -3,7 +3,7 @@
 The rules live in flows/krise.yaml so coordinators can extend them (bot.engine.crisisrules
 reads and checks that file). A rule is a pattern of words, for example
 
-    vil ... {dø}        «vil», up to four other words, then a word from the group {dø}
+    vil ... {dø}        «vil», up to six other words, then a word from the group {dø}
     ta livet {mitt}     any form of «ta» (tar, tok, tatt, teke), then «livet», then {mitt}
     selvmord*           a word that begins with «selvmord» (selvmordstanker)
     orker ikke mer $    ... at the end of a sentence (or before «og», «men», «jeg» ...)
@@ -15,9 +15,20 @@ and a message is read the way young people write it:
   («leeeve»), letters without Norwegian keys understood («do», «doe» for «dø»);
 - every word is also known by its dictionary forms in bokmål, nynorsk and English
   (simplemma), so a rule written with «drepe» matches «drepte» and «dreper»;
+- two words typed without a space («jegvil») are read as two;
 - a word that is in no dictionary is compared with the rules' own words, allowing one
   typing mistake (two in long words), so «sellvmord» and «ikek» still count (rapidfuzz);
-- emoji named in the file become words (💊 is «piller»).
+- emoji named in the file become words (💊 is «piller»), and may follow `$`;
+- a filler word ({fyll}: «altså», «bare») or a word an exception took out may stand between
+  two words of a rule («ingen vits altså å leve»);
+- «å» may be written «a», «aa»; «ø» «o», «oe»; «æ» «ae» («pa» is «på»);
+- in a Norwegian message, a word only the English dictionary knows may be a typing mistake
+  and is corrected like an unknown word («lere» for «leve»);
+- a word written in nynorsk, dialect or chat spelling listed under `spellings` is also known
+  by its bokmål form («itj», «ikkje» are «ikke»; «heim» is «hjem»), so rules written in
+  bokmål cover them;
+- a rule word counts in its other dictionary forms too («fjellveggen» also matches
+  «fjellvegg»; the lemma of a rule word of five letters or more).
 
 Three checks keep ordinary talk out:
 
@@ -26,12 +37,17 @@ Three checks keep ordinary talk out:
 - another person as the subject cancels a rule about oneself («hun vil dø»); rules under
   `danger` (someone else threatens or hurts the user) expect another person;
 - phrases under `not` («dør av latter», «tar livet med ro») are taken out before any rule is
-  tried, so what they cover counts for nothing.
+  tried, so what they cover counts for nothing; one that begins «!{jeg}» does not apply
+  when such a word stands one or two words before it («det tar livet av meg» is taken out,
+  «jeg tar livet av meg» is not); one that ends «!{vilje}», when such a word follows within
+  three words («kuttet meg på armen med vilje»).
 
 Two tiers: a `clear` signal gets the crisis numbers at once; a `possible` one («orker ikke
-mer») gets a short check-in. It errs on the side of caution: a false alarm costs the user
-one message with phone numbers; a miss costs more. Any length is read (no cut-off); the work
-per word is a few dictionary look-ups, so long texts stay fast.
+mer»), or a `together` rule whose parts all stand somewhere in the message («{tung} +
+{nød}»: «alt er håpløst. tenker på tau»), gets a short check-in. It errs on the side of
+caution: a false alarm costs the user one message with phone numbers; a miss costs more.
+Any length is read (no cut-off); the work per word is a few dictionary look-ups, so long
+texts stay fast.
 """
 
 from __future__ import annotations
@@ -49,8 +65,9 @@ CLEAR = "clear"
 POSSIBLE = "possible"
 
 # Sections of krise.yaml that hold rules, and what each means.
-SECTIONS = ("phrases", "danger", "possible", "not")
-TIER_OF = {"phrases": CLEAR, "danger": CLEAR, "possible": POSSIBLE}
+SECTIONS = ("phrases", "danger", "possible", "together", "not")
+TIER_OF = {"phrases": CLEAR, "danger": CLEAR, "possible": POSSIBLE, "together": POSSIBLE}
+TOGETHER = "together"  # «{tung} + {nød}»: each part somewhere in the same message
 
 # Word groups the reader itself relies on (defined in krise.yaml under `words`).
 NEGATION = "nekting"  # ikke, aldri, not ...: cancels a rule that did not ask for it
@@ -65,13 +82,19 @@ REQUIRED_GROUPS = (NEGATION, OTHERS, PEOPLE, SELF, KNOW, MORE, FILLER, CLAUSE)
 
 NUMBER = "10+"  # stands for any number from ten up («har tatt 30 paracet»)
 GAP = "..."  # up to MAX_GAP other words
-MAX_GAP = 4
+MAX_GAP = 6
+NOUN_ENDINGS = frozenset({"en", "n", "et", "t", "a", "i", "ene", "ne", "ane", "er", "ar", "r"})
+# rule words this long also match their dictionary form (fjellveggen: fjellvegg): only a form
+# the rule word begins with, the rest one of NOUN_ENDINGS (a noun's base form)
+RULE_LEMMA = 5
 START, END = "^", "$"
 LOOK_BACK = 3  # words before a match where a negation cancels it
 OTHERS_BACK = 2  # words before a match where another person as subject cancels it
+AFTER = 3  # words after an exception where its «!ord» at the end turns it off
 CARRY_BACK = 6  # after «og», «men»: how far back the subject of the clause before is sought
 MIN_PREFIX = 4  # letters before a '*'
 MIN_FUZZY = 3  # words shorter than this are never corrected
+NORDIC = ("nb", "nn")  # the dictionaries that decide whether a word in Norwegian is a typo
 LONG_FUZZY = 8  # from this length two mistakes are allowed
 
 # -- reading a message ------------------------------------------------------------------------
@@ -82,7 +105,8 @@ _BOUNDARY_CHARS = frozenset(".!?;:,\n\r…")
 _RUN3 = re.compile(r"(.)\1{2,}")
 _RUN2 = re.compile(r"(.)\1+")
 _SKIN_AND_VS = re.compile("[\ufe0f\ufe0e\u200d\U0001f3fb-\U0001f3ff]")
-_FOLD = (("ø", ("o", "oe")), ("æ", ("ae",)), ("å", ("aa",)))
+_EMOJI_MARK = "\u2063"  # invisible; follows a word that stood for an emoji
+_FOLD = (("ø", ("o", "oe")), ("æ", ("ae",)), ("å", ("aa", "a")))
 
 
 def fold_variants(word: str) -> set[str]:
@@ -105,8 +129,8 @@ class Lexicon:
     def lemmas(self, word: str) -> tuple[str, ...]:
         return _lemmas(word, self.langs) if self.lemmatise else ()
 
-    def known(self, word: str) -> bool:
-        return _known(word, self.langs)
+    def known(self, word: str, langs: tuple[str, ...] | None = None) -> bool:
+        return _known(word, self.langs if langs is None else langs)
 
 
 @lru_cache(maxsize=65536)
@@ -131,6 +155,9 @@ class Token:
     boundary: bool = False  # a sentence or clause break (. ! ? , ; : new line)
     elems: frozenset[int] = frozenset()  # ids of the rule words this token matches
     masked: bool = False  # covered by a `not` phrase: counts for nothing
+    emoji: bool = False  # written as an emoji (💊): may stand after `$` like a filler word
+    filler: bool = False  # a word from {fyll}: may stand between the words of a rule
+    negation: bool = False  # a word from {nekting}
 
 
 # -- rules ------------------------------------------------------------------------------------
@@ -164,6 +191,8 @@ class Rule:
     section: str
     pos: Pos
     elems: tuple[Elem, ...]
+    unless: Word | None = None  # `not` only: «!{jeg} ...», off when this word is just before
+    unless_after: Word | None = None  # `not` only: «... !{vilje}», off when it follows soon
 
     @property
     def tier(self) -> str | None:
@@ -213,7 +242,7 @@ class CrisisRules:
                  groups: Mapping[str, frozenset[str]] | None = None,
                  emoji: Mapping[str, str] | None = None, required_numbers: Sequence[str] = (),
                  pos: Pos | None = None, lexicon: Lexicon | None = None,
-                 fuzzy: bool = True) -> None:
+                 fuzzy: bool = True, spellings: Mapping[str, str] | None = None) -> None:
         self.rules = tuple(rules)
         self.groups: Mapping[str, frozenset[str]] = dict(groups or {})
         self.emoji: Mapping[str, str] = dict(emoji or {})
@@ -221,19 +250,27 @@ class CrisisRules:
         self.pos = pos
         self.lexicon = lexicon or Lexicon()
         self.fuzzy = fuzzy
+        # written form -> the standard (bokmål) form it is also known by
+        self.spellings: Mapping[str, str] = {v: std for w, std in (spellings or {}).items()
+                                             for v in fold_variants(w)}
         index: dict[str, set[int]] = {}
         exact: dict[str, set[int]] = {}
         prefixes: list[tuple[str, int]] = []
         suffixes: list[tuple[str, int]] = []
         vocab: set[str] = set()
         for rule in self.rules:
-            for e in rule.elems:
+            for e in (*rule.elems, *(u for u in (rule.unless, rule.unless_after) if u)):
                 if not isinstance(e, Word):
                     continue
                 for w in e.words:
                     (exact if e.exact else index).setdefault(w, set()).add(e.id)
                     if len(w) >= MIN_FUZZY and not e.exact:
                         vocab.add(w)
+                    if len(w) >= RULE_LEMMA and not e.exact and rule.section != "not":
+                        for lem in self.lexicon.lemmas(w):
+                            if len(lem) >= RULE_LEMMA - 1 and w.startswith(lem) and \
+                                    w[len(lem):] in NOUN_ENDINGS:
+                                index.setdefault(lem, set()).add(e.id)
                 prefixes.extend((p, e.id) for p in e.prefixes)
                 suffixes.extend((x, e.id) for x in e.suffixes)
         self._index = {k: frozenset(v) for k, v in index.items()}
@@ -248,20 +285,7 @@ class CrisisRules:
         self._start_lengths = sorted({len(p) for p in self._starts})
         self._end_lengths = sorted({len(x) for x in self._ends_with})
         self._vocab = tuple(sorted(vocab))
-        # spelling: every rule word (and word beginning) under each of its forms with one or
-        # two letters left out; a written word finds its candidates by leaving letters out
-        # too (the «symmetric delete» of SymSpell), and rapidfuzz checks the distance
-        self._deletes: dict[str, set[str]] = {}
-        for w in self._vocab:
-            for d in _deletes(w, 2):
-                self._deletes.setdefault(d, set()).add(w)
-        self._prefix_deletes: dict[str, set[str]] = {}
-        for p, _ in self._prefixes:
-            if len(p) >= MIN_FUZZY + 2:
-                for d in _deletes(p, 1):
-                    self._prefix_deletes.setdefault(d, set()).add(p)
-        self._prefix_lengths = sorted({len(p) for ps in self._prefix_deletes.values()
-                                       for p in ps})
+        self._index_spelling()
         self._group_sets = {g: frozenset(v for w in ws if "*" not in w
                                          for v in fold_variants(w))
                             for g, ws in self.groups.items()}
@@ -279,6 +303,29 @@ class CrisisRules:
             assert isinstance(first, Word)
             self._by_first.setdefault(first.id, []).append((n, rule))
         self._token_elems = lru_cache(maxsize=65536)(self._elems_of)
+        self._in_group = lru_cache(maxsize=65536)(self._text_in_group)
+        self._anchors = {id(r): r.anchor for r in self.rules}
+        self._joins: dict[str, int] = {}  # word -> where it splits in two (0: it does not)
+        self._join_heads = frozenset().union(*(self._group_sets.get(g, frozenset())
+                                               for g in (SELF, NEGATION))) | frozenset(
+            {"vil", "skal", "ska", "har", "kan", "orker", "bare", "berre"})
+        self._nordic_elems = lru_cache(maxsize=4096)(self._corrected)
+
+    def _index_spelling(self) -> None:
+        """Spelling: every rule word (and word beginning) under each of its forms with one or
+        two letters left out; a written word finds its candidates by leaving letters out too
+        (the «symmetric delete» of SymSpell), and rapidfuzz checks the distance."""
+        self._deletes: dict[str, set[str]] = {}
+        for w in self._vocab:
+            for d in _deletes(w, 2):
+                self._deletes.setdefault(d, set()).add(w)
+        self._prefix_deletes: dict[str, set[str]] = {}
+        for p, _ in self._prefixes:
+            if len(p) >= MIN_FUZZY + 2:
+                for d in _deletes(p, 1):
+                    self._prefix_deletes.setdefault(d, set()).add(p)
+        self._prefix_lengths = sorted({len(p) for ps in self._prefix_deletes.values()
+                                       for p in ps})
 
     # -- the public face ---------------------------------------------------------------------
 
@@ -305,12 +352,22 @@ class CrisisRules:
         for rule in (r for r in candidates if r.section == "not"):
             for si, s, e in self._find(rule, sentences, where):
                 sent = sentences[si]
+                if rule.unless is not None and any(
+                        rule.unless.id in t.elems for t in sent[max(0, s - OTHERS_BACK):s]):
+                    continue  # «jeg tar livet av meg»: not the idiom «det tar livet av meg»
+                if rule.unless_after is not None and any(
+                        rule.unless_after.id in t.elems for t in sent[e:e + AFTER]):
+                    continue  # «kuttet meg på armen med vilje»: no accident
                 excluded.append(self._hit(rule, sent, s, e))
                 for t in self._covered(rule, sent, s, e):
                     t.masked = True
         hits: list[Hit] = []
         cancelled: list[tuple[Hit, str]] = []
-        for rule in (r for r in candidates if r.section != "not"):
+        for rule in (r for r in candidates if r.section == TOGETHER):
+            found_all = self._together(rule, sentences, where)
+            if found_all is not None:
+                hits.append(found_all)
+        for rule in (r for r in candidates if r.section not in ("not", TOGETHER)):
             for si, s, e in self._find(rule, sentences, where):
                 sent = sentences[si]
                 hit = self._hit(rule, sent, s, e)
@@ -343,7 +400,7 @@ class CrisisRules:
             t = _SKIN_AND_VS.sub("", t)
             for emo, word in self.emoji.items():
                 if emo in t:
-                    t = t.replace(emo, f" {word} ")
+                    t = t.replace(emo, f" {word}{_EMOJI_MARK} ")
         return _APOSTROPHE.sub("", t.casefold())
 
     def tokens(self, text: str) -> list[Token]:
@@ -358,26 +415,71 @@ class CrisisRules:
                 if out and not out[-1].boundary:
                     out.append(Token(w, m.start(), m.end(), boundary=True))
                 continue
-            out.append(Token(w, m.start(), m.end(), elems=self._token_elems(w)))
+            emoji = norm.startswith(_EMOJI_MARK, m.end())
+            for a, b, part in self._split(w, m.start()):
+                t = Token(part, a, b, elems=self._token_elems(part), emoji=emoji)
+                t.filler = self.in_group(t, FILLER)
+                t.negation = self.in_group(t, NEGATION)
+                out.append(t)
+        if self.fuzzy and self.lexicon.lemmatise:
+            self._english_typos(out)
         return out
+
+    def _split(self, word: str, at: int) -> list[tuple[int, int, str]]:
+        """Two words typed without the space between («jegvil», «ikkeleve»): a word no
+        dictionary knows, that no rule word matches, made of a short word the reader knows
+        (jeg, ikke, vil ...) and a rest a rule word matches."""
+        whole = [(at, at + len(word), word)]
+        if len(word) < 5 or not self.lexicon.lemmatise:
+            return whole
+        cut = self._joins.get(word)
+        if cut is None:
+            cut = 0
+            if not self._token_elems(word) and not self.lexicon.known(word):
+                for k in range(2, min(6, len(word) - 2) + 1):
+                    if word[:k] in self._join_heads and self._token_elems(word[k:]):
+                        cut = k
+                        break
+            if len(self._joins) < 65536:
+                self._joins[word] = cut
+        if not cut:
+            return whole
+        return [(at, at + cut, word[:cut]), (at + cut, at + len(word), word[cut:])]
+
+    def _english_typos(self, tokens: list[Token]) -> None:
+        """In a Norwegian message, a word only the English dictionary knows is most likely a
+        typing mistake («iller» for «piller», «lere» for «leve»): it may be corrected too."""
+        english = [t for t in tokens if not t.boundary and len(t.text) >= MIN_FUZZY + 1
+                   and t.text.isalpha() and not self.lexicon.known(t.text, NORDIC)
+                   and self.lexicon.known(t.text)]
+        if not english:
+            return
+        nordic = sum(1 for t in tokens if not t.boundary and t.text.isalpha()
+                     and self.lexicon.known(t.text, NORDIC))
+        if nordic <= len(tokens) // 2 or nordic <= 2 * len(english):
+            return
+        for t in english:
+            t.elems = t.elems | self._nordic_elems(t.text)
 
     def forms(self, word: str) -> set[str]:
         """The forms a written word is known by: as written, with stretched letters
         shortened, its dictionary forms, and «10+» for a number of ten or more."""
         forms = {word, _RUN3.sub(r"\1\1", word), _RUN2.sub(r"\1", word)}
-        for f in (word, _RUN3.sub(r"\1\1", word)):
+        std = {self.spellings[f] for f in forms if f in self.spellings}
+        forms |= std
+        for f in (word, _RUN3.sub(r"\1\1", word), *std):
             forms.update(self.lexicon.lemmas(f))
         if word.isascii() and word.isdigit() and len(word) < 6 and int(word) >= 10:
             forms.add(NUMBER)
         return forms
 
-    def corrections(self, word: str) -> set[str]:
-        """Rule words this word may be a misspelling of (it is in no dictionary): one
-        mistake, two in long words; a three-letter word only with a letter left out."""
+    def corrections(self, word: str, langs: tuple[str, ...] | None = None) -> set[str]:
+        """Rule words this word may be a misspelling of (it is in no dictionary of `langs`):
+        one mistake, two in long words; a three-letter word only with a letter left out."""
         if not self.fuzzy or len(word) < MIN_FUZZY or word.isdigit():
             return set()
         w = _RUN3.sub(r"\1\1", word)
-        if w in self._index or self.lexicon.known(w):
+        if w in self._index or w in self.spellings or self.lexicon.known(w, langs):
             return set()
         from rapidfuzz.distance import OSA
 
@@ -398,13 +500,24 @@ class CrisisRules:
                         found.add(p + "*")
         return found
 
+    def _corrected(self, word: str) -> frozenset[int]:
+        """The rule words a word may be a misspelling of, by the Norwegian dictionaries only."""
+        ids: set[int] = set()
+        for c in self.corrections(word, NORDIC):
+            if c.endswith("*"):
+                ids |= self._starts.get(c[:-1], set())
+            else:
+                ids |= self._index.get(c, frozenset())
+        return frozenset(ids)
+
     def _elems_of(self, word: str) -> frozenset[int]:
         """The ids of the rule words a written word matches."""
         ids: set[int] = set()
         forms = self.forms(word)
         for f in forms:
             ids |= self._index.get(f, frozenset())
-        for f in (word, _RUN3.sub(r"\1\1", word), _RUN2.sub(r"\1", word)):
+        for f in (word, _RUN3.sub(r"\1\1", word), _RUN2.sub(r"\1", word),
+                  self.spellings.get(word, "")):
             ids |= self._exact.get(f, frozenset())
         for f in forms:
             for n in self._start_lengths:
@@ -423,13 +536,17 @@ class CrisisRules:
         return frozenset(ids)
 
     def in_group(self, token: Token, group: str) -> bool:
+        return self._in_group(token.text, group)
+
+    def _text_in_group(self, text: str, group: str) -> bool:
         words = self._group_sets.get(group)
         if not words:
             return False
-        if token.text in words or _RUN2.sub(r"\1", token.text) in words:
+        if text in words or _RUN2.sub(r"\1", text) in words or \
+                self.spellings.get(text) in words:
             return True
         starts = self._group_starts.get(group, ())
-        return bool(starts) and token.text.startswith(starts)  # «bror*»: broren, brorsan
+        return bool(starts) and text.startswith(starts)  # «bror*»: broren, brorsan
 
     # -- matching -----------------------------------------------------------------------------
 
@@ -438,7 +555,7 @@ class CrisisRules:
               ) -> Iterator[tuple[int, int, int]]:
         """(sentence, start, end) of each place the rule matches, left to right, not
         overlapping. Only the places where its first word stands are tried."""
-        a = rule.anchor
+        a = self._anchors[id(rule)]
         first = rule.elems[a]
         assert isinstance(first, Word)
         done = (-1, -1)  # (sentence, end) of the last match
@@ -458,7 +575,13 @@ class CrisisRules:
             return i
         el = elems[e]
         if isinstance(el, Word):
-            if i < len(sent) and not sent[i].masked and el.id in sent[i].elems:
+            # a filler word («altså», «bare») or a word an exception took out may stand
+            # between two words of a rule: «ingen vits [altså] å leve»
+            while i < len(sent) and not (not sent[i].masked and el.id in sent[i].elems):
+                if not (sent[i].masked or sent[i].filler):
+                    return -1
+                i += 1
+            if i < len(sent):
                 return self._match(elems, e + 1, sent, i + 1, negation_ok)
             return -1
         if el.kind == END:
@@ -472,7 +595,7 @@ class CrisisRules:
                         return -1
                     t = sent[i + k - 1]
                     if not t.masked:
-                        if not negation_ok and self.in_group(t, NEGATION):
+                        if not negation_ok and t.negation:
                             return -1
                         counted += 1
                         if counted > MAX_GAP:
@@ -484,6 +607,32 @@ class CrisisRules:
             return -1
         return self._match(elems, e + 1, sent, i, negation_ok)  # START: checked by _find
 
+    def _together(self, rule: Rule, sentences: Sequence[Sequence[Token]],
+                  where: Mapping[int, Sequence[tuple[int, int]]]) -> Hit | None:
+        """A `together` rule: each of its words somewhere in the message, not taken out by an
+        exception, not negated and not about another person (as a one-word match would be)."""
+        places: list[Token] = []
+        for el in rule.elems:
+            assert isinstance(el, Word)
+            spot = next((sentences[si][i] for si, i in where.get(el.id, ())
+                         if not sentences[si][i].masked and not self._negated(sentences[si], i)
+                         and self._why_not(rule, sentences[si], i, i + 1) is None), None)
+            if spot is None or any(spot is p for p in places):
+                return None
+            places.append(spot)
+        places.sort(key=lambda t: t.start)
+        return Hit(rule, " + ".join(t.text for t in places), places[0].start, places[-1].end)
+
+    def _negated(self, sent: Sequence[Token], i: int) -> bool:
+        """A negation stands earlier in the sentence («har ikke lyst til å dø, ...»), other
+        than «vet ikke» and «ikke mer»."""
+        for j in range(i):
+            if self.in_group(sent[j], NEGATION) and not (
+                    (j > 0 and self.in_group(sent[j - 1], KNOW)) or
+                    (j + 1 < len(sent) and self.in_group(sent[j + 1], MORE))):
+                return True
+        return False
+
     def _covered(self, rule: Rule, sent: Sequence[Token], s: int, e: int) -> list[Token]:
         """The words a `not` phrase takes out: all it matched but its [context] words."""
         context = [el.id for el in rule.elems if isinstance(el, Word) and el.context]
@@ -492,10 +641,10 @@ class CrisisRules:
         return [t for t in sent[s:e] if not any(c in t.elems for c in context)]
 
     def _ends(self, sent: Sequence[Token], i: int) -> bool:
-        """The sentence ends at i: nothing but filler words follow, or a new clause about the
-        writer starts («... og jeg», «... jeg vil»)."""
+        """The sentence ends at i: nothing but filler words («nå», «lenger») or emoji follow,
+        or a new clause about the writer starts («... og jeg», «... jeg vil»)."""
         rest = sent[i:]
-        if all(self.in_group(t, FILLER) for t in rest) or rest[0].masked:
+        if all(t.emoji or self.in_group(t, FILLER) for t in rest) or rest[0].masked:
             return True
         if not self.in_group(rest[0], CLAUSE):
             return False
@@ -518,8 +667,10 @@ class CrisisRules:
                 if self.in_group(t, NEGATION):
                     before = sent[j - 1] if j > 0 else None
                     after = sent[j + 1] if j + 1 < len(sent) else None
-                    if (before is not None and self.in_group(before, KNOW)) or (
-                            after is not None and self.in_group(after, MORE)):
+                    knows = (before is not None and self.in_group(before, KNOW)) or (
+                        j > 1 and self.in_group(sent[j - 1], SELF)
+                        and self.in_group(sent[j - 2], KNOW))  # «vet jeg ikke om ...»
+                    if knows or (after is not None and self.in_group(after, MORE)):
                         continue
                     return f"«{t.text}» står foran (en nekting)"
         if not about_others:
@@ -610,7 +761,7 @@ def says_yes_to_check_in(text: str, maybe: Iterable[str]) -> bool:
 
 
 SECTION_NAMES = {"phrases": "tydelige tegn", "danger": "fare fra andre",
-                 "possible": "mulige tegn", "not": "unntak"}
+                 "possible": "mulige tegn", "together": "mulige tegn sammen", "not": "unntak"}
 
 
 def _where(rule: Rule) -> str:

@@ -1,4 +1,5 @@
-"""Reads and checks flows/krise.yaml: word groups, rules in four sections, emoji, numbers.
+"""Reads and checks flows/krise.yaml: word groups, spellings, rules in four sections, emoji,
+numbers.
 
 Every mistake becomes a problem at its line, in Norwegian, for the coordinator who edits the
 file («ukjent ordgruppe {døø} – mente du {dø}?»). Nothing here raises on bad input.
@@ -31,11 +32,13 @@ from .crisis import (
 )
 from .model import Pos
 
-CRISIS_KEYS = {"id", "title", "description", "words", "emoji", "required_numbers", *SECTIONS}
+CRISIS_KEYS = {"id", "title", "description", "words", "spellings", "emoji", "required_numbers",
+               *SECTIONS}
 SECTION_NAMES = {
     "phrases": "tydelige tegn (phrases)",
     "danger": "fare fra andre (danger)",
     "possible": "mulige tegn (possible)",
+    "together": "mulige tegn sammen (together)",
     "not": "unntak (not)",
 }
 _GROUP_NAME = re.compile(r"[a-zæøå_][a-zæøå0-9_]*")
@@ -177,7 +180,29 @@ class _Compiler:
             return None
         return w
 
+    def together(self, text: str, line: int) -> Rule | None:
+        """`together`: two or more words or groups joined by «+», anywhere in one message."""
+        where = f"«{text}»"
+        parts = [p.strip() for p in text.split("+")]
+        if len(parts) < 2 or not all(parts):
+            self.error(line, f"{where}: skriv to eller flere ord eller ordgrupper med «+» "
+                             "mellom, for eksempel «{tung} + {nød}»")
+            return None
+        elems: list[Word | Marker] = []
+        for p in parts:
+            if len(p.split()) != 1 or p in (GAP, START, END) or p.startswith(("[", "!")):
+                self.error(line, f"{where}: «{p}» – under «together» er hver del ett ord, "
+                                 "en ordgruppe eller ord med «|», uten «...», «^» og «$»")
+                return None
+            w = self.word(p, line, where, "together")
+            if w is None:
+                return None
+            elems.append(w)
+        return Rule(text, "together", Pos(self.path, line), tuple(elems))
+
     def pattern(self, text: str, section: str, line: int) -> Rule | None:
+        if section == "together":
+            return self.together(text, line)
         where = f"«{text}»"
         parts = text.replace("…", f" {GAP} ").split()
         if not parts:
@@ -185,6 +210,24 @@ class _Compiler:
             return None
         elems: list[Word | Marker] = []
         ok = True
+        unless: Word | None = None
+        unless_after: Word | None = None
+        if len(parts) > 2 and parts[-1].startswith("!") and parts[-1] != "!" \
+                and section == "not":
+            unless_after = self.word(parts[-1][1:], line, where, section)
+            if unless_after is None:
+                return None
+            parts = parts[:-1]
+        if parts[0].startswith("!"):
+            if section != "not" or len(parts) < 2 or parts[0] == "!":
+                self.error(line, f"{where}: «!» (unntaket gjelder ikke når dette ordet står like "
+                                 "før eller etter) brukes bare først eller sist i et unntak "
+                                 "under «not», foran ett ord eller en ordgruppe")
+                return None
+            unless = self.word(parts[0][1:], line, where, section)
+            if unless is None:
+                return None
+            parts = parts[1:]
         for i, p in enumerate(parts):
             if p == GAP:
                 if i == 0 or i == len(parts) - 1:
@@ -193,7 +236,7 @@ class _Compiler:
                     ok = False
                 elif parts[i - 1] == GAP:
                     self.error(line, f"{where}: to «...» etter hverandre; ett er nok (det "
-                                     "tillater opp til fire ord)")
+                                     "tillater opp til seks ord)")
                     ok = False
                 else:
                     elems.append(Marker(GAP))
@@ -235,7 +278,7 @@ class _Compiler:
                 ok = False
         if not ok:
             return None
-        return Rule(text, section, Pos(self.path, line), tuple(elems))
+        return Rule(text, section, Pos(self.path, line), tuple(elems), unless, unless_after)
 
 
 def _str_list(c: _Compiler, doc: CommentedMap, key: str) -> Iterator[tuple[str, int]]:
@@ -330,6 +373,47 @@ def _emoji(c: _Compiler, doc: CommentedMap) -> dict[str, str]:
     return emoji
 
 
+def _spellings(c: _Compiler, doc: CommentedMap) -> dict[str, str]:
+    """`spellings`: a bokmål word and the other ways it is written (nynorsk, dialect, chat):
+    «ikke: [ikkje, itj, ikk]». Each written form is also read as the bokmål word."""
+    out: dict[str, str] = {}
+    where: dict[str, int] = {}
+    if "spellings" not in doc:
+        return out
+    raw = doc["spellings"]
+    sline = _line_of_value(doc, "spellings")
+    if not isinstance(raw, CommentedMap):
+        c.error(sline, "«spellings» må være et ord, kolon og en liste med andre skrivemåter, "
+                       "for eksempel «ikke: [ikkje, itj]»")
+        return out
+    for std in raw:
+        line = _line_of_key(raw, std, sline)
+        v = raw[std]
+        head = _APOSTROPHE.sub("", str(std).strip().casefold())
+        if isinstance(std, bool) or not _WORD.fullmatch(head):
+            c.error(line, f"«{std}»: skriv ett ord foran kolon (bokmålsordet)")
+            continue
+        if not isinstance(v, CommentedSeq) or not v or not all(
+                isinstance(x, str | int) and not isinstance(x, bool) for x in v):
+            c.error(line, f"«{std}» må ha en liste med skrivemåter, for eksempel "
+                          f"«{std}: [ordet, ordet2]»; true, false og lignende må stå i "
+                          "anførselstegn")
+            continue
+        for x in v:
+            w = _APOSTROPHE.sub("", str(x).strip().casefold())
+            if not _WORD.fullmatch(w):
+                c.error(line, f"«{x}» under «{std}» er ikke ett ord")
+            elif w == head:
+                c.warning(line, f"«{w}» under «{std}» er det samme ordet")
+            elif w in out and out[w] != head:
+                c.error(line, f"«{w}» står både under «{out[w]}» (linje {where[w]}) og "
+                              f"under «{head}»; et ord kan bare leses som ett bokmålsord")
+            else:
+                out[w] = head
+                where[w] = line
+    return out
+
+
 def compile_file(path: str, doc: CommentedMap, lexicon: Lexicon | None = None,
                  fuzzy: bool = True) -> tuple[CrisisRules, list[Problem]]:
     """The crisis rules of one parsed krise.yaml and every problem found in it."""
@@ -341,6 +425,7 @@ def compile_file(path: str, doc: CommentedMap, lexicon: Lexicon | None = None,
             c.error(_line_of_key(doc, k), f"ukjent nøkkel «{k}» i krise-ordlista{hint}")
     _word_groups(c, doc)
     emoji = _emoji(c, doc)
+    spellings = _spellings(c, doc)
     # rules
     rules: list[Rule] = []
     seen: dict[tuple[str, str], int] = {}
@@ -369,7 +454,8 @@ def compile_file(path: str, doc: CommentedMap, lexicon: Lexicon | None = None,
     if "required_numbers" in doc:
         numbers = [t for t, _ in _str_list(c, doc, "required_numbers")]
     crisis = CrisisRules(tuple(rules), {k: frozenset(v[0]) for k, v in c.groups.items()},
-                         emoji, tuple(numbers), Pos(path, 1), lexicon or Lexicon(), fuzzy)
+                         emoji, tuple(numbers), Pos(path, 1), lexicon or Lexicon(), fuzzy,
+                         spellings)
     _check_reachable(c, crisis)
     return crisis, c.problems
 
