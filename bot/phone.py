@@ -4,11 +4,21 @@ for logs (never a whole phone number or chat id in a log)."""
 from __future__ import annotations
 
 import re
+import unicodedata
 
 import phonenumbers
 from phonenumbers import PhoneNumberType
 
 _SEPARATORS = re.compile(r"[\s\-().]")
+_ASCII_DIGITS = re.compile(r"[0-9]+")
+
+
+def _ascii(raw: str) -> str:
+    """Fullwidth forms and digits of any script read as the ASCII they stand for
+    («９１２», «٩١٢» -> «912»), so no disguised number slips past a check on its real one."""
+    s = unicodedata.normalize("NFKC", raw)
+    return "".join(str(unicodedata.decimal(c)) if c.isdecimal() and not c.isascii() else c
+                   for c in s)
 
 
 class PhoneError(ValueError):
@@ -17,17 +27,17 @@ class PhoneError(ValueError):
 
 def normalise_phone(raw: str, default_country: str = "47") -> str:
     """'912 34 567' -> '+4791234567'; '0047 912 34 567' -> '+4791234567'."""
-    s = _SEPARATORS.sub("", raw.strip())
+    s = _SEPARATORS.sub("", _ascii(raw).strip())
     if s.startswith("00"):
         s = "+" + s[2:]
     if s.startswith("+"):
         digits = s[1:]
-        if not digits.isdigit() or not 8 <= len(digits) <= 15:
+        if not _ASCII_DIGITS.fullmatch(digits) or not 8 <= len(digits) <= 15:
             raise PhoneError(f"«{raw}» er ikke et telefonnummer (+ og 8 til 15 sifre)")
         if digits.startswith("47") and len(digits) != 10:
             raise PhoneError(f"«{raw}»: et norsk nummer har 8 sifre etter +47")
         return s
-    if not s.isdigit():
+    if not _ASCII_DIGITS.fullmatch(s):
         raise PhoneError(f"«{raw}» er ikke et telefonnummer (bare sifre, mellomrom og +)")
     if len(s) == 8:
         return f"+{default_country}{s}"

@@ -221,3 +221,40 @@ async def test_a_veileder_takes_over_only_explicitly_and_the_user_is_told(
                                     (DEMO_USER_PHONE,))) == 1
     await p.stop()
     await store.close()
+
+
+FULLWIDTH = str.maketrans("0123456789+", "０１２３４５６７８９＋")
+ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+
+
+@pytest.mark.parametrize("disguise", [FULLWIDTH, ARABIC_INDIC])
+async def test_digits_of_another_script_reach_no_one_elses_user(
+        tmp_path: Path, flows: FlowSet, clock: ManualClock,
+        disguise: dict[int, int]) -> None:
+    """Found by the attacker: «MØTE ９１１１１１１１ …» (another veileder's user, in fullwidth
+    digits) made a new young person «+47９１１…» assigned to the sender, skipping every
+    check; the same with a work phone. Digits of any script are read as the digits they are."""
+    store, p = await setup(tmp_path, flows, clock)
+    users = len(await store.fetchall("SELECT id FROM users"))
+    same = f"Veivis skjønte ikke meldingen: NR er ikke registrert hos deg. {EXAMPLE}"
+    for n, phone in enumerate((DEMO_USER_PHONE, DEMO_VEILEDER_PHONE, "+4740099999")):
+        local = phone.removeprefix("+47").translate(disguise)
+        got = await say(p, "+4740099999", f"MØTE {local} i morgen kl 10", f"u{n}")
+        assert [got[0].replace(pretty(phone), "NR", 1)] == [same], got
+    assert len(await store.fetchall("SELECT id FROM users")) == users
+    assert not await store.fetchall("SELECT phone FROM users WHERE phone GLOB '*[^+0-9]*'")
+    await p.stop()
+    await store.close()
+
+
+async def test_a_work_phone_gets_the_same_refusal(tmp_path: Path, flows: FlowSet,
+                                                  clock: ManualClock) -> None:
+    """A MØTE for a work phone said «… er jobbtelefonen til en veileder»: an oracle for which
+    numbers are NAV's. Now the one refusal, like any number that is not the sender's."""
+    store, p = await setup(tmp_path, flows, clock)
+    same = f"Veivis skjønte ikke meldingen: NR er ikke registrert hos deg. {EXAMPLE}"
+    for n, verb in enumerate(("MØTE {} i morgen kl 10", "FLYTT {} i morgen kl 10", "AVLYS {}")):
+        got = await say(p, "+4740099999", verb.format(DEMO_VEILEDER_PHONE), f"w{n}")
+        assert [got[0].replace(pretty(DEMO_VEILEDER_PHONE), "NR", 1)] == [same], got
+    await p.stop()
+    await store.close()
