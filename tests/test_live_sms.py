@@ -257,6 +257,50 @@ async def test_a_captured_webhook_reshaped_under_its_signature_is_refused(
             "SELECT count(*) FROM inbound WHERE provider_id LIKE 'SM%'") == [(2,)]
 
 
+async def test_a_number_that_swallowed_the_next_field_is_refused(tmp_path: Path) -> None:
+    """Found by the attacker: `From=+4795555555FromCity…` with FromCity dropped signs the same
+    as the real request. Arriving first, it made a user of the mangled number, the welcome
+    went there, and the real message was then dropped as a duplicate: the young person got
+    nothing. Now every field with a fixed form (numbers, counts, countries, service id) must
+    have it, and a field named twice is a broken form (400)."""
+    async with sms_live(tmp_path, seed) as (live, fake):
+        sid = "SM" + "ef56" * 8
+        real = {"AccountSid": SID, "Body": "hei", "From": "+4795555555", "FromCity": "GJOVIK",
+                "MessageSid": sid, "NumMedia": "0", "SmsSid": sid, "To": "+4759440000"}
+        sig = fake.sign(PUBLIC + "/twilio/sms", real)
+        users = await live.store.fetchall("SELECT phone FROM users")
+        shapes = []
+        full = {**real, "ToCountry": "NO", "NumSegments": "1", "FromCountry": "NO",
+                "FromState": "Innlandet"}
+        for name, following in (("From", "FromCity"), ("To", "ToCountry"),
+                                ("NumMedia", "NumSegments"), ("FromCountry", "FromState")):
+            form = {k: v for k, v in full.items() if k in real or k in (name, following)}
+            swallowed = {k: v for k, v in form.items() if k != following}
+            swallowed[name] = form[name] + following + form[following]
+            assert fake.sign(PUBLIC + "/twilio/sms", swallowed) == fake.sign(
+                PUBLIC + "/twilio/sms", form)
+            shapes.append(swallowed)
+        shapes[0] = {k: v for k, v in real.items() if k != "FromCity"}
+        shapes[0]["From"] = real["From"] + "FromCityGJOVIK"
+        assert fake.sign(PUBLIC + "/twilio/sms", shapes[0]) == sig
+        for form in shapes:
+            assert await fake.webhook(live.url, PUBLIC, "/twilio/sms", form,
+                                      signature=fake.sign(PUBLIC + "/twilio/sms", form)) == 403
+        await live.settled()
+        assert await live.store.fetchall("SELECT phone FROM users") == users
+        assert fake.sent == []
+        # a field named twice: a second id hiding behind the signature of the first
+        async with aiohttp.ClientSession() as s, s.post(
+                live.url + "/twilio/sms", data=[("MessageSid", "SM" + "cd34" * 8),
+                                                *real.items()],
+                headers={"X-Twilio-Signature": sig}) as r:
+            assert r.status == 400
+        # the real message still gets its answer
+        assert await fake.webhook(live.url, PUBLIC, "/twilio/sms", real, signature=sig) == 200
+        await live.settled()
+        assert fake.texts_to("+4795555555")
+
+
 async def test_an_identical_replay_after_the_log_is_purged_is_still_dropped(
         tmp_path: Path) -> None:
     """Finding 3, second half: the message log is purged after 90 days, and with it the

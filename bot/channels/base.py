@@ -110,18 +110,21 @@ MAX_FIELDS = 200  # Twilio sends about 20
 async def read_form(request: web.Request) -> dict[str, str] | None:
     """The fields of a form as Twilio posts it, or None for anything else: another content
     type or charset, bytes that are not UTF-8 (raw or %-escaped), too many fields, a broken
-    body. Checked strictly, before any signature or work: a bad request is the sender's
-    mistake (400), never ours (500). A repeated field keeps its last value."""
+    body, a field named twice (Twilio never repeats one; a second value could hide behind the
+    signature of the first). Checked strictly, before any signature or work: a bad request is
+    the sender's mistake (400), never ours (500)."""
     if request.content_type != FORM or (request.charset or "utf-8").lower() != "utf-8":
         return None
     body = await _body(request)
     if body is None:
         return None
     try:
-        return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, encoding="utf-8",
-                              errors="strict", max_num_fields=MAX_FIELDS))
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, encoding="utf-8",
+                          errors="strict", max_num_fields=MAX_FIELDS)
     except ValueError:  # UnicodeDecodeError is one
         return None
+    form = dict(pairs)
+    return form if len(form) == len(pairs) else None
 
 
 async def read_json(request: web.Request) -> dict[str, Any] | None:

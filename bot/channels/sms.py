@@ -205,6 +205,13 @@ STATUS_FIELDS = frozenset({
 })
 _MEDIA_FIELD = re.compile(r"Media(?:Url|ContentType)(?:[0-9]|[1-9][0-9])")  # MMS: up to 10
 MESSAGE_SID = re.compile(r"(?:SM|MM)[0-9a-f]{32}")
+E164 = re.compile(r"\+[1-9][0-9]{5,14}")
+SENDER_ID = re.compile(r"[A-Za-z0-9 ]{1,11}")  # an alphanumeric sender, in status callbacks
+# fields with a fixed form: one that swallowed the next field's name and value no longer has it
+_FORMS = {"To": E164, "NumMedia": re.compile(r"[0-9]{1,2}"),
+          "NumSegments": re.compile(r"[0-9]{1,3}"), "FromCountry": re.compile(r"[A-Z]{2}"),
+          "ToCountry": re.compile(r"[A-Z]{2}"), "ErrorCode": re.compile(r"[0-9]{0,6}"),
+          "MessagingServiceSid": re.compile(r"MG[0-9a-f]{32}")}
 _SID_FIELDS = ("MessageSid", "SmsSid", "SmsMessageSid")
 
 
@@ -212,7 +219,8 @@ def shape_problem(form: Mapping[str, str], allowed: Collection[str], account_sid
                   *, media: bool) -> str | None:
     """Why a signed form is not one Twilio sends (for the log: names only, never values);
     None if it is. Message ids have Twilio's form (SM or MM and 32 hex digits) and agree with
-    each other; the account is ours; no field Twilio never sends."""
+    each other; the account is ours; no field Twilio never sends; numbers, counts, countries
+    and the service id have their fixed forms (so none can have swallowed the next field)."""
     for name in form:
         if name not in allowed and not (media and _MEDIA_FIELD.fullmatch(name)):
             return f"a field Twilio never sends ({name[:40]!r})"
@@ -221,6 +229,14 @@ def shape_problem(form: Mapping[str, str], allowed: Collection[str], account_sid
         return "message ids that are not Twilio's"
     if form.get("AccountSid") != account_sid:
         return "another account"
+    for name, pattern in _FORMS.items():
+        if name in form and not pattern.fullmatch(form[name]):
+            return f"a {name} not in Twilio's form"
+    sender = form.get("From")
+    # a young person's number, always E.164 on an inbound SMS; our own sender on a status
+    if sender is not None and not (E164.fullmatch(sender) or (
+            not media and SENDER_ID.fullmatch(sender))):
+        return "a From not in Twilio's form"
     return None
 
 
