@@ -181,6 +181,32 @@ async def test_an_unknown_chat_gets_an_explanation_and_nothing_else(tmp_path: Pa
         assert all(t[0] is None for t in texts)  # what they wrote is not kept
 
 
+async def test_a_crisis_from_an_unknown_chat_gets_the_numbers_every_time(
+        tmp_path: Path) -> None:
+    """Found by the attacker: an unlinked chat writing «jeg vil ikke leve mer» got only «I
+    don't know this chat», and a second crisis message nothing at all. A crisis message gets
+    the crisis numbers in every state, also from a chat Veivis does not know, every time:
+    the one-answer-per-chat limit never holds back a crisis answer."""
+    async with telegram_live(tmp_path, seed) as (live, fake):
+        flows = live.svc.flows
+        assert flows.crisis is not None
+        numbers = flows.crisis.required_numbers
+        stranger = Chat(live, fake, chat_id=556)
+        assert await stranger.say("hei") == [said(flows, "system.unknown_chat")]
+        for text in ("jeg vil ikke leve mer", "orker ikke mer, vil bare forsvinne"):
+            got = await stranger.say(text)
+            assert got and all(n in " ".join(got) for n in numbers), got
+        other = Chat(live, fake, chat_id=557)  # a crisis as the very first message
+        got = await other.say("jeg har lyst til å dø")
+        assert all(n in " ".join(got) for n in numbers), got
+        assert said(flows, "system.unknown_chat") in got
+        assert await other.say("hallo?") == []  # ordinary talk: still one answer per chat
+        users = await live.store.fetchall("SELECT COUNT(*) FROM users")
+        assert users == [(1,)]
+        texts = await live.store.fetchall("SELECT text FROM inbound")
+        assert all(t[0] is None for t in texts)
+
+
 async def test_an_invite_works_once_and_expires(tmp_path: Path) -> None:
     async with telegram_live(tmp_path, seed) as (live, fake):
         link = await T.invite(live.store, 1, fake.username, live.clock())

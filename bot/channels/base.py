@@ -83,16 +83,19 @@ def plain_text(text: str, choices: Sequence[str], numbered: bool) -> str:
 
 async def reply_once(store: Store, flows: FlowSet, channel: str, address: str,
                      provider_id: str, key: str, now: datetime,
-                     once: Sequence[str] | None = None) -> bool:
+                     once: Sequence[str] | None = None, first: Sequence[str] = ()) -> bool:
     """Answer a message with a system text (in bokmål: the sender may be no user), once per
     provider message id, and with `once` only the first time those parts come (an unknown
     chat gets one answer, not one per message); the message itself is logged without text
-    or user. True if an answer was queued."""
+    or user. `first` (a crisis answer) goes out for every new message id, before the system
+    text and whatever `once` says. True if an answer was queued."""
     async with store.tx(now) as tx:
         if not await tx.log_inbound_once(channel, provider_id, now):
             return False
+        for text in first:
+            await tx.queue_message(channel, address, text, now)
         if once is not None and not await tx.answer_once(once, now):
-            return False
+            return bool(first)
         await tx.queue_message(channel, address, system_text(flows, "nb", key, {}), now)
         return True
 

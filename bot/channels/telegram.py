@@ -33,7 +33,7 @@ from telegram.request import HTTPXRequest
 
 from ..delivery.sender import SendError
 from ..engine.model import FlowSet
-from ..engine.runtime import system_text
+from ..engine.runtime import stranger_crisis, system_text
 from ..phone import mask_address
 from ..service.pipeline import FlowRequest, Inbound
 from ..store import OutboxItem, Store
@@ -276,9 +276,10 @@ class TelegramChannel:
         return system_text(self.flows, "nb", key, {})
 
     async def _reply_once(self, chat_id: str, provider_id: str, key: str,
-                          once: Sequence[str] | None = None) -> None:
+                          once: Sequence[str] | None = None, first: Sequence[str] = ()
+                          ) -> None:
         if await reply_once(self.store, self.flows, CHANNEL, chat_id, provider_id, key,
-                            self.clock(), once):
+                            self.clock(), once, first):
             self.on_queued()
 
     async def handle(self, update: Update) -> None:
@@ -305,8 +306,14 @@ class TelegramChannel:
                 await self._link(chat_id, pid, m.group(1))
                 return
         if await O.telegram_user(self.store, chat_id) is None:
-            # one answer per chat that is linked to no one, however often it writes
-            await self._reply_once(chat_id, pid, "unknown_chat", (CHANNEL, "unknown", chat_id))
+            # one answer per chat that is linked to no one, however often it writes; but a
+            # crisis message gets the numbers every time (the engine decides what they are)
+            crisis = stranger_crisis(self.flows, text) if text else ()
+            if crisis:
+                log.warning("crisis message from an unlinked telegram chat %s: numbers sent",
+                            mask_address(chat_id))
+            await self._reply_once(chat_id, pid, "unknown_chat", (CHANNEL, "unknown", chat_id),
+                                   first=crisis)
             return
         if text is None or not text.strip():  # one answer a day to pictures and files
             await self._reply_once(chat_id, pid, "media",

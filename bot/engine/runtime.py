@@ -547,6 +547,18 @@ def system_text(flows: FlowSet, lang: str, key: str, ctx: Mapping[str, str]) -> 
     return render(tr(flows, lang, f"system.{key}", flows.texts[key]), ctx)
 
 
+def stranger_crisis(flows: FlowSet, text: str) -> tuple[str, ...]:
+    """The answer to a message from someone Veivis does not know (a chat linked to no one)
+    if it signals crisis of either tier: the crisis flow's numbers, then that no one at NAV
+    reads this (nobody can be told: no one is assigned). Empty if it signals nothing. In
+    bokmål: a stranger has chosen no language. Never limited, like every crisis answer."""
+    crisis_flow = flows.get(CRISIS_FLOW)
+    if flows.crisis is None or crisis_flow is None or flows.crisis.check(text).tier is None:
+        return ()
+    texts = [render(st.text, {}) for st in crisis_flow.steps if st.text]
+    return (*texts, system_text(flows, "nb", "crisis_nobody", {}))
+
+
 def _sys(flows: FlowSet, state: State, key: str, ctx: Mapping[str, str],
          extra: Mapping[str, str] | None = None) -> str:
     return system_text(flows, state.lang, key, {**ctx, **extra} if extra else ctx)
