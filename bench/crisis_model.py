@@ -17,6 +17,12 @@ training part, which is closer to "new wordings" than a random split of near-par
 chosen on the pooled out-of-fold scores so that false alarms stay at most MAX_FALSE.
 
 The constants below were chosen by `--cv` and committed before any held-out file was read.
+
+Held-out, measured ONCE after that commit (recall/false alarms; nothing tuned afterwards):
+  held-out        rules 0.955/0.012  model 0.677/0.060  rules+model 0.990/0.072
+  fresh held-out  rules 0.880/0.000  model 0.600/0.000  rules+model 0.920/0.000
+  fresh4          rules 0.748/0.036  model 0.613/0.018  rules+model 0.883/0.054
+Model ~110 µs per message (rules ~190 µs), pure Python, 30,060 weights.
 """
 
 from __future__ import annotations
