@@ -263,4 +263,15 @@ MIGRATIONS: list[str] = [
     CREATE INDEX users_created ON users(created_at);
     CREATE INDEX invites_user ON invites(user_id);
     """,
+    # 11: several instances on one database (PostgreSQL): which instance claimed a row, so
+    # the others take it over at once when that instance is gone, not only after the lease;
+    # and the next free send slot per channel, so the rate limit holds for all of them
+    # together (seconds since the epoch, on the database server's clock).
+    """
+    ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
+    CREATE TABLE rate_slots (
+        channel TEXT PRIMARY KEY,
+        next_at REAL NOT NULL
+    );
+    """,
 ]
