@@ -59,7 +59,13 @@ async def after_crash(store: Store) -> Store:
     if not isinstance(store, PgStore):
         return store
     await store.close()
-    return await open_backend(store.path)
+    new = await open_backend(store.path)
+    # the server notices closed sessions a moment later; a restart takes longer than that
+    gone = f"veivis-{store.instance}"
+    while await new.fetchall("SELECT 1 FROM pg_stat_activity WHERE application_name = ?",
+                             (gone,)):
+        await asyncio.sleep(0.01)
+    return new
 
 
 class Gate:

@@ -156,8 +156,9 @@ class SharedRateLimiter:
         async with self._lock:
             if prepare is not None and not await prepare():
                 return False
-            wait = await self._store.rate_slot(self._channel, self.interval)
-            due = time.monotonic() + wait
+            asked = time.monotonic()  # the slot is at or after asked + wait (the server's
+            wait = await self._store.rate_slot(self._channel, self.interval)  # clock)
+            due = asked + wait  # so a slow answer counts as lateness, never as time to spare
             if wait > 0:
                 await asyncio.sleep(wait)
             late = time.monotonic() - due

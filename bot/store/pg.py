@@ -46,7 +46,7 @@ import aiosqlite
 import psycopg
 
 from .db import Store, _statements
-from .migrations import MIGRATIONS
+from .migrations import MIGRATIONS, SchemaTooNew
 from .seal import Sealer, SealError, key_file_for
 from .sql import iso
 
@@ -261,6 +261,8 @@ class PgStore(Store):
             cur = await w.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
             row = await cur.fetchone()
             current = int(row[0]) if row else 0
+            if current > len(MIGRATIONS):  # a newer Veivis made it: never run on it
+                raise SchemaTooNew(self.path.rpartition("@")[2], current, len(MIGRATIONS))
             self.created = current == 0
             for version, sql in enumerate(MIGRATIONS, start=1):
                 if version <= current:
