@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+import json
 import re
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,14 +19,56 @@ from bot.engine.runtime import Desk as EngineDesk
 from bot.engine.runtime import Effect, Reply, Summary, tr
 from bot.engine.templates import render
 from bot.service.pipeline import Inbound, Pipeline
-from bot.store import Store
+from bot.store import Store, open_store
 from bot.timing.display import meeting_time
 from bot.timing.hours import Duty
+from tests import pgserver
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOWS = ROOT / "flows"
 MESSAGES = ROOT / "messages"
 NOW = datetime(2026, 11, 23, 11, 0, tzinfo=UTC)  # Monday 12.00 in Oslo
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[str | None]:
+    """A throwaway PostgreSQL cluster for the whole run, or None where PostgreSQL is not
+    installed (those tests skip; with VEIVIS_REQUIRE_POSTGRES=1, as in CI, they fail)."""
+    if pgserver.SKIP:
+        yield None
+        return
+    try:
+        with pgserver.cluster() as base:
+            yield base
+    except FileNotFoundError:
+        if pgserver.REQUIRE:
+            raise
+        yield None
+
+
+@pytest.fixture
+def pg_url(pg_cluster: str | None) -> str:
+    """A new, empty PostgreSQL database."""
+    if pg_cluster is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql); CI runs these")
+    return pgserver.new_database(pg_cluster)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path,
+            monkeypatch: pytest.MonkeyPatch) -> str:
+    """Where a store-level or pipeline-level test keeps its data: an SQLite file, and a
+    new PostgreSQL database (skipped where PostgreSQL is not installed). On PostgreSQL the
+    seal key is a file of the test's own, named by VEIVIS_SEAL_KEY_FILE as an operator
+    would (so the CLI run as a subprocess finds it too)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "v.db")
+    monkeypatch.setenv("VEIVIS_SEAL_KEY_FILE", str(tmp_path / "seal-key"))
+    return str(request.getfixturevalue("pg_url"))
+
+
+async def open_backend(target: str) -> Store:
+    return await open_store(target)
 
 
 @pytest.fixture(scope="session")
@@ -91,13 +134,16 @@ async def said_yes(store: Store, phone: str = DEMO_USER_PHONE, channel: str = "c
     if not await store.fetchall("SELECT 1 FROM users WHERE phone = ?", (phone,)):
         await store.add_user(phone=phone, channel=channel, first_name=None, last_name=None,
                              veileder_id=None, now=NOW)
-    async with store.transaction() as c:
+    async with store.transaction() as c:  # plain SQL both backends speak
         await c.execute("UPDATE users SET consent = 1 WHERE phone = ?", (phone,))
+        async with c.execute("SELECT u.id, u.created_at, v.state FROM users u LEFT JOIN "
+                             "conversations v ON v.user_id = u.id WHERE u.phone = ?",
+                             (phone,)) as cur:
+            uid, created, state = await cur.fetchone()
         await c.execute(
-            "INSERT INTO conversations (user_id, state, updated_at) "
-            "SELECT id, '{\"consent\": true}', created_at FROM users WHERE phone = ? "
-            "ON CONFLICT (user_id) DO UPDATE SET state = json_set(state, '$.consent', "
-            "json('true'))", (phone,))
+            "INSERT INTO conversations (user_id, state, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (user_id) DO UPDATE SET state = excluded.state",
+            (uid, json.dumps({**json.loads(state or "{}"), "consent": True}), created))
 
 
 def yes_to_welcome(flows: FlowSet) -> list[str]:
@@ -204,9 +250,10 @@ class Desk:
 
 
 @pytest.fixture
-async def d(tmp_path: Path, flows: FlowSet, clock: ManualClock) -> AsyncIterator[Desk]:
-    """The demo user (Sara, consented) and veileder (Kari), another veileder (Ola)."""
-    store = await Store.open(tmp_path / "v.db")
+async def d(backend: str, flows: FlowSet, clock: ManualClock) -> AsyncIterator[Desk]:
+    """The demo user (Sara, consented) and veileder (Kari), another veileder (Ola); on
+    SQLite and on PostgreSQL."""
+    store = await open_backend(backend)
     await seed_demo(store, NOW)
     office = await store.add_office("NAV Gjøvik")
     await store.add_veileder("Ola Hansen", OLA, office)

@@ -3,22 +3,19 @@ files, backups, WAL and logs are in test_relink.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from bot.engine.model import FlowSet, Kind
 from bot.service.pipeline import FlowRequest, Inbound, Pipeline
-from bot.store import Store
 
-from .conftest import ManualClock, answers, said_yes
+from .conftest import ManualClock, answers, open_backend, said_yes
 
 FEEDBACK = "Kurset ligger for langt unna og bussen går sjelden"
 COMMENT = "Hun var grei men kom sent"
 
 
 async def test_row_order_does_not_follow_the_order_of_answers(
-        tmp_path: Path, flows: FlowSet, clock: ManualClock) -> None:
+        backend: str, flows: FlowSet, clock: ManualClock) -> None:
     """Rows are stored and read back in random id order, not in the order users answered."""
-    store = await Store.open(tmp_path / "o.db")
+    store = await open_backend(backend)
     feedback = flows.flows["feedback"]
     async with Pipeline(store, flows, clock) as p:
         for n in range(40):

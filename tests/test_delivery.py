@@ -17,9 +17,9 @@ import pytest
 from bot.channels import telegram as T
 from bot.channels.sms import TwilioTransport
 from bot.delivery.sender import Sender
-from bot.store import Store
+from bot.store import PgStore, Store
 
-from .conftest import NOW, ManualClock
+from .conftest import NOW, ManualClock, open_backend
 from .fakes import FakeTelegram, FakeTwilio
 from .livekit import AUTH, PUBLIC, SID, TOKEN, eventually, sms_live
 
@@ -52,6 +52,22 @@ def crash(sender: Sender) -> None:
         t.cancel()
 
 
+async def after_crash(store: Store) -> Store:
+    """The store the next start uses. SQLite: the same file, and the crashed sender's process
+    goes on (the store stays open). PostgreSQL: a crash ends the instance's sessions with
+    it, so the next start is a new instance with sessions of its own."""
+    if not isinstance(store, PgStore):
+        return store
+    await store.close()
+    new = await open_backend(store.path)
+    # the server notices closed sessions a moment later; a restart takes longer than that
+    gone = f"veivis-{store.instance}"
+    while await new.fetchall("SELECT 1 FROM pg_stat_activity WHERE application_name = ?",
+                             (gone,)):
+        await asyncio.sleep(0.01)
+    return new
+
+
 class Gate:
     """A rate limiter the test opens one slot at a time."""
 
@@ -73,8 +89,8 @@ def exactly_once(fake: FakeTwilio, rows: list[tuple[str, str | None]]) -> None:
 
 
 async def test_rows_waiting_for_their_rate_slot_are_not_claimed_and_go_out_after_a_crash(
-        tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "v.db")
+        backend: str) -> None:
+    store = await open_backend(backend)
     clock = ManualClock(NOW)
     async with FakeTwilio(SID, AUTH) as fake:
         fake.clock = clock
@@ -90,6 +106,7 @@ async def test_rows_waiting_for_their_rate_slot_are_not_claimed_and_go_out_after
         # the next row waits for its slot: it is not claimed, so a crash now leaves no doubt
         assert [s for s, _ in await statuses(store)] == ["sent", "pending", "pending"]
         crash(sender)
+        store = await after_crash(store)
         again = Sender(store, t, clock, rate=50)
         await again.start()
         await again.drain()
@@ -101,8 +118,8 @@ async def test_rows_waiting_for_their_rate_slot_are_not_claimed_and_go_out_after
 
 
 async def test_a_send_accepted_then_hung_is_found_at_twilio_and_not_sent_again(
-        tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "v.db")
+        backend: str) -> None:
+    store = await open_backend(backend)
     clock = ManualClock(NOW)
     async with FakeTwilio(SID, AUTH) as fake:
         fake.clock = clock
@@ -120,8 +137,8 @@ async def test_a_send_accepted_then_hung_is_found_at_twilio_and_not_sent_again(
 
 
 async def test_a_send_that_timed_out_unaccepted_is_sent_again_after_asking(
-        tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "v.db")
+        backend: str) -> None:
+    store = await open_backend(backend)
     clock = ManualClock(NOW)
     async with FakeTwilio(SID, AUTH) as fake:
         fake.clock = clock
@@ -138,10 +155,10 @@ async def test_a_send_that_timed_out_unaccepted_is_sent_again_after_asking(
 
 
 async def test_the_same_text_sent_before_is_not_taken_for_the_one_in_doubt(
-        tmp_path: Path) -> None:
+        backend: str) -> None:
     """A re-asked question has the same text as the one before; the lookup must not take the
     earlier message (recorded on the earlier row) for this one."""
-    store = await Store.open(tmp_path / "v.db")
+    store = await open_backend(backend)
     clock = ManualClock(NOW)
     async with FakeTwilio(SID, AUTH) as fake:
         fake.clock = clock
@@ -158,9 +175,9 @@ async def test_the_same_text_sent_before_is_not_taken_for_the_one_in_doubt(
 
 
 @pytest.mark.parametrize("accepted", [True, False])
-async def test_a_crash_mid_request_is_settled_by_asking_twilio(tmp_path: Path,
+async def test_a_crash_mid_request_is_settled_by_asking_twilio(backend: str,
                                                                accepted: bool) -> None:
-    store = await Store.open(tmp_path / "v.db")
+    store = await open_backend(backend)
     clock = ManualClock(NOW)
     async with FakeTwilio(SID, AUTH) as fake:
         fake.clock = clock
@@ -173,6 +190,7 @@ async def test_a_crash_mid_request_is_settled_by_asking_twilio(tmp_path: Path,
         await eventually(lambda: fake.requests == 1)  # handed over; no answer yet
         crash(sender)
         assert [s for s, _ in await statuses(store)] == ["sending", "pending"]
+        store = await after_crash(store)
         again = Sender(store, t, clock, rate=50)
         await again.start()
         await again.drain()
@@ -184,8 +202,8 @@ async def test_a_crash_mid_request_is_settled_by_asking_twilio(tmp_path: Path,
 
 
 async def test_lookups_that_fail_are_tried_again_and_nothing_is_sent_meanwhile(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    store = await Store.open(tmp_path / "v.db")
+        backend: str, caplog: pytest.LogCaptureFixture) -> None:
+    store = await open_backend(backend)
     clock = ManualClock(NOW)
     async with FakeTwilio(SID, AUTH) as fake:
         fake.clock = clock
@@ -224,10 +242,10 @@ async def test_a_status_callback_naming_the_row_settles_it_before_any_lookup(
 
 
 async def test_telegram_cannot_be_asked_so_a_send_in_doubt_is_sent_again(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        backend: str, caplog: pytest.LogCaptureFixture) -> None:
     """The documented policy: rather twice than never."""
     caplog.set_level(logging.INFO)
-    store = await Store.open(tmp_path / "v.db")
+    store = await open_backend(backend)
     clock = ManualClock(NOW)
     async with FakeTelegram(TOKEN) as fake:
         fake.hang_seconds = 1.0
@@ -249,6 +267,7 @@ async def test_telegram_cannot_be_asked_so_a_send_in_doubt_is_sent_again(
         await sender.start()
         await eventually(lambda: len(fake.texts_to(777001)) == 3)
         crash(sender)
+        store = await after_crash(store)
         again = Sender(store, T.TelegramTransport(bot), clock, rate=50)
         await again.start()
         await again.drain()
@@ -298,12 +317,12 @@ async def test_a_checkpoint_while_the_sender_reads_is_postponed_not_an_error(
 
 
 async def test_an_earlier_copy_of_the_text_that_veivis_has_no_record_of_is_not_taken(
-        tmp_path: Path) -> None:
+        backend: str) -> None:
     """Found by the crash test: after SLETT (which deletes the person's rows) the welcome
     goes to the same number again, word for word; the lookup for the new row in doubt took
     the old message for it and the new one never went out. Only a message made after the
     attempt (within a tight clock margin) can be this row's."""
-    store = await Store.open(tmp_path / "v.db")
+    store = await open_backend(backend)
     clock = ManualClock(NOW)
     async with FakeTwilio(SID, AUTH) as fake:
         fake.clock = clock
@@ -324,31 +343,29 @@ async def test_an_earlier_copy_of_the_text_that_veivis_has_no_record_of_is_not_t
     await store.close()
 
 
-async def test_a_row_held_for_the_morning_does_not_hold_back_one_due_now(tmp_path: Path) -> None:
+async def test_a_row_held_for_the_morning_does_not_hold_back_one_due_now(backend: str) -> None:
     """A forward to a work phone waits for working hours; the veileder's own confirmation of
     a reply sent at 20.00 must not wait with it."""
-    from bot.store import outbox as O
-    store = await Store.open(tmp_path / "h.db")
+    store = await open_backend(backend)
     now = NOW + timedelta(hours=8)  # 20.00 in Oslo
     async with store.tx(now) as tx:
         await tx.queue_message("sms", "+4790000001", "held", now,
                                due=now + timedelta(hours=12))
         await tx.queue_message("sms", "+4790000001", "now", now)
-    heads = await O.heads(store, "sms", now)
+    heads = await store.outbox_heads("sms", now)
     assert [h.item.text for h in heads] == ["now"]
-    later = await O.heads(store, "sms", now + timedelta(hours=13))
+    later = await store.outbox_heads("sms", now + timedelta(hours=13))
     assert [h.item.text for h in later] == ["held"]
     await store.close()
 
 
-async def test_a_row_waiting_to_be_tried_again_keeps_its_place(tmp_path: Path) -> None:
-    from bot.store import outbox as O
-    store = await Store.open(tmp_path / "r.db")
+async def test_a_row_waiting_to_be_tried_again_keeps_its_place(backend: str) -> None:
+    store = await open_backend(backend)
     async with store.tx(NOW) as tx:
         await tx.queue_message("sms", "+4790000001", "first", NOW)
         await tx.queue_message("sms", "+4790000001", "second", NOW)
-    [head] = await O.heads(store, "sms", NOW)
-    assert await O.claim(store, head.item.id, NOW)
-    await O.record_retry(store, head.item.id, "HTTP 503", NOW + timedelta(seconds=30))
-    assert await O.heads(store, "sms", NOW + timedelta(seconds=1)) == []  # «second» waits
+    [head] = await store.outbox_heads("sms", NOW)
+    assert await store.claim_outbox(head.item.id, NOW)
+    await store.record_retry(head.item.id, "HTTP 503", NOW + timedelta(seconds=30))
+    assert await store.outbox_heads("sms", NOW + timedelta(seconds=1)) == []  # «second» waits
     await store.close()

@@ -23,7 +23,6 @@ from bot.channels.sms import TwilioTransport
 from bot.delivery.sender import RateLimiter, Sender
 from bot.engine import load
 from bot.store import Store
-from bot.store import outbox as O
 
 from .conftest import NOW, ROOT, ManualClock, said
 from .fakes import FakeTelegram, FakeTwilio
@@ -329,7 +328,7 @@ async def test_outbox_list_shows_failures_without_texts_or_numbers(tmp_path: Pat
     db = tmp_path / "v.db"
     store = await Store.open(db)
     await _queue(store, [(U, "hemmelig tekst"), ("+4790000001", "hei")])
-    await O.record_failed(store, 1, "Twilio answered 400 (error 21211)", "21211")
+    await store.record_failed(1, "Twilio answered 400 (error 21211)", "21211")
     await store.close()
     r = _run(["outbox", "list", "--failed", "--db", str(db)], {})
     assert r.returncode == 0, r.stderr

@@ -56,7 +56,9 @@ class Clone:
                     and k != "PYTHONPATH"}
         # `python3` is this run's Python (it has Veivis's packages); the browser test's
         # settings stay as they are
-        self.env.update({"PATH": bindir + os.pathsep + os.environ.get("PATH", ""), INSIDE: "1"})
+        self.env.update({"PATH": bindir + os.pathsep + os.environ.get("PATH", ""), INSIDE: "1",
+                         # the PostgreSQL variants ran in this suite already
+                         "VEIVIS_SKIP_POSTGRES": "1"})
         for k in ("VEIVIS_REQUIRE_BROWSER", "VEIVIS_ARTIFACTS"):
             if k in os.environ:
                 self.env[k] = os.environ[k]

@@ -14,10 +14,10 @@ from bot.engine import State, UserText, step
 from bot.engine.model import FlowSet, Kind
 from bot.engine.runtime import SAVE_HEAR_BACK, Forward, system_text
 from bot.service.pipeline import FlowRequest, Inbound, Pipeline
-from bot.store import Store
+from bot.store import PgStore, Store
 from bot.store.migrations import MIGRATIONS
 
-from .conftest import NOW, ManualClock, answers, said, said_yes
+from .conftest import NOW, ManualClock, answers, open_backend, said, said_yes
 
 U = DEMO_USER_PHONE
 
@@ -26,8 +26,8 @@ def texts(h: object) -> list[str]:
     return [r.text for r in h.replies]  # type: ignore[attr-defined]
 
 
-async def open_seeded(path: Path) -> Store:
-    store = await Store.open(path)
+async def open_seeded(target: str | Path) -> Store:
+    store = await open_backend(str(target))
     if store.created:
         await seed_demo(store, NOW)
         await said_yes(store)  # the welcome is answered
@@ -54,9 +54,9 @@ async def test_conversation_survives_a_restart(tmp_path: Path, flows: FlowSet,
     await store.close()
 
 
-async def test_a_repeated_provider_id_is_processed_once(tmp_path: Path, flows: FlowSet,
+async def test_a_repeated_provider_id_is_processed_once(backend: str, flows: FlowSet,
                                                         clock: ManualClock) -> None:
-    store = await open_seeded(tmp_path / "v.db")
+    store = await open_seeded(backend)
     async with Pipeline(store, flows, clock) as p:
         await p.submit(FlowRequest("console", U, "menu"))
         first = await p.submit(Inbound("sms", U, "1", "SM123"))
@@ -73,9 +73,30 @@ async def test_a_repeated_provider_id_is_processed_once(tmp_path: Path, flows: F
     await store.close()
 
 
-async def test_anonymous_answers_leave_no_text_behind(tmp_path: Path, flows: FlowSet,
+async def everything(store: Store, target: str) -> bytes:
+    """What someone holding the database has: SQLite's file and WAL as bytes; on PostgreSQL
+    every row of every table as the server gives it (its files: deploy/README.md)."""
+    if not isinstance(store, PgStore):
+        return Path(target).read_bytes() + Path(target + "-wal").read_bytes()
+    tables = [r[0] for r in await store.fetchall(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")]
+    out = b""
+    for t in tables:
+        out += str(await store.fetchall(f"SELECT * FROM {t}")).encode()
+    return out
+
+
+async def columns(store: Store, table: str) -> list[str]:
+    if not isinstance(store, PgStore):
+        return [r[1] for r in await store.fetchall(f"PRAGMA table_info({table})")]
+    return [r[0] for r in await store.fetchall(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+        "ORDER BY ordinal_position", (table,))]
+
+
+async def test_anonymous_answers_leave_no_text_behind(backend: str, flows: FlowSet,
                                                       clock: ManualClock) -> None:
-    store = await open_seeded(tmp_path / "v.db")
+    store = await open_seeded(backend)
     secret = "Veilederen var sen og ufin"
     # a flow with a text question as it is now: the survey, or else the feedback
     survey = flows.flows["first_meeting_survey"]
@@ -89,7 +110,7 @@ async def test_anonymous_answers_leave_no_text_behind(tmp_path: Path, flows: Flo
             await p.submit(FlowRequest("console", phone, flow.id))
             for i, (_, t) in enumerate(given):
                 await p.submit(Inbound("console", phone, t, f"a{k}-{i}"))
-            raw = (tmp_path / "v.db").read_bytes() + (tmp_path / "v.db-wal").read_bytes()
+            raw = await everything(store, backend)
             if k < 4:  # fewer than 5 people: sealed in the pool, readable nowhere
                 assert secret.encode() not in raw
                 assert await store.fetchall("SELECT count(*) FROM anonymous_answers") == [(0,)]
@@ -104,14 +125,14 @@ async def test_anonymous_answers_leave_no_text_behind(tmp_path: Path, flows: Flo
     saved = [st for st, _ in given if st.save and st.save != SAVE_HEAR_BACK]
     assert len(anon) == 5 * len(saved)
     assert await store.fetchall("SELECT count(*) FROM anonymous_pool") == [(0,)]
-    cols = [r[1] for r in await store.fetchall("PRAGMA table_info(anonymous_answers)")]
+    cols = await columns(store, "anonymous_answers")
     assert cols == ["id", "flow", "question", "value", "week", "office"]
     await store.close()
 
 
-async def test_erase_removes_the_person_but_keeps_anonymous_rows(tmp_path: Path, flows: FlowSet,
+async def test_erase_removes_the_person_but_keeps_anonymous_rows(backend: str, flows: FlowSet,
                                                                  clock: ManualClock) -> None:
-    store = await open_seeded(tmp_path / "v.db")
+    store = await open_seeded(backend)
     async with Pipeline(store, flows, clock) as p:
         await p.submit(Inbound("console", U, "hei", "e1"))  # welcome, with consent
         for i, (_, t) in enumerate(answers(flows.flows["welcome"])):
@@ -141,10 +162,10 @@ async def test_erase_removes_the_person_but_keeps_anonymous_rows(tmp_path: Path,
     await store.close()
 
 
-async def test_many_users_at_once_each_in_order(tmp_path: Path, flows: FlowSet,
+async def test_many_users_at_once_each_in_order(backend: str, flows: FlowSet,
                                                 clock: ManualClock) -> None:
     """Concurrent users share batches; every user's replies equal a one-by-one replay."""
-    store = await Store.open(tmp_path / "v.db")
+    store = await open_backend(backend)
     rng = random.Random(7)
     words = ["hei", "1", "2", "3", "ja", "nei", "meny", "hjelp", "kanskje", "4", "stopp",
              "start"]
@@ -175,7 +196,7 @@ async def test_many_users_at_once_each_in_order(tmp_path: Path, flows: FlowSet,
 async def test_a_failing_message_is_rolled_back_alone(tmp_path: Path, flows: FlowSet,
                                                       clock: ManualClock) -> None:
     """A write that fails half-way leaves nothing of that message and spares the others."""
-    store = await open_seeded(tmp_path / "v.db")
+    store = await open_seeded(tmp_path / "v.db")  # (SQLite's own trigger syntax)
     await store._conn.execute(
         "CREATE TRIGGER boom BEFORE INSERT ON outbox WHEN NEW.address = '+4740000666' "
         "BEGIN SELECT RAISE(ABORT, 'disk on fire'); END")
@@ -192,9 +213,9 @@ async def test_a_failing_message_is_rolled_back_alone(tmp_path: Path, flows: Flo
     await store.close()
 
 
-async def test_user_stopped_outside_the_chat_gets_nothing(tmp_path: Path, flows: FlowSet,
+async def test_user_stopped_outside_the_chat_gets_nothing(backend: str, flows: FlowSet,
                                                           clock: ManualClock) -> None:
-    store = await open_seeded(tmp_path / "v.db")
+    store = await open_seeded(backend)
     async with store.transaction() as c:
         await c.execute("UPDATE users SET stopped = 1")
     async with Pipeline(store, flows, clock) as p:
@@ -220,9 +241,9 @@ ODD = ["", "x" * 5000, "👍👍👍", "\x00\x07\x1b", "hei Привет مرح�
 
 
 @pytest.mark.parametrize("text", ODD)
-async def test_odd_messages_never_crash(tmp_path: Path, flows: FlowSet, clock: ManualClock,
+async def test_odd_messages_never_crash(backend: str, flows: FlowSet, clock: ManualClock,
                                         text: str) -> None:
-    store = await open_seeded(tmp_path / "v.db")
+    store = await open_seeded(backend)
     async with Pipeline(store, flows, clock) as p:
         await p.submit(FlowRequest("console", U, "first_meeting_survey"))
         h = await p.submit(Inbound("console", U, text, "odd"))

@@ -40,7 +40,6 @@ from bot.reports.formats import markdown
 from bot.reports.report import PeriodError, protect
 from bot.service.pipeline import FlowRequest, Inbound, Pipeline
 from bot.store import Store
-from bot.store import outbox as O
 from bot.store.anonymous import REGION, AnonymousRow, write_anonymous
 
 from .conftest import NOW, ROOT, ManualClock, copy_flows, said_yes
@@ -462,7 +461,7 @@ async def test_the_answer_to_slett_forgets_its_number_when_it_cannot_be_sent(
         await p.submit(Inbound("sms", sara.phone, "SLETT", "f1"))
         await p.submit(Inbound("sms", sara.phone, "ja", "f2"))
         [(row,)] = await store.fetchall("SELECT id FROM outbox WHERE forget = 1")
-        await O.record_failed(store, row, "HTTP 400 from the provider", "21211")
+        await store.record_failed(row, "HTTP 400 from the provider", "21211")
         assert await store.fetchall("SELECT address, text FROM outbox WHERE id = ?",
                                     (row,)) == [("", "")]
         assert await store.fetchall("SELECT COUNT(*) FROM outbox WHERE address = ?",

@@ -16,7 +16,7 @@ from bot.service.scheduler import Ticker
 from bot.store import Store
 from bot.timing.planner import OSLO
 
-from .conftest import NOW, ManualClock, Mirror, answers, said, said_yes
+from .conftest import NOW, ManualClock, Mirror, answers, open_backend, said, said_yes
 
 U = DEMO_USER_PHONE
 
@@ -51,8 +51,8 @@ class World:
         return [r.text for r in h.replies]
 
 
-async def world(tmp_path: Path, flows: FlowSet, clock: ManualClock) -> World:
-    store = await Store.open(tmp_path / "v.db")
+async def world(backend: str, flows: FlowSet, clock: ManualClock) -> World:
+    store = await open_backend(backend)
     await seed_demo(store, clock.now)  # first meeting Tuesday 24.11 10.00
     await said_yes(store)  # the welcome is answered (tests/test_young_user.py: before it)
     w = World(store, flows, clock)
@@ -60,9 +60,9 @@ async def world(tmp_path: Path, flows: FlowSet, clock: ManualClock) -> World:
     return w
 
 
-async def test_a_first_meeting_from_preparation_to_survey(tmp_path: Path, flows: FlowSet,
+async def test_a_first_meeting_from_preparation_to_survey(backend: str, flows: FlowSet,
                                                           clock: ManualClock) -> None:
-    w = await world(tmp_path, flows, clock)
+    w = await world(backend, flows, clock)
     got = await w.at(NOW + timedelta(minutes=1))
     assert got == Mirror(flows, NOW + timedelta(minutes=1)).texts("first_meeting_prep")
     for i, (_, t) in enumerate(answers(flows.flows["first_meeting_prep"])):
@@ -92,14 +92,14 @@ async def test_a_first_meeting_from_preparation_to_survey(tmp_path: Path, flows:
     await w.store.close()
 
 
-async def test_reminders_survive_a_restart(tmp_path: Path, flows: FlowSet,
+async def test_reminders_survive_a_restart(backend: str, flows: FlowSet,
                                            clock: ManualClock) -> None:
-    w = await world(tmp_path, flows, clock)
+    w = await world(backend, flows, clock)
     await w.at(NOW + timedelta(minutes=1))
     await w.pipeline.stop()
     await w.store.close()  # the process stops; 18.00 comes while it is down
     clock.now = oslo(2026, 11, 23, 19, 0)
-    store = await Store.open(tmp_path / "v.db")
+    store = await open_backend(backend)
     w2 = World(store, flows, clock)
     await w2.pipeline.start()
     got = await w2.at(oslo(2026, 11, 23, 19, 1))
@@ -110,8 +110,8 @@ async def test_reminders_survive_a_restart(tmp_path: Path, flows: FlowSet,
 
 
 async def test_after_downtime_stale_reminders_are_dropped_not_sent(
-        tmp_path: Path, flows: FlowSet, clock: ManualClock) -> None:
-    w = await world(tmp_path, flows, clock)
+        backend: str, flows: FlowSet, clock: ManualClock) -> None:
+    w = await world(backend, flows, clock)
     await w.at(NOW + timedelta(minutes=1))
     before = len(await sent(w.store))
     clock.now = oslo(2026, 11, 24, 10, 30)  # down from Monday noon until after the meeting
@@ -124,10 +124,10 @@ async def test_after_downtime_stale_reminders_are_dropped_not_sent(
     await w.store.close()
 
 
-async def test_nothing_is_sent_at_night(tmp_path: Path, flows: FlowSet,
+async def test_nothing_is_sent_at_night(backend: str, flows: FlowSet,
                                         clock: ManualClock) -> None:
     clock.now = oslo(2026, 11, 23, 22, 30)
-    w = await world(tmp_path, flows, clock)  # registered at night: prep waits for 08.00
+    w = await world(backend, flows, clock)  # registered at night: prep waits for 08.00
     assert await w.at(oslo(2026, 11, 24, 7, 59)) == []
     got = await w.at(oslo(2026, 11, 24, 8, 0))
     prep = Mirror(flows, oslo(2026, 11, 24, 8, 0)).texts("first_meeting_prep")
@@ -138,7 +138,7 @@ async def test_nothing_is_sent_at_night(tmp_path: Path, flows: FlowSet,
 
 async def test_a_crash_while_sending_loses_nothing_and_sends_nothing_twice(
         tmp_path: Path, flows: FlowSet, clock: ManualClock) -> None:
-    w = await world(tmp_path, flows, clock)
+    w = await world(str(tmp_path / "v.db"), flows, clock)  # (SQLite's own trigger syntax)
     # the write of the messages fails (as a crash before commit would): nothing is marked done
     await w.store._conn.execute("CREATE TRIGGER crash BEFORE INSERT ON outbox "
                                "BEGIN SELECT RAISE(ABORT, 'power cut'); END")
@@ -157,8 +157,8 @@ async def test_a_crash_while_sending_loses_nothing_and_sends_nothing_twice(
 
 
 async def test_moved_and_cancelled_meetings_take_their_reminders_with_them(
-        tmp_path: Path, flows: FlowSet, clock: ManualClock) -> None:
-    w = await world(tmp_path, flows, clock)
+        backend: str, flows: FlowSet, clock: ManualClock) -> None:
+    w = await world(backend, flows, clock)
     await w.at(NOW + timedelta(minutes=1))
     mid = (await w.store.list_meetings())[0].id
     await meetings.move(w.store, mid, oslo(2026, 11, 26, 14), "Kafé Hunndalen", clock.now)
@@ -176,11 +176,11 @@ async def test_moved_and_cancelled_meetings_take_their_reminders_with_them(
     await w.store.close()
 
 
-async def test_500_meetings_moved_and_cancelled_at_random(tmp_path: Path, flows: FlowSet,
+async def test_500_meetings_moved_and_cancelled_at_random(backend: str, flows: FlowSet,
                                                           clock: ManualClock) -> None:
     """No reminder fires for a cancelled meeting or an old time; every valid one fires once."""
     rng = random.Random(2026)
-    store = await Store.open(tmp_path / "v.db")
+    store = await open_backend(backend)
     office = await store.add_office("NAV Gjøvik")
     vid = await store.add_veileder("Kari Nordmann", "+4740012345", office)
     phones = [f"+479{i:07d}" for i in range(500)]
@@ -241,8 +241,8 @@ async def test_500_meetings_moved_and_cancelled_at_random(tmp_path: Path, flows:
 
 
 async def test_a_discreet_user_gets_reminders_that_do_not_name_nav(
-        tmp_path: Path, flows: FlowSet, clock: ManualClock) -> None:
-    w = await world(tmp_path, flows, clock)
+        backend: str, flows: FlowSet, clock: ManualClock) -> None:
+    w = await world(backend, flows, clock)
     async with w.store.transaction() as c:
         await c.execute("UPDATE users SET discreet = 1")
     got = await w.at(oslo(2026, 11, 23, 18, 5))

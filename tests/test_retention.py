@@ -11,12 +11,12 @@ from bot.engine.model import FlowSet
 from bot.service.pipeline import FlowRequest, Inbound, Pipeline
 from bot.store import Store
 
-from .conftest import NOW, ManualClock, Mirror, said_yes
+from .conftest import NOW, ManualClock, Mirror, open_backend, said_yes
 
 
-async def test_old_logs_and_meetings_go_anonymous_rows_stay(tmp_path: Path, flows: FlowSet,
+async def test_old_logs_and_meetings_go_anonymous_rows_stay(backend: str, flows: FlowSet,
                                                             clock: ManualClock) -> None:
-    store = await Store.open(tmp_path / "r.db")
+    store = await open_backend(backend)
     await seed_demo(store, NOW)
     await said_yes(store)
     async with Pipeline(store, flows, clock) as p:
@@ -37,7 +37,7 @@ async def test_old_logs_and_meetings_go_anonymous_rows_stay(tmp_path: Path, flow
     await store.close()
 
 
-async def test_apscheduler_wakes_the_ticker(tmp_path: Path, flows: FlowSet,
+async def test_apscheduler_wakes_the_ticker(backend: str, flows: FlowSet,
                                             clock: ManualClock) -> None:
     """The real AsyncIOScheduler: the safety job ticks at once, the preparation goes out, and
     a one-off wake-up is planned for the next due row; the daily purge job is there. (The
@@ -46,7 +46,7 @@ async def test_apscheduler_wakes_the_ticker(tmp_path: Path, flows: FlowSet,
 
     from bot.service.scheduler import Ticker, start_scheduler
 
-    store = await Store.open(tmp_path / "s.db")
+    store = await open_backend(backend)
     await seed_demo(store, clock.now)  # its preparation is due now
     await said_yes(store)  # (else the welcome comes first)
     async with Pipeline(store, flows, clock) as p:
@@ -68,9 +68,9 @@ async def test_apscheduler_wakes_the_ticker(tmp_path: Path, flows: FlowSet,
     await store.close()
 
 
-async def test_an_active_person_stays_and_old_logs_go(tmp_path: Path, flows: FlowSet,
+async def test_an_active_person_stays_and_old_logs_go(backend: str, flows: FlowSet,
                                                        clock: ManualClock) -> None:
-    store = await Store.open(tmp_path / "r.db")
+    store = await open_backend(backend)
     await seed_demo(store, NOW)
     async with Pipeline(store, flows, clock) as p:
         await p.submit(Inbound("console", DEMO_USER_PHONE, "hei", "old1"))

@@ -22,6 +22,8 @@ from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
 
+import psycopg
+
 from bot.app.admin import add_parsers, run
 from bot.app.config import Config, apply_config, configured
 from bot.app.demo import DEMO_USER_PHONE, seed_demo
@@ -54,10 +56,11 @@ from bot.service.meetings import user_id_by_phone
 from bot.service.pipeline import FlowRequest, Inbound, Pipeline
 from bot.service.scheduler import Ticker
 from bot.store import Store
-from bot.store import outbox as O
 from bot.store.db import backup_file, check_backup
 from bot.store.meetings import MeetingError
 from bot.store.migrations import MIGRATIONS, SchemaTooNew
+from bot.store.pg import copy_sqlite, is_url
+from bot.store.seal import key_file_for
 from bot.timing.planner import DEFAULT_RULES, OSLO, Rules
 from bot.timing.when import WhenError, describe, parse_day
 
@@ -314,9 +317,9 @@ async def _invite(args: argparse.Namespace) -> int:
 async def _outbox_list(args: argparse.Namespace) -> int:
     store = await open_store(args.db)
     try:
-        rows = await O.list_rows(store, failed=args.failed, limit=args.limit)
-        counts = await O.counts(store)
-        waiting = await O.unsent(store, "sms")
+        rows = await store.list_outbox(failed=args.failed, limit=args.limit)
+        counts = await store.outbox_counts()
+        waiting = await store.unsent_outbox("sms")
     finally:
         await store.close()
     print("meldinger etter status: " + (", ".join(
@@ -334,8 +337,33 @@ async def _outbox_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate_to(args: argparse.Namespace) -> int:
+    """Copy an SQLite database into an empty PostgreSQL database (stop the bot first)."""
+    if not is_url(args.url):
+        print(f"veivis migrate-to: {args.url}: ikke en postgresql://-adresse", file=sys.stderr)
+        return 2
+    if is_url(args.db) or not Path(args.db).exists():
+        print(f"veivis migrate-to: {args.db}: SQLite-databasen finnes ikke", file=sys.stderr)
+        return 1
+    try:
+        counts = asyncio.run(copy_sqlite(args.db, args.url))
+    except (ValueError, psycopg.Error) as e:
+        print(f"veivis migrate-to: {e}".rstrip(), file=sys.stderr)
+        return 1
+    for table, n in counts.items():
+        print(f"{table}: {n} rader")
+    key = key_file_for(args.db)
+    print(f"kopiert. Hver instans må nå kjøre med VEIVIS_DB satt til PostgreSQL-adressen og "
+          f"VEIVIS_SEAL_KEY_FILE={key} (den samme forseglingsnøkkelen).")
+    return 0
+
+
 def cmd_backup(args: argparse.Namespace) -> int:
     """SQLite's online backup: a consistent copy while the bot runs."""
+    if is_url(args.db):
+        print("veivis backup: databasen er PostgreSQL; ta kopi med pg_dump eller plattformens "
+              "sikkerhetskopier (se deploy/README.md)", file=sys.stderr)
+        return 1
     src_path = Path(args.db)
     if not src_path.exists():
         print(f"veivis backup: {src_path}: databasen finnes ikke", file=sys.stderr)
@@ -386,7 +414,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     flows = load_flows_or_explain(default_flows_dir())
     if flows is None:
         return 1
-    if not Path(args.db).exists():
+    if not is_url(args.db) and not Path(args.db).exists():
         print(f"veivis report: {args.db}: databasen finnes ikke", file=sys.stderr)
         return 1
 
@@ -516,6 +544,12 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--dry-run", action="store_true", help="check it and count, send nothing")
     an.add_argument("--db", help=DB_HELP)
     an.set_defaults(func=cmd_announce)
+
+    mt = sub.add_parser("migrate-to", help="kopier SQLite-databasen til en ny, tom "
+                                           "PostgreSQL-database (postgresql://...)")
+    mt.add_argument("url", help="postgresql://bruker@vert:port/database (den må være tom)")
+    mt.add_argument("--db", help=DB_HELP)
+    mt.set_defaults(func=cmd_migrate_to)
 
     bk = sub.add_parser("backup", help="ta en sikker kopi av databasen mens boten kjører")
     bk.add_argument("target", help="den nye kopifilen")

@@ -34,7 +34,6 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
 from bot.service.pipeline import FlowRequest, Handled, Inbound, Item
-from bot.store import outbox as O
 
 if TYPE_CHECKING:
     from bot.app.server import Service
@@ -77,7 +76,7 @@ class Metrics:
         self.latency.observe(seconds)
 
     async def scrape(self) -> bytes:
-        self._outbox = await O.counts(self.svc.store)
+        self._outbox = await self.svc.store.outbox_counts()
         return generate_latest(self.registry)
 
 

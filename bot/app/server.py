@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+import psycopg
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -39,6 +40,7 @@ from bot.service.clock import Clock, system_clock
 from bot.service.pipeline import Pipeline
 from bot.service.scheduler import Ticker, start_scheduler
 from bot.store import Store
+from bot.store.seal import SealError
 from bot.timing.planner import DEFAULT_RULES
 
 __all__ = ["Service", "StartError", "build", "listen", "serve", "start", "stop", "web_app"]
@@ -162,7 +164,13 @@ async def build(settings: Settings, clock: Clock = system_clock, *,
     if errors:
         raise StartError("oppsettfilen har feil:\n" + "\n".join(errors))
     rules = conf.rules if conf else DEFAULT_RULES
-    store = await open_store(settings.db, settings)
+    try:
+        store = await open_store(settings.db, settings)
+    except SealError as e:
+        raise StartError(str(e)) from e
+    except psycopg.Error as e:  # the address without user and password
+        raise StartError(f"cannot open the database at {settings.db.rpartition('@')[2]}: "
+                         f"{str(e).strip() or type(e).__name__}") from e
     try:
         if conf is not None:
             await apply_config(store, conf)
@@ -183,6 +191,8 @@ async def build(settings: Settings, clock: Clock = system_clock, *,
                 max_tries=int(settings.number("OUTBOX_MAX_TRIES")),
                 timeout=settings.number("SEND_TIMEOUT"), poll=sender_poll, backoff=backoff)
         svc.digest = _digest(settings, svc)
+        # other instances on the same database (PostgreSQL) wake these senders too
+        await store.watch_outbox(svc.wake_senders)
     except BaseException:
         await store.close()
         raise

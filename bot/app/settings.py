@@ -31,7 +31,8 @@ from bot.engine.model import FlowSet
 from bot.phone import PhoneError, normalise_phone
 from bot.service.pipeline import Limits
 from bot.store import Store
-from bot.store.seal import Sealer, key_file_for
+from bot.store.pg import PgStore, is_url
+from bot.store.seal import Sealer, SealError, key_file_for
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,8 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("VEIVIS_DB", "veivis.db", "the SQLite database file"),
+    Setting("VEIVIS_DB", "veivis.db", "the SQLite database file, or a postgresql:// address "
+            "(several instances on one database)"),
     Setting("VEIVIS_CONFIG", "", "offices, veiledere and reminder times (veivis.yaml)"),
     Setting("VEIVIS_FLOWS", "", "folder with the flow files (default: flows/ in the current "
             "folder, else the flows installed with Veivis)"),
@@ -475,5 +477,10 @@ async def open_store(db: str | Path | None = None, settings: Settings | None = N
     s = settings or active()
     path = str(db or s.db)
     named = s.get("VEIVIS_SEAL_KEY_FILE")
+    if is_url(path):  # several instances on one PostgreSQL database: one key for them all
+        if not named:
+            raise SealError("VEIVIS_SEAL_KEY_FILE must name the seal key file when the "
+                            "database is PostgreSQL (every instance needs the same key)")
+        return await PgStore.open(path, Sealer.from_file(Path(named)))
     key = Path(named) if named else key_file_for(path)
     return await Store.open(path, Sealer.from_file(key) if key else Sealer.ephemeral())

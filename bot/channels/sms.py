@@ -27,7 +27,6 @@ from ..delivery.sender import SendError
 from ..phone import mask_address
 from ..service.pipeline import Inbound
 from ..store import OutboxItem
-from ..store import outbox as O
 from .base import Hub, oslo_day, plain_text, read_form, reply_once
 
 if TYPE_CHECKING:
@@ -328,7 +327,7 @@ class SmsChannel:
                                 "row number are required")
         sid, status, code = got
         store = self.hub.store
-        d = await O.record_delivery(store, CHANNEL, sid, status, code,
+        d = await store.record_delivery(CHANNEL, sid, status, code,
                                     row_id=int(row) if row else None, now=self.hub.clock())
         if d is not None and d.found:
             log.info("sms message %d: Twilio's report says it was accepted; recorded",
@@ -337,7 +336,7 @@ class SmsChannel:
             log.error("sms message %d went out twice (a report for a second copy)", d.row_id)
         if d is not None and code is not None and code.isdigit() \
                 and int(code) in CARRIER_STOPPED:
-            await O.stop_address(store, CHANNEL, d.address, f"Twilio error {code}")
+            await store.stop_address(CHANNEL, d.address, f"Twilio error {code}")
             log.info("%s replied STOP to the carrier: stopped", mask_address(d.address))
         return web.Response(status=204)
 

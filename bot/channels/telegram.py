@@ -37,7 +37,6 @@ from ..engine.runtime import stranger_crisis, system_text
 from ..phone import mask_address
 from ..service.pipeline import FlowRequest, Inbound
 from ..store import OutboxItem, Store
-from ..store import outbox as O
 from .base import Hub, StartError, oslo_day, read_json, reply_once
 
 if TYPE_CHECKING:
@@ -80,7 +79,7 @@ def new_code() -> str:
 async def invite(store: Store, user_id: int, bot_username: str, now: datetime,
                  days: int = INVITE_DAYS) -> str:
     code = new_code()
-    await O.add_invite(store, user_id, code_hash(code), now, now + timedelta(days=days))
+    await store.add_invite(user_id, code_hash(code), now, now + timedelta(days=days))
     return f"https://t.me/{bot_username}?start={code}"
 
 
@@ -291,7 +290,7 @@ class TelegramChannel:
             async with self.store.tx(self.clock()) as tx:
                 first_time = await tx.log_inbound_once(CHANNEL, pid, self.clock())
             if first_time and member.new_chat_member.status in ("kicked", "left"):
-                dropped = await O.stop_address(self.store, CHANNEL, chat, "blocked the bot")
+                dropped = await self.store.stop_address(CHANNEL, chat, "blocked the bot")
                 log.info("telegram chat %s blocked the bot: stopped, %d queued dropped",
                          mask_address(chat), dropped)
             return
@@ -305,7 +304,7 @@ class TelegramChannel:
             if m and m.group(1):
                 await self._link(chat_id, pid, m.group(1))
                 return
-        if await O.telegram_user(self.store, chat_id) is None:
+        if await self.store.telegram_user(chat_id) is None:
             # one answer per chat that is linked to no one, however often it writes; but a
             # crisis message gets the numbers every time (the engine decides what they are)
             crisis = stranger_crisis(self.flows, text) if text else ()
@@ -330,7 +329,7 @@ class TelegramChannel:
             first_time = await tx.log_inbound_once(CHANNEL, pid, now)
         if not first_time:
             return
-        linked = await O.use_invite(self.store, code_hash(code), chat_id, now)
+        linked = await self.store.use_invite(code_hash(code), chat_id, now)
         if linked is None:
             log.info("telegram chat %s used an unknown or spent invite",
                      mask_address(chat_id))

@@ -39,8 +39,9 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from bot.phone import mask_address
-from bot.store import OutboxItem, Store
+from bot.store import OutboxItem
 from bot.store import outbox as O
+from bot.store.protocol import OutboxStore
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,36 @@ class RateLimiter:
             return True
 
 
+class SharedRateLimiter:
+    """The same limit for every instance sending from one number: each start takes the next
+    slot `(1 + SLACK) / rate` seconds after the one before from the shared database, on the
+    database server's clock (bot/store/pg.py, `rate_slot`), and waits for it. The row is
+    claimed first (a row another instance took costs no slot), so a claimed row may wait up
+    to one slot per instance before its start; one at a time per instance and channel. A
+    start later than its slot by more than RateLimiter.LATE moves the slots not yet taken
+    by as much, so any `rate` starts still span more than a second."""
+
+    def __init__(self, store: OutboxStore, channel: str, rate: float) -> None:
+        self.interval = (1.0 + SLACK) / rate
+        self._store = store
+        self._channel = channel
+        self._lock = asyncio.Lock()
+
+    async def acquire(self, prepare: Callable[[], Awaitable[bool]] | None = None) -> bool:
+        async with self._lock:
+            if prepare is not None and not await prepare():
+                return False
+            asked = time.monotonic()  # the slot is at or after asked + wait (the server's
+            wait = await self._store.rate_slot(self._channel, self.interval)  # clock)
+            due = asked + wait  # so a slow answer counts as lateness, never as time to spare
+            if wait > 0:
+                await asyncio.sleep(wait)
+            late = time.monotonic() - due
+            if late > RateLimiter.LATE:  # a late start: the slots after it move by as much
+                await self._store.rate_late(self._channel, late)
+            return True
+
+
 @dataclass
 class SenderStats:
     sent: int = 0
@@ -147,7 +178,7 @@ class SenderStats:
 
 
 class Sender:
-    def __init__(self, store: Store, transport: Transport, clock: Callable[[], datetime], *,
+    def __init__(self, store: OutboxStore, transport: Transport, clock: Callable[[], datetime], *,
                  rate: float, max_tries: int = 6, timeout: float = 15.0,
                  concurrency: int | None = None, backoff: float = 2.0,
                  max_backoff: float = 900.0, poll: float = 1.0) -> None:
@@ -155,7 +186,9 @@ class Sender:
         self.transport = transport
         self.channel = transport.channel
         self.clock = clock
-        self.limiter = RateLimiter(rate)
+        # one limit per number: shared through the database when other instances use it
+        self.limiter: RateLimiter | SharedRateLimiter = (
+            SharedRateLimiter(store, self.channel, rate) if store.shared else RateLimiter(rate))
         self.rate = rate
         self.max_tries = max_tries
         self.timeout = timeout
@@ -163,6 +196,11 @@ class Sender:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.poll = poll
+        # a claim older than this was left by a sender that is gone (a send is given up after
+        # `timeout` and recorded right after): another instance on the same database may
+        # take it over
+        self.lease = timedelta(seconds=2 * timeout + 5)
+        self._next_takeover = 0.0
         self.stats = SenderStats()
         self._wake = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
@@ -180,7 +218,8 @@ class Sender:
 
     async def start(self) -> None:
         ask = self.transport.ask_after
-        n = await O.recover_channel(self.store, self.channel, self.clock(), ask_after=ask)
+        n = await self.store.recover_outbox(self.channel, self.clock(), ask_after=ask,
+                                            lease=self.lease, at_start=True)
         if n and ask is not None:
             log.warning("%d %s messages were in flight at a crash: %s will be asked whether "
                         "they arrived before any is sent again", n, self.channel, self.channel)
@@ -228,12 +267,14 @@ class Sender:
         if free <= 0:
             await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
             return 1
-        heads = [h for h in await O.heads(self.store, self.channel, self.clock())
+        if self.store.shared and time.monotonic() >= self._next_takeover:
+            await self._take_over()
+        heads = [h for h in await self.store.outbox_heads(self.channel, self.clock())
                  if h.item.id not in self._busy]
         started = 0
         now = self.clock()
         for h in [h for h in heads if h.status == O.UNSURE][:free]:
-            if await O.claim_check(self.store, h.item.id, now,
+            if await self.store.claim_check(h.item.id, now,
                                    now + timedelta(seconds=2 * self.timeout)):
                 self._spawn(h.item.id, self._check(h))
                 started += 1
@@ -243,7 +284,7 @@ class Sender:
         for it in items[:min(free - started, max(1, math.ceil(self.rate)))]:
             async def claim(row_id: int = it.id) -> bool:
                 # claimed only now, as its rate slot comes, right before the provider call
-                return not self._stopping and await O.claim(self.store, row_id, self.clock())
+                return not self._stopping and await self.store.claim_outbox(row_id, self.clock())
             if not await self.limiter.acquire(claim):
                 if self._stopping:
                     break
@@ -254,6 +295,17 @@ class Sender:
         if len(self._served) > 100_000:
             self._served.clear()
         return started
+
+    async def _take_over(self) -> None:
+        """Rows another instance claimed and never settled (it died mid-send): in doubt,
+        like this process's own after a crash."""
+        self._next_takeover = time.monotonic() + self.lease.total_seconds() / 2
+        n = await self.store.recover_outbox(self.channel, self.clock(),
+                                            ask_after=self.transport.ask_after,
+                                            lease=self.lease, at_start=False)
+        if n:
+            log.warning("%d %s messages were left in flight by another instance: taken over",
+                        n, self.channel)
 
     def _spawn(self, row_id: int, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -293,7 +345,7 @@ class Sender:
                                                       doubt=True))
             return
         try:
-            first = await O.record_sent(self.store, item.id, pid, self.clock())
+            first = await self.store.record_sent(item.id, pid, self.clock())
         except Exception:  # sent but not recorded: stays 'sending', asked about at next start
             log.exception("%s message %d was sent but could not be recorded", self.channel,
                           item.id)
@@ -314,8 +366,8 @@ class Sender:
         who = mask_address(item.address)
         now = self.clock()
         if e.stop_user:
-            dropped = await O.stop_address(self.store, self.channel, item.address, e.reason)
-            await O.record_failed(self.store, item.id, e.reason, e.code)
+            dropped = await self.store.stop_address(self.channel, item.address, e.reason)
+            await self.store.record_failed(item.id, e.reason, e.code)
             self.stats.failed += 1
             log.warning("%s: %s does not want messages (%s); user stopped, %d queued dropped",
                         self.channel, who, e.reason, dropped)
@@ -323,7 +375,7 @@ class Sender:
         ask = self.transport.ask_after
         if e.doubt and ask is not None:
             delay = max(ask, self._delay(tries, e))
-            await O.record_unsure(self.store, item.id, e.reason,
+            await self.store.record_unsure(item.id, e.reason,
                                   now + timedelta(seconds=delay))
             self.stats.unsure += 1
             self._wake.set()
@@ -332,13 +384,13 @@ class Sender:
             return
         if not e.temporary or tries >= self.max_tries:
             reason = e.reason + ("; it may have arrived" if e.doubt else "")
-            await O.record_failed(self.store, item.id, reason, e.code)
+            await self.store.record_failed(item.id, reason, e.code)
             self.stats.failed += 1
             log.warning("%s message %d to %s failed after %d tries: %s", self.channel, item.id,
                         who, tries, reason)
             return
         delay = self._delay(tries, e)
-        await O.record_retry(self.store, item.id, e.reason, now + timedelta(seconds=delay))
+        await self.store.record_retry(item.id, e.reason, now + timedelta(seconds=delay))
         self.stats.retried += 1
         self._wake.set()
         log.info("%s message %d to %s: %s; retry in %.1f s%s", self.channel, item.id, who,
@@ -349,32 +401,32 @@ class Sender:
         item = head.item
         since = (head.attempt_at or self.clock()) - CLOCK_SKEW
         try:
-            known = await O.known_ids(self.store, self.channel, item.address, since)
+            known = await self.store.known_ids(self.channel, item.address, since)
             pid = await asyncio.wait_for(self.transport.find(item, since, known), self.timeout)
         except Exception as e:
             n = self._asked[item.id] = self._asked.get(item.id, 0) + 1
             reason = e.reason if isinstance(e, SendError) else type(e).__name__
             delay = self._delay(n, e if isinstance(e, SendError) else None)
-            await O.record_unsure(self.store, item.id, f"could not ask: {reason}",
+            await self.store.record_unsure(item.id, f"could not ask: {reason}",
                                   self.clock() + timedelta(seconds=delay))
             log.warning("%s message %d: could not ask whether it arrived (%s); again in %.1f s",
                         self.channel, item.id, reason, delay)
             return
         self._asked.pop(item.id, None)
         if pid is not None:
-            await O.record_sent(self.store, item.id, pid, self.clock())
+            await self.store.record_sent(item.id, pid, self.clock())
             self.stats.found += 1
             self.stats.sent += 1
             log.info("%s message %d had arrived after all: recorded, not sent again",
                      self.channel, item.id)
         elif item.tries >= self.max_tries:
-            await O.record_failed(self.store, item.id, f"not accepted in {item.tries} tries "
+            await self.store.record_failed(item.id, f"not accepted in {item.tries} tries "
                                   f"({self.channel} has no such message)")
             self.stats.failed += 1
             log.warning("%s message %d failed after %d tries", self.channel, item.id,
                         item.tries)
         else:
-            await O.record_resend(self.store, item.id, self.clock())
+            await self.store.record_resend(item.id, self.clock())
             self.stats.resent += 1
             self._wake.set()
             log.info("%s message %d had not arrived: sending it again", self.channel, item.id)

@@ -49,7 +49,11 @@ class DigestJob:
 
     async def run(self, fire_time: datetime) -> Report | None:
         """Make and deliver the digest for the period before `fire_time`; None if it was
-        made already."""
+        made already (or another instance on the same database is making it now)."""
+        async with self.store.job_lock("digest") as mine:
+            return await self._run(fire_time) if mine else None
+
+    async def _run(self, fire_time: datetime) -> Report | None:
         period = last_finished(fire_time)
         key = f"{period.keys[0]}..{period.keys[-1]}"
         if await self.store.digest_made(key):

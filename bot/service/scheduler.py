@@ -59,9 +59,12 @@ class Ticker:
         self.last_lag = 0.0
 
     async def tick(self) -> TickResult:
-        """Handle everything due now. Ticks never overlap."""
-        async with self._lock:
+        """Handle everything due now. Ticks never overlap, within a process or across the
+        instances sharing a database (an instance that finds another one ticking skips)."""
+        async with self._lock, self.store.job_lock("tick") as mine:
             total = TickResult()
+            if not mine:
+                return total
             lag = 0.0
             while True:
                 r, more = await self._once()
@@ -133,7 +136,10 @@ def start_scheduler(ticker: Ticker, *, safety_interval: float = 10.0,
                           misfire_grace_time=None)
 
     async def purge() -> None:
-        counts = await ticker.store.purge(ticker.clock())
+        async with ticker.store.job_lock("purge") as mine:
+            if not mine:  # another instance on the same database is purging
+                return
+            counts = await ticker.store.purge(ticker.clock())
         log.info("retention: deleted %s", counts)
         await ticker.store.forget_history()
 

@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -27,6 +27,7 @@ import aiosqlite
 from . import meetings as M
 from .anonymous import AnonymousRow, pool_anonymous, release
 from .migrations import MIGRATIONS, SchemaTooNew
+from .outbox import Outbox, OutboxItem, outbox_item
 from .queries import Queries
 from .seal import Sealer, key_file_for
 from .sql import PHONE_CHANNELS, chunks, iso
@@ -75,24 +76,6 @@ class OutRow:
     numbered: bool
     due_at: datetime
     forget: bool = False  # wipe the address and text once sent (the answer to SLETT)
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxItem:
-    id: int
-    user_id: int | None
-    channel: str
-    address: str
-    text: str
-    choices: tuple[str, ...]
-    numbered: bool
-    tries: int
-
-
-def outbox_item(r: Sequence[Any]) -> OutboxItem:
-    """An outbox row read as (id, user_id, channel, address, text, choices, numbered, tries)."""
-    return OutboxItem(int(r[0]), None if r[1] is None else int(r[1]), str(r[2]), str(r[3]),
-                      str(r[4]), tuple(json.loads(r[5])) if r[5] else (), bool(r[6]), int(r[7]))
 
 
 @dataclass
@@ -355,7 +338,7 @@ async def erase_user(c: aiosqlite.Connection, sealer: Sealer, uid: int, now: dat
     await c.execute("DELETE FROM users WHERE id = ?", (uid,))
 
 
-class Store(Queries):
+class Store(Queries, Outbox):
     """An open database. Use `await Store.open(path)`; `close()` when done."""
 
     def __init__(self, conn: aiosqlite.Connection, path: str, sealer: Sealer) -> None:
@@ -366,6 +349,7 @@ class Store(Queries):
         self.created = False  # True when this open created the schema (a new database)
         # one connection, many tasks (pipeline, senders, webhooks): one transaction at a time
         self._tx_lock = asyncio.Lock()
+        self.shared = False  # one process owns this database (PostgreSQL: several may)
 
     @classmethod
     async def open(cls, path: str | Path, sealer: Sealer | None = None) -> Store:
@@ -438,6 +422,16 @@ class Store(Queries):
         if it raises."""
         async with self.transaction() as c:
             yield Tx(c, now, self._sealer)
+
+    @asynccontextmanager
+    async def job_lock(self, name: str) -> AsyncIterator[bool]:
+        """Whether this process is the one to run job `name` now: on SQLite, always (one
+        process owns the database). The PostgreSQL store picks one instance."""
+        yield True
+
+    async def watch_outbox(self, wake: Callable[[], None]) -> None:
+        """Call `wake` when another process queues messages: none can here (the pipeline
+        wakes this process's senders itself)."""
 
     async def ping(self) -> None:
         """Raises if the database does not answer (for /readyz)."""

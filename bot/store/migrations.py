@@ -270,4 +270,15 @@ MIGRATIONS: list[str] = [
     DROP INDEX outbox_user;
     CREATE INDEX outbox_user ON outbox(user_id, created_at) WHERE user_id IS NOT NULL;
     """,
+    # 12: several instances on one database (PostgreSQL): which instance claimed a row, so
+    # the others take it over at once when that instance is gone, not only after the lease;
+    # and the next free send slot per channel, so the rate limit holds for all of them
+    # together (seconds since the epoch, on the database server's clock).
+    """
+    ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
+    CREATE TABLE rate_slots (
+        channel TEXT PRIMARY KEY,
+        next_at REAL NOT NULL
+    );
+    """,
 ]
