@@ -8,7 +8,8 @@ a share of sends (seeded, so a failing run can be replayed), or listed outcomes 
 - "429": too many requests, with Retry-After (Twilio) or retry_after (Telegram);
 - "timeout": no answer for `hang_seconds`, then an error; nothing accepted;
 - "hang": the message IS accepted (recorded, logged, Twilio's status callback goes out), but
-  the answer comes only after `hang_seconds`, when the client has given up: a send in doubt;
+  the answer comes only after `hang_seconds`, when the client has given up: a send in doubt
+  (with `hold` set, not before the test calls `let_go()`: a crash mid-request);
 - "403" (Telegram: blocked), "21610" (Twilio: the person replied STOP).
 
 FakeTwilio also answers Twilio's message list (GET Messages.json, by To and From, newest
@@ -85,6 +86,9 @@ class _Server:
         self.port = 0
         self.fail = FailurePlan()
         self.hang_seconds = 2.0  # longer than the client's timeout in tests
+        # a "hang" answers only at let_go() (or close): the test decides when, not a timer
+        self.hold = False
+        self._let_go = asyncio.Event()
         self.requests = 0
         self.closing = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -97,6 +101,17 @@ class _Server:
 
     def wake(self) -> None:
         """Let long polls return (at close)."""
+
+    def let_go(self) -> None:
+        """Answer the held "hang" requests."""
+        self._let_go.set()
+
+    async def hang(self) -> None:
+        """A "hang": no answer for `hang_seconds`, or with `hold`, until let_go()."""
+        if self.hold:
+            await self._let_go.wait()
+        else:
+            await asyncio.sleep(self.hang_seconds)
 
     @property
     def url(self) -> str:
@@ -112,6 +127,7 @@ class _Server:
     async def close(self) -> None:
         self.closing = True
         self.wake()
+        self.let_go()
         for t in list(self._tasks):
             t.cancel()
         if self.runner is not None:
@@ -212,7 +228,7 @@ class FakeTelegram(_Server):
         self.sent.append(Sent(chat_id, str(p["text"]), {"reply_markup": markup},
                               time.monotonic()))
         if failure == "hang":  # delivered, but the answer never reaches the bot in time
-            await asyncio.sleep(self.hang_seconds)
+            await self.hang()
         return {"message_id": next(self._message_ids), "date": int(time.time()),
                 "chat": {"id": int(chat_id), "type": "private"}, "text": p["text"]}
 
@@ -335,7 +351,7 @@ class FakeTwilio(_Server):
             return self._error(21604, "A 'To' phone number is required.", 400)
         msg = self._accept(form)
         if failure == "hang":  # accepted; the answer comes after the client has given up
-            await asyncio.sleep(self.hang_seconds)
+            await self.hang()
         return web.json_response(msg, status=201)
 
     def _accept(self, form: dict[str, str]) -> dict[str, Any]:

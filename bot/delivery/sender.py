@@ -210,6 +210,10 @@ class Sender:
         self._turn = itertools.count(1)
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        # rounds under way (the loop's, drain()'s): a round may hold a claimed row that is
+        # waiting for its rate slot and not yet in `_inflight`
+        self._rounds = 0
+        self._round_over = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------
     def wake(self) -> None:
@@ -263,6 +267,14 @@ class Sender:
 
     async def round(self) -> int:
         """Start one round of lookups and sends; returns how many were started."""
+        self._rounds += 1
+        try:
+            return await self._round()
+        finally:
+            self._rounds -= 1
+            self._round_over.set()
+
+    async def _round(self) -> int:
         free = self.concurrency - len(self._inflight)
         if free <= 0:
             await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
@@ -321,12 +333,18 @@ class Sender:
         task.add_done_callback(finished)
 
     async def drain(self) -> None:
-        """Send everything due now and wait for it (tests, benchmarks)."""
+        """Send everything due now and wait for it (tests, benchmarks, the console). With the
+        loop running too (after start()), a row its round has claimed is waited for as well:
+        such a row is no longer a head, and not yet in flight until its rate slot comes."""
         while True:
             if await self.round() == 0:
-                if not self._inflight:
+                if self._inflight:
+                    await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
+                elif self._rounds:  # the loop's round: it may be holding a claimed row
+                    self._round_over.clear()
+                    await self._round_over.wait()
+                else:
                     return
-                await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
 
     async def _send(self, item: OutboxItem) -> None:
         tries = item.tries + 1
