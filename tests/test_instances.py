@@ -287,6 +287,12 @@ async def test_a_job_runs_on_one_instance_at_a_time_and_its_lock_dies_with_it(
             # the instance dies mid-job (its machine is gone): its sessions end
             _rows(pg_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                   "WHERE application_name = %s", f"veivis-{a.instance}")
+            # pg_terminate_backend only signals: the lock goes when the session has ended
+            deadline = time.monotonic() + 30
+            while _rows(pg_url, "SELECT 1 FROM pg_stat_activity WHERE application_name = %s",
+                        f"veivis-{a.instance}"):
+                assert time.monotonic() < deadline, "the killed sessions never ended"
+                await asyncio.sleep(0.01)
             async with b.job_lock("purge") as theirs:
                 assert theirs  # and the lock with them
     await a.close()
