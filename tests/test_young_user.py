@@ -16,6 +16,7 @@ from bot.app.demo import DEMO_USER_PHONE, DEMO_VEILEDER_PHONE, seed_demo
 from bot.engine.crisis import CLEAR
 from bot.engine.model import Flow, FlowSet, Kind, Step
 from bot.engine.runtime import system_text, tr
+from bot.phone import pretty_phone
 from bot.service.pipeline import FlowRequest, Inbound, Pipeline
 from bot.service.scheduler import Ticker
 from bot.store import Store
@@ -332,7 +333,8 @@ async def test_after_the_first_meeting_is_cancelled_the_next_is_a_first_meeting(
 async def test_a_veileder_cannot_book_a_meeting_for_a_work_phone(d: Desk) -> None:
     for phone in (KARI, OLA):  # her own, and a colleague's
         got = await d.veileder(KARI, f"MØTE {phone[3:]} i morgen kl 10")
-        assert "er jobbtelefonen til en veileder, ikke nummeret til en ung person" in got[0]
+        # the one refusal (issue 16): no answer tells which numbers are NAV's work phones
+        assert f"{pretty_phone(phone)} er ikke registrert hos deg" in got[0]
     rows = await d.store.fetchall("SELECT count(*) FROM users WHERE phone IN (?, ?)",
                                   (KARI, OLA))
     assert rows == [(0,)]
