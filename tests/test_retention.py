@@ -6,6 +6,8 @@ import asyncio
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from bot.app.demo import DEMO_USER_PHONE, seed_demo
 from bot.engine.model import FlowSet
 from bot.service.pipeline import FlowRequest, Inbound, Pipeline
@@ -155,4 +157,21 @@ async def test_every_channels_ids_outlive_the_purged_log(tmp_path: Path, flows: 
                                        "SMv"))).duplicate
         async with store.tx(clock.now) as tx:
             assert not await tx.log_inbound_once("telegram", "9002", clock.now)
+    await store.close()
+
+
+async def test_another_seal_key_is_refused_and_nothing_changes(backend: str,
+                                                               tmp_path: Path) -> None:
+    """Found by the issue-19 attacker: an instance given another (or a newly made) seal key
+    started silently and would have sealed and hashed apart from the rest. The database
+    keeps a keyed hash of a constant; another key is refused at open, the first one still
+    works."""
+    from bot.store.pg import open_store
+    from bot.store.seal import Sealer, SealError
+    right, wrong = Sealer(b"\x01" * 32), Sealer(b"\x02" * 32)
+    store = await open_store(backend, right)
+    await store.close()
+    with pytest.raises(SealError, match="seal-nøkkelen passer ikke"):
+        await open_store(backend, wrong)
+    store = await open_store(backend, right)
     await store.close()

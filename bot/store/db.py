@@ -29,7 +29,7 @@ from .anonymous import AnonymousRow, pool_anonymous, release
 from .migrations import MIGRATIONS, SchemaTooNew
 from .outbox import Outbox, OutboxItem, outbox_item
 from .queries import Queries
-from .seal import Sealer, key_file_for
+from .seal import Sealer, SealError, key_file_for
 from .sql import PHONE_CHANNELS, chunks, iso
 from .tx import Tx
 
@@ -377,6 +377,7 @@ class Store(Queries, Outbox):
         store = cls(conn, p, sealer)
         try:
             await store.migrate()
+            await store.check_seal_key()
         except BaseException:
             await conn.close()
             raise
@@ -388,6 +389,16 @@ class Store(Queries, Outbox):
 
     async def close(self) -> None:
         await self._conn.close()
+
+    async def check_seal_key(self) -> None:
+        """Refuse a seal key other than the one this database's pool and keyed hashes were
+        made with (a wrong key file, or a new one made because the file was missing)."""
+        async with self.tx(datetime.now(UTC)) as tx:
+            ok = await tx.seal_key_matches()
+        if not ok:
+            raise SealError(f"{self.path}: seal-nøkkelen passer ikke til denne databasen (den "
+                            "ble laget med en annen nøkkel). Bruk den samme nøkkelfila som "
+                            "før (VEIVIS_SEAL_KEY_FILE); ingenting er endret")
 
     async def schema_version(self) -> int:
         async with self._conn.execute("PRAGMA user_version") as cur:

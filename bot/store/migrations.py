@@ -281,4 +281,13 @@ MIGRATIONS: list[str] = [
         next_at REAL NOT NULL
     );
     """,
+    # 13: which seal key the pool and the keyed hashes were made with (a keyed hash of a
+    # constant, never the key): a process with another key is refused at start, so one
+    # instance with a wrong or new key cannot split the pool or the dedupe hashes
+    """
+    CREATE TABLE seal_check (
+        id INTEGER PRIMARY KEY,
+        mac BLOB NOT NULL
+    );
+    """,
 ]

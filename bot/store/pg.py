@@ -233,7 +233,12 @@ class PgStore(Store):
             raise
         store = cls(conns, url, sealer)
         store.instance = instance
-        await store.migrate()
+        try:
+            await store.migrate()
+            await store.check_seal_key()  # every instance must hold the same key
+        except BaseException:
+            await store.close()
+            raise
         return store
 
     async def close(self) -> None:
@@ -433,6 +438,9 @@ async def copy_sqlite(source: str, url: str) -> dict[str, int]:
                 "SELECT name FROM sqlite_master")] else {}
         counts: dict[str, int] = {}
         async with dst.transaction() as c:
+            # opening it recorded the key's check (the same key as the source's): the source's
+            # own row is copied in its place
+            await c.execute("DELETE FROM seal_check")
             for t in order:
                 cols = [str(r[1]) for r in await src.fetchall(
                     f"SELECT * FROM pragma_table_info('{t}')")]

@@ -37,6 +37,17 @@ class Tx:
                             about: int | None = None) -> None:
         await M.queue_message(self._c, channel, address, text, now, user_id, due, about)
 
+    async def seal_key_matches(self) -> bool:
+        """False if this database's pool and keyed hashes were made with another seal key;
+        the first key to open a database is recorded (as a keyed hash of a constant)."""
+        want = self._sealer.mac("seal key check")
+        async with self._c.execute("SELECT mac FROM seal_check WHERE id = 1") as cur:
+            row = await cur.fetchone()
+        if row is None:
+            await self._c.execute("INSERT INTO seal_check (id, mac) VALUES (1, ?)", (want,))
+            return True
+        return bytes(row[0]) == want
+
     async def answer_once(self, parts: Sequence[str], now: datetime) -> bool:
         """True the first time these parts (e.g. channel, chat, day) are asked about: a
         keyed hash of them is kept with the day (seen_keys, 400 days), nothing else."""
