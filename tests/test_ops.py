@@ -126,6 +126,41 @@ def test_a_bad_secret_file_is_refused(here: Path, mode: int | None, content: str
         load_settings(env={"TELEGRAM_BOT_TOKEN_FILE": str(f), **env_extra})
 
 
+def test_a_value_and_its_file_in_one_settings_file_are_refused(here: Path) -> None:
+    f = here / "token"
+    f.write_text(TOKEN, encoding="utf-8")
+    f.chmod(0o600)
+    toml = here / "veivis.toml"
+    toml.write_text(f'telegram_bot_token = "{TOKEN}"\ntelegram_bot_token_file = "{f}"\n',
+                    encoding="utf-8")
+    with pytest.raises(SettingsError, match="både TELEGRAM_BOT_TOKEN og "
+                       "TELEGRAM_BOT_TOKEN_FILE er satt"):
+        load_settings(toml, env={})
+    toml.write_text('SMS_RATE = "2"\nsms_rate = "3"\n', encoding="utf-8")
+    with pytest.raises(SettingsError, match="sms_rate står to ganger"):
+        load_settings(toml, env={})
+
+
+def test_an_empty_secret_file_name_is_refused(here: Path) -> None:
+    with pytest.raises(SettingsError, match="METRICS_TOKEN_FILE er satt, men tom"):
+        load_settings(env={"METRICS_TOKEN_FILE": " "})
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder"])
+def test_a_secret_file_that_is_not_a_plain_file_is_refused_without_waiting(
+        here: Path, kind: str) -> None:
+    if kind == "fifo":
+        path = here / "pipe"
+        os.mkfifo(path, 0o666)  # nobody writes: reading it would wait for ever
+    elif kind == "device":
+        path = Path("/dev/zero")  # endless: reading it would never end
+    else:
+        path = here / "dir"
+        path.mkdir(mode=0o700)
+    with pytest.raises(SettingsError, match="er ikke en vanlig fil"):
+        load_settings(env={"METRICS_TOKEN_FILE": str(path)})
+
+
 def test_run_refuses_a_world_readable_secret_file(
         here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     f = here / "token"

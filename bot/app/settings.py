@@ -340,10 +340,19 @@ def load_settings(toml_path: str | Path | None = None,
             raise SettingsError(f"{p}: kan ikke leses ({type(e).__name__})") from e
         except tomllib.TOMLDecodeError as e:
             raise SettingsError(f"{p}: {e}") from e
+        seen: dict[str, str] = {}  # the setting -> the key that named it
         for key, v in data.items():
             name = key.upper()
             if name not in _BY_NAME and name not in _SECRET_FILES:
                 raise SettingsError(f"{p}: ukjent innstilling «{key}»")
+            if name in seen:
+                raise SettingsError(f"{p}: {key.lower()} står to ganger (som «{seen[name]}» "
+                                    f"og «{key}»); behold én av dem")
+            seen[name] = key
+            base = _SECRET_FILES.get(name, name)
+            if base in seen and base + "_FILE" in seen:
+                raise SettingsError(f"{p}: både {base} og {base}_FILE er satt; behold én av "
+                                    "dem")
             if isinstance(v, bool) or not isinstance(v, str | int | float):
                 raise SettingsError(f"{p}: {key} må være tekst eller et tall")
             if name in _SECRET_FILES:
@@ -363,28 +372,51 @@ def load_settings(toml_path: str | Path | None = None,
             files[s.name] = env[s.name + "_FILE"]
             values.pop(s.name, None)
     for name, file in files.items():
-        if file.strip():
-            values[name] = read_secret_file(name, Path(file))
+        if not file.strip():
+            raise SettingsError(f"{name}_FILE er satt, men tom; gi navnet på filen, eller "
+                                "fjern den")
+        values[name] = read_secret_file(name, Path(file))
     return Settings(values)
 
 
 def read_secret_file(name: str, path: Path) -> str:
     """A secret from a file (Docker secrets, systemd credentials): the whole file, without
-    the line break at the end. Refused if everyone may read it (chmod 600 or 400 fixes it)."""
+    the line break at the end. Refused if everyone may read it (chmod 600 or 400 fixes it),
+    or if it is not a plain file (a pipe or a device would make every command wait). Read
+    through one opened file, so what is checked is what is read."""
     try:
-        st = path.stat()
-        if stat.S_ISREG(st.st_mode) and st.st_mode & stat.S_IROTH:
-            raise SettingsError(f"{name}_FILE: {path} kan leses av alle på maskinen; "
-                                f"kjør: chmod 600 {path}")
-        text = path.read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     except FileNotFoundError as e:
         raise SettingsError(f"{name}_FILE: {path}: finnes ikke") from e
+    except IsADirectoryError as e:
+        raise SettingsError(f"{name}_FILE: {path} er ikke en vanlig fil (en mappe)") from e
+    except OSError as e:
+        raise SettingsError(f"{name}_FILE: {path} kan ikke leses ({type(e).__name__})") from e
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            what = "en mappe" if stat.S_ISDIR(st.st_mode) else "en rør- eller enhetsfil"
+            raise SettingsError(f"{name}_FILE: {path} er ikke en vanlig fil ({what})")
+        if st.st_mode & stat.S_IROTH:
+            raise SettingsError(f"{name}_FILE: {path} kan leses av alle på maskinen; "
+                                f"kjør: chmod 600 {path}")
+        if st.st_size > _SECRET_MAX:
+            raise SettingsError(f"{name}_FILE: {path} er for stor til å være en nøkkel")
+        with os.fdopen(fd, "rb") as f:
+            fd = -1
+            text = f.read(_SECRET_MAX + 1).decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise SettingsError(f"{name}_FILE: {path} kan ikke leses ({type(e).__name__})") from e
+    finally:
+        if fd >= 0:
+            os.close(fd)
     value = text.rstrip("\r\n")
     if not value.strip():
         raise SettingsError(f"{name}_FILE: {path} er tom")
     return value
+
+
+_SECRET_MAX = 64 * 1024
 
 
 # The settings every command of this process uses: `veivis` loads them once at start.
