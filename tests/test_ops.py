@@ -218,6 +218,55 @@ def test_every_command_refuses_a_database_from_a_newer_veivis(
         assert c.execute("PRAGMA user_version").fetchone() == (newer,)
 
 
+def test_backup_refuses_a_database_from_a_newer_veivis_and_leaves_nothing(
+        here: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = here / "veivis.db"
+    newer = _newer_db(db)
+    before = [p.name for p in here.iterdir() if not p.name.endswith(("-wal", "-shm"))]
+    code, out, err = veivis(capsys, "backup", str(here / "b.db"))
+    assert code == 1, out
+    assert f"har skjemaversjon {newer}, nyere enn denne versjonen" in err
+    assert "Traceback" not in err
+    assert {p.name for p in here.iterdir()} <= set(before)  # no copy, no -wal/-shm
+
+
+def _live_db(here: Path) -> Path:
+    db = here / "veivis.db"
+    asyncio.run(_open_close(db))
+    return db
+
+
+async def _open_close(db: Path) -> None:
+    store = await Store.open(str(db))
+    await store.close()
+
+
+def test_backup_into_a_missing_folder_or_through_a_symlink_is_refused_plainly(
+        here: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _live_db(here)
+    code, _, err = veivis(capsys, "backup", "nodir/x.db")
+    assert code == 1 and "mappen nodir finnes ikke" in err and "Error" not in err
+    planted = here / "elsewhere.db"
+    (here / "link.db").symlink_to(planted)  # dangling: following it would make elsewhere.db
+    code, _, err = veivis(capsys, "backup", "link.db")
+    assert code == 1 and "link.db finnes fra før" in err
+    assert not planted.exists()
+
+
+def test_restore_leaves_nothing_beside_the_backup_and_names_a_folder(
+        here: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _live_db(here)
+    kept = here / "kept"
+    kept.mkdir()
+    assert veivis(capsys, "backup", str(kept / "b.db"))[0] == 0
+    code, _, err = veivis(capsys, "restore", str(kept / "b.db"), "--db", str(here / "new.db"))
+    assert code == 0, err
+    assert sorted(p.name for p in kept.iterdir()) == ["b.db"]
+    code, _, err = veivis(capsys, "restore", str(kept), "--db", str(here / "other.db"))
+    assert code == 1 and "er en mappe, ikke en sikkerhetskopi" in err
+    assert not (here / "other.db").exists()
+
+
 def test_each_migration_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="bot.store.db")
 

@@ -369,10 +369,18 @@ def cmd_backup(args: argparse.Namespace) -> int:
         print(f"veivis backup: {src_path}: databasen finnes ikke", file=sys.stderr)
         return 1
     target = Path(args.target)
-    if target.exists():
+    if target.exists() or target.is_symlink():  # a symlink, even to nothing, is not followed
         print(f"veivis backup: {target} finnes fra før; velg en ny fil", file=sys.stderr)
         return 1
-    backup_file(src_path, target)
+    if not target.parent.is_dir():
+        print(f"veivis backup: mappen {target.parent} finnes ikke; lag den først",
+              file=sys.stderr)
+        return 1
+    try:
+        backup_file(src_path, target, len(MIGRATIONS))
+    except FileExistsError:  # made meanwhile, or a symlink planted meanwhile
+        print(f"veivis backup: {target} finnes fra før; velg en ny fil", file=sys.stderr)
+        return 1
     print(f"sikkerhetskopierte {src_path} til {target}")
     return 0
 
@@ -395,7 +403,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
                   "er endret)", file=sys.stderr)
             return 1
     target.parent.mkdir(parents=True, exist_ok=True)
-    backup_file(source, target)
+    backup_file(source, target, len(MIGRATIONS), still=True)
     print(f"la tilbake {source} som {target}. Seglnøkkelen ({target}.seal-key eller "
           "VEIVIS_SEAL_KEY_FILE) legges tilbake for seg; start Veivis igjen.")
     return 0
