@@ -312,13 +312,31 @@ def test_a_crash_while_making_the_seal_key_leaves_no_half_key(
     def crash(fd: int) -> None:
         raise OSError(5, "Input/output error")
     monkeypatch.setattr(os, "fsync", crash)
-    with pytest.raises(Exception, match="Input/output error"):
+    with pytest.raises(Exception, match=r"seglnøkkelen .* kan ikke lages"):
         Sealer.from_file(key)
     assert not key.exists() and list(tmp_path.iterdir()) == []
     monkeypatch.undo()
     sealer = Sealer.from_file(key)
     assert key.stat().st_mode & 0o777 == 0o600
     assert Sealer.from_file(key).mac("x") == sealer.mac("x")  # the same key next time
+
+
+@pytest.mark.parametrize(("key", "content", "expected"), [
+    ("nodir/key", None, "seglnøkkelen nodir/key kan ikke lages: mappen nodir finnes ikke"),
+    ("key", b"", "seglnøkkelen key er tom"),
+    ("key", b"not a key at all\n", "key er ikke en seglnøkkel (64 heksadesimale tegn)"),
+    ("key", b"ab" * 31 + b"\n", "key er ikke en seglnøkkel (64 heksadesimale tegn)"),
+])
+def test_a_bad_seal_key_is_one_plain_norwegian_line(
+        here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        key: str, content: bytes | None, expected: str) -> None:
+    if content is not None:
+        (here / key).write_bytes(content)
+    monkeypatch.setenv("VEIVIS_SEAL_KEY_FILE", key)
+    for args in (["user", "list"], ["outbox", "list"]):
+        code, _, err = veivis(capsys, *args)
+        assert code == 1
+        assert err.startswith(f"veivis: {expected}") and err.count("\n") == 1, err
 
 
 # -- logs ----------------------------------------------------------------------------------

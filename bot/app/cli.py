@@ -60,7 +60,7 @@ from bot.store.db import backup_file, check_backup
 from bot.store.meetings import MeetingError
 from bot.store.migrations import MIGRATIONS, SchemaTooNew
 from bot.store.pg import copy_sqlite, is_url
-from bot.store.seal import key_file_for
+from bot.store.seal import SealError, key_file_for
 from bot.timing.planner import DEFAULT_RULES, OSLO, Rules
 from bot.timing.when import WhenError, describe, parse_day
 
@@ -619,6 +619,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except SchemaTooNew as e:
         print(f"veivis: {e.norwegian()}\n{e}", file=sys.stderr)
+        return 1
+    except SealError as e:  # already one plain line
+        print(f"veivis: {e}", file=sys.stderr)
         return 1
     except Exception as e:  # a plain line for a person; the traceback only with --verbose
         log.debug("failed", exc_info=True)
