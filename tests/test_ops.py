@@ -172,6 +172,72 @@ def test_run_refuses_a_world_readable_secret_file(
         assert code == 1 and "chmod 600" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize(("name", "value", "expected"), [
+    ("SMS_RATE", "nan", "SMS_RATE må være et tall"),
+    ("TELEGRAM_RATE", "inf", "TELEGRAM_RATE må være et tall"),
+    ("VEIVIS_PORT", "99999", "VEIVIS_PORT må være et helt tall fra 1 til 65535"),
+    ("VEIVIS_PORT", "80.5", "VEIVIS_PORT må være et helt tall fra 1 til 65535"),
+    ("VEIVIS_HOST", "999.1.1.1", "VEIVIS_HOST må være en IP-adresse eller et vertsnavn"),
+    ("VEIVIS_HOST", "bad host", "VEIVIS_HOST må være en IP-adresse eller et vertsnavn"),
+    ("OUTBOX_MAX_TRIES", "1.5", "OUTBOX_MAX_TRIES må være et helt tall"),
+    ("VEIVIS_CLOCK_OFFSET", "nan", "VEIVIS_CLOCK_OFFSET må være et antall sekunder"),
+    ("TELEGRAM_API_URL", "notaurl", "TELEGRAM_API_URL må være en nettadresse"),
+    ("TWILIO_API_URL", "ftp://x", "TWILIO_API_URL må være en nettadresse"),
+    ("VEIVIS_DB", "/etc", "databasen /etc er en mappe"),
+    ("VEIVIS_DB", "/nonexistent/dir/v.db", "mappen /nonexistent/dir finnes ikke"),
+    ("VEIVIS_DB", "text.db", "databasen text.db er ikke en SQLite-database"),
+    ("VEIVIS_SEAL_KEY_FILE", "nodir/key", "mappen nodir finnes ikke"),
+    ("DIGEST_SCHEDULE", "hour=99", "DIGEST_SCHEDULE: «hour=99»: hour må være 0-23"),
+    ("DIGEST_SCHEDULE", "day_of_week=mandag", "DIGEST_SCHEDULE: «day_of_week=mandag»: "),
+])
+def test_settings_that_would_stop_run_are_caught_by_check_config(
+        here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        name: str, value: str, expected: str) -> None:
+    (here / "text.db").write_text("hei, dette er ikke en database\n", encoding="utf-8")
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("TELEGRAM_API_URL", "http://127.0.0.1:9")  # never reached
+    monkeypatch.setenv(name, value)
+    for args in (["check-config"], ["run"]):
+        code, out, err = veivis(capsys, *args)
+        assert code == 1, out
+        assert expected in err, err
+        assert "Traceback" not in err and "Error" not in err
+        assert not any(w in err for w in ("must", "invalid", "Invalid", "wrong"))
+
+
+@pytest.mark.parametrize(("db", "expected"), [
+    ("/etc", "databasen /etc er en mappe"),
+    ("/nonexistent/dir/v.db", "mappen /nonexistent/dir finnes ikke"),
+    ("text.db", "databasen text.db er ikke en SQLite-database"),
+])
+def test_every_command_names_a_bad_database_file_plainly(
+        here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        db: str, expected: str) -> None:
+    (here / "text.db").write_text("hei, dette er ikke en database\n", encoding="utf-8")
+    before = (here / "text.db").read_bytes()
+    monkeypatch.setenv("VEIVIS_DB", db)
+    monkeypatch.setattr("sys.stdin", open(os.devnull))  # noqa: SIM115  (chat reads stdin)
+    for args in (["user", "list"], ["outbox", "list"], ["meeting", "list"],
+                 ["chat", "--no-demo"], ["backup", "copy.db"], ["report"]):
+        code, _, err = veivis(capsys, *args)
+        assert code == 1
+        assert expected in err or "databasen finnes ikke" in err, (args, err)
+        assert err.count("\n") == 1 and "Error" not in err, (args, err)
+    assert (here / "text.db").read_bytes() == before
+    assert not (here / "copy.db").exists()
+
+
+def test_an_unexpected_failure_is_one_norwegian_line(
+        here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(args: object) -> int:
+        raise RuntimeError("something English went wrong")
+    monkeypatch.setattr(cli, "cmd_check_config", boom)
+    code, _, err = veivis(capsys, "check-config")
+    assert code == 1 and err.count("\n") == 1
+    assert err.startswith("veivis: noe gikk galt") and "--verbose" in err
+    assert "English" not in err
+
+
 # -- a database from a newer Veivis --------------------------------------------------------
 
 def _newer_db(path: Path) -> int:

@@ -32,10 +32,12 @@ from bot.app.flowcmds import load_flows_or_explain, print_diagnostics
 from bot.app.logs import setup_logging
 from bot.app.server import StartError, flows_for, serve
 from bot.app.settings import (
+    DatabaseFileError,
     Settings,
     SettingsError,
     activate,
     active,
+    database_problem,
     default_flows_dir,
     load_settings,
     open_store,
@@ -368,6 +370,10 @@ def cmd_backup(args: argparse.Namespace) -> int:
     if not src_path.exists():
         print(f"veivis backup: {src_path}: databasen finnes ikke", file=sys.stderr)
         return 1
+    problem = database_problem(src_path)
+    if problem:
+        print(f"veivis backup: {problem}", file=sys.stderr)
+        return 1
     target = Path(args.target)
     if target.exists() or target.is_symlink():  # a symlink, even to nothing, is not followed
         print(f"veivis backup: {target} finnes fra før; velg en ny fil", file=sys.stderr)
@@ -620,12 +626,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SchemaTooNew as e:
         print(f"veivis: {e.norwegian()}\n{e}", file=sys.stderr)
         return 1
-    except SealError as e:  # already one plain line
+    except (SealError, DatabaseFileError) as e:  # already one plain line
         print(f"veivis: {e}", file=sys.stderr)
         return 1
     except Exception as e:  # a plain line for a person; the traceback only with --verbose
         log.debug("failed", exc_info=True)
-        print(f"veivis: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"veivis: noe gikk galt ({type(e).__name__}); kjør kommandoen igjen med "
+              "--verbose for å se hva", file=sys.stderr)
         if args.verbose:
             raise
         return 1

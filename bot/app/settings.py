@@ -15,6 +15,8 @@ missing or wrong, so `veivis check-config` and `veivis run` never show a traceba
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
 import re
 import stat
@@ -27,6 +29,7 @@ from urllib.parse import urlsplit
 from apscheduler.triggers.cron import CronTrigger
 
 from bot.engine.i18n import default_messages_dir, load_all
+from bot.engine.loader import os_problem
 from bot.engine.model import FlowSet
 from bot.phone import PhoneError, normalise_phone
 from bot.service.pipeline import Limits
@@ -193,15 +196,31 @@ class Settings:
     def problems(self) -> list[str]:
         """What is missing or wrong, one plain sentence each; empty when ready to run."""
         out: list[str] = []
-        for name in ("VEIVIS_PORT", "TELEGRAM_RATE", "SMS_RATE", "OUTBOX_MAX_TRIES",
-                     "SEND_TIMEOUT", "VEIVIS_SHUTDOWN_SECONDS", "SMS_CHECK_SECONDS"):
+        for name in ("TELEGRAM_RATE", "SMS_RATE", "SEND_TIMEOUT", "VEIVIS_SHUTDOWN_SECONDS",
+                     "SMS_CHECK_SECONDS"):
             try:
                 v = float(self.get(name))
             except ValueError:
+                v = math.nan
+            if not math.isfinite(v):
                 out.append(f"{name} må være et tall, ikke «{self.get(name)}»")
-                continue
-            if v <= 0:
+            elif v <= 0:
                 out.append(f"{name} må være større enn 0")
+        port = self.get("VEIVIS_PORT")
+        if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+            out.append(f"VEIVIS_PORT må være et helt tall fra 1 til 65535, ikke «{port}»")
+        tries = self.get("OUTBOX_MAX_TRIES")
+        if not (tries.isascii() and tries.isdigit() and int(tries) >= 1):
+            out.append(f"OUTBOX_MAX_TRIES må være et helt tall, minst 1, ikke «{tries}»")
+        if not _host_ok(self.host):
+            out.append(f"VEIVIS_HOST må være en IP-adresse eller et vertsnavn, som 127.0.0.1 "
+                       f"eller 0.0.0.0, ikke «{self.host}»")
+        for name in ("TELEGRAM_API_URL", "TWILIO_API_URL"):
+            parts = urlsplit(self.get(name))
+            if parts.scheme not in ("https", "http") or not parts.netloc:
+                out.append(f"{name} må være en nettadresse som begynner med https://, ikke "
+                           f"«{self.get(name)}»")
+        out += self.file_problems()
         if self.get("VEIVIS_LOG_LEVEL").upper() not in LOG_LEVELS:
             out.append(f"VEIVIS_LOG_LEVEL må være en av {', '.join(LOG_LEVELS)}, ikke "
                        f"«{self.get('VEIVIS_LOG_LEVEL')}»")
@@ -217,8 +236,10 @@ class Settings:
                 out.append(f"{name} må være et helt tall (0: ingen grense), ikke "
                            f"«{self.get(name)}»")
         try:
-            float(self.get("VEIVIS_CLOCK_OFFSET"))
+            offset = float(self.get("VEIVIS_CLOCK_OFFSET"))
         except ValueError:
+            offset = math.nan
+        if not math.isfinite(offset):
             out.append(f"VEIVIS_CLOCK_OFFSET må være et antall sekunder, ikke "
                        f"«{self.get('VEIVIS_CLOCK_OFFSET')}»")
         if not self.telegram and not self.sms:
@@ -269,6 +290,19 @@ class Settings:
         out += self.digest_problems()
         return out
 
+    def file_problems(self) -> list[str]:
+        """The database and the seal key: can they be opened or made where they are named."""
+        out = []
+        db = self.db
+        if not (db == ":memory:" or db.startswith("file:")):
+            problem = database_problem(Path(db))
+            if problem:
+                out.append(problem)
+        key = self.seal_key_file
+        if key is not None and not key.exists() and not key.parent.is_dir():
+            out.append(f"seglnøkkelen {key} kan ikke lages: mappen {key.parent} finnes ikke")
+        return out
+
     def digest_problems(self) -> list[str]:
         out = []
         try:
@@ -307,6 +341,49 @@ class Settings:
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def _host_ok(host: str) -> bool:
+    """An IP address, or a host name whose labels are letters, digits and hyphens (and not
+    all digits: «999.1.1.1» is no address)."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    labels = host.rstrip(".").split(".")
+    return (0 < len(host) <= 253 and all(_LABEL.fullmatch(x) for x in labels)
+            and not labels[-1].isdigit())
+
+
+class DatabaseFileError(Exception):
+    """The database file cannot be used where it is named: one plain Norwegian line."""
+
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def database_problem(path: Path) -> str | None:
+    """Why the database file cannot be opened or made here, in Norwegian, or None."""
+    if path.is_dir():
+        return f"databasen {path} er en mappe; gi navnet på databasefilen, som {path}/veivis.db"
+    if not path.exists():
+        parent = path.parent
+        if not parent.is_dir():
+            return f"databasen {path} kan ikke lages: mappen {parent} finnes ikke"
+        if not os.access(parent, os.W_OK | os.X_OK):
+            return f"databasen {path} kan ikke lages: ingen skrivetilgang til mappen {parent}"
+        return None
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(_SQLITE_HEADER))
+    except OSError as e:
+        return f"databasen {path} kan ikke leses ({os_problem(e)})"
+    if head and head != _SQLITE_HEADER:
+        return f"databasen {path} er ikke en SQLite-database (feil fil i VEIVIS_DB eller --db?)"
+    return None
 
 
 class SettingsError(ValueError):
@@ -447,11 +524,22 @@ def digest_trigger(spec: str) -> CronTrigger:
         fields[key] = value
     try:
         return CronTrigger(timezone="Europe/Oslo", **fields)
-    except (ValueError, TypeError) as e:
-        raise ValueError(str(e)) from None
+    except (ValueError, TypeError):
+        pass
+    for key, value in fields.items():  # APScheduler says it in English: name the field here
+        try:
+            CronTrigger(timezone="Europe/Oslo", **{key: value})
+        except (ValueError, TypeError):
+            raise ValueError(f"«{key}={value}»: {key} må være {_CRON_RANGES[key]}"
+                             f"{_CRON_HINT}") from None
+    raise ValueError(f"«{spec}»: feltene passer ikke sammen (finnes den dagen?)")
 
 
 _CRON_FIELDS = ("year", "month", "week", "day", "day_of_week", "hour", "minute")
+_CRON_RANGES = {"year": "et årstall", "month": "1-12", "week": "1-53", "day": "1-31",
+                "day_of_week": "mon, tue, wed, thu, fri, sat, sun eller 0-6",
+                "hour": "0-23", "minute": "0-59"}
+_CRON_HINT = " (også */2, 1-5 og lister med komma)"
 
 
 def installed_flows_dir() -> Path:
@@ -508,6 +596,10 @@ async def open_store(db: str | Path | None = None, settings: Settings | None = N
     settings name (VEIVIS_SEAL_KEY_FILE, else beside that database)."""
     s = settings or active()
     path = str(db or s.db)
+    if not (path == ":memory:" or path.startswith("file:")):
+        problem = database_problem(Path(path))
+        if problem:
+            raise DatabaseFileError(problem)
     named = s.get("VEIVIS_SEAL_KEY_FILE")
     if is_url(path):  # several instances on one PostgreSQL database: one key for them all
         if not named:
