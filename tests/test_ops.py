@@ -238,6 +238,35 @@ def test_an_unexpected_failure_is_one_norwegian_line(
     assert "English" not in err
 
 
+def _options_of(words: list[str]) -> set[str] | None:
+    """The options the command named by `words` (veivis user add ...) takes; None: unknown."""
+    import argparse
+    parser = cli.build_parser()
+    known = set(parser._option_string_actions)
+    for w in words:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs or w not in subs[0].choices:
+            break
+        parser = subs[0].choices[w]
+        known |= set(parser._option_string_actions)
+    return known
+
+
+@pytest.mark.parametrize("doc", ["README.md", "deploy/README.md"])
+def test_every_option_the_docs_show_exists(doc: str) -> None:
+    import re
+    text = (ROOT / doc).read_text(encoding="utf-8")
+    shown = re.findall(r"`(veivis [^`]+)`", text)
+    assert shown
+    wrong = []
+    for command in shown:
+        words = re.findall(r"[a-z][a-z-]*", command.split("--")[0])[1:]
+        known = _options_of(words) or set()
+        wrong += [f"{command}: {o}" for o in re.findall(r"--[a-z][a-z-]*", command)
+                  if o not in known]
+    assert wrong == []
+
+
 # -- a database from a newer Veivis --------------------------------------------------------
 
 def _newer_db(path: Path) -> int:
