@@ -454,6 +454,34 @@ def test_json_log_lines(capsys: pytest.CaptureFixture[str]) -> None:
     assert lines[0]["message"] == "veivis is running on 127.0.0.1:8080"
 
 
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_library_that_logs_a_secret_has_it_hidden(fmt: str) -> None:
+    """python-telegram-bot logs a broken answer's body at ERROR: a proxy that echoes the path
+    put /bot<TOKEN>/getMe in veivis run's log."""
+    import io
+    from urllib.parse import quote
+    buf = io.StringIO()
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    auth = "twilio-auth-token-0123456789"
+    try:
+        setup_logging(load_settings(env={"VEIVIS_LOG_FORMAT": fmt, "TELEGRAM_BOT_TOKEN": TOKEN,
+                                         "TWILIO_AUTH_TOKEN": auth}), service=True, stream=buf)
+        lib = logging.getLogger("telegram.request.BaseRequest")
+        lib.error("Can not load invalid JSON data: %r", f"err /bot{TOKEN}/getMe")
+        lib.error("quoted: %s", quote(f"/bot{TOKEN}/getMe", safe=""))
+        try:
+            raise RuntimeError(f"https://x:{auth}@api.twilio.com/")
+        except RuntimeError:
+            logging.getLogger("twilio").exception("failed")
+    finally:
+        root.handlers[:], _ = saved[0], root.setLevel(saved[1])
+    out = buf.getvalue()
+    assert out.count("[skjult]") >= 3, out
+    secret_part = TOKEN.split(":", 1)[1]
+    assert secret_part not in out and auth not in out
+
+
 # -- /metrics and what the logs hold after a real conversation ----------------------------
 
 METRICS_TOKEN = "metrics-token-0123456789"
