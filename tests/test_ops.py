@@ -93,6 +93,23 @@ def test_a_broken_settings_file_stops_every_command_plainly(
     assert not (here / "x.db").exists()
 
 
+def test_a_mistyped_environment_variable_is_warned_about_by_every_command(
+        here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VEIVIS_DBB", str(here / "x.db"))
+    monkeypatch.setenv("TELEGRAM_BOT_TOKN", TOKEN)
+    code, _, err = veivis(capsys, "user", "list")
+    assert code == 0
+    assert ("veivis: merk: miljøvariabelen VEIVIS_DBB er ukjent og blir ikke brukt (mente du "
+            "VEIVIS_DB?)") in err
+    assert "TELEGRAM_BOT_TOKN er ukjent og blir ikke brukt (mente du TELEGRAM_BOT_TOKEN?)" in err
+    assert TOKEN not in err
+    code, _, err = veivis(capsys, "check-config")
+    assert code == 1 and "VEIVIS_DBB er ukjent" in err
+    monkeypatch.delenv("VEIVIS_DBB")
+    monkeypatch.delenv("TELEGRAM_BOT_TOKN")
+    assert "merk" not in veivis(capsys, "user", "list")[2]
+
+
 # -- secrets from files -------------------------------------------------------------------
 
 def test_a_secret_comes_from_a_file(here: Path) -> None:

@@ -615,6 +615,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as e:
         print(f"veivis: innstillingene: {e}", file=sys.stderr)
         return 1
+    for warning in settings.warnings():  # a typo must not fall back to a default silently
+        print(f"veivis: merk: {warning}", file=sys.stderr)
     setup_logging(settings, verbose=args.verbose, service=args.command == "run")
     if getattr(args, "db", "absent") is None:
         args.db = settings.db

@@ -15,6 +15,7 @@ missing or wrong, so `veivis check-config` and `veivis run` never show a traceba
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import math
 import os
@@ -112,6 +113,11 @@ SETTINGS: tuple[Setting, ...] = (
             "report is ready; empty: none"),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
+_ENV_PREFIXES = ("VEIVIS_", "TWILIO_", "TELEGRAM_")
+# read by the test suite and its tools, not by Veivis: never warned about
+_TOOL_ENV = ("VEIVIS_CHAOS_CODE", "VEIVIS_CHAOS_SEED", "VEIVIS_GUIDE_CLONE",
+             "VEIVIS_REQUIRE_BROWSER", "VEIVIS_ARTIFACTS", "VEIVIS_CHROMIUM")
+_KNOWN_ENV = [*_BY_NAME, *(s.name + "_FILE" for s in SETTINGS if s.secret), "VEIVIS_SETTINGS"]
 
 _SID = re.compile(r"AC[0-9a-f]{32}")
 _SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
@@ -121,6 +127,17 @@ _ALPHA_SENDER = re.compile(r"(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}")
 @dataclass(frozen=True)
 class Settings:
     values: Mapping[str, str] = field(default_factory=dict)
+    unknown: tuple[str, ...] = ()  # VEIVIS_/TWILIO_/TELEGRAM_ variables that are no setting
+
+    def warnings(self) -> list[str]:
+        """One Norwegian line for each environment variable that looks like a setting but is
+        none (a typo would otherwise fall back to the default without a word)."""
+        out = []
+        for name in self.unknown:
+            close = difflib.get_close_matches(name, _KNOWN_ENV, n=1)
+            hint = f" (mente du {close[0]}?)" if close else ""
+            out.append(f"miljøvariabelen {name} er ukjent og blir ikke brukt{hint}")
+        return out
 
     def get(self, name: str) -> str:
         return self.values.get(name, _BY_NAME[name].default).strip()
@@ -453,7 +470,9 @@ def load_settings(toml_path: str | Path | None = None,
             raise SettingsError(f"{name}_FILE er satt, men tom; gi navnet på filen, eller "
                                 "fjern den")
         values[name] = read_secret_file(name, Path(file))
-    return Settings(values)
+    unknown = tuple(sorted(k for k in env if k.startswith(_ENV_PREFIXES)
+                           and k not in _KNOWN_ENV and k not in _TOOL_ENV)) if real_env else ()
+    return Settings(values, unknown)
 
 
 def read_secret_file(name: str, path: Path) -> str:
