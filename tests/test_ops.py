@@ -204,6 +204,8 @@ def test_run_refuses_a_world_readable_secret_file(
     ("VEIVIS_DB", "/nonexistent/dir/v.db", "mappen /nonexistent/dir finnes ikke"),
     ("VEIVIS_DB", "text.db", "databasen text.db er ikke en SQLite-database"),
     ("VEIVIS_SEAL_KEY_FILE", "nodir/key", "mappen nodir finnes ikke"),
+    ("VEIVIS_DB", "postgresql://veivis@127.0.0.1:9/veivis", "VEIVIS_SEAL_KEY_FILE må peke på "
+     "seglnøkkelen når databasen er PostgreSQL"),
     ("DIGEST_SCHEDULE", "hour=99", "DIGEST_SCHEDULE: «hour=99»: hour må være 0-23"),
     ("DIGEST_SCHEDULE", "day_of_week=mandag", "DIGEST_SCHEDULE: «day_of_week=mandag»: "),
 ])

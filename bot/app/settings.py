@@ -311,11 +311,16 @@ class Settings:
         """The database and the seal key: can they be opened or made where they are named."""
         out = []
         db = self.db
-        if not (db == ":memory:" or db.startswith("file:")):
+        if is_url(db):
+            if not self.get("VEIVIS_SEAL_KEY_FILE"):
+                out.append(_PG_KEY)
+        elif not (db == ":memory:" or db.startswith("file:")):
             problem = database_problem(Path(db))
             if problem:
                 out.append(problem)
         key = self.seal_key_file
+        if is_url(db) and not self.get("VEIVIS_SEAL_KEY_FILE"):
+            key = None
         if key is not None and not key.exists() and not key.parent.is_dir():
             out.append(f"seglnøkkelen {key} kan ikke lages: mappen {key.parent} finnes ikke")
         return out
@@ -379,6 +384,8 @@ class DatabaseFileError(Exception):
     """The database file cannot be used where it is named: one plain Norwegian line."""
 
 
+_PG_KEY = ("VEIVIS_SEAL_KEY_FILE må peke på seglnøkkelen når databasen er PostgreSQL (alle "
+           "instansene trenger den samme nøkkelen)")
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 
@@ -615,15 +622,14 @@ async def open_store(db: str | Path | None = None, settings: Settings | None = N
     settings name (VEIVIS_SEAL_KEY_FILE, else beside that database)."""
     s = settings or active()
     path = str(db or s.db)
-    if not (path == ":memory:" or path.startswith("file:")):
+    if not (path == ":memory:" or path.startswith("file:") or is_url(path)):
         problem = database_problem(Path(path))
         if problem:
             raise DatabaseFileError(problem)
     named = s.get("VEIVIS_SEAL_KEY_FILE")
     if is_url(path):  # several instances on one PostgreSQL database: one key for them all
         if not named:
-            raise SealError("VEIVIS_SEAL_KEY_FILE must name the seal key file when the "
-                            "database is PostgreSQL (every instance needs the same key)")
+            raise SealError(_PG_KEY)
         return await PgStore.open(path, Sealer.from_file(Path(named)))
     key = Path(named) if named else key_file_for(path)
     return await Store.open(path, Sealer.from_file(key) if key else Sealer.ephemeral())
