@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 
@@ -630,6 +631,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except (SealError, DatabaseFileError) as e:  # already one plain line
         print(f"veivis: {e}", file=sys.stderr)
+        return 1
+    except psycopg.OperationalError:  # PostgreSQL: no server there, or it refused us
+        log.debug("failed", exc_info=True)
+        db = getattr(args, "db", None)
+        where = urlsplit(db if isinstance(db, str) and is_url(db) else settings.db)
+        print(f"veivis: fikk ikke kontakt med PostgreSQL-databasen på {where.hostname}:"
+              f"{where.port or 5432} (kjører den, og stemmer brukernavn og passord?); kjør "
+              "kommandoen igjen med --verbose for å se hva", file=sys.stderr)
         return 1
     except Exception as e:  # a plain line for a person; the traceback only with --verbose
         log.debug("failed", exc_info=True)

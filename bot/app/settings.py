@@ -116,7 +116,9 @@ _BY_NAME = {s.name: s for s in SETTINGS}
 _ENV_PREFIXES = ("VEIVIS_", "TWILIO_", "TELEGRAM_")
 # read by the test suite and its tools, not by Veivis: never warned about
 _TOOL_ENV = ("VEIVIS_CHAOS_CODE", "VEIVIS_CHAOS_SEED", "VEIVIS_GUIDE_CLONE",
-             "VEIVIS_REQUIRE_BROWSER", "VEIVIS_ARTIFACTS", "VEIVIS_CHROMIUM")
+             "VEIVIS_REQUIRE_BROWSER", "VEIVIS_ARTIFACTS", "VEIVIS_CHROMIUM",
+             "VEIVIS_SKIP_POSTGRES", "VEIVIS_REQUIRE_POSTGRES", "VEIVIS_TEST_POSTGRES",
+             "VEIVIS_INSTANCES_PHONES")
 _KNOWN_ENV = [*_BY_NAME, *(s.name + "_FILE" for s in SETTINGS if s.secret), "VEIVIS_SETTINGS"]
 
 _SID = re.compile(r"AC[0-9a-f]{32}")
