@@ -189,3 +189,18 @@ def test_sentences_do_not_end_at_dates_and_times() -> None:
 ])
 def test_sms_segments(text: str, segments: int, encoding: str) -> None:
     assert sms_segments(text) == (segments, encoding)
+
+
+def test_translations_never_write_into_the_installed_package(tmp_path: Path) -> None:
+    """In a pip install the default messages folder is inside site-packages: an update there
+    is lost at the next upgrade (and may not even be allowed)."""
+    import bot
+
+    from .test_cli import veivis
+    flows = own_flows(tmp_path / "flows", {"hei.yaml": FLOW})
+    inside = Path(bot.__file__).resolve().parent / "data" / "messages-test"
+    p = veivis("flows", "translations", "--flows", str(flows), "--messages", str(inside))
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    assert "ligger inne i den installerte Veivis-pakken" in p.stderr
+    assert "VEIVIS_MESSAGES" in p.stderr
+    assert not inside.exists()

@@ -102,7 +102,7 @@ async def test_it_refuses_a_database_that_is_not_empty(pg_url: str, tmp_path: Pa
 def test_a_postgresql_address_without_a_seal_key_or_a_server_gets_a_plain_answer(
         pg_url: str, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "VEIVIS_SEAL_KEY_FILE"}
-    for url, says in ((pg_url, "VEIVIS_SEAL_KEY_FILE must name"),
+    for url, says in ((pg_url, "VEIVIS_SEAL_KEY_FILE må peke på seglnøkkelen"),
                       ("postgresql://veivis@127.0.0.1:1/veivis", "127.0.0.1")):
         r = subprocess.run([sys.executable, "-m", "bot", "outbox", "list", "--db", url],
                            capture_output=True, text=True, cwd=ROOT, timeout=60,

@@ -93,6 +93,23 @@ def test_a_broken_settings_file_stops_every_command_plainly(
     assert not (here / "x.db").exists()
 
 
+def test_a_mistyped_environment_variable_is_warned_about_by_every_command(
+        here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VEIVIS_DBB", str(here / "x.db"))
+    monkeypatch.setenv("TELEGRAM_BOT_TOKN", TOKEN)
+    code, _, err = veivis(capsys, "user", "list")
+    assert code == 0
+    assert ("veivis: merk: miljøvariabelen VEIVIS_DBB er ukjent og blir ikke brukt (mente du "
+            "VEIVIS_DB?)") in err
+    assert "TELEGRAM_BOT_TOKN er ukjent og blir ikke brukt (mente du TELEGRAM_BOT_TOKEN?)" in err
+    assert TOKEN not in err
+    code, _, err = veivis(capsys, "check-config")
+    assert code == 1 and "VEIVIS_DBB er ukjent" in err
+    monkeypatch.delenv("VEIVIS_DBB")
+    monkeypatch.delenv("TELEGRAM_BOT_TOKN")
+    assert "merk" not in veivis(capsys, "user", "list")[2]
+
+
 # -- secrets from files -------------------------------------------------------------------
 
 def test_a_secret_comes_from_a_file(here: Path) -> None:
@@ -126,6 +143,41 @@ def test_a_bad_secret_file_is_refused(here: Path, mode: int | None, content: str
         load_settings(env={"TELEGRAM_BOT_TOKEN_FILE": str(f), **env_extra})
 
 
+def test_a_value_and_its_file_in_one_settings_file_are_refused(here: Path) -> None:
+    f = here / "token"
+    f.write_text(TOKEN, encoding="utf-8")
+    f.chmod(0o600)
+    toml = here / "veivis.toml"
+    toml.write_text(f'telegram_bot_token = "{TOKEN}"\ntelegram_bot_token_file = "{f}"\n',
+                    encoding="utf-8")
+    with pytest.raises(SettingsError, match="både TELEGRAM_BOT_TOKEN og "
+                       "TELEGRAM_BOT_TOKEN_FILE er satt"):
+        load_settings(toml, env={})
+    toml.write_text('SMS_RATE = "2"\nsms_rate = "3"\n', encoding="utf-8")
+    with pytest.raises(SettingsError, match="sms_rate står to ganger"):
+        load_settings(toml, env={})
+
+
+def test_an_empty_secret_file_name_is_refused(here: Path) -> None:
+    with pytest.raises(SettingsError, match="METRICS_TOKEN_FILE er satt, men tom"):
+        load_settings(env={"METRICS_TOKEN_FILE": " "})
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder"])
+def test_a_secret_file_that_is_not_a_plain_file_is_refused_without_waiting(
+        here: Path, kind: str) -> None:
+    if kind == "fifo":
+        path = here / "pipe"
+        os.mkfifo(path, 0o666)  # nobody writes: reading it would wait for ever
+    elif kind == "device":
+        path = Path("/dev/zero")  # endless: reading it would never end
+    else:
+        path = here / "dir"
+        path.mkdir(mode=0o700)
+    with pytest.raises(SettingsError, match="er ikke en vanlig fil"):
+        load_settings(env={"METRICS_TOKEN_FILE": str(path)})
+
+
 def test_run_refuses_a_world_readable_secret_file(
         here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     f = here / "token"
@@ -135,6 +187,103 @@ def test_run_refuses_a_world_readable_secret_file(
     for args in (["run"], ["check-config"]):
         code, _, err = veivis(capsys, *args)
         assert code == 1 and "chmod 600" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("name", "value", "expected"), [
+    ("SMS_RATE", "nan", "SMS_RATE må være et tall"),
+    ("TELEGRAM_RATE", "inf", "TELEGRAM_RATE må være et tall"),
+    ("VEIVIS_PORT", "99999", "VEIVIS_PORT må være et helt tall fra 1 til 65535"),
+    ("VEIVIS_PORT", "80.5", "VEIVIS_PORT må være et helt tall fra 1 til 65535"),
+    ("VEIVIS_HOST", "999.1.1.1", "VEIVIS_HOST må være en IP-adresse eller et vertsnavn"),
+    ("VEIVIS_HOST", "bad host", "VEIVIS_HOST må være en IP-adresse eller et vertsnavn"),
+    ("OUTBOX_MAX_TRIES", "1.5", "OUTBOX_MAX_TRIES må være et helt tall"),
+    ("VEIVIS_CLOCK_OFFSET", "nan", "VEIVIS_CLOCK_OFFSET må være et antall sekunder"),
+    ("TELEGRAM_API_URL", "notaurl", "TELEGRAM_API_URL må være en nettadresse"),
+    ("TWILIO_API_URL", "ftp://x", "TWILIO_API_URL må være en nettadresse"),
+    ("VEIVIS_DB", "/etc", "databasen /etc er en mappe"),
+    ("VEIVIS_DB", "/nonexistent/dir/v.db", "mappen /nonexistent/dir finnes ikke"),
+    ("VEIVIS_DB", "text.db", "databasen text.db er ikke en SQLite-database"),
+    ("VEIVIS_SEAL_KEY_FILE", "nodir/key", "mappen nodir finnes ikke"),
+    ("VEIVIS_DB", "postgresql://veivis@127.0.0.1:9/veivis", "VEIVIS_SEAL_KEY_FILE må peke på "
+     "seglnøkkelen når databasen er PostgreSQL"),
+    ("DIGEST_SCHEDULE", "hour=99", "DIGEST_SCHEDULE: «hour=99»: hour må være 0-23"),
+    ("DIGEST_SCHEDULE", "day_of_week=mandag", "DIGEST_SCHEDULE: «day_of_week=mandag»: "),
+])
+def test_settings_that_would_stop_run_are_caught_by_check_config(
+        here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        name: str, value: str, expected: str) -> None:
+    (here / "text.db").write_text("hei, dette er ikke en database\n", encoding="utf-8")
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("TELEGRAM_API_URL", "http://127.0.0.1:9")  # never reached
+    monkeypatch.setenv(name, value)
+    for args in (["check-config"], ["run"]):
+        code, out, err = veivis(capsys, *args)
+        assert code == 1, out
+        assert expected in err, err
+        assert "Traceback" not in err and "Error" not in err
+        assert not any(w in err for w in ("must", "invalid", "Invalid", "wrong"))
+
+
+@pytest.mark.parametrize(("db", "expected"), [
+    ("/etc", "databasen /etc er en mappe"),
+    ("/nonexistent/dir/v.db", "mappen /nonexistent/dir finnes ikke"),
+    ("text.db", "databasen text.db er ikke en SQLite-database"),
+])
+def test_every_command_names_a_bad_database_file_plainly(
+        here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        db: str, expected: str) -> None:
+    (here / "text.db").write_text("hei, dette er ikke en database\n", encoding="utf-8")
+    before = (here / "text.db").read_bytes()
+    monkeypatch.setenv("VEIVIS_DB", db)
+    monkeypatch.setattr("sys.stdin", open(os.devnull))  # noqa: SIM115  (chat reads stdin)
+    for args in (["user", "list"], ["outbox", "list"], ["meeting", "list"],
+                 ["chat", "--no-demo"], ["backup", "copy.db"], ["report"]):
+        code, _, err = veivis(capsys, *args)
+        assert code == 1
+        assert expected in err or "databasen finnes ikke" in err, (args, err)
+        assert err.count("\n") == 1 and "Error" not in err, (args, err)
+    assert (here / "text.db").read_bytes() == before
+    assert not (here / "copy.db").exists()
+
+
+def test_an_unexpected_failure_is_one_norwegian_line(
+        here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(args: object) -> int:
+        raise RuntimeError("something English went wrong")
+    monkeypatch.setattr(cli, "cmd_check_config", boom)
+    code, _, err = veivis(capsys, "check-config")
+    assert code == 1 and err.count("\n") == 1
+    assert err.startswith("veivis: noe gikk galt") and "--verbose" in err
+    assert "English" not in err
+
+
+def _options_of(words: list[str]) -> set[str] | None:
+    """The options the command named by `words` (veivis user add ...) takes; None: unknown."""
+    import argparse
+    parser = cli.build_parser()
+    known = set(parser._option_string_actions)
+    for w in words:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs or w not in subs[0].choices:
+            break
+        parser = subs[0].choices[w]
+        known |= set(parser._option_string_actions)
+    return known
+
+
+@pytest.mark.parametrize("doc", ["README.md", "deploy/README.md"])
+def test_every_option_the_docs_show_exists(doc: str) -> None:
+    import re
+    text = (ROOT / doc).read_text(encoding="utf-8")
+    shown = re.findall(r"`(veivis [^`]+)`", text)
+    assert shown
+    wrong = []
+    for command in shown:
+        words = re.findall(r"[a-z][a-z-]*", command.split("--")[0])[1:]
+        known = _options_of(words) or set()
+        wrong += [f"{command}: {o}" for o in re.findall(r"--[a-z][a-z-]*", command)
+                  if o not in known]
+    assert wrong == []
 
 
 # -- a database from a newer Veivis --------------------------------------------------------
@@ -183,6 +332,55 @@ def test_every_command_refuses_a_database_from_a_newer_veivis(
         assert c.execute("PRAGMA user_version").fetchone() == (newer,)
 
 
+def test_backup_refuses_a_database_from_a_newer_veivis_and_leaves_nothing(
+        here: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = here / "veivis.db"
+    newer = _newer_db(db)
+    before = [p.name for p in here.iterdir() if not p.name.endswith(("-wal", "-shm"))]
+    code, out, err = veivis(capsys, "backup", str(here / "b.db"))
+    assert code == 1, out
+    assert f"har skjemaversjon {newer}, nyere enn denne versjonen" in err
+    assert "Traceback" not in err
+    assert {p.name for p in here.iterdir()} <= set(before)  # no copy, no -wal/-shm
+
+
+def _live_db(here: Path) -> Path:
+    db = here / "veivis.db"
+    asyncio.run(_open_close(db))
+    return db
+
+
+async def _open_close(db: Path) -> None:
+    store = await Store.open(str(db))
+    await store.close()
+
+
+def test_backup_into_a_missing_folder_or_through_a_symlink_is_refused_plainly(
+        here: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _live_db(here)
+    code, _, err = veivis(capsys, "backup", "nodir/x.db")
+    assert code == 1 and "mappen nodir finnes ikke" in err and "Error" not in err
+    planted = here / "elsewhere.db"
+    (here / "link.db").symlink_to(planted)  # dangling: following it would make elsewhere.db
+    code, _, err = veivis(capsys, "backup", "link.db")
+    assert code == 1 and "link.db finnes fra før" in err
+    assert not planted.exists()
+
+
+def test_restore_leaves_nothing_beside_the_backup_and_names_a_folder(
+        here: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _live_db(here)
+    kept = here / "kept"
+    kept.mkdir()
+    assert veivis(capsys, "backup", str(kept / "b.db"))[0] == 0
+    code, _, err = veivis(capsys, "restore", str(kept / "b.db"), "--db", str(here / "new.db"))
+    assert code == 0, err
+    assert sorted(p.name for p in kept.iterdir()) == ["b.db"]
+    code, _, err = veivis(capsys, "restore", str(kept), "--db", str(here / "other.db"))
+    assert code == 1 and "er en mappe, ikke en sikkerhetskopi" in err
+    assert not (here / "other.db").exists()
+
+
 def test_each_migration_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="bot.store.db")
 
@@ -228,13 +426,31 @@ def test_a_crash_while_making_the_seal_key_leaves_no_half_key(
     def crash(fd: int) -> None:
         raise OSError(5, "Input/output error")
     monkeypatch.setattr(os, "fsync", crash)
-    with pytest.raises(Exception, match="Input/output error"):
+    with pytest.raises(Exception, match=r"seglnøkkelen .* kan ikke lages"):
         Sealer.from_file(key)
     assert not key.exists() and list(tmp_path.iterdir()) == []
     monkeypatch.undo()
     sealer = Sealer.from_file(key)
     assert key.stat().st_mode & 0o777 == 0o600
     assert Sealer.from_file(key).mac("x") == sealer.mac("x")  # the same key next time
+
+
+@pytest.mark.parametrize(("key", "content", "expected"), [
+    ("nodir/key", None, "seglnøkkelen nodir/key kan ikke lages: mappen nodir finnes ikke"),
+    ("key", b"", "seglnøkkelen key er tom"),
+    ("key", b"not a key at all\n", "key er ikke en seglnøkkel (64 heksadesimale tegn)"),
+    ("key", b"ab" * 31 + b"\n", "key er ikke en seglnøkkel (64 heksadesimale tegn)"),
+])
+def test_a_bad_seal_key_is_one_plain_norwegian_line(
+        here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        key: str, content: bytes | None, expected: str) -> None:
+    if content is not None:
+        (here / key).write_bytes(content)
+    monkeypatch.setenv("VEIVIS_SEAL_KEY_FILE", key)
+    for args in (["user", "list"], ["outbox", "list"]):
+        code, _, err = veivis(capsys, *args)
+        assert code == 1
+        assert err.startswith(f"veivis: {expected}") and err.count("\n") == 1, err
 
 
 # -- logs ----------------------------------------------------------------------------------
@@ -255,6 +471,34 @@ def test_json_log_lines(capsys: pytest.CaptureFixture[str]) -> None:
     assert len(lines) == 1  # the Twilio client's request log is held back at INFO
     assert lines[0]["level"] == "INFO" and lines[0]["logger"] == "bot.test"
     assert lines[0]["message"] == "veivis is running on 127.0.0.1:8080"
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_library_that_logs_a_secret_has_it_hidden(fmt: str) -> None:
+    """python-telegram-bot logs a broken answer's body at ERROR: a proxy that echoes the path
+    put /bot<TOKEN>/getMe in veivis run's log."""
+    import io
+    from urllib.parse import quote
+    buf = io.StringIO()
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    auth = "twilio-auth-token-0123456789"
+    try:
+        setup_logging(load_settings(env={"VEIVIS_LOG_FORMAT": fmt, "TELEGRAM_BOT_TOKEN": TOKEN,
+                                         "TWILIO_AUTH_TOKEN": auth}), service=True, stream=buf)
+        lib = logging.getLogger("telegram.request.BaseRequest")
+        lib.error("Can not load invalid JSON data: %r", f"err /bot{TOKEN}/getMe")
+        lib.error("quoted: %s", quote(f"/bot{TOKEN}/getMe", safe=""))
+        try:
+            raise RuntimeError(f"https://x:{auth}@api.twilio.com/")
+        except RuntimeError:
+            logging.getLogger("twilio").exception("failed")
+    finally:
+        root.handlers[:], _ = saved[0], root.setLevel(saved[1])
+    out = buf.getvalue()
+    assert out.count("[skjult]") >= 3, out
+    secret_part = TOKEN.split(":", 1)[1]
+    assert secret_part not in out and auth not in out
 
 
 # -- /metrics and what the logs hold after a real conversation ----------------------------

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 
@@ -32,10 +33,12 @@ from bot.app.flowcmds import load_flows_or_explain, print_diagnostics
 from bot.app.logs import setup_logging
 from bot.app.server import StartError, flows_for, serve
 from bot.app.settings import (
+    DatabaseFileError,
     Settings,
     SettingsError,
     activate,
     active,
+    database_problem,
     default_flows_dir,
     load_settings,
     open_store,
@@ -60,7 +63,7 @@ from bot.store.db import backup_file, check_backup
 from bot.store.meetings import MeetingError
 from bot.store.migrations import MIGRATIONS, SchemaTooNew
 from bot.store.pg import copy_sqlite, is_url
-from bot.store.seal import key_file_for
+from bot.store.seal import SealError, key_file_for
 from bot.timing.planner import DEFAULT_RULES, OSLO, Rules
 from bot.timing.when import WhenError, describe, parse_day
 
@@ -368,11 +371,23 @@ def cmd_backup(args: argparse.Namespace) -> int:
     if not src_path.exists():
         print(f"veivis backup: {src_path}: databasen finnes ikke", file=sys.stderr)
         return 1
+    problem = database_problem(src_path)
+    if problem:
+        print(f"veivis backup: {problem}", file=sys.stderr)
+        return 1
     target = Path(args.target)
-    if target.exists():
+    if target.exists() or target.is_symlink():  # a symlink, even to nothing, is not followed
         print(f"veivis backup: {target} finnes fra før; velg en ny fil", file=sys.stderr)
         return 1
-    backup_file(src_path, target)
+    if not target.parent.is_dir():
+        print(f"veivis backup: mappen {target.parent} finnes ikke; lag den først",
+              file=sys.stderr)
+        return 1
+    try:
+        backup_file(src_path, target, len(MIGRATIONS))
+    except FileExistsError:  # made meanwhile, or a symlink planted meanwhile
+        print(f"veivis backup: {target} finnes fra før; velg en ny fil", file=sys.stderr)
+        return 1
     print(f"sikkerhetskopierte {src_path} til {target}")
     return 0
 
@@ -395,7 +410,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
                   "er endret)", file=sys.stderr)
             return 1
     target.parent.mkdir(parents=True, exist_ok=True)
-    backup_file(source, target)
+    backup_file(source, target, len(MIGRATIONS), still=True)
     print(f"la tilbake {source} som {target}. Seglnøkkelen ({target}.seal-key eller "
           "VEIVIS_SEAL_KEY_FILE) legges tilbake for seg; start Veivis igjen.")
     return 0
@@ -601,6 +616,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as e:
         print(f"veivis: innstillingene: {e}", file=sys.stderr)
         return 1
+    for warning in settings.warnings():  # a typo must not fall back to a default silently
+        print(f"veivis: merk: {warning}", file=sys.stderr)
     setup_logging(settings, verbose=args.verbose, service=args.command == "run")
     if getattr(args, "db", "absent") is None:
         args.db = settings.db
@@ -612,9 +629,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SchemaTooNew as e:
         print(f"veivis: {e.norwegian()}\n{e}", file=sys.stderr)
         return 1
+    except (SealError, DatabaseFileError) as e:  # already one plain line
+        print(f"veivis: {e}", file=sys.stderr)
+        return 1
+    except psycopg.OperationalError:  # PostgreSQL: no server there, or it refused us
+        log.debug("failed", exc_info=True)
+        db = getattr(args, "db", None)
+        where = urlsplit(db if isinstance(db, str) and is_url(db) else settings.db)
+        print(f"veivis: fikk ikke kontakt med PostgreSQL-databasen på {where.hostname}:"
+              f"{where.port or 5432} (kjører den, og stemmer brukernavn og passord?); kjør "
+              "kommandoen igjen med --verbose for å se hva", file=sys.stderr)
+        return 1
     except Exception as e:  # a plain line for a person; the traceback only with --verbose
         log.debug("failed", exc_info=True)
-        print(f"veivis: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"veivis: noe gikk galt ({type(e).__name__}); kjør kommandoen igjen med "
+              "--verbose for å se hva", file=sys.stderr)
         if args.verbose:
             raise
         return 1

@@ -107,6 +107,13 @@ def cmd_translations(args: argparse.Namespace) -> int:
         print("Flytene har feil. Rett dem først (./veivis flows check); oversettelsene ble "
               "ikke endret.", file=sys.stderr)
         return 1
+    package = Path(__file__).resolve().parents[1]
+    if messages.resolve().is_relative_to(package):
+        print(f"{messages} ligger inne i den installerte Veivis-pakken; det som skrives der, "
+              "forsvinner ved neste oppgradering. Kopier flytene og oversettelsene til egne "
+              "mapper, sett VEIVIS_FLOWS og VEIVIS_MESSAGES (eller --flows og --messages) til "
+              "dem, og kjør kommandoen igjen. Ingenting ble endret.", file=sys.stderr)
+        return 1
     texts = flow_texts([flows_dir])
     messages.mkdir(parents=True, exist_ok=True)
     status = 0

@@ -5,6 +5,7 @@ retries); the other commands log warnings only, or INFO with -v. Our own log lin
 message texts or whole phone numbers (bot.phone.mask_address). Libraries that would log them
 at INFO are held at WARNING: the Twilio client logs each request's body and numbers, httpx
 logs every URL (the Telegram URL holds the bot token), aiosqlite every statement's parameters.
+Whatever a library still logs, every line has the configured secrets replaced by «[skjult]».
 """
 
 from __future__ import annotations
@@ -40,6 +41,47 @@ class JsonLines(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
+HIDDEN = "[skjult]"
+
+
+class Redacting(logging.Formatter):
+    """Hides the configured secrets (bot token, auth token, webhook and metrics secrets) in
+    every formatted line, tracebacks included: libraries log what they received (a proxy
+    that echoes a Telegram URL puts the bot token in an error body) and we cannot vet every
+    line they write."""
+
+    def __init__(self, inner: logging.Formatter, secrets: list[str]) -> None:
+        super().__init__()
+        self._inner = inner
+        # the longest first, so a token's secret half never leaves its first half behind
+        self._secrets = sorted({x for x in secrets if len(x) >= 8}, key=len, reverse=True)
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = self._inner.format(record)
+        for secret in self._secrets:
+            line = line.replace(secret, HIDDEN)
+        return line
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """Each secret value, as it is and as it looks in a URL or a JSON string; a Telegram
+    token's part after the colon too (the digits before it are the bot's public id)."""
+    from urllib.parse import quote
+
+    from bot.app.settings import SETTINGS
+    out: list[str] = []
+    for s in SETTINGS:
+        value = settings.get(s.name) if s.secret else ""
+        if not value:
+            continue
+        parts = [value]
+        if s.name == "TELEGRAM_BOT_TOKEN" and ":" in value:
+            parts.append(value.split(":", 1)[1])
+        for p in parts:
+            out += [p, quote(p, safe=""), json.dumps(p)[1:-1]]
+    return out
+
+
 class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever sys.stderr is when a line is logged (not when it was set up)."""
 
@@ -62,7 +104,8 @@ def setup_logging(settings: Settings, *, verbose: bool = False, service: bool = 
         level = logging.INFO if verbose else logging.WARNING
     handler: logging.Handler = logging.StreamHandler(stream) if stream else _Stderr()
     json_lines = settings.get("VEIVIS_LOG_FORMAT").lower() == "json"
-    handler.setFormatter(JsonLines() if json_lines else logging.Formatter(TEXT_FORMAT))
+    inner = JsonLines() if json_lines else logging.Formatter(TEXT_FORMAT)
+    handler.setFormatter(Redacting(inner, secrets_of(settings)))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

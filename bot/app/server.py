@@ -14,8 +14,10 @@ flight be recorded, close the database.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -152,13 +154,17 @@ async def reload_flows(svc: Service) -> bool:
         return True
 
 
-async def build(settings: Settings, clock: Clock = system_clock, *,
-                sender_poll: float = 1.0, backoff: float = 2.0) -> Service:
-    """Open everything the settings ask for; raises StartError with a plain message."""
+def _check(settings: Settings) -> None:
     problems = settings.problems()
     if problems:
         raise StartError("innstillingene er ikke komplette:\n" + "\n".join(f"- {p}"
                                                                        for p in problems))
+
+
+async def build(settings: Settings, clock: Clock = system_clock, *,
+                sender_poll: float = 1.0, backoff: float = 2.0) -> Service:
+    """Open everything the settings ask for; raises StartError with a plain message."""
+    _check(settings)
     flows = flows_for(settings)
     conf, errors = configured(settings.config_path)
     if errors:
@@ -298,8 +304,17 @@ async def listen(svc: Service, host: str, port: int, shutdown_timeout: float = 2
     return Running(runner, int(actual))
 
 
+def _listen_problem(e: OSError) -> str:
+    if isinstance(e, socket.gaierror):
+        return "finner ikke den adressen"
+    known = {errno.EADDRINUSE: "porten er i bruk", errno.EACCES: "ingen tilgang til porten",
+             errno.EADDRNOTAVAIL: "adressen finnes ikke på denne maskinen"}
+    return known.get(e.errno or 0, f"feil fra systemet ({e.errno})")
+
+
 async def serve(settings: Settings) -> int:
     """The whole life of `veivis run`, until SIGTERM or SIGINT."""
+    _check(settings)  # before the numbers below are read
     grace = settings.number("VEIVIS_SHUTDOWN_SECONDS")
     offset = timedelta(seconds=settings.number("VEIVIS_CLOCK_OFFSET"))
     clock: Clock = system_clock
@@ -310,7 +325,12 @@ async def serve(settings: Settings) -> int:
     svc = await build(settings, clock)
     try:
         await start(svc)
-        running = await listen(svc, settings.host, settings.port, grace)
+        try:
+            running = await listen(svc, settings.host, settings.port, grace)
+        except OSError as e:  # a name that does not resolve, a port in use or not allowed
+            raise StartError(f"webserveren kan ikke lytte på {settings.host}:{settings.port}"
+                             f" ({_listen_problem(e)}); sjekk VEIVIS_HOST og VEIVIS_PORT"
+                             ) from e
     except BaseException:
         await stop(svc, grace)
         raise

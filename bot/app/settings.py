@@ -15,6 +15,9 @@ missing or wrong, so `veivis check-config` and `veivis run` never show a traceba
 
 from __future__ import annotations
 
+import difflib
+import ipaddress
+import math
 import os
 import re
 import stat
@@ -27,6 +30,7 @@ from urllib.parse import urlsplit
 from apscheduler.triggers.cron import CronTrigger
 
 from bot.engine.i18n import default_messages_dir, load_all
+from bot.engine.loader import os_problem
 from bot.engine.model import FlowSet
 from bot.phone import PhoneError, normalise_phone
 from bot.service.pipeline import Limits
@@ -109,6 +113,13 @@ SETTINGS: tuple[Setting, ...] = (
             "report is ready; empty: none"),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
+_ENV_PREFIXES = ("VEIVIS_", "TWILIO_", "TELEGRAM_")
+# read by the test suite and its tools, not by Veivis: never warned about
+_TOOL_ENV = ("VEIVIS_CHAOS_CODE", "VEIVIS_CHAOS_SEED", "VEIVIS_GUIDE_CLONE",
+             "VEIVIS_REQUIRE_BROWSER", "VEIVIS_ARTIFACTS", "VEIVIS_CHROMIUM",
+             "VEIVIS_SKIP_POSTGRES", "VEIVIS_REQUIRE_POSTGRES", "VEIVIS_TEST_POSTGRES",
+             "VEIVIS_INSTANCES_PHONES")
+_KNOWN_ENV = [*_BY_NAME, *(s.name + "_FILE" for s in SETTINGS if s.secret), "VEIVIS_SETTINGS"]
 
 _SID = re.compile(r"AC[0-9a-f]{32}")
 _SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
@@ -118,6 +129,17 @@ _ALPHA_SENDER = re.compile(r"(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}")
 @dataclass(frozen=True)
 class Settings:
     values: Mapping[str, str] = field(default_factory=dict)
+    unknown: tuple[str, ...] = ()  # VEIVIS_/TWILIO_/TELEGRAM_ variables that are no setting
+
+    def warnings(self) -> list[str]:
+        """One Norwegian line for each environment variable that looks like a setting but is
+        none (a typo would otherwise fall back to the default without a word)."""
+        out = []
+        for name in self.unknown:
+            close = difflib.get_close_matches(name, _KNOWN_ENV, n=1)
+            hint = f" (mente du {close[0]}?)" if close else ""
+            out.append(f"miljøvariabelen {name} er ukjent og blir ikke brukt{hint}")
+        return out
 
     def get(self, name: str) -> str:
         return self.values.get(name, _BY_NAME[name].default).strip()
@@ -193,15 +215,31 @@ class Settings:
     def problems(self) -> list[str]:
         """What is missing or wrong, one plain sentence each; empty when ready to run."""
         out: list[str] = []
-        for name in ("VEIVIS_PORT", "TELEGRAM_RATE", "SMS_RATE", "OUTBOX_MAX_TRIES",
-                     "SEND_TIMEOUT", "VEIVIS_SHUTDOWN_SECONDS", "SMS_CHECK_SECONDS"):
+        for name in ("TELEGRAM_RATE", "SMS_RATE", "SEND_TIMEOUT", "VEIVIS_SHUTDOWN_SECONDS",
+                     "SMS_CHECK_SECONDS"):
             try:
                 v = float(self.get(name))
             except ValueError:
+                v = math.nan
+            if not math.isfinite(v):
                 out.append(f"{name} må være et tall, ikke «{self.get(name)}»")
-                continue
-            if v <= 0:
+            elif v <= 0:
                 out.append(f"{name} må være større enn 0")
+        port = self.get("VEIVIS_PORT")
+        if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+            out.append(f"VEIVIS_PORT må være et helt tall fra 1 til 65535, ikke «{port}»")
+        tries = self.get("OUTBOX_MAX_TRIES")
+        if not (tries.isascii() and tries.isdigit() and int(tries) >= 1):
+            out.append(f"OUTBOX_MAX_TRIES må være et helt tall, minst 1, ikke «{tries}»")
+        if not _host_ok(self.host):
+            out.append(f"VEIVIS_HOST må være en IP-adresse eller et vertsnavn, som 127.0.0.1 "
+                       f"eller 0.0.0.0, ikke «{self.host}»")
+        for name in ("TELEGRAM_API_URL", "TWILIO_API_URL"):
+            parts = urlsplit(self.get(name))
+            if parts.scheme not in ("https", "http") or not parts.netloc:
+                out.append(f"{name} må være en nettadresse som begynner med https://, ikke "
+                           f"«{self.get(name)}»")
+        out += self.file_problems()
         if self.get("VEIVIS_LOG_LEVEL").upper() not in LOG_LEVELS:
             out.append(f"VEIVIS_LOG_LEVEL må være en av {', '.join(LOG_LEVELS)}, ikke "
                        f"«{self.get('VEIVIS_LOG_LEVEL')}»")
@@ -217,8 +255,10 @@ class Settings:
                 out.append(f"{name} må være et helt tall (0: ingen grense), ikke "
                            f"«{self.get(name)}»")
         try:
-            float(self.get("VEIVIS_CLOCK_OFFSET"))
+            offset = float(self.get("VEIVIS_CLOCK_OFFSET"))
         except ValueError:
+            offset = math.nan
+        if not math.isfinite(offset):
             out.append(f"VEIVIS_CLOCK_OFFSET må være et antall sekunder, ikke "
                        f"«{self.get('VEIVIS_CLOCK_OFFSET')}»")
         if not self.telegram and not self.sms:
@@ -269,6 +309,24 @@ class Settings:
         out += self.digest_problems()
         return out
 
+    def file_problems(self) -> list[str]:
+        """The database and the seal key: can they be opened or made where they are named."""
+        out = []
+        db = self.db
+        if is_url(db):
+            if not self.get("VEIVIS_SEAL_KEY_FILE"):
+                out.append(_PG_KEY)
+        elif not (db == ":memory:" or db.startswith("file:")):
+            problem = database_problem(Path(db))
+            if problem:
+                out.append(problem)
+        key = self.seal_key_file
+        if is_url(db) and not self.get("VEIVIS_SEAL_KEY_FILE"):
+            key = None
+        if key is not None and not key.exists() and not key.parent.is_dir():
+            out.append(f"seglnøkkelen {key} kan ikke lages: mappen {key.parent} finnes ikke")
+        return out
+
     def digest_problems(self) -> list[str]:
         out = []
         try:
@@ -308,6 +366,51 @@ class Settings:
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def _host_ok(host: str) -> bool:
+    """An IP address, or a host name whose labels are letters, digits and hyphens (and not
+    all digits: «999.1.1.1» is no address)."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    labels = host.rstrip(".").split(".")
+    return (0 < len(host) <= 253 and all(_LABEL.fullmatch(x) for x in labels)
+            and not labels[-1].isdigit())
+
+
+class DatabaseFileError(Exception):
+    """The database file cannot be used where it is named: one plain Norwegian line."""
+
+
+_PG_KEY = ("VEIVIS_SEAL_KEY_FILE må peke på seglnøkkelen når databasen er PostgreSQL (alle "
+           "instansene trenger den samme nøkkelen)")
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def database_problem(path: Path) -> str | None:
+    """Why the database file cannot be opened or made here, in Norwegian, or None."""
+    if path.is_dir():
+        return f"databasen {path} er en mappe; gi navnet på databasefilen, som {path}/veivis.db"
+    if not path.exists():
+        parent = path.parent
+        if not parent.is_dir():
+            return f"databasen {path} kan ikke lages: mappen {parent} finnes ikke"
+        if not os.access(parent, os.W_OK | os.X_OK):
+            return f"databasen {path} kan ikke lages: ingen skrivetilgang til mappen {parent}"
+        return None
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(_SQLITE_HEADER))
+    except OSError as e:
+        return f"databasen {path} kan ikke leses ({os_problem(e)})"
+    if head and head != _SQLITE_HEADER:
+        return f"databasen {path} er ikke en SQLite-database (feil fil i VEIVIS_DB eller --db?)"
+    return None
+
 
 class SettingsError(ValueError):
     pass
@@ -340,10 +443,19 @@ def load_settings(toml_path: str | Path | None = None,
             raise SettingsError(f"{p}: kan ikke leses ({type(e).__name__})") from e
         except tomllib.TOMLDecodeError as e:
             raise SettingsError(f"{p}: {e}") from e
+        seen: dict[str, str] = {}  # the setting -> the key that named it
         for key, v in data.items():
             name = key.upper()
             if name not in _BY_NAME and name not in _SECRET_FILES:
                 raise SettingsError(f"{p}: ukjent innstilling «{key}»")
+            if name in seen:
+                raise SettingsError(f"{p}: {key.lower()} står to ganger (som «{seen[name]}» "
+                                    f"og «{key}»); behold én av dem")
+            seen[name] = key
+            base = _SECRET_FILES.get(name, name)
+            if base in seen and base + "_FILE" in seen:
+                raise SettingsError(f"{p}: både {base} og {base}_FILE er satt; behold én av "
+                                    "dem")
             if isinstance(v, bool) or not isinstance(v, str | int | float):
                 raise SettingsError(f"{p}: {key} må være tekst eller et tall")
             if name in _SECRET_FILES:
@@ -363,28 +475,53 @@ def load_settings(toml_path: str | Path | None = None,
             files[s.name] = env[s.name + "_FILE"]
             values.pop(s.name, None)
     for name, file in files.items():
-        if file.strip():
-            values[name] = read_secret_file(name, Path(file))
-    return Settings(values)
+        if not file.strip():
+            raise SettingsError(f"{name}_FILE er satt, men tom; gi navnet på filen, eller "
+                                "fjern den")
+        values[name] = read_secret_file(name, Path(file))
+    unknown = tuple(sorted(k for k in env if k.startswith(_ENV_PREFIXES)
+                           and k not in _KNOWN_ENV and k not in _TOOL_ENV)) if real_env else ()
+    return Settings(values, unknown)
 
 
 def read_secret_file(name: str, path: Path) -> str:
     """A secret from a file (Docker secrets, systemd credentials): the whole file, without
-    the line break at the end. Refused if everyone may read it (chmod 600 or 400 fixes it)."""
+    the line break at the end. Refused if everyone may read it (chmod 600 or 400 fixes it),
+    or if it is not a plain file (a pipe or a device would make every command wait). Read
+    through one opened file, so what is checked is what is read."""
     try:
-        st = path.stat()
-        if stat.S_ISREG(st.st_mode) and st.st_mode & stat.S_IROTH:
-            raise SettingsError(f"{name}_FILE: {path} kan leses av alle på maskinen; "
-                                f"kjør: chmod 600 {path}")
-        text = path.read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     except FileNotFoundError as e:
         raise SettingsError(f"{name}_FILE: {path}: finnes ikke") from e
+    except IsADirectoryError as e:
+        raise SettingsError(f"{name}_FILE: {path} er ikke en vanlig fil (en mappe)") from e
+    except OSError as e:
+        raise SettingsError(f"{name}_FILE: {path} kan ikke leses ({type(e).__name__})") from e
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            what = "en mappe" if stat.S_ISDIR(st.st_mode) else "en rør- eller enhetsfil"
+            raise SettingsError(f"{name}_FILE: {path} er ikke en vanlig fil ({what})")
+        if st.st_mode & stat.S_IROTH:
+            raise SettingsError(f"{name}_FILE: {path} kan leses av alle på maskinen; "
+                                f"kjør: chmod 600 {path}")
+        if st.st_size > _SECRET_MAX:
+            raise SettingsError(f"{name}_FILE: {path} er for stor til å være en nøkkel")
+        with os.fdopen(fd, "rb") as f:
+            fd = -1
+            text = f.read(_SECRET_MAX + 1).decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise SettingsError(f"{name}_FILE: {path} kan ikke leses ({type(e).__name__})") from e
+    finally:
+        if fd >= 0:
+            os.close(fd)
     value = text.rstrip("\r\n")
     if not value.strip():
         raise SettingsError(f"{name}_FILE: {path} er tom")
     return value
+
+
+_SECRET_MAX = 64 * 1024
 
 
 # The settings every command of this process uses: `veivis` loads them once at start.
@@ -415,11 +552,22 @@ def digest_trigger(spec: str) -> CronTrigger:
         fields[key] = value
     try:
         return CronTrigger(timezone="Europe/Oslo", **fields)
-    except (ValueError, TypeError) as e:
-        raise ValueError(str(e)) from None
+    except (ValueError, TypeError):
+        pass
+    for key, value in fields.items():  # APScheduler says it in English: name the field here
+        try:
+            CronTrigger(timezone="Europe/Oslo", **{key: value})
+        except (ValueError, TypeError):
+            raise ValueError(f"«{key}={value}»: {key} må være {_CRON_RANGES[key]}"
+                             f"{_CRON_HINT}") from None
+    raise ValueError(f"«{spec}»: feltene passer ikke sammen (finnes den dagen?)")
 
 
 _CRON_FIELDS = ("year", "month", "week", "day", "day_of_week", "hour", "minute")
+_CRON_RANGES = {"year": "et årstall", "month": "1-12", "week": "1-53", "day": "1-31",
+                "day_of_week": "mon, tue, wed, thu, fri, sat, sun eller 0-6",
+                "hour": "0-23", "minute": "0-59"}
+_CRON_HINT = " (også */2, 1-5 og lister med komma)"
 
 
 def installed_flows_dir() -> Path:
@@ -476,11 +624,14 @@ async def open_store(db: str | Path | None = None, settings: Settings | None = N
     settings name (VEIVIS_SEAL_KEY_FILE, else beside that database)."""
     s = settings or active()
     path = str(db or s.db)
+    if not (path == ":memory:" or path.startswith("file:") or is_url(path)):
+        problem = database_problem(Path(path))
+        if problem:
+            raise DatabaseFileError(problem)
     named = s.get("VEIVIS_SEAL_KEY_FILE")
     if is_url(path):  # several instances on one PostgreSQL database: one key for them all
         if not named:
-            raise SealError("VEIVIS_SEAL_KEY_FILE must name the seal key file when the "
-                            "database is PostgreSQL (every instance needs the same key)")
+            raise SealError(_PG_KEY)
         return await PgStore.open(path, Sealer.from_file(Path(named)))
     key = Path(named) if named else key_file_for(path)
     return await Store.open(path, Sealer.from_file(key) if key else Sealer.ephemeral())

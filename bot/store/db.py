@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiosqlite
 
@@ -689,16 +690,33 @@ def _statements(sql: str) -> list[str]:
     return out
 
 
-def backup_file(source: Path, target: Path) -> None:
+def backup_file(source: Path, target: Path, known: int, *, still: bool = False) -> None:
     """SQLite's online backup of a database file: a consistent copy while the bot runs
-    (`veivis backup`). The copy is made by this process, so it is 0600 (umask)."""
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
-    dst = sqlite3.connect(target)
+    (`veivis backup`). `target` must be a new file: it is made here (0600, never through a
+    symlink) and removed again if the copy fails. Raises SchemaTooNew for a database from a
+    newer Veivis. `still`: the source is a file nobody writes (a backup being restored); it
+    is read as it is, leaving no -wal or -shm beside it."""
+    # read-write (nothing is written) so that closing the last connection tidies up the
+    # -wal and -shm files; a read-only one would leave them beside a stopped database
+    mode = "ro&immutable=1" if still else "rw"
+    src = sqlite3.connect(f"file:{quote(str(source))}?mode={mode}", uri=True)
     try:
-        with dst:
-            src.backup(dst)
+        found = int(src.execute("PRAGMA user_version").fetchone()[0])
+        if found > known:
+            raise SchemaTooNew(str(source), found, known)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        os.close(fd)
+        try:
+            dst = sqlite3.connect(target)
+            try:
+                with dst:
+                    src.backup(dst)
+            finally:
+                dst.close()
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
     finally:
-        dst.close()
         src.close()
 
 
@@ -706,9 +724,12 @@ def check_backup(path: Path, known: int) -> str | None:
     """What is wrong with a backup file before `veivis restore` puts it in place (in
     Norwegian), or None: it must exist, pass SQLite's integrity check, and have a schema
     this Veivis knows."""
+    if path.is_dir():
+        return "er en mappe, ikke en sikkerhetskopi"
     if not path.is_file():
         return "finnes ikke"
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    # immutable: a backup nobody writes; opening it leaves no -wal or -shm beside it
+    con = sqlite3.connect(f"file:{quote(str(path))}?mode=ro&immutable=1", uri=True)
     try:
         version = int(con.execute("PRAGMA user_version").fetchone()[0])
         if version == 0:

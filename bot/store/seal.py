@@ -11,6 +11,7 @@ database backups (see deploy/README.md). Losing it loses only the answers still 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import hmac
 import os
@@ -34,7 +35,7 @@ class Sealer:
 
     def __init__(self, key: bytes) -> None:
         if len(key) != KEY_BYTES:
-            raise SealError(f"the seal key must be {KEY_BYTES} bytes")
+            raise SealError(f"en seglnøkkel er {KEY_BYTES} byte, ikke {len(key)}")
         self._aead = AESGCM(key)
         self._mac = hashlib.sha256(b"veivis-mac" + key).digest()
 
@@ -45,22 +46,38 @@ class Sealer:
 
     @classmethod
     def from_file(cls, path: Path) -> Sealer:
-        """The key in `path`; a new one is made (0600) if the file does not exist."""
+        """The key in `path`; a new one is made (0600) if the file does not exist. Raises
+        SealError with one plain Norwegian line an operator can act on."""
         if not path.exists():  # made whole or not at all: a crash never leaves half a key
+            if not path.parent.is_dir():
+                raise SealError(f"seglnøkkelen {path} kan ikke lages: mappen {path.parent} "
+                                "finnes ikke")
             try:
                 write_atomic(path, secrets.token_bytes(KEY_BYTES).hex().encode() + b"\n",
                              mode=0o600, exclusive=True)
             except FileExistsError:
                 pass  # another process made it first: use theirs
             except OSError as e:
-                raise SealError(f"{path}: cannot create the seal key file: {e.strerror}") from e
-        with contextlib.suppress(PermissionError):  # a key readable by others is not a secret
+                raise SealError(f"seglnøkkelen {path} kan ikke lages: {_why(e)}") from e
+        with contextlib.suppress(OSError):  # a key readable by others is not a secret
             os.chmod(path, 0o600)
         try:
-            text = path.read_text(encoding="ascii").strip()
-            return cls(bytes.fromhex(text))
-        except (OSError, ValueError, UnicodeDecodeError) as e:
-            raise SealError(f"{path}: not a seal key (64 hex characters expected)") from e
+            raw = path.read_bytes()
+        except OSError as e:
+            raise SealError(f"seglnøkkelen {path} kan ikke leses: {_why(e)}") from e
+        text = raw.strip()
+        if not text:
+            raise SealError(f"seglnøkkelen {path} er tom; legg tilbake den riktige nøkkelen, "
+                            "eller flytt filen bort (da lages en ny, og svar som venter i "
+                            "anonym-poolen går tapt)")
+        try:
+            key = bytes.fromhex(text.decode("ascii"))
+        except (ValueError, UnicodeDecodeError):
+            key = b""
+        if len(key) != KEY_BYTES:
+            raise SealError(f"{path} er ikke en seglnøkkel ({2 * KEY_BYTES} heksadesimale "
+                            "tegn)")
+        return cls(key)
 
     def seal(self, data: bytes) -> bytes:
         nonce = secrets.token_bytes(_NONCE)
@@ -72,6 +89,14 @@ class Sealer:
     def mac(self, *parts: str) -> bytes:
         """A keyed hash: equal for equal inputs, meaningless without the key."""
         return hmac.new(self._mac, "\x1f".join(parts).encode(), hashlib.sha256).digest()[:16]
+
+
+def _why(e: OSError) -> str:
+    known = {errno.ENOENT: "mappen finnes ikke", errno.EACCES: "ingen tilgang",
+             errno.EPERM: "ingen tilgang", errno.EISDIR: "det er en mappe",
+             errno.ENOTDIR: "en del av stien er ikke en mappe", errno.EROFS: "skrivebeskyttet",
+             errno.ENOSPC: "disken er full"}
+    return known.get(e.errno or 0, f"feil fra systemet ({e.strerror or e.errno})")
 
 
 def key_file_for(db_path: str) -> Path | None:
