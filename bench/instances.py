@@ -34,26 +34,18 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+# the same traffic as bench/pipeline.py (this folder is on sys.path when run as a script)
+from pipeline import NOW, messages_for  # noqa: E402
+
 from bot.engine import load  # noqa: E402
 from bot.service.pipeline import Inbound, Pipeline  # noqa: E402
 from bot.store import open_store  # noqa: E402
-
-NOW = datetime(2026, 11, 23, 11, 0, tzinfo=UTC)
-SCRIPT = ["hei", "2", "ja", "ja", "nei", "ja", "ja", "ja", "nei", "4", "Fint møte", "meny",
-          "1", "hjelp", "meny", "3"]
-
-
-def messages_for(users: int, total: int) -> dict[str, list[str]]:
-    per = max(1, total // users)
-    return {f"+4790{i:06d}": [SCRIPT[j % len(SCRIPT)] for j in range(per)]
-            for i in range(users)}
 
 
 async def _instance(target: str, script: dict[str, list[str]], start: Any) -> tuple[
