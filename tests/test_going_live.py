@@ -132,6 +132,25 @@ def test_check_config_and_run_refuse_plainly(tmp_path: Path) -> None:
     assert "Merk: meldinger til veiledernes jobbtelefoner" in tg.stdout
 
 
+def test_run_on_a_busy_port_says_so_in_one_sentence_without_a_traceback(
+        tmp_path: Path) -> None:
+    """The port is taken (another veivis, another service): one plain sentence, exit 1, and
+    nothing half-started leaves a traceback behind (the scheduler's first tick was cut off by
+    the stop and logged one)."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {"TWILIO_ACCOUNT_SID": SID, "TWILIO_AUTH_TOKEN": AUTH,
+               "TWILIO_FROM": "+4759440000", "VEIVIS_PUBLIC_URL": PUBLIC,
+               "VEIVIS_DB": str(tmp_path / "v.db"), "VEIVIS_PORT": str(port),
+               "VEIVIS_SEAL_KEY_FILE": str(tmp_path / "key")}
+        r = _run(["run"], env)
+    assert r.returncode == 1, r.stderr
+    assert f"webserveren kan ikke lytte på 127.0.0.1:{port} (porten er i bruk)" in r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+
+
 # -- the sender --------------------------------------------------------------------------------
 
 async def _queue(store: Store, rows: list[tuple[str, str]]) -> None:

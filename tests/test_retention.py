@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import timedelta
 from pathlib import Path
 
@@ -68,6 +69,36 @@ async def test_apscheduler_wakes_the_ticker(backend: str, flows: FlowSet,
     rows = await store.fetchall("SELECT text FROM outbox ORDER BY id")
     assert [r[0] for r in rows] == Mirror(flows, clock.now).texts("first_meeting_prep")
     await store.close()
+
+
+async def test_a_stop_lets_the_tick_in_progress_finish(
+        flows: FlowSet, clock: ManualClock, caplog: pytest.LogCaptureFixture) -> None:
+    """`veivis run` stopping (SIGTERM, or a port in use right after the start) while a tick
+    is working: the tick ends as it would have, and nothing is cut off or logged as failed.
+    APScheduler's own shutdown cancels running jobs mid-way."""
+    from bot.service.scheduler import Ticker, start_scheduler
+
+    store = await Store.open(":memory:")
+    async with Pipeline(store, flows, clock) as p:
+        ticker = Ticker(store, p, clock)
+        started, release, finished = asyncio.Event(), asyncio.Event(), []
+
+        async def slow_tick() -> None:
+            started.set()
+            await release.wait()
+            await asyncio.sleep(0)
+            finished.append(True)
+        ticker.tick = slow_tick  # type: ignore[method-assign,assignment]
+        sched = start_scheduler(ticker)
+        await asyncio.wait_for(started.wait(), 10)
+        stopping = asyncio.create_task(sched.stop(10))
+        await asyncio.sleep(0)
+        assert not stopping.done()  # waits for the tick
+        release.set()
+        await asyncio.wait_for(stopping, 10)
+        assert finished == [True] and not sched.running
+    await store.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
 
 async def test_an_active_person_stays_and_old_logs_go(backend: str, flows: FlowSet,

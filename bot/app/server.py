@@ -26,7 +26,6 @@ from pathlib import Path
 import psycopg
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.app import metrics
 from bot.app.config import apply_config, configured
@@ -40,7 +39,7 @@ from bot.phone import normalise_phone
 from bot.reports.digest import DigestJob
 from bot.service.clock import Clock, system_clock
 from bot.service.pipeline import Pipeline
-from bot.service.scheduler import Ticker, start_scheduler
+from bot.service.scheduler import Scheduler, Ticker, start_scheduler
 from bot.store import Store
 from bot.store.seal import SealError
 from bot.timing.planner import DEFAULT_RULES
@@ -85,7 +84,7 @@ class Service:
     channels: dict[str, Channel] = field(default_factory=dict)
     senders: dict[str, Sender] = field(default_factory=dict)
     accepting: bool = True
-    scheduler: AsyncIOScheduler | None = None
+    scheduler: Scheduler | None = None
     digest: DigestJob | None = None
     reloading: asyncio.Lock = field(default_factory=asyncio.Lock)
     hub: Hub | None = None  # what the channels read the flows from
@@ -240,7 +239,7 @@ async def stop(svc: Service, grace: float = 20.0) -> None:
     for ch in svc.channels.values():
         await ch.stop()
     if svc.scheduler is not None:
-        svc.scheduler.shutdown(wait=False)
+        await svc.scheduler.stop(grace)
     await svc.pipeline.stop()
     for s in svc.senders.values():
         await s.stop(grace)
