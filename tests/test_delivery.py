@@ -184,6 +184,29 @@ async def test_a_send_accepted_then_hung_is_found_at_twilio_and_not_sent_again(
     await store.close()
 
 
+async def test_a_drill_clock_ahead_of_twilio_still_finds_the_hung_send(backend: str) -> None:
+    """A drill runs the bot's clock hours ahead (VEIVIS_CLOCK_OFFSET); Twilio stamps messages
+    with the real time. The lookup compares in Twilio's time, so the hung send is found, not
+    sent a second time (it was: its creation looked earlier than the attempt)."""
+    store = await open_backend(backend)
+    offset = timedelta(hours=17, minutes=26)
+    clock = ManualClock(NOW + offset)
+    async with FakeTwilio(SID, AUTH) as fake:
+        fake.clock = lambda: NOW  # Twilio's clock is the real one
+        fake.hang_seconds = 1.0
+        fake.fail.queue = ["hang"]
+        await queue(store, [(PHONES[0], "Husk møtet i morgen")])
+        t = TwilioTransport(SID, AUTH, "+4759440000", status_callback=None, api_url=fake.url,
+                            timeout=0.3, ask_after=0.0, clock_offset=offset)
+        sender = Sender(store, t, clock, rate=50, backoff=0.01)
+        await sender.drain()
+        await t.close()
+        exactly_once(fake, await statuses(store))
+        assert fake.texts_to(PHONES[0]) == ["Husk møtet i morgen"]
+        assert sender.stats.found == 1 and sender.stats.resent == 0
+    await store.close()
+
+
 async def test_a_send_that_timed_out_unaccepted_is_sent_again_after_asking(
         backend: str) -> None:
     store = await open_backend(backend)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Collection, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -111,8 +111,12 @@ class TwilioTransport:
 
     def __init__(self, account_sid: str, auth_token: str, sender: str, *,
                  status_callback: str | None, api_url: str = TWILIO_API,
-                 timeout: float = 15.0, ask_after: float = 15.0) -> None:
+                 timeout: float = 15.0, ask_after: float = 15.0,
+                 clock_offset: timedelta = timedelta(0)) -> None:
         self.http = HttpClient(api_url, timeout)
+        # how far the bot's clock is ahead of the real one (a drill's VEIVIS_CLOCK_OFFSET):
+        # Twilio stamps its messages with the real time
+        self.clock_offset = clock_offset
         self.client = Client(account_sid, auth_token, http_client=self.http)
         self.sender = sender
         self.status_callback = status_callback
@@ -151,6 +155,7 @@ class TwilioTransport:
         newest LOOKUP messages are read; a row's later messages wait behind it, so the one
         sought is among them."""
         body = plain_text(item.text, item.choices, item.numbered).strip()
+        since -= self.clock_offset  # in Twilio's time
         found = await self.messages.list_async(to=item.address, from_=self.sender,
                                                limit=LOOKUP, page_size=LOOKUP)
         for m in found:
@@ -373,7 +378,9 @@ def from_settings(settings: Settings, hub: Hub) -> SmsChannel | None:
                                 status_callback=public + STATUS_PATH,
                                 api_url=settings.get("TWILIO_API_URL"),
                                 timeout=settings.number("SEND_TIMEOUT"),
-                                ask_after=settings.number("SMS_CHECK_SECONDS"))
+                                ask_after=settings.number("SMS_CHECK_SECONDS"),
+                                clock_offset=timedelta(
+                                    seconds=settings.number("VEIVIS_CLOCK_OFFSET")))
     extra = [f.strip() for f in settings.get("TWILIO_EXTRA_FIELDS").split(",") if f.strip()]
     return SmsChannel(hub, transport, Webhooks(token, public), settings.number("SMS_RATE"),
                       settings.get("TWILIO_ACCOUNT_SID"), extra)
