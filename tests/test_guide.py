@@ -28,7 +28,8 @@ from bot.engine import load
 from bot.engine.model import Flow
 from bot.engine.templates import COUNT, NUMBER, render
 
-from .conftest import ROOT
+from .conftest import GUIDE_SKIP, ROOT
+from .shipped import independent
 
 INSIDE = "VEIVIS_GUIDE_CLONE"  # set in the clone's run: this test must not run there again
 SURVEY = "first_meeting_survey"
@@ -191,7 +192,9 @@ class Transcripts:
 
 @pytest.mark.skipif(os.environ.get(INSIDE) == "1", reason="inside the clone: no recursion")
 @pytest.mark.timeout(1500)  # it runs the clone's whole suite: longer than one test's 300 s
-def test_the_coordinators_guide_followed_in_a_fresh_clone(tmp_path: Path) -> None:
+def test_the_coordinators_guide_followed_in_a_fresh_clone(tmp_path: Path,
+                                                          request: pytest.FixtureRequest
+                                                          ) -> None:
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("needs git and a git checkout")
     root = tmp_path / "veivis"
@@ -252,8 +255,14 @@ def test_the_coordinators_guide_followed_in_a_fresh_clone(tmp_path: Path) -> Non
         rules.fix(root, failures[0])
     assert p.returncode == 0 and p.stdout.strip().endswith("bestått, 0 feilet"), p.stdout
 
-    # and the clone's whole test suite
-    env = {**c.env, "PYTHONPATH": str(root)}
-    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"],
+    # and the clone's test suite: every test that read the shipped flows or messages in this
+    # run (or started a process that may have), and every test that did not run here; the
+    # others run the same code on the same files in the clone (tests/shipped.py)
+    skip = independent(request.session.items)
+    (tmp_path / "skip.txt").write_text("\n".join(skip), encoding="utf-8")
+    env = {**c.env, "PYTHONPATH": str(root), GUIDE_SKIP: str(tmp_path / "skip.txt")}
+    p = subprocess.run([sys.executable, "-m", "pytest", "-x", "-p", "no:cacheprovider"],
                        cwd=root, env=env, capture_output=True, text=True, timeout=1200)
     assert p.returncode == 0, p.stdout[-6000:] + p.stderr[-2000:]
+    ran = re.search(r"(\d+) passed", p.stdout)
+    print(f"the clone ran {ran[1] if ran else '?'} tests; {len(skip)} read nothing shipped")
