@@ -12,8 +12,10 @@ A test that starts a process counts as reading the shipped files unless the proc
 to read flows and messages from elsewhere (VEIVIS_FLOWS and VEIVIS_MESSAGES outside them):
 what another process opens is not seen here.
 
-Anything read before the first test (at import of the test helpers) is reported by
-`unattributed` and makes the selection refuse: then every test runs again.
+Anything read before the first test, or by the module-level code of anything but a test
+module (a helper's, or a bot module's on its first import: the value is shared with every
+later importer), is noted in `unattributed` and makes the selection refuse: then every test
+runs again.
 """
 
 from __future__ import annotations
@@ -24,12 +26,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import _pytest
+import pluggy
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-TESTS = os.path.join(str(ROOT), "tests") + os.sep
 SHIPPED = (os.path.join(str(ROOT), "flows"), os.path.join(str(ROOT), "messages"))
 
+# the test runner's own frames: what is below them (its entry point's module) does not count
+_RUNNER = tuple(os.path.dirname(m.__file__ or "") + os.sep for m in (_pytest, pluggy))
 _now: list[str] = []  # what is running: a test's id, "module:<id>" or "fixture:<name>"
 readers: set[str] = set()
 unattributed: set[str] = set()
@@ -78,12 +83,12 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
 
 
 def _shared(frame: Any) -> bool:
-    """Read by a test helper's module-level code (tests/x.py, not a test module): its value
-    is then shared by every module that imports the helper, not only the one running now."""
-    while frame is not None:
-        f = frame.f_code.co_filename
-        if (frame.f_code.co_name == "<module>" and f.startswith(TESTS)
-                and not os.path.basename(f).startswith(("test_", "conftest"))):
+    """Read by the module-level code of anything but a test module (a test helper, or one of
+    the bot's modules imported for the first time): what it read is then shared by every
+    later importer, not only the test running now."""
+    while frame is not None and not frame.f_code.co_filename.startswith(_RUNNER):
+        if (frame.f_code.co_name == "<module>"
+                and not os.path.basename(frame.f_code.co_filename).startswith("test_")):
             return True
         frame = frame.f_back
     return False
