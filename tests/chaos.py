@@ -345,7 +345,9 @@ async def run(plan: Plan, workdir: Path, *, chaos: bool = True,
     db = workdir / "veivis.db"
     offset = (start_time(datetime.now(UTC)) - datetime.now(UTC)).total_seconds()
     async with FakeTwilio(SID, AUTH, log=workdir / "twilio.jsonl", seed=plan.seed) as fake:
-        fake.clock = lambda: datetime.now(UTC) + timedelta(seconds=offset)
+        # Twilio stamps its messages with the real time; the bot's clock runs `offset` ahead
+        # (its lookups compare in Twilio's time)
+        bot_clock = lambda: datetime.now(UTC) + timedelta(seconds=offset)  # noqa: E731
         fake.callbacks_to, fake.public_url = None, PUBLIC
         fake.hang_seconds = plan.send_timeout * 3
         if chaos:
@@ -356,14 +358,14 @@ async def run(plan: Plan, workdir: Path, *, chaos: bool = True,
         phones = Phones(fake, bot, random.Random(plan.seed + 1), plan.dups if chaos else 0.0,
                         db)
         await bot.start()
-        await meetings(phones, plan, fake.clock())
+        await meetings(phones, plan, bot_clock())
         intake, kills = asyncio.Event(), []
         work = [_writers(phones, plan, intake)]
         if chaos:
             work.append(killer(bot, phones, plan, random.Random(plan.seed + 2), db, intake,
                                kills))
         await asyncio.wait_for(asyncio.gather(*work), plan.deadline)
-        await settled(db, fake.clock, t0 + plan.deadline)
+        await settled(db, bot_clock, t0 + plan.deadline)
         exit_code = await bot.stop()
         out = collect(db, workdir, phones.acknowledged)
         out.kills, out.starts, out.stderr = kills, bot.starts, bot.stderr()
