@@ -6,9 +6,11 @@ conversation can be replayed from its inputs. Global words are handled here, bef
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import weakref
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from bot.timing.display import day_date, meeting_time
@@ -267,6 +269,40 @@ def tr(flows: FlowSet, lang: str, context: str, text: str) -> str:
     return cat.get((context, text), text) if cat else text
 MAX_CHAIN = 64  # steps run in a row without waiting; the checker forbids silent loops
 
+# -- the crisis reader's verdict, remembered for short messages -------------------------------
+# Every message is read for crisis (`check`), and real traffic repeats short answers («ja»,
+# «1», «nei») all day. `check(text)` is a pure function of the text for a given reader, so its
+# tier is remembered per reader for texts up to TIER_CACHE_TEXT characters (at most
+# TIER_CACHE_SIZE of them, least recently used dropped): the same verdict, without reading
+# «ja» again. Longer texts are always read afresh.
+TIER_CACHE_TEXT = 64
+TIER_CACHE_SIZE = 8192
+_tier_caches: weakref.WeakKeyDictionary[Any, Callable[[str], str | None]] = (
+    weakref.WeakKeyDictionary())
+
+
+def crisis_tier(reader: Any, text: str) -> str | None:
+    """`reader.check(text).tier`: CLEAR, POSSIBLE or None (remembered for short texts)."""
+    if len(text) > TIER_CACHE_TEXT:
+        return reader.check(text).tier  # type: ignore[no-any-return]
+    try:
+        cached = _tier_caches.get(reader)
+        if cached is None:
+            cached = _tier_caches[reader] = _tier_cache(weakref.ref(reader))
+    except TypeError:  # a reader that cannot be weakly referenced: read every time
+        return reader.check(text).tier  # type: ignore[no-any-return]
+    return cached(text)
+
+
+def _tier_cache(ref: weakref.ref[Any]) -> Callable[[str], str | None]:
+    # the cache holds the reader weakly: a reloaded flow set's old reader can go away
+    @lru_cache(maxsize=TIER_CACHE_SIZE)
+    def tier(text: str) -> str | None:
+        reader = ref()
+        assert reader is not None  # the cache lives only as long as its reader
+        return reader.check(text).tier  # type: ignore[no-any-return]
+    return tier
+
 
 def keyword(text: str) -> str | None:
     """The global word a message is, if the whole message is one (any case, any punctuation)."""
@@ -319,7 +355,7 @@ def step(flows: FlowSet, state: State, event: Event, now: datetime,
     sensitive = bool(current and current.anonymous)
     # safety first: read every message, in every state, at any length
     crisis_flow = flows.get(CRISIS_FLOW)
-    tier = flows.crisis.check(text).tier if flows.crisis is not None and crisis_flow else None
+    tier = crisis_tier(flows.crisis, text) if flows.crisis is not None and crisis_flow else None
     if tier == CLEAR and crisis_flow is not None:
         st = current.step(state.step or "") if current else None
         return out.result(_crisis_then_forward(flows, crisis_flow, current, st, state,
@@ -544,7 +580,11 @@ def _check_in(flows: FlowSet, current: Flow | None, st: Step | None, state: Stat
 
 def system_text(flows: FlowSet, lang: str, key: str, ctx: Mapping[str, str]) -> str:
     """A system text in a language, for channels that answer outside a conversation."""
-    return render(tr(flows, lang, f"system.{key}", flows.texts[key]), ctx)
+    k = ("system", lang, key)
+    text: str | None = flows.derived.get(k)
+    if text is None:
+        text = flows.derived[k] = tr(flows, lang, f"system.{key}", flows.texts[key])
+    return render(text, ctx)
 
 
 def stranger_crisis(flows: FlowSet, text: str) -> tuple[str, ...]:
@@ -553,7 +593,7 @@ def stranger_crisis(flows: FlowSet, text: str) -> tuple[str, ...]:
     reads this (nobody can be told: no one is assigned). Empty if it signals nothing. In
     bokmål: a stranger has chosen no language. Never limited, like every crisis answer."""
     crisis_flow = flows.get(CRISIS_FLOW)
-    if flows.crisis is None or crisis_flow is None or flows.crisis.check(text).tier is None:
+    if flows.crisis is None or crisis_flow is None or crisis_tier(flows.crisis, text) is None:
         return ()
     texts = [render(st.text, {}) for st in crisis_flow.steps if st.text]
     return (*texts, system_text(flows, "nb", "crisis_nobody", {}))
@@ -636,15 +676,36 @@ def _yesno_labels(flows: FlowSet, state: State) -> tuple[str, str]:
     return (_sys(flows, state, "yes", {}), _sys(flows, state, "no", {}))
 
 
+def _derived(flows: FlowSet, kind: str, flow: Flow, st: Step, lang: str) -> Any:
+    """What was worked out for this step in this language (None: not yet). The flow set is
+    immutable, so it holds; the step itself is kept with it and checked, so a different step
+    under the same ids is never given another's."""
+    got = flows.derived.get((kind, flow.id, st.id, lang))
+    return got[1] if got is not None and got[0] is st else None
+
+
 def _options(flows: FlowSet, flow: Flow, st: Step, lang: str) -> tuple[Option, ...]:
     """The options in the user's language; the bokmål words are understood as well."""
     if lang == "nb":
         return st.options
-    return tuple(Option(tr(flows, lang, f"{flow.id}.{st.id}.{o.value}", o.text), o.value,
-                        (o.text, *o.also), o.pos) for o in st.options)
+    opts: tuple[Option, ...] | None = _derived(flows, "options", flow, st, lang)
+    if opts is None:
+        opts = tuple(Option(tr(flows, lang, f"{flow.id}.{st.id}.{o.value}", o.text), o.value,
+                            (o.text, *o.also), o.pos) for o in st.options)
+        flows.derived["options", flow.id, st.id, lang] = (st, opts)
+    return opts
 
 
 def _choices(flows: FlowSet, flow: Flow, st: Step, state: State) -> tuple[str, ...]:
+    lang = state.lang
+    choices: tuple[str, ...] | None = _derived(flows, "choices", flow, st, lang)
+    if choices is None:
+        choices = _make_choices(flows, flow, st, state)
+        flows.derived["choices", flow.id, st.id, lang] = (st, choices)
+    return choices
+
+
+def _make_choices(flows: FlowSet, flow: Flow, st: Step, state: State) -> tuple[str, ...]:
     if st.kind is Kind.CHOICE:
         return tuple(o.text for o in _options(flows, flow, st, state.lang))
     if st.kind is Kind.YESNO:
@@ -657,7 +718,10 @@ def _choices(flows: FlowSet, flow: Flow, st: Step, state: State) -> tuple[str, .
 
 def _said(flows: FlowSet, flow: Flow, st: Step, state: State, ctx: Mapping[str, str]) -> Reply:
     """What a step says or asks, in the user's language, filled in, with its choices."""
-    text = tr(flows, state.lang, f"{flow.id}.{st.id}", st.text or "")
+    text: str | None = _derived(flows, "text", flow, st, state.lang)
+    if text is None:
+        text = tr(flows, state.lang, f"{flow.id}.{st.id}", st.text or "")
+        flows.derived["text", flow.id, st.id, state.lang] = (st, text)
     return Reply(render(text, _values(flow, state, ctx, st)), _choices(flows, flow, st, state),
                  st.kind is Kind.CHOICE)
 
