@@ -71,7 +71,10 @@ SKIP_WORDS = {"hopp", "hopp over", "hoppover", "skip", "neste", "dropp", "pass",
 
 def clean(text: str) -> str:
     """The user's own text, kept as written, minus control characters; for storing."""
-    out = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C")
+    if text.isprintable():  # no control character in it (the usual message): kept as it is
+        out = text
+    else:
+        out = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C")
     return out.strip()[:MAX_TEXT]
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from bot.engine import answers
 from bot.engine.model import FlowSet
 from bot.engine.runtime import (
+    NO_DESK,
     Crisis,
     Desk,
     Expire,
@@ -142,6 +143,9 @@ class Pipeline:
         self.flows = flows
         self.clock = clock
         self.max_batch = max_batch
+        # any limit set (else no message is ever limited, and counting is skipped)
+        self._limits_on = bool(limits.per_minute or limits.per_day or limits.new_per_hour
+                               or any(limits.budgets.values()))
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self.batches = 0
@@ -272,7 +276,7 @@ class Pipeline:
             if w.erased:
                 _forget(w.changes, w.erased)
             w.changes.erased = sorted(w.erased)
-            w.changes.states = {uid: json.dumps(st.to_json(), ensure_ascii=False)
+            w.changes.states = {uid: _STATE_JSON.encode(st.to_json())
                                 for uid, st in w.states.items() if uid not in w.erased}
             await b.write(w.changes)
         if w.changes.anonymous:
@@ -310,7 +314,7 @@ class Pipeline:
         meetings = await b.meetings(sorted(meeting_ids)) if meeting_ids else {}
         with_veileder = [uid for uid, c in ctxs.items() if c.work_phone]
         forwards = await b.desk_events(with_veileder, now) if with_veileder else {}
-        w = _Work(users, seen, raw_states, ctxs, meetings, forwards)
+        w = _Work(users, seen, raw_states, ctxs, meetings, forwards, now_iso=now.isoformat())
         if lim.new_per_hour and any(not raw_states.get(u.id) for u in users.values()):
             w.newest = top  # someone Veivis never answered writes: count this hour's
             w.strangers = await b.strangers_since(now - timedelta(hours=1), top)
@@ -327,49 +331,58 @@ class Pipeline:
     async def _one(self, b: Batch, w: _Work, item: Item, user: UserRow,
                    now: datetime) -> Handled:
         """One item: the engine's step, then its effects carried out as decided."""
+        inbound = isinstance(item, Inbound)
+        uid = user.id
         if isinstance(item, Inbound):
             key = (item.channel, item.provider_id)
             if key in w.seen:
-                return Handled(duplicate=True, user_id=user.id)
+                return Handled(duplicate=True, user_id=uid)
             w.seen.add(key)
         state = w.state_of(user)
-        ctx = w.ctxs.get(user.id)
+        ctx = w.ctxs.get(uid)
         about = (item.meeting_id if isinstance(item, FlowRequest) and item.meeting_id
                  else state.meeting)
-        values = self._values(w, user.id, state.lang, about, now)
-        stranger = state == State() and not (ctx and ctx.veileder)
-        limited = isinstance(item, Inbound) and self._limited(w, user.id, item.channel, now,
-                                                              stranger)
-        event, desk_now = _event(item), self._desk(w, user.id, ctx, now, limited)
+        values = self._values(w, uid, state.lang, about, now)
+        limited = inbound and self._limits_on and self._limited(
+            w, uid, item.channel, now, state == _FRESH and not (ctx and ctx.veileder))
+        event = UserText(item.text) if isinstance(item, Inbound) else _event(item)
+        desk_now = self._desk(w, uid, ctx, now, limited)
         if self.trace is not None:
-            self.trace.append(StepInputs(user.id, state, event, now, values, desk_now))
+            self.trace.append(StepInputs(uid, state, event, now, values, desk_now))
         res = engine_step(self.flows, state, event, now, values, desk_now)
-        w.count(user.id, user.channel, len(res.replies))
-        w.states[user.id] = res.state
-        if res.state.lang != state.lang:
-            w.values.pop(user.id, None)  # dates in the new language from now on
+        new, replies, effects = res.state, res.replies, res.effects
+        changes = w.changes
+        if replies:
+            w.count(uid, user.channel, len(replies))
+        w.states[uid] = new
+        if new.lang != state.lang:
+            w.values.pop(uid, None)  # dates in the new language from now on
         if isinstance(item, Inbound):
             if res.sensitive:  # typed inside an anonymous flow: no trace tied to the person
-                w.changes.seen_only.append((item.channel, item.provider_id))
+                changes.seen_only.append((item.channel, item.provider_id))
             else:  # the text kept only with consent
-                keep = res.state.consent is True
-                w.changes.inbound.append((user.id, item.channel, item.provider_id,
-                                          answers.clean(item.text) if keep else None,
-                                          (item.received_at or now).isoformat()))
-        scope = Scope(b, w.changes, user, now, ctx.office if ctx else None, state.meeting,
-                      w.meetings[about][0] if about in w.meetings else None, w.erased)
-        for eff in res.effects:
-            await apply(eff, scope)
-        for r in res.replies:
-            w.changes.outbox.append(OutRow(user.id, user.channel, user.address, r.text,
-                                           r.choices, r.numbered, now))
+                at = item.received_at
+                changes.inbound.append((uid, item.channel, item.provider_id,
+                                        answers.clean(item.text) if new.consent is True
+                                        else None,
+                                        w.now_iso if at is None else at.isoformat()))
+        crisis = False
+        if effects:
+            scope = Scope(b, changes, user, now, ctx.office if ctx else None, state.meeting,
+                          w.meetings[about][0] if about in w.meetings else None, w.erased)
+            for eff in effects:
+                crisis = crisis or isinstance(eff, Crisis)
+                await apply(eff, scope)
+        for r in replies:
+            changes.outbox.append(OutRow(uid, user.channel, user.address, r.text,
+                                         r.choices, r.numbered, now))
         if isinstance(item, FlowRequest) and item.scheduled_id is not None:
-            w.changes.scheduled_done.append(item.scheduled_id)
-        log.info("handled %s from %s on %s: %d replies",
-                 "message" if isinstance(item, Inbound) else f"start {item.flow_id}",
-                 mask_address(item.address), item.channel, len(res.replies))
-        return Handled(res.replies, False, user.id,
-                       any(isinstance(e, Crisis) for e in res.effects))
+            changes.scheduled_done.append(item.scheduled_id)
+        if log.isEnabledFor(logging.INFO):
+            log.info("handled %s from %s on %s: %d replies",
+                     "message" if isinstance(item, Inbound) else f"start {item.flow_id}",
+                     mask_address(item.address), item.channel, len(replies))
+        return Handled(replies, False, uid, crisis)
 
     def _values(self, w: _Work, uid: int, lang: str, about: int | None,
                 now: datetime) -> dict[str, str]:
@@ -388,7 +401,7 @@ class Pipeline:
         """Who reads a message for the veileder now, decided once, before the step; and
         whether the user is over a limit."""
         if ctx is None or not ctx.work_phone:
-            return Desk(limited=limited)
+            return _LIMITED if limited else NO_DESK
         forwards, crisis = w.forwards.get(uid, (0, False))
         return Desk(duty(now, ctx, self.rules.closed_days), forwards, crisis, limited)
 
@@ -460,6 +473,7 @@ class _Work:
     sent: dict[int, list[int]] = field(default_factory=dict)
     spent: dict[str, int] = field(default_factory=dict)
     newest: int | None = None  # users above this id are new in this batch
+    now_iso: str = ""  # the batch's time, as an inbound row without its own is logged
     strangers: int = 0  # people made by a message, with no veileder, in the last hour
     counted: set[int] = field(default_factory=set)  # new in this batch, counted
 
@@ -478,6 +492,11 @@ class _Work:
             if user.stopped != state.stopped:  # stopped outside a chat (carrier STOP)
                 state = replace(state, stopped=user.stopped)
         return state
+
+
+_FRESH = State()  # someone Veivis never answered
+_LIMITED = Desk(limited=True)
+_STATE_JSON = json.JSONEncoder(ensure_ascii=False)  # json.dumps(..., ensure_ascii=False)
 
 
 def _event(item: Item) -> UserText | StartFlow | Nudge | Expire:

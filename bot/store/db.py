@@ -300,12 +300,13 @@ class Batch(Tx):
                                 "WHERE id = ? AND status = 'pending'",
                                 [(now, i) for i in ch.scheduled_done])
         if ch.outbox:
+            shown: dict[tuple[str, ...], str] = {}  # the same choices, encoded once a batch
             await c.executemany(
                 "INSERT INTO outbox (user_id, channel, address, text, choices, numbered, "
                 "created_at, due_at, forget) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(o.user_id, o.channel, o.address, o.text,
-                  json.dumps(list(o.choices), ensure_ascii=False) if o.choices else None,
-                  int(o.numbered), now, iso(o.due_at), int(o.forget)) for o in ch.outbox])
+                [(o.user_id, o.channel, o.address, o.text, _choices_json(o.choices, shown),
+                  int(o.numbered), now, now if o.due_at == self.now else iso(o.due_at),
+                  int(o.forget)) for o in ch.outbox])
         if ch.seen_only:
             day = self.now.astimezone(UTC).date().isoformat()
             await c.executemany("INSERT OR IGNORE INTO seen_keys (key, day) VALUES (?, ?)",
@@ -314,6 +315,18 @@ class Batch(Tx):
 
     def _seen_key(self, channel: str, provider_id: str) -> bytes:
         return self._sealer.mac("seen", channel, provider_id)
+
+
+def _choices_json(choices: Sequence[str], shown: dict[tuple[str, ...], str]) -> str | None:
+    """An outbox row's choices as stored (JSON), or None without choices."""
+    if not choices:
+        return None
+    if type(choices) is not tuple:
+        return json.dumps(list(choices), ensure_ascii=False)
+    got = shown.get(choices)
+    if got is None:
+        got = shown[choices] = json.dumps(list(choices), ensure_ascii=False)
+    return got
 
 
 async def erase_user(c: aiosqlite.Connection, sealer: Sealer, uid: int, now: datetime) -> None:
