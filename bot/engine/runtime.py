@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
+from operator import attrgetter
 from typing import Any
 
 from bot.timing.display import day_date, meeting_time
@@ -66,10 +67,15 @@ class State:
 def _evolve(s: State, **changes: Any) -> State:
     """A copy of the state with some fields changed (leaner than dataclasses.replace, which
     was a third of the engine's time)."""
-    return State(*[changes[f] if f in changes else getattr(s, f) for f in _STATE_FIELDS])
+    values = list(_STATE_VALUES(s))
+    for k, v in changes.items():
+        values[_STATE_INDEX[k]] = v
+    return State(*values)
 
 
 _STATE_FIELDS = State.__slots__
+_STATE_VALUES = attrgetter(*_STATE_FIELDS)  # every field, in order
+_STATE_INDEX = {f: i for i, f in enumerate(_STATE_FIELDS)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -696,6 +702,28 @@ def _options(flows: FlowSet, flow: Flow, st: Step, lang: str) -> tuple[Option, .
     return opts
 
 
+PARSED_PER_STEP = 512  # answers to one question (in one language) remembered, the first ones
+
+
+def _parse_choice(flows: FlowSet, flow: Flow, st: Step, lang: str, text: str) -> Option | None:
+    """`answers.parse_choice` on the question's options in the language: a pure function of
+    the text for the question, so the answer to a text seen before (say «1») is remembered
+    (for up to PARSED_PER_STEP texts of up to 64 characters per question and language)."""
+    opts = _options(flows, flow, st, lang)
+    if len(text) > 64:
+        return A.parse_choice(text, opts)
+    seen: dict[str, Option | None] | None = _derived(flows, "parsed", flow, st, lang)
+    if seen is None:
+        seen = {}
+        flows.derived["parsed", flow.id, st.id, lang] = (st, seen)
+    if text in seen:
+        return seen[text]
+    opt = A.parse_choice(text, opts)
+    if len(seen) < PARSED_PER_STEP:
+        seen[text] = opt
+    return opt
+
+
 def _choices(flows: FlowSet, flow: Flow, st: Step, state: State) -> tuple[str, ...]:
     lang = state.lang
     choices: tuple[str, ...] | None = _derived(flows, "choices", flow, st, lang)
@@ -796,7 +824,7 @@ def _answer(flows: FlowSet, flow: Flow, st: Step, state: State, text: str, now: 
     elif kind is Kind.YESNO:
         value = A.parse_yesno(text)
     elif kind is Kind.CHOICE:
-        opt = A.parse_choice(text, _options(flows, flow, st, state.lang))
+        opt = _parse_choice(flows, flow, st, state.lang, text)
         value = opt.value if opt else None
     elif kind is Kind.SCALE:
         n = A.parse_scale(text, st.min if st.min is not None else 1,
