@@ -118,8 +118,7 @@ class Batch(Tx):
                 for chunk in chunks(vals, 500):
                     q = (f"SELECT id, channel, {col}, first_name, language, stopped FROM users "
                          f"WHERE {col} IN ({','.join('?' * len(chunk))})")
-                    async with self._c.execute(q, chunk) as cur:
-                        rows.extend((col, r) for r in await cur.fetchall())
+                    rows.extend((col, r) for r in await self._c.execute_fetchall(q, chunk))
             index = {(col, r[2]): r for col, r in rows}
             missing = []
             moved = []
@@ -153,13 +152,11 @@ class Batch(Tx):
         keys = {self._seen_key(channel, pid): pid for pid in provider_ids}
         for chunk in chunks(list(keys), 500):
             q = f"SELECT key FROM seen_keys WHERE key IN ({','.join('?' * len(chunk))})"
-            async with self._c.execute(q, chunk) as cur:
-                out.update(keys[bytes(r[0])] for r in await cur.fetchall())
+            out.update(keys[bytes(r[0])] for r in await self._c.execute_fetchall(q, chunk))
         for chunk in chunks(list(provider_ids), 500):
             q = (f"SELECT provider_id FROM inbound WHERE channel = ? AND provider_id IN "
                  f"({','.join('?' * len(chunk))})")
-            async with self._c.execute(q, [channel, *chunk]) as cur:
-                out.update(r[0] for r in await cur.fetchall())
+            out.update(r[0] for r in await self._c.execute_fetchall(q, [channel, *chunk]))
         return out
 
     async def states(self, user_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
@@ -167,9 +164,8 @@ class Batch(Tx):
         for chunk in chunks(list(user_ids), 500):
             q = (f"SELECT user_id, state FROM conversations WHERE user_id IN "
                  f"({','.join('?' * len(chunk))})")
-            async with self._c.execute(q, chunk) as cur:
-                for uid, s in await cur.fetchall():
-                    out[uid] = json.loads(s)
+            for uid, s in await self._c.execute_fetchall(q, chunk):
+                out[uid] = json.loads(s)
         return out
 
     async def contexts(self, user_ids: Sequence[int]) -> dict[int, UserContext]:
@@ -187,16 +183,15 @@ class Batch(Tx):
                     SELECT id FROM meetings WHERE user_id = u.id AND status = 'planned'
                     AND starts_at >= ? ORDER BY starts_at LIMIT 1)
                 WHERE u.id IN ({marks})"""
-            async with self._c.execute(q, [now, *chunk]) as cur:
-                for (uid, first, vname, phone, office, starts, place, hours, away,
-                     backup) in await cur.fetchall():
-                    out[uid] = UserContext(
-                        first_name=first, veileder=vname, work_phone=phone, office=office,
-                        meeting_at=datetime.fromisoformat(starts) if starts else None,
-                        meeting_place=place, working_hours=hours,
-                        away_until=date.fromisoformat(away) if away else None,
-                        backup_phone=backup,
-                    )
+            for (uid, first, vname, phone, office, starts, place, hours, away,
+                 backup) in await self._c.execute_fetchall(q, [now, *chunk]):
+                out[uid] = UserContext(
+                    first_name=first, veileder=vname, work_phone=phone, office=office,
+                    meeting_at=datetime.fromisoformat(starts) if starts else None,
+                    meeting_place=place, working_hours=hours,
+                    away_until=date.fromisoformat(away) if away else None,
+                    backup_phone=backup,
+                )
         return out
 
     async def desk_events(self, user_ids: Sequence[int], now: datetime
@@ -211,8 +206,8 @@ class Batch(Tx):
                  f"SUM(CASE WHEN e.direction = 'crisis' AND e.at >= ? THEN 1 ELSE 0 END) "
                  f"FROM thread_events e JOIN threads t ON t.id = e.thread_id WHERE e.at >= ? "
                  f"AND t.user_id IN ({','.join('?' * len(chunk))}) GROUP BY t.user_id")
-            async with self._c.execute(q, [hour, half, hour, *chunk]) as cur:
-                out.update((int(u), (int(n), bool(c))) for u, n, c in await cur.fetchall())
+            out.update((int(u), (int(n), bool(c))) for u, n, c
+                       in await self._c.execute_fetchall(q, [hour, half, hour, *chunk]))
         return out
 
     async def sent_to(self, user_ids: Sequence[int], minute: datetime, day: datetime
@@ -224,8 +219,8 @@ class Batch(Tx):
             q = (f"SELECT user_id, SUM(CASE WHEN created_at >= ? THEN 1 ELSE 0 END), "
                  f"COUNT(*) FROM outbox WHERE user_id IN ({','.join('?' * len(chunk))}) "
                  f"AND created_at >= ? GROUP BY user_id")
-            async with self._c.execute(q, [iso(minute), *chunk, iso(day)]) as cur:
-                out.update((int(u), (int(m), int(d))) for u, m, d in await cur.fetchall())
+            out.update((int(u), (int(m), int(d))) for u, m, d
+                       in await self._c.execute_fetchall(q, [iso(minute), *chunk, iso(day)]))
         return out
 
     async def newest_user(self) -> int:
@@ -259,9 +254,8 @@ class Batch(Tx):
         for chunk in chunks(list(ids), 500):
             q = (f"SELECT id, starts_at, place FROM meetings WHERE id IN "
                  f"({','.join('?' * len(chunk))})")
-            async with self._c.execute(q, chunk) as cur:
-                for mid, starts, place in await cur.fetchall():
-                    out[mid] = (datetime.fromisoformat(starts), place)
+            for mid, starts, place in await self._c.execute_fetchall(q, chunk):
+                out[mid] = (datetime.fromisoformat(starts), place)
         return out
 
     async def write(self, ch: Changes) -> None:
@@ -685,8 +679,7 @@ class Store(Queries, Outbox):
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Read-only SQL. Not part of the store's interface (bot.store.protocol): code outside
         bot/store never calls it."""
-        async with self._conn.execute(sql, params) as cur:
-            return [tuple(r) for r in await cur.fetchall()]
+        return [tuple(r) for r in await self._conn.execute_fetchall(sql, params)]
 
 
 def _statements(sql: str) -> list[str]:
