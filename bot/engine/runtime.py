@@ -48,15 +48,17 @@ class State:
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {}
-        for k in self.__slots__:
-            v = getattr(self, k)
+        for k, v in zip(_STATE_FIELDS, _STATE_VALUES(self)):
             if (k == "consent" and v is not None) or v not in (None, False, 0, {}, "nb"):
                 d[k] = dict(v) if k == "answers" else v.to_json() if k == "then" else v
         return d
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> State:
-        known = {k: d[k] for k in cls.__slots__ if k in d}
+        if type(d) is dict and d.keys() <= _STATE_KEYS:  # only fields (as to_json writes)
+            known = dict(d)
+        else:
+            known = {k: d[k] for k in cls.__slots__ if k in d}
         if "answers" in known:
             known["answers"] = {str(k): str(v) for k, v in dict(known["answers"]).items()}
         if "then" in known:
@@ -76,6 +78,7 @@ def _evolve(s: State, **changes: Any) -> State:
 _STATE_FIELDS = State.__slots__
 _STATE_VALUES = attrgetter(*_STATE_FIELDS)  # every field, in order
 _STATE_INDEX = {f: i for i, f in enumerate(_STATE_FIELDS)}
+_STATE_KEYS = frozenset(_STATE_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
