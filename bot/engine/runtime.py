@@ -48,7 +48,7 @@ class State:
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {}
-        for k, v in zip(_STATE_FIELDS, _STATE_VALUES(self)):
+        for k, v in zip(_STATE_FIELDS, _STATE_VALUES(self), strict=True):
             if (k == "consent" and v is not None) or v not in (None, False, 0, {}, "nb"):
                 d[k] = dict(v) if k == "answers" else v.to_json() if k == "then" else v
         return d

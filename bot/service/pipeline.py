@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from typing import Any
 
 from bot.engine import answers
 from bot.engine.model import FlowSet
@@ -155,6 +154,9 @@ class Pipeline:
         # told of each item after its batch committed: the item, what happened, seconds from
         # submit to commit (bot.app.metrics counts these; never the text)
         self.observers: list[Callable[[Item, Handled, float], None]] = []
+        # the states read and written, parsed once (a user's next message finds the state
+        # this pipeline wrote for them without reading the JSON again)
+        self.state_texts = StateTexts()
         # when a list: every step's inputs, so a test can replay the pure step and compare
         self.trace: list[StepInputs] | None = None
 
@@ -276,7 +278,7 @@ class Pipeline:
             if w.erased:
                 _forget(w.changes, w.erased)
             w.changes.erased = sorted(w.erased)
-            w.changes.states = {uid: _STATE_JSON.encode(st.to_json())
+            w.changes.states = {uid: self.state_texts.encode(st)
                                 for uid, st in w.states.items() if uid not in w.erased}
             await b.write(w.changes)
         if w.changes.anonymous:
@@ -306,16 +308,17 @@ class Pipeline:
         for ch, pids in by_channel.items():
             seen.update((ch, pid) for pid in await b.seen(ch, pids))
         uids = list({u.id for u in users.values()})
-        raw_states = await b.states(uids)
+        texts = await b.states(uids)
+        states = {uid: self.state_texts.decode(t) for uid, t in texts.items()}
         ctxs = await b.contexts(uids)
         meeting_ids = {p.item.meeting_id for p in batch
                        if isinstance(p.item, FlowRequest) and p.item.meeting_id}
-        meeting_ids |= {s["meeting"] for s in raw_states.values() if s.get("meeting")}
+        meeting_ids |= {s.meeting for s in states.values() if s.meeting}
         meetings = await b.meetings(sorted(meeting_ids)) if meeting_ids else {}
         with_veileder = [uid for uid, c in ctxs.items() if c.work_phone]
         forwards = await b.desk_events(with_veileder, now) if with_veileder else {}
-        w = _Work(users, seen, raw_states, ctxs, meetings, forwards, now_iso=now.isoformat())
-        if lim.new_per_hour and any(not raw_states.get(u.id) for u in users.values()):
+        w = _Work(users, seen, states, ctxs, meetings, forwards, now_iso=now.isoformat())
+        if lim.new_per_hour and any(_blank(texts.get(u.id)) for u in users.values()):
             w.newest = top  # someone Veivis never answered writes: count this hour's
             w.strangers = await b.strangers_since(now - timedelta(hours=1), top)
         writers = sorted({users[p.item.channel, p.item.address].id for p in batch
@@ -460,7 +463,7 @@ class _Work:
 
     users: dict[tuple[str, str], UserRow]
     seen: set[tuple[str, str]]
-    raw_states: dict[int, dict[str, Any]]
+    stored: dict[int, State]  # each user's state as the batch found it
     ctxs: dict[int, UserContext]
     meetings: dict[int, tuple[datetime, str | None]]
     forwards: dict[int, tuple[int, bool]]  # messages to the veileder this hour; crisis told
@@ -488,7 +491,7 @@ class _Work:
     def state_of(self, user: UserRow) -> State:
         state = self.states.get(user.id)
         if state is None:
-            state = State.from_json(self.raw_states.get(user.id, {}))
+            state = self.stored.get(user.id, _FRESH)
             if user.stopped != state.stopped:  # stopped outside a chat (carrier STOP)
                 state = replace(state, stopped=user.stopped)
         return state
@@ -497,6 +500,66 @@ class _Work:
 _FRESH = State()  # someone Veivis never answered
 _LIMITED = Desk(limited=True)
 _STATE_JSON = json.JSONEncoder(ensure_ascii=False)  # json.dumps(..., ensure_ascii=False)
+
+
+def _blank(text: str | None) -> bool:
+    """No state stored, or an empty one: Veivis never answered this person."""
+    return text is None or not json.loads(text)
+
+
+class StateTexts:
+    """Conversation states to and from their stored JSON text, remembering the State each
+    text is (at most SIZE texts, the oldest forgotten first). A text read is remembered as
+    it reads (`State.from_json` is a pure function of it); a text written only when reading
+    it back gives the very same state (see `_reads_back`)."""
+
+    SIZE = 8192
+
+    def __init__(self) -> None:
+        self._known: dict[str, State] = {}
+
+    def decode(self, text: str) -> State:
+        state = self._known.get(text)
+        if state is None:
+            state = State.from_json(json.loads(text))
+            self._remember(text, state)
+        return state
+
+    def encode(self, state: State) -> str:
+        text = _STATE_JSON.encode(state.to_json())
+        if _reads_back(state):
+            self._remember(text, state)
+        return text
+
+    def _remember(self, text: str, state: State) -> None:
+        known = self._known
+        known[text] = state
+        if len(known) > self.SIZE:
+            del known[next(iter(known))]
+
+
+_OMITTED: tuple[object, ...] = (None, False, 0, {}, "nb")  # what State.to_json leaves out
+_DEFAULTS = State()
+
+
+def _reads_back(state: State) -> bool:
+    """Whether State.from_json(json.loads(text of state.to_json())) == state. It does unless a
+    field holds a value to_json leaves out that is not its default (a flow called «nb», a
+    meeting 0), or a value JSON does not give back as it was."""
+    for k in State.__slots__:
+        v = getattr(state, k)
+        if k == "then":
+            if v is not None and not _reads_back(v):
+                return False
+        elif k == "answers":
+            if type(v) is not dict or any(type(a) is not str or type(x) is not str
+                                          for a, x in v.items()):
+                return False
+        elif v is not None and type(v) not in (str, int, bool):
+            return False
+        elif k != "consent" and v in _OMITTED and v != getattr(_DEFAULTS, k):
+            return False  # (consent is written unless None, its default)
+    return True
 
 
 def _event(item: Item) -> UserText | StartFlow | Nudge | Expire:

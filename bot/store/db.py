@@ -159,13 +159,14 @@ class Batch(Tx):
             out.update(r[0] for r in await self._c.execute_fetchall(q, [channel, *chunk]))
         return out
 
-    async def states(self, user_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-        out: dict[int, dict[str, Any]] = {}
+    async def states(self, user_ids: Sequence[int]) -> dict[int, str]:
+        """Each user's conversation state as stored (JSON text; the pipeline reads it)."""
+        out: dict[int, str] = {}
         for chunk in chunks(list(user_ids), 500):
             q = (f"SELECT user_id, state FROM conversations WHERE user_id IN "
                  f"({','.join('?' * len(chunk))})")
             for uid, s in await self._c.execute_fetchall(q, chunk):
-                out[uid] = json.loads(s)
+                out[uid] = s
         return out
 
     async def contexts(self, user_ids: Sequence[int]) -> dict[int, UserContext]:
