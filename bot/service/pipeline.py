@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
+from operator import attrgetter
 
 from bot.engine import answers
 from bot.engine.model import FlowSet
@@ -538,27 +539,34 @@ class StateTexts:
             del known[next(iter(known))]
 
 
-_OMITTED: tuple[object, ...] = (None, False, 0, {}, "nb")  # what State.to_json leaves out
-_DEFAULTS = State()
+_FIELDS = State.__slots__
+_VALUES = attrgetter(*_FIELDS)
+_DEFAULTS = _VALUES(State())
 
 
 def _reads_back(state: State) -> bool:
     """Whether State.from_json(json.loads(text of state.to_json())) == state. It does unless a
-    field holds a value to_json leaves out that is not its default (a flow called «nb», a
-    meeting 0), or a value JSON does not give back as it was."""
-    for k in State.__slots__:
-        v = getattr(state, k)
-        if k == "then":
-            if v is not None and not _reads_back(v):
+    field holds a value to_json leaves out (None, False, 0, {}, «nb») that is not its
+    default (a flow called «nb», a meeting 0), or a value JSON does not give back as it was."""
+    for k, v, d in zip(_FIELDS, _VALUES(state), _DEFAULTS, strict=True):
+        if v is d:
+            continue
+        t = type(v)
+        if v is None:
+            if d is not None:
+                return False
+        elif t is str:
+            if v == "nb" and d != "nb":
+                return False
+        elif t is bool or t is int:
+            if not v and v != d and k != "consent":  # consent is written unless None
                 return False
         elif k == "answers":
-            if type(v) is not dict or any(type(a) is not str or type(x) is not str
-                                          for a, x in v.items()):
+            if t is not dict or any(type(a) is not str or type(x) is not str
+                                    for a, x in v.items()):
                 return False
-        elif v is not None and type(v) not in (str, int, bool):
+        elif k != "then" or t is not State or not _reads_back(v):
             return False
-        elif k != "consent" and v in _OMITTED and v != getattr(_DEFAULTS, k):
-            return False  # (consent is written unless None, its default)
     return True
 
 
