@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from bot.engine import State, UserText, step
 from bot.engine.model import FlowSet
-from bot.service.pipeline import StateTexts
+from bot.service.pipeline import StateTexts, _state_text
 
 from .conftest import NOW
 
@@ -38,7 +38,7 @@ def test_written_states_read_back_as_they_parse(flows: FlowSet) -> None:
     assert len({json.dumps(s.to_json()) for s in states}) > 10
     for s in states:
         text = texts.encode(s)
-        assert json.loads(text) == s.to_json()
+        assert text == json.dumps(s.to_json(), ensure_ascii=False)  # as it always was
         assert texts.decode(text) == fresh(text) == s
 
 
@@ -58,13 +58,14 @@ def test_a_state_json_does_not_give_back_is_never_taken_for_itself() -> None:
     assert texts.decode(texts.encode(State(flow="nb"))).flow is None
 
 
-values = st.one_of(st.none(), st.booleans(), st.integers(-2, 3),
-                   st.sampled_from(["nb", "nn", "", "x", "ja"]))
+values = st.one_of(st.none(), st.booleans(), st.integers(-2, 3), st.floats(0, 1),
+                   st.sampled_from(["nb", "nn", "", "x", "ja", 'sa "hei"\\', "blå\n"]),
+                   st.text(max_size=5))
 
 
 @settings(max_examples=300)
 @given(flow=values, step_=values, tries=values, lang=values, meeting=values, consent=values,
-       answers=st.dictionaries(st.sampled_from(["a", "b"]), st.sampled_from(["1", "nb", ""])),
+       answers=st.dictionaries(st.sampled_from(["a", "b", "æ\""]), st.text(max_size=4)),
        then=st.none() | st.builds(State, flow=values, meeting=values))
 def test_any_state_reads_back_as_it_parses(flow: object, step_: object, tries: object,
                                            lang: object, meeting: object, consent: object,
@@ -73,6 +74,7 @@ def test_any_state_reads_back_as_it_parses(flow: object, step_: object, tries: o
               meeting=meeting, consent=consent, answers=answers, then=then)  # type: ignore[arg-type]
     texts = StateTexts()
     text = texts.encode(s)
+    assert text == json.dumps(s.to_json(), ensure_ascii=False)
     assert texts.decode(text) == fresh(text)
     again = StateTexts()  # a text another process wrote: parsed, then remembered as parsed
     assert again.decode(text) == fresh(text) and again.decode(text) == fresh(text)
@@ -83,3 +85,10 @@ def test_only_so_many_texts_are_remembered() -> None:
     for i in range(StateTexts.SIZE + 100):
         texts.decode(json.dumps({"flow": "x", "tries": i}))
     assert len(texts._known) == StateTexts.SIZE
+
+
+def test_the_text_is_what_json_dumps_writes() -> None:
+    s = State(flow="x", step='«sa» "hei"\\\n\u2028', answers={"k": "ø\x00", "é": ""}, tries=3,
+              consent=False, then=State(flow="y", step="q", lang="en"), meeting=12)
+    got = _state_text(s)
+    assert got is not None and got == (json.dumps(s.to_json(), ensure_ascii=False), True)

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
+from json.encoder import encode_basestring as _quote  # json.dumps's own (C)
 from operator import attrgetter
 
 from bot.engine import answers
@@ -512,7 +513,7 @@ class StateTexts:
     """Conversation states to and from their stored JSON text, remembering the State each
     text is (at most SIZE texts, the oldest forgotten first). A text read is remembered as
     it reads (`State.from_json` is a pure function of it); a text written only when reading
-    it back gives the very same state (see `_reads_back`)."""
+    it back gives the very same state (see `_state_text`)."""
 
     SIZE = 8192
 
@@ -527,8 +528,11 @@ class StateTexts:
         return state
 
     def encode(self, state: State) -> str:
-        text = _STATE_JSON.encode(state.to_json())
-        if _reads_back(state):
+        got = _state_text(state)
+        if got is None:
+            return _STATE_JSON.encode(state.to_json())
+        text, exact = got
+        if exact:
             self._remember(text, state)
         return text
 
@@ -542,32 +546,44 @@ class StateTexts:
 _FIELDS = State.__slots__
 _VALUES = attrgetter(*_FIELDS)
 _DEFAULTS = _VALUES(State())
+_OMITTED: tuple[object, ...] = (None, False, 0, {}, "nb")  # what State.to_json leaves out
 
 
-def _reads_back(state: State) -> bool:
-    """Whether State.from_json(json.loads(text of state.to_json())) == state. It does unless a
-    field holds a value to_json leaves out (None, False, 0, {}, «nb») that is not its
-    default (a flow called «nb», a meeting 0), or a value JSON does not give back as it was."""
+def _state_text(state: State) -> tuple[str, bool] | None:
+    """`json.dumps(state.to_json(), ensure_ascii=False)` written in one pass, and whether
+    reading it back gives this very state: it does unless a field holds a value to_json
+    leaves out that is not the field's default (a flow called «nb», a meeting 0). None for
+    a value of a kind this does not write (then json.dumps does)."""
+    parts = []
+    exact = True
     for k, v, d in zip(_FIELDS, _VALUES(state), _DEFAULTS, strict=True):
-        if v is d:
+        if not ((k == "consent" and v is not None) or v not in _OMITTED):
+            if v != d:
+                exact = False  # left out: it reads back as the default
             continue
         t = type(v)
-        if v is None:
-            if d is not None:
-                return False
-        elif t is str:
-            if v == "nb" and d != "nb":
-                return False
-        elif t is bool or t is int:
-            if not v and v != d and k != "consent":  # consent is written unless None
-                return False
-        elif k == "answers":
-            if t is not dict or any(type(a) is not str or type(x) is not str
-                                    for a, x in v.items()):
-                return False
-        elif k != "then" or t is not State or not _reads_back(v):
-            return False
-    return True
+        if t is str:
+            val = _quote(v)
+        elif t is bool:
+            val = "true" if v else "false"
+        elif t is int:
+            val = int.__repr__(v)
+        elif k == "answers" and t is dict:
+            items = []
+            for a, x in v.items():
+                if type(a) is not str or type(x) is not str:
+                    return None
+                items.append(f"{_quote(a)}: {_quote(x)}")
+            val = "{" + ", ".join(items) + "}"
+        elif k == "then" and t is State:
+            inner = _state_text(v)
+            if inner is None:
+                return None
+            val, exact = inner[0], exact and inner[1]
+        else:
+            return None
+        parts.append(f'"{k}": {val}')
+    return "{" + ", ".join(parts) + "}", exact
 
 
 def _event(item: Item) -> UserText | StartFlow | Nudge | Expire:
