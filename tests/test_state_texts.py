@@ -92,3 +92,4 @@ def test_the_text_is_what_json_dumps_writes() -> None:
               consent=False, then=State(flow="y", step="q", lang="en"), meeting=12)
     got = _state_text(s)
     assert got is not None and got == (json.dumps(s.to_json(), ensure_ascii=False), True)
+
