@@ -41,7 +41,7 @@ from bot.service.effects import Scope, apply
 from bot.store import Changes, OutRow, UserContext, UserRow
 from bot.store.protocol import BatchTransaction as Batch
 from bot.store.protocol import Database
-from bot.store.sql import PHONE_CHANNELS
+from bot.store.sql import PHONE_CHANNELS, together
 from bot.timing.display import meeting_time
 from bot.timing.hours import duty
 from bot.timing.planner import DEFAULT_RULES, OSLO, Rules
@@ -301,18 +301,18 @@ class Pipeline:
         """Everything the batch's steps need, read with a few set-wise queries."""
         lim = self.limits
         top = await b.newest_user() if lim.new_per_hour else 0
-        users = await b.users_for((p.item.channel, p.item.address) for p in batch)
-        seen: set[tuple[str, str]] = set()
         by_channel: dict[str, list[str]] = {}
         for p in batch:
             if isinstance(p.item, Inbound):
                 by_channel.setdefault(p.item.channel, []).append(p.item.provider_id)
-        for ch, pids in by_channel.items():
-            seen.update((ch, pid) for pid in await b.seen(ch, pids))
+        # the reads go to the database together, in this order (one wait, not one each)
+        users, *seen_ids = await together(
+            b.users_for((p.item.channel, p.item.address) for p in batch),
+            *(b.seen(ch, pids) for ch, pids in by_channel.items()))
+        seen = {(ch, pid) for ch, got in zip(by_channel, seen_ids, strict=True) for pid in got}
         uids = list({u.id for u in users.values()})
-        texts = await b.states(uids)
+        texts, ctxs = await together(b.states(uids), b.contexts(uids))
         states = {uid: self.state_texts.decode(t) for uid, t in texts.items()}
-        ctxs = await b.contexts(uids)
         meeting_ids = {p.item.meeting_id for p in batch
                        if isinstance(p.item, FlowRequest) and p.item.meeting_id}
         meeting_ids |= {s.meeting for s in states.values() if s.meeting}

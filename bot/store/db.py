@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -31,7 +31,7 @@ from .migrations import MIGRATIONS, SchemaTooNew
 from .outbox import Outbox, OutboxItem, outbox_item
 from .queries import Queries
 from .seal import Sealer, SealError, key_file_for
-from .sql import PHONE_CHANNELS, chunks, iso
+from .sql import PHONE_CHANNELS, chunks, iso, together
 from .tx import Tx
 
 log = logging.getLogger(__name__)
@@ -148,15 +148,17 @@ class Batch(Tx):
     async def seen(self, channel: str, provider_ids: Sequence[str]) -> set[str]:
         """Which of these provider message ids were processed before (in the message log, or
         as a keyed hash when they were typed inside an anonymous flow)."""
-        out: set[str] = set()
         keys = {self._seen_key(channel, pid): pid for pid in provider_ids}
-        for chunk in chunks(list(keys), 500):
-            q = f"SELECT key FROM seen_keys WHERE key IN ({','.join('?' * len(chunk))})"
-            out.update(keys[bytes(r[0])] for r in await self._c.execute_fetchall(q, chunk))
-        for chunk in chunks(list(provider_ids), 500):
-            q = (f"SELECT provider_id FROM inbound WHERE channel = ? AND provider_id IN "
-                 f"({','.join('?' * len(chunk))})")
-            out.update(r[0] for r in await self._c.execute_fetchall(q, [channel, *chunk]))
+        reads = [self._c.execute_fetchall(
+            f"SELECT key FROM seen_keys WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+            for chunk in chunks(list(keys), 500)]
+        logged = [self._c.execute_fetchall(
+            f"SELECT provider_id FROM inbound WHERE channel = ? AND provider_id IN "
+            f"({','.join('?' * len(chunk))})", [channel, *chunk])
+            for chunk in chunks(list(provider_ids), 500)]
+        got = await together(*reads, *logged)
+        out = {keys[bytes(r[0])] for rows in got[:len(reads)] for r in rows}
+        out.update(r[0] for rows in got[len(reads):] for r in rows)
         return out
 
     async def states(self, user_ids: Sequence[int]) -> dict[int, str]:
@@ -264,48 +266,51 @@ class Batch(Tx):
         now = iso(self.now)
         for uid in ch.erased:
             await erase_user(c, self._sealer, uid, self.now)
+        writes: list[Awaitable[Any]] = []  # sent off together, run in this order
         if ch.inbound:
-            await c.executemany(
+            writes.append(c.executemany(
                 "INSERT OR IGNORE INTO inbound (user_id, channel, provider_id, text, received_at)"
-                " VALUES (?, ?, ?, ?, ?)", ch.inbound)
+                " VALUES (?, ?, ?, ?, ?)", ch.inbound))
         if ch.states:
-            await c.executemany(
+            writes.append(c.executemany(
                 "INSERT INTO conversations (user_id, state, updated_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (user_id) DO UPDATE SET state = excluded.state, "
                 "updated_at = excluded.updated_at",
-                [(uid, s, now) for uid, s in ch.states.items()])
+                [(uid, s, now) for uid, s in ch.states.items()]))
         if ch.stopped:
-            await c.executemany("UPDATE users SET stopped = ? WHERE id = ?",
-                                [(int(v), uid) for uid, v in ch.stopped.items()])
+            writes.append(c.executemany("UPDATE users SET stopped = ? WHERE id = ?",
+                                        [(int(v), uid) for uid, v in ch.stopped.items()]))
         if ch.language:
-            await c.executemany("UPDATE users SET language = ? WHERE id = ?",
-                                [(v, uid) for uid, v in ch.language.items()])
+            writes.append(c.executemany("UPDATE users SET language = ? WHERE id = ?",
+                                        [(v, uid) for uid, v in ch.language.items()]))
         if ch.consent:
-            await c.executemany("UPDATE users SET consent = ? WHERE id = ?",
-                                [(int(v), uid) for uid, v in ch.consent.items()])
+            writes.append(c.executemany("UPDATE users SET consent = ? WHERE id = ?",
+                                        [(int(v), uid) for uid, v in ch.consent.items()]))
         if ch.hear_back:
-            await c.executemany("UPDATE users SET hear_back = ? WHERE id = ?",
-                                [(int(v), uid) for uid, v in ch.hear_back.items()])
+            writes.append(c.executemany("UPDATE users SET hear_back = ? WHERE id = ?",
+                                        [(int(v), uid) for uid, v in ch.hear_back.items()]))
         if ch.answers:
-            await c.executemany(
+            writes.append(c.executemany(
                 "INSERT INTO answers (user_id, flow, key, value, meeting_id, saved_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)", [(*a, now) for a in ch.answers])
+                "VALUES (?, ?, ?, ?, ?, ?)", [(*a, now) for a in ch.answers]))
         if ch.scheduled_done:
-            await c.executemany("UPDATE scheduled SET status = 'done', handled_at = ? "
-                                "WHERE id = ? AND status = 'pending'",
-                                [(now, i) for i in ch.scheduled_done])
+            writes.append(c.executemany("UPDATE scheduled SET status = 'done', handled_at = ? "
+                                        "WHERE id = ? AND status = 'pending'",
+                                        [(now, i) for i in ch.scheduled_done]))
         if ch.outbox:
             shown: dict[tuple[str, ...], str] = {}  # the same choices, encoded once a batch
-            await c.executemany(
+            writes.append(c.executemany(
                 "INSERT INTO outbox (user_id, channel, address, text, choices, numbered, "
                 "created_at, due_at, forget) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(o.user_id, o.channel, o.address, o.text, _choices_json(o.choices, shown),
                   int(o.numbered), now, now if o.due_at == self.now else iso(o.due_at),
-                  int(o.forget)) for o in ch.outbox])
+                  int(o.forget)) for o in ch.outbox]))
         if ch.seen_only:
             day = self.now.astimezone(UTC).date().isoformat()
-            await c.executemany("INSERT OR IGNORE INTO seen_keys (key, day) VALUES (?, ?)",
-                                [(self._seen_key(chn, pid), day) for chn, pid in ch.seen_only])
+            writes.append(c.executemany(
+                "INSERT OR IGNORE INTO seen_keys (key, day) VALUES (?, ?)",
+                [(self._seen_key(chn, pid), day) for chn, pid in ch.seen_only]))
+        await together(*writes)
         await pool_anonymous(c, self._sealer, ch.anonymous)
 
     def _seen_key(self, channel: str, provider_id: str) -> bytes:
