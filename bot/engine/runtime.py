@@ -349,14 +349,15 @@ def step(flows: FlowSet, state: State, event: Event, now: datetime,
     """Run one event against a user's state. Pure and deterministic: everything it needs to
     know (template values, the veileder's duty) comes in `ctx` and `desk`."""
     out = _Out(desk)
-    if isinstance(event, StartFlow):
-        if state.stopped:
-            return out.result(state)
-        if _must_introduce(flows, state, event):
-            return out.result(_introduce(flows, state, event, now, ctx, out))
-        started = _start(flows, _evolve(state, then=None), event.flow_id, now, ctx, out)
-        return out.result(_evolve(started, meeting=event.meeting) if started.flow else started)
-    if isinstance(event, Nudge | Expire):
+    if not isinstance(event, UserText):
+        if isinstance(event, StartFlow):
+            if state.stopped:
+                return out.result(state)
+            if _must_introduce(flows, state, event):
+                return out.result(_introduce(flows, state, event, now, ctx, out))
+            started = _start(flows, _evolve(state, then=None), event.flow_id, now, ctx, out)
+            return out.result(_evolve(started, meeting=event.meeting) if started.flow
+                              else started)
         return out.result(_nudge_or_expire(flows, state, event, ctx, out))
 
     text = event.text
@@ -753,8 +754,9 @@ def _said(flows: FlowSet, flow: Flow, st: Step, state: State, ctx: Mapping[str, 
     if text is None:
         text = tr(flows, state.lang, f"{flow.id}.{st.id}", st.text or "")
         flows.derived["text", flow.id, st.id, state.lang] = (st, text)
-    return Reply(render(text, _values(flow, state, ctx, st)), _choices(flows, flow, st, state),
-                 st.kind is Kind.CHOICE)
+    if "{" in text or "}" in text:  # (render leaves a text without either as it is)
+        text = render(text, _values(flow, state, ctx, st))
+    return Reply(text, _choices(flows, flow, st, state), st.kind is Kind.CHOICE)
 
 
 def _values(flow: Flow, state: State, ctx: Mapping[str, str],
