@@ -686,24 +686,40 @@ def _yesno_labels(flows: FlowSet, state: State) -> tuple[str, str]:
     return (_sys(flows, state, "yes", {}), _sys(flows, state, "no", {}))
 
 
-def _derived(flows: FlowSet, kind: str, flow: Flow, st: Step, lang: str) -> Any:
-    """What was worked out for this step in this language (None: not yet). The flow set is
-    immutable, so it holds; the step itself is kept with it and checked, so a different step
-    under the same ids is never given another's."""
-    got = flows.derived.get((kind, flow.id, st.id, lang))
-    return got[1] if got is not None and got[0] is st else None
+class _Local:
+    """What was worked out once for one step in one language (filled in as first needed)."""
+
+    __slots__ = ("choices", "options", "parsed", "st", "text")
+
+    def __init__(self, st: Step) -> None:
+        self.st = st
+        self.text: str | None = None
+        self.options: tuple[Option, ...] | None = None
+        self.choices: tuple[str, ...] | None = None
+        self.parsed: dict[str, Option | None] = {}  # text -> the option it picks
 
 
-def _options(flows: FlowSet, flow: Flow, st: Step, lang: str) -> tuple[Option, ...]:
+def _local(flows: FlowSet, flow: Flow, st: Step, lang: str) -> _Local:
+    """The step's own record in this language. The flow set is immutable, so what it holds
+    stays true; the step itself is kept in it and checked, so a different step under the
+    same ids never gets another's."""
+    key = ("step", flow.id, st.id, lang)
+    got: _Local | None = flows.derived.get(key)
+    if got is None or got.st is not st:
+        got = flows.derived[key] = _Local(st)
+    return got
+
+
+def _options(flows: FlowSet, flow: Flow, st: Step, lang: str,
+             local: _Local | None = None) -> tuple[Option, ...]:
     """The options in the user's language; the bokmål words are understood as well."""
     if lang == "nb":
         return st.options
-    opts: tuple[Option, ...] | None = _derived(flows, "options", flow, st, lang)
-    if opts is None:
-        opts = tuple(Option(tr(flows, lang, f"{flow.id}.{st.id}.{o.value}", o.text), o.value,
-                            (o.text, *o.also), o.pos) for o in st.options)
-        flows.derived["options", flow.id, st.id, lang] = (st, opts)
-    return opts
+    local = local or _local(flows, flow, st, lang)
+    if local.options is None:
+        local.options = tuple(Option(tr(flows, lang, f"{flow.id}.{st.id}.{o.value}", o.text),
+                                     o.value, (o.text, *o.also), o.pos) for o in st.options)
+    return local.options
 
 
 PARSED_PER_STEP = 512  # answers to one question (in one language) remembered, the first ones
@@ -713,28 +729,22 @@ def _parse_choice(flows: FlowSet, flow: Flow, st: Step, lang: str, text: str) ->
     """`answers.parse_choice` on the question's options in the language: a pure function of
     the text for the question, so the answer to a text seen before (say «1») is remembered
     (for up to PARSED_PER_STEP texts of up to 64 characters per question and language)."""
-    opts = _options(flows, flow, st, lang)
-    if len(text) > 64:
-        return A.parse_choice(text, opts)
-    seen: dict[str, Option | None] | None = _derived(flows, "parsed", flow, st, lang)
-    if seen is None:
-        seen = {}
-        flows.derived["parsed", flow.id, st.id, lang] = (st, seen)
+    local = _local(flows, flow, st, lang)
+    seen = local.parsed
     if text in seen:
         return seen[text]
-    opt = A.parse_choice(text, opts)
-    if len(seen) < PARSED_PER_STEP:
+    opt = A.parse_choice(text, _options(flows, flow, st, lang, local))
+    if len(text) <= 64 and len(seen) < PARSED_PER_STEP:
         seen[text] = opt
     return opt
 
 
-def _choices(flows: FlowSet, flow: Flow, st: Step, state: State) -> tuple[str, ...]:
-    lang = state.lang
-    choices: tuple[str, ...] | None = _derived(flows, "choices", flow, st, lang)
-    if choices is None:
-        choices = _make_choices(flows, flow, st, state)
-        flows.derived["choices", flow.id, st.id, lang] = (st, choices)
-    return choices
+def _choices(flows: FlowSet, flow: Flow, st: Step, state: State,
+             local: _Local | None = None) -> tuple[str, ...]:
+    local = local or _local(flows, flow, st, state.lang)
+    if local.choices is None:
+        local.choices = _make_choices(flows, flow, st, state)
+    return local.choices
 
 
 def _make_choices(flows: FlowSet, flow: Flow, st: Step, state: State) -> tuple[str, ...]:
@@ -750,13 +760,13 @@ def _make_choices(flows: FlowSet, flow: Flow, st: Step, state: State) -> tuple[s
 
 def _said(flows: FlowSet, flow: Flow, st: Step, state: State, ctx: Mapping[str, str]) -> Reply:
     """What a step says or asks, in the user's language, filled in, with its choices."""
-    text: str | None = _derived(flows, "text", flow, st, state.lang)
+    local = _local(flows, flow, st, state.lang)
+    text = local.text
     if text is None:
-        text = tr(flows, state.lang, f"{flow.id}.{st.id}", st.text or "")
-        flows.derived["text", flow.id, st.id, state.lang] = (st, text)
+        text = local.text = tr(flows, state.lang, f"{flow.id}.{st.id}", st.text or "")
     if "{" in text or "}" in text:  # (render leaves a text without either as it is)
         text = render(text, _values(flow, state, ctx, st))
-    return Reply(text, _choices(flows, flow, st, state), st.kind is Kind.CHOICE)
+    return Reply(text, _choices(flows, flow, st, state, local), st.kind is Kind.CHOICE)
 
 
 def _values(flow: Flow, state: State, ctx: Mapping[str, str],
