@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import aiosqlite
@@ -67,8 +67,7 @@ class UserContext:
     backup_phone: str | None = None  # the veileder's own backup, else the office's
 
 
-@dataclass(frozen=True, slots=True)
-class OutRow:
+class OutRow(NamedTuple):  # (a tuple: one or more for every message, made fast)
     user_id: int | None
     channel: str
     address: str
