@@ -527,7 +527,7 @@ def _settle_heap() -> None:
     flows, the crisis reader's word lists and indexes, the modules) lives as long as the
     process, so it is moved out of the garbage collector's sight (gc.freeze, after one
     collection of what loading left behind). Otherwise every full collection walks it all
-    again while every message waits: measured, a sixth of the pipeline's time in
+    again while every message waits: measured, a tenth to a fifth of the pipeline's own CPU in
     bench/pipeline.py. Objects are still freed as before; only these are never walked."""
     global _heap_settled
     if not _heap_settled:
