@@ -63,11 +63,15 @@ Recorded = list[tuple[str, str, Any]]  # ("execute" | "executemany", sql, parame
 
 def record(conn: Any, log: Recorded) -> None:
     """Note every statement this aiosqlite connection is given (the store's only one)."""
-    execute, executemany = conn.execute, conn.executemany
+    execute, executemany, fetchall = conn.execute, conn.executemany, conn.execute_fetchall
 
     def rec_execute(sql: str, params: Any = None) -> Any:
         log.append(("execute", sql, tuple(params) if params is not None else ()))
         return execute(sql, log[-1][2])
+
+    def rec_fetchall(sql: str, params: Any = None) -> Any:  # execute, then fetch every row
+        log.append(("execute", sql, tuple(params) if params is not None else ()))
+        return fetchall(sql, log[-1][2])
 
     def rec_executemany(sql: str, params: Any) -> Any:
         rows = [tuple(r) for r in params]
@@ -75,6 +79,16 @@ def record(conn: Any, log: Recorded) -> None:
         return executemany(sql, rows)
 
     conn.execute, conn.executemany = rec_execute, rec_executemany
+    conn.execute_fetchall = rec_fetchall
+    # any other way to send SQL would go unrecorded (and the replay would do less): none is used
+    for name in ("execute_insert", "executescript"):
+        setattr(conn, name, _unrecorded(name))
+
+
+def _unrecorded(name: str) -> Any:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(f"the pipeline used {name}, which the recorder does not note")
+    return refuse
 
 
 async def run_pipeline(db: Path, script: dict[str, list[str]], flows: FlowSet,

@@ -31,3 +31,20 @@ async def test_row_order_does_not_follow_the_order_of_answers(
     assert sorted(order) == list(range(40))
     assert order != list(range(40))  # 1 chance in 40! that random ids keep the order
     await store.close()
+
+
+def test_keyed_hashes_are_the_ones_databases_already_hold() -> None:
+    """The seal's keyed hash (kept for dedupe and the seal key check) is HMAC-SHA256 of the
+    derived key, cut to 16 bytes, as it always was: a database made before still matches."""
+    import hashlib
+    import hmac
+
+    from bot.store.seal import Sealer
+
+    key = bytes(range(32))
+    mac_key = hashlib.sha256(b"veivis-mac" + key).digest()
+    sealer = Sealer(key)
+    for parts in (("seen", "sms", "SM123"), ("seal key check",), ("a", "ø", "")):
+        want = hmac.new(mac_key, "\x1f".join(parts).encode(), hashlib.sha256).digest()[:16]
+        assert sealer.mac(*parts) == want
+        assert sealer.mac(*parts) == want  # and again (the keyed state is copied, not used up)

@@ -253,3 +253,32 @@ async def test_odd_messages_never_crash(backend: str, flows: FlowSet, clock: Man
     stored = await store.fetchall("SELECT length(text) FROM inbound WHERE provider_id = 'odd'")
     assert stored == []  # typed inside the survey: no row tied to the person at all
     await store.close()
+
+
+async def test_what_was_loaded_before_the_pipeline_is_not_walked_by_the_collector(
+        tmp_path: Path, flows: FlowSet, clock: ManualClock) -> None:
+    """The flows and the crisis reader live as long as the process: once a pipeline runs,
+    the garbage collector's full collections no longer walk them (gc.freeze); objects are
+    still freed, and a new pipeline does not freeze again."""
+    import gc
+    import weakref
+
+    store = await open_seeded(tmp_path / "v.db")
+    async with Pipeline(store, flows, clock) as p:
+        await p.submit(Inbound("console", U, "hei", "m1"))
+    frozen = gc.get_freeze_count()
+    assert frozen > 1000
+
+    class Garbage:
+        pass
+
+    g = Garbage()
+    g.me = g  # type: ignore[attr-defined]  # a cycle made after the freeze: still collected
+    ref = weakref.ref(g)
+    del g
+    async with Pipeline(store, flows, clock) as p:
+        await p.submit(Inbound("console", U, "hei", "m2"))
+    gc.collect()
+    assert ref() is None
+    assert gc.get_freeze_count() <= frozen  # (frozen objects are still freed)
+    await store.close()

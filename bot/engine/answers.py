@@ -71,7 +71,10 @@ SKIP_WORDS = {"hopp", "hopp over", "hoppover", "skip", "neste", "dropp", "pass",
 
 def clean(text: str) -> str:
     """The user's own text, kept as written, minus control characters; for storing."""
-    out = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C")
+    if text.isprintable():  # no control character in it (the usual message): kept as it is
+        out = text
+    else:
+        out = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C")
     return out.strip()[:MAX_TEXT]
 
 
@@ -106,6 +109,7 @@ def words(text: str) -> list[str]:
     return normalise(text).split()
 
 
+@lru_cache(maxsize=4096)  # pure, and answers repeat («ja», «nei», «ok»)
 def parse_yesno(text: str) -> str | None:
     """'ja'/'nei' for a yes or a no in its common forms; None when unclear or both."""
     toks = [_collapse(w) for w in words(text)]
@@ -133,6 +137,7 @@ def _stars(text: str) -> int | None:
     return None
 
 
+@lru_cache(maxsize=4096)  # pure, and answers repeat («1», «4»)
 def parse_number(text: str) -> int | None:
     """A whole number written as digits or a Norwegian or English word; None when unclear."""
     stars = _stars(text)

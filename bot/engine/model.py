@@ -134,6 +134,10 @@ class FlowSet:
     crisis: Any = None  # CrisisWords from flows/krise.yaml (bot.engine.crisis)
     wordlist: Any = None  # Wordlist from flows/ordliste.yaml (bot.engine.language)
     version: str = ""  # a digest of every file read: which flows (and translations) are live
+    # what the engine works out from these once and reuses (a question's options and texts in
+    # a language): filled as they are first needed, never part of what the flow set is
+    derived: dict[tuple[str, ...], Any] = field(default_factory=dict, init=False, repr=False,
+                                                compare=False)
 
     def get(self, flow_id: str) -> Flow | None:
         return self.flows.get(flow_id)

@@ -6,9 +6,12 @@ conversation can be replayed from its inputs. Global words are handled here, bef
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import weakref
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
+from operator import attrgetter
 from typing import Any
 
 from bot.timing.display import day_date, meeting_time
@@ -45,15 +48,17 @@ class State:
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {}
-        for k in self.__slots__:
-            v = getattr(self, k)
+        for k, v in zip(_STATE_FIELDS, _STATE_VALUES(self), strict=True):
             if (k == "consent" and v is not None) or v not in (None, False, 0, {}, "nb"):
                 d[k] = dict(v) if k == "answers" else v.to_json() if k == "then" else v
         return d
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> State:
-        known = {k: d[k] for k in cls.__slots__ if k in d}
+        if type(d) is dict and d.keys() <= _STATE_KEYS:  # only fields (as to_json writes)
+            known = dict(d)
+        else:
+            known = {k: d[k] for k in cls.__slots__ if k in d}
         if "answers" in known:
             known["answers"] = {str(k): str(v) for k, v in dict(known["answers"]).items()}
         if "then" in known:
@@ -64,10 +69,16 @@ class State:
 def _evolve(s: State, **changes: Any) -> State:
     """A copy of the state with some fields changed (leaner than dataclasses.replace, which
     was a third of the engine's time)."""
-    return State(*[changes[f] if f in changes else getattr(s, f) for f in _STATE_FIELDS])
+    values = list(_STATE_VALUES(s))
+    for k, v in changes.items():
+        values[_STATE_INDEX[k]] = v
+    return State(*values)
 
 
 _STATE_FIELDS = State.__slots__
+_STATE_VALUES = attrgetter(*_STATE_FIELDS)  # every field, in order
+_STATE_INDEX = {f: i for i, f in enumerate(_STATE_FIELDS)}
+_STATE_KEYS = frozenset(_STATE_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +278,40 @@ def tr(flows: FlowSet, lang: str, context: str, text: str) -> str:
     return cat.get((context, text), text) if cat else text
 MAX_CHAIN = 64  # steps run in a row without waiting; the checker forbids silent loops
 
+# -- the crisis reader's verdict, remembered for short messages -------------------------------
+# Every message is read for crisis (`check`), and real traffic repeats short answers («ja»,
+# «1», «nei») all day. `check(text)` is a pure function of the text for a given reader, so its
+# tier is remembered per reader for texts up to TIER_CACHE_TEXT characters (at most
+# TIER_CACHE_SIZE of them, least recently used dropped): the same verdict, without reading
+# «ja» again. Longer texts are always read afresh.
+TIER_CACHE_TEXT = 64
+TIER_CACHE_SIZE = 8192
+_tier_caches: weakref.WeakKeyDictionary[Any, Callable[[str], str | None]] = (
+    weakref.WeakKeyDictionary())
+
+
+def crisis_tier(reader: Any, text: str) -> str | None:
+    """`reader.check(text).tier`: CLEAR, POSSIBLE or None (remembered for short texts)."""
+    if len(text) > TIER_CACHE_TEXT:
+        return reader.check(text).tier  # type: ignore[no-any-return]
+    try:
+        cached = _tier_caches.get(reader)
+        if cached is None:
+            cached = _tier_caches[reader] = _tier_cache(weakref.ref(reader))
+    except TypeError:  # a reader that cannot be weakly referenced: read every time
+        return reader.check(text).tier  # type: ignore[no-any-return]
+    return cached(text)
+
+
+def _tier_cache(ref: weakref.ref[Any]) -> Callable[[str], str | None]:
+    # the cache holds the reader weakly: a reloaded flow set's old reader can go away
+    @lru_cache(maxsize=TIER_CACHE_SIZE)
+    def tier(text: str) -> str | None:
+        reader = ref()
+        assert reader is not None  # the cache lives only as long as its reader
+        return reader.check(text).tier  # type: ignore[no-any-return]
+    return tier
+
 
 def keyword(text: str) -> str | None:
     """The global word a message is, if the whole message is one (any case, any punctuation)."""
@@ -304,14 +349,15 @@ def step(flows: FlowSet, state: State, event: Event, now: datetime,
     """Run one event against a user's state. Pure and deterministic: everything it needs to
     know (template values, the veileder's duty) comes in `ctx` and `desk`."""
     out = _Out(desk)
-    if isinstance(event, StartFlow):
-        if state.stopped:
-            return out.result(state)
-        if _must_introduce(flows, state, event):
-            return out.result(_introduce(flows, state, event, now, ctx, out))
-        started = _start(flows, _evolve(state, then=None), event.flow_id, now, ctx, out)
-        return out.result(_evolve(started, meeting=event.meeting) if started.flow else started)
-    if isinstance(event, Nudge | Expire):
+    if not isinstance(event, UserText):
+        if isinstance(event, StartFlow):
+            if state.stopped:
+                return out.result(state)
+            if _must_introduce(flows, state, event):
+                return out.result(_introduce(flows, state, event, now, ctx, out))
+            started = _start(flows, _evolve(state, then=None), event.flow_id, now, ctx, out)
+            return out.result(_evolve(started, meeting=event.meeting) if started.flow
+                              else started)
         return out.result(_nudge_or_expire(flows, state, event, ctx, out))
 
     text = event.text
@@ -319,7 +365,7 @@ def step(flows: FlowSet, state: State, event: Event, now: datetime,
     sensitive = bool(current and current.anonymous)
     # safety first: read every message, in every state, at any length
     crisis_flow = flows.get(CRISIS_FLOW)
-    tier = flows.crisis.check(text).tier if flows.crisis is not None and crisis_flow else None
+    tier = crisis_tier(flows.crisis, text) if flows.crisis is not None and crisis_flow else None
     if tier == CLEAR and crisis_flow is not None:
         st = current.step(state.step or "") if current else None
         return out.result(_crisis_then_forward(flows, crisis_flow, current, st, state,
@@ -544,7 +590,11 @@ def _check_in(flows: FlowSet, current: Flow | None, st: Step | None, state: Stat
 
 def system_text(flows: FlowSet, lang: str, key: str, ctx: Mapping[str, str]) -> str:
     """A system text in a language, for channels that answer outside a conversation."""
-    return render(tr(flows, lang, f"system.{key}", flows.texts[key]), ctx)
+    k = ("system", lang, key)
+    text: str | None = flows.derived.get(k)
+    if text is None:
+        text = flows.derived[k] = tr(flows, lang, f"system.{key}", flows.texts[key])
+    return render(text, ctx)
 
 
 def stranger_crisis(flows: FlowSet, text: str) -> tuple[str, ...]:
@@ -553,7 +603,7 @@ def stranger_crisis(flows: FlowSet, text: str) -> tuple[str, ...]:
     reads this (nobody can be told: no one is assigned). Empty if it signals nothing. In
     bokmål: a stranger has chosen no language. Never limited, like every crisis answer."""
     crisis_flow = flows.get(CRISIS_FLOW)
-    if flows.crisis is None or crisis_flow is None or flows.crisis.check(text).tier is None:
+    if flows.crisis is None or crisis_flow is None or crisis_tier(flows.crisis, text) is None:
         return ()
     texts = [render(st.text, {}) for st in crisis_flow.steps if st.text]
     return (*texts, system_text(flows, "nb", "crisis_nobody", {}))
@@ -636,15 +686,68 @@ def _yesno_labels(flows: FlowSet, state: State) -> tuple[str, str]:
     return (_sys(flows, state, "yes", {}), _sys(flows, state, "no", {}))
 
 
-def _options(flows: FlowSet, flow: Flow, st: Step, lang: str) -> tuple[Option, ...]:
+class _Local:
+    """What was worked out once for one step in one language (filled in as first needed)."""
+
+    __slots__ = ("choices", "options", "parsed", "st", "text")
+
+    def __init__(self, st: Step) -> None:
+        self.st = st
+        self.text: str | None = None
+        self.options: tuple[Option, ...] | None = None
+        self.choices: tuple[str, ...] | None = None
+        self.parsed: dict[str, Option | None] = {}  # text -> the option it picks
+
+
+def _local(flows: FlowSet, flow: Flow, st: Step, lang: str) -> _Local:
+    """The step's own record in this language. The flow set is immutable, so what it holds
+    stays true; the step itself is kept in it and checked, so a different step under the
+    same ids never gets another's."""
+    key = ("step", flow.id, st.id, lang)
+    got: _Local | None = flows.derived.get(key)
+    if got is None or got.st is not st:
+        got = flows.derived[key] = _Local(st)
+    return got
+
+
+def _options(flows: FlowSet, flow: Flow, st: Step, lang: str,
+             local: _Local | None = None) -> tuple[Option, ...]:
     """The options in the user's language; the bokmål words are understood as well."""
     if lang == "nb":
         return st.options
-    return tuple(Option(tr(flows, lang, f"{flow.id}.{st.id}.{o.value}", o.text), o.value,
-                        (o.text, *o.also), o.pos) for o in st.options)
+    local = local or _local(flows, flow, st, lang)
+    if local.options is None:
+        local.options = tuple(Option(tr(flows, lang, f"{flow.id}.{st.id}.{o.value}", o.text),
+                                     o.value, (o.text, *o.also), o.pos) for o in st.options)
+    return local.options
 
 
-def _choices(flows: FlowSet, flow: Flow, st: Step, state: State) -> tuple[str, ...]:
+PARSED_PER_STEP = 512  # answers to one question (in one language) remembered, the first ones
+
+
+def _parse_choice(flows: FlowSet, flow: Flow, st: Step, lang: str, text: str) -> Option | None:
+    """`answers.parse_choice` on the question's options in the language: a pure function of
+    the text for the question, so the answer to a text seen before (say «1») is remembered
+    (for up to PARSED_PER_STEP texts of up to 64 characters per question and language)."""
+    local = _local(flows, flow, st, lang)
+    seen = local.parsed
+    if text in seen:
+        return seen[text]
+    opt = A.parse_choice(text, _options(flows, flow, st, lang, local))
+    if len(text) <= 64 and len(seen) < PARSED_PER_STEP:
+        seen[text] = opt
+    return opt
+
+
+def _choices(flows: FlowSet, flow: Flow, st: Step, state: State,
+             local: _Local | None = None) -> tuple[str, ...]:
+    local = local or _local(flows, flow, st, state.lang)
+    if local.choices is None:
+        local.choices = _make_choices(flows, flow, st, state)
+    return local.choices
+
+
+def _make_choices(flows: FlowSet, flow: Flow, st: Step, state: State) -> tuple[str, ...]:
     if st.kind is Kind.CHOICE:
         return tuple(o.text for o in _options(flows, flow, st, state.lang))
     if st.kind is Kind.YESNO:
@@ -657,9 +760,13 @@ def _choices(flows: FlowSet, flow: Flow, st: Step, state: State) -> tuple[str, .
 
 def _said(flows: FlowSet, flow: Flow, st: Step, state: State, ctx: Mapping[str, str]) -> Reply:
     """What a step says or asks, in the user's language, filled in, with its choices."""
-    text = tr(flows, state.lang, f"{flow.id}.{st.id}", st.text or "")
-    return Reply(render(text, _values(flow, state, ctx, st)), _choices(flows, flow, st, state),
-                 st.kind is Kind.CHOICE)
+    local = _local(flows, flow, st, state.lang)
+    text = local.text
+    if text is None:
+        text = local.text = tr(flows, state.lang, f"{flow.id}.{st.id}", st.text or "")
+    if "{" in text or "}" in text:  # (render leaves a text without either as it is)
+        text = render(text, _values(flow, state, ctx, st))
+    return Reply(text, _choices(flows, flow, st, state, local), st.kind is Kind.CHOICE)
 
 
 def _values(flow: Flow, state: State, ctx: Mapping[str, str],
@@ -732,7 +839,7 @@ def _answer(flows: FlowSet, flow: Flow, st: Step, state: State, text: str, now: 
     elif kind is Kind.YESNO:
         value = A.parse_yesno(text)
     elif kind is Kind.CHOICE:
-        opt = A.parse_choice(text, _options(flows, flow, st, state.lang))
+        opt = _parse_choice(flows, flow, st, state.lang, text)
         value = opt.value if opt else None
     elif kind is Kind.SCALE:
         n = A.parse_scale(text, st.min if st.min is not None else 1,

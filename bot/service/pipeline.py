@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from typing import Any
+from json.encoder import encode_basestring as _quote  # json.dumps's own (C)
+from operator import attrgetter
 
 from bot.engine import answers
 from bot.engine.model import FlowSet
 from bot.engine.runtime import (
+    NO_DESK,
     Crisis,
     Desk,
     Expire,
@@ -39,7 +43,7 @@ from bot.service.effects import Scope, apply
 from bot.store import Changes, OutRow, UserContext, UserRow
 from bot.store.protocol import BatchTransaction as Batch
 from bot.store.protocol import Database
-from bot.store.sql import PHONE_CHANNELS
+from bot.store.sql import PHONE_CHANNELS, together
 from bot.timing.display import meeting_time
 from bot.timing.hours import duty
 from bot.timing.planner import DEFAULT_RULES, OSLO, Rules
@@ -142,7 +146,16 @@ class Pipeline:
         self.flows = flows
         self.clock = clock
         self.max_batch = max_batch
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        # any limit set (else no message is ever limited, and counting is skipped)
+        self._limits_on = bool(limits.per_minute or limits.per_day or limits.new_per_hour
+                               or any(limits.budgets.values()))
+        # what was submitted and not taken yet (a deque and two events: asyncio.Queue cost
+        # more per message than the rest of the way in)
+        self._queued: deque[_Pending] = deque()
+        self._arrived = asyncio.Event()  # set when something is queued
+        self._settled = asyncio.Event()  # set when nothing is queued or being processed
+        self._settled.set()
+        self._open = 0  # items queued or being processed
         self._worker: asyncio.Task[None] | None = None
         self.batches = 0
         self.processed = 0
@@ -151,6 +164,9 @@ class Pipeline:
         # told of each item after its batch committed: the item, what happened, seconds from
         # submit to commit (bot.app.metrics counts these; never the text)
         self.observers: list[Callable[[Item, Handled, float], None]] = []
+        # the states read and written, parsed once (a user's next message finds the state
+        # this pipeline wrote for them without reading the JSON again)
+        self.state_texts = StateTexts()
         # when a list: every step's inputs, so a test can replay the pure step and compare
         self.trace: list[StepInputs] | None = None
 
@@ -166,6 +182,7 @@ class Pipeline:
 
     async def start(self) -> None:
         if self._worker is None:
+            _settle_heap()
             # answers pooled before a crash that came between their batch and the release
             await self._release(self.clock())
             self._worker = asyncio.create_task(self._run(), name="veivis-pipeline")
@@ -174,7 +191,7 @@ class Pipeline:
         """Finish what is queued, then stop."""
         if self._worker is None:
             return
-        await self._queue.join()
+        await self._settled.wait()
         self._worker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._worker
@@ -190,23 +207,29 @@ class Pipeline:
     # -- the way in --------------------------------------------------------------------------
     async def submit(self, item: Item) -> Handled:
         fut: asyncio.Future[Handled] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(item, fut))
+        self._queued.append(_Pending(item, fut))
+        self._open += 1
+        self._settled.clear()
+        self._arrived.set()
         if self._worker is None:
             await self.start()
         return await fut
 
     async def _run(self) -> None:
+        queued = self._queued
         while True:
-            first = await self._queue.get()
-            batch = [first]
-            while len(batch) < self.max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            if not queued:
+                self._arrived.clear()
+                await self._arrived.wait()
+                continue
+            batch = [queued.popleft() for _ in range(min(len(queued), self.max_batch))]
             try:
                 rest = await self._veileder_commands(batch)
                 await self._process_all(rest)
             finally:
-                for _ in batch:
-                    self._queue.task_done()
+                self._open -= len(batch)
+                if self._open == 0:
+                    self._settled.set()
                 for notify in self.listeners:
                     notify()
 
@@ -272,7 +295,7 @@ class Pipeline:
             if w.erased:
                 _forget(w.changes, w.erased)
             w.changes.erased = sorted(w.erased)
-            w.changes.states = {uid: json.dumps(st.to_json(), ensure_ascii=False)
+            w.changes.states = {uid: self.state_texts.encode(st)
                                 for uid, st in w.states.items() if uid not in w.erased}
             await b.write(w.changes)
         if w.changes.anonymous:
@@ -293,25 +316,26 @@ class Pipeline:
         """Everything the batch's steps need, read with a few set-wise queries."""
         lim = self.limits
         top = await b.newest_user() if lim.new_per_hour else 0
-        users = await b.users_for((p.item.channel, p.item.address) for p in batch)
-        seen: set[tuple[str, str]] = set()
         by_channel: dict[str, list[str]] = {}
         for p in batch:
             if isinstance(p.item, Inbound):
                 by_channel.setdefault(p.item.channel, []).append(p.item.provider_id)
-        for ch, pids in by_channel.items():
-            seen.update((ch, pid) for pid in await b.seen(ch, pids))
+        # the reads go to the database together, in this order (one wait, not one each)
+        users, *seen_ids = await together(
+            b.users_for((p.item.channel, p.item.address) for p in batch),
+            *(b.seen(ch, pids) for ch, pids in by_channel.items()))
+        seen = {(ch, pid) for ch, got in zip(by_channel, seen_ids, strict=True) for pid in got}
         uids = list({u.id for u in users.values()})
-        raw_states = await b.states(uids)
-        ctxs = await b.contexts(uids)
+        texts, ctxs = await together(b.states(uids), b.contexts(uids))
+        states = {uid: self.state_texts.decode(t) for uid, t in texts.items()}
         meeting_ids = {p.item.meeting_id for p in batch
                        if isinstance(p.item, FlowRequest) and p.item.meeting_id}
-        meeting_ids |= {s["meeting"] for s in raw_states.values() if s.get("meeting")}
+        meeting_ids |= {s.meeting for s in states.values() if s.meeting}
         meetings = await b.meetings(sorted(meeting_ids)) if meeting_ids else {}
         with_veileder = [uid for uid, c in ctxs.items() if c.work_phone]
         forwards = await b.desk_events(with_veileder, now) if with_veileder else {}
-        w = _Work(users, seen, raw_states, ctxs, meetings, forwards)
-        if lim.new_per_hour and any(not raw_states.get(u.id) for u in users.values()):
+        w = _Work(users, seen, states, ctxs, meetings, forwards, now_iso=now.isoformat())
+        if lim.new_per_hour and any(_blank(texts.get(u.id)) for u in users.values()):
             w.newest = top  # someone Veivis never answered writes: count this hour's
             w.strangers = await b.strangers_since(now - timedelta(hours=1), top)
         writers = sorted({users[p.item.channel, p.item.address].id for p in batch
@@ -327,49 +351,58 @@ class Pipeline:
     async def _one(self, b: Batch, w: _Work, item: Item, user: UserRow,
                    now: datetime) -> Handled:
         """One item: the engine's step, then its effects carried out as decided."""
+        inbound = isinstance(item, Inbound)
+        uid = user.id
         if isinstance(item, Inbound):
             key = (item.channel, item.provider_id)
             if key in w.seen:
-                return Handled(duplicate=True, user_id=user.id)
+                return Handled(duplicate=True, user_id=uid)
             w.seen.add(key)
         state = w.state_of(user)
-        ctx = w.ctxs.get(user.id)
+        ctx = w.ctxs.get(uid)
         about = (item.meeting_id if isinstance(item, FlowRequest) and item.meeting_id
                  else state.meeting)
-        values = self._values(w, user.id, state.lang, about, now)
-        stranger = state == State() and not (ctx and ctx.veileder)
-        limited = isinstance(item, Inbound) and self._limited(w, user.id, item.channel, now,
-                                                              stranger)
-        event, desk_now = _event(item), self._desk(w, user.id, ctx, now, limited)
+        values = self._values(w, uid, state.lang, about, now)
+        limited = inbound and self._limits_on and self._limited(
+            w, uid, item.channel, now, state == _FRESH and not (ctx and ctx.veileder))
+        event = UserText(item.text) if isinstance(item, Inbound) else _event(item)
+        desk_now = self._desk(w, uid, ctx, now, limited)
         if self.trace is not None:
-            self.trace.append(StepInputs(user.id, state, event, now, values, desk_now))
+            self.trace.append(StepInputs(uid, state, event, now, values, desk_now))
         res = engine_step(self.flows, state, event, now, values, desk_now)
-        w.count(user.id, user.channel, len(res.replies))
-        w.states[user.id] = res.state
-        if res.state.lang != state.lang:
-            w.values.pop(user.id, None)  # dates in the new language from now on
+        new, replies, effects = res.state, res.replies, res.effects
+        changes = w.changes
+        if replies:
+            w.count(uid, user.channel, len(replies))
+        w.states[uid] = new
+        if new.lang != state.lang:
+            w.values.pop(uid, None)  # dates in the new language from now on
         if isinstance(item, Inbound):
             if res.sensitive:  # typed inside an anonymous flow: no trace tied to the person
-                w.changes.seen_only.append((item.channel, item.provider_id))
+                changes.seen_only.append((item.channel, item.provider_id))
             else:  # the text kept only with consent
-                keep = res.state.consent is True
-                w.changes.inbound.append((user.id, item.channel, item.provider_id,
-                                          answers.clean(item.text) if keep else None,
-                                          (item.received_at or now).isoformat()))
-        scope = Scope(b, w.changes, user, now, ctx.office if ctx else None, state.meeting,
-                      w.meetings[about][0] if about in w.meetings else None, w.erased)
-        for eff in res.effects:
-            await apply(eff, scope)
-        for r in res.replies:
-            w.changes.outbox.append(OutRow(user.id, user.channel, user.address, r.text,
-                                           r.choices, r.numbered, now))
+                at = item.received_at
+                changes.inbound.append((uid, item.channel, item.provider_id,
+                                        answers.clean(item.text) if new.consent is True
+                                        else None,
+                                        w.now_iso if at is None else at.isoformat()))
+        crisis = False
+        if effects:
+            scope = Scope(b, changes, user, now, ctx.office if ctx else None, state.meeting,
+                          w.meetings[about][0] if about in w.meetings else None, w.erased)
+            for eff in effects:
+                crisis = crisis or isinstance(eff, Crisis)
+                await apply(eff, scope)
+        for r in replies:
+            changes.outbox.append(OutRow(uid, user.channel, user.address, r.text,
+                                         r.choices, r.numbered, now))
         if isinstance(item, FlowRequest) and item.scheduled_id is not None:
-            w.changes.scheduled_done.append(item.scheduled_id)
-        log.info("handled %s from %s on %s: %d replies",
-                 "message" if isinstance(item, Inbound) else f"start {item.flow_id}",
-                 mask_address(item.address), item.channel, len(res.replies))
-        return Handled(res.replies, False, user.id,
-                       any(isinstance(e, Crisis) for e in res.effects))
+            changes.scheduled_done.append(item.scheduled_id)
+        if log.isEnabledFor(logging.INFO):
+            log.info("handled %s from %s on %s: %d replies",
+                     "message" if isinstance(item, Inbound) else f"start {item.flow_id}",
+                     mask_address(item.address), item.channel, len(replies))
+        return Handled(replies, False, uid, crisis)
 
     def _values(self, w: _Work, uid: int, lang: str, about: int | None,
                 now: datetime) -> dict[str, str]:
@@ -388,7 +421,7 @@ class Pipeline:
         """Who reads a message for the veileder now, decided once, before the step; and
         whether the user is over a limit."""
         if ctx is None or not ctx.work_phone:
-            return Desk(limited=limited)
+            return _LIMITED if limited else NO_DESK
         forwards, crisis = w.forwards.get(uid, (0, False))
         return Desk(duty(now, ctx, self.rules.closed_days), forwards, crisis, limited)
 
@@ -447,7 +480,7 @@ class _Work:
 
     users: dict[tuple[str, str], UserRow]
     seen: set[tuple[str, str]]
-    raw_states: dict[int, dict[str, Any]]
+    stored: dict[int, State]  # each user's state as the batch found it
     ctxs: dict[int, UserContext]
     meetings: dict[int, tuple[datetime, str | None]]
     forwards: dict[int, tuple[int, bool]]  # messages to the veileder this hour; crisis told
@@ -460,6 +493,7 @@ class _Work:
     sent: dict[int, list[int]] = field(default_factory=dict)
     spent: dict[str, int] = field(default_factory=dict)
     newest: int | None = None  # users above this id are new in this batch
+    now_iso: str = ""  # the batch's time, as an inbound row without its own is logged
     strangers: int = 0  # people made by a message, with no veileder, in the last hour
     counted: set[int] = field(default_factory=set)  # new in this batch, counted
 
@@ -474,10 +508,114 @@ class _Work:
     def state_of(self, user: UserRow) -> State:
         state = self.states.get(user.id)
         if state is None:
-            state = State.from_json(self.raw_states.get(user.id, {}))
+            state = self.stored.get(user.id, _FRESH)
             if user.stopped != state.stopped:  # stopped outside a chat (carrier STOP)
                 state = replace(state, stopped=user.stopped)
         return state
+
+
+_FRESH = State()  # someone Veivis never answered
+_LIMITED = Desk(limited=True)
+_STATE_JSON = json.JSONEncoder(ensure_ascii=False)  # json.dumps(..., ensure_ascii=False)
+
+
+_heap_settled = False
+
+
+def _settle_heap() -> None:
+    """Once per process, when the first pipeline starts: what was loaded before it (the
+    flows, the crisis reader's word lists and indexes, the modules) lives as long as the
+    process, so it is moved out of the garbage collector's sight (gc.freeze, after one
+    collection of what loading left behind). Otherwise every full collection walks it all
+    again while every message waits: measured, a tenth to a fifth of the pipeline's own CPU in
+    bench/pipeline.py. Objects are still freed as before; only these are never walked."""
+    global _heap_settled
+    if not _heap_settled:
+        _heap_settled = True
+        gc.collect()
+        gc.freeze()
+
+
+def _blank(text: str | None) -> bool:
+    """No state stored, or an empty one: Veivis never answered this person."""
+    return text is None or not json.loads(text)
+
+
+class StateTexts:
+    """Conversation states to and from their stored JSON text, remembering the State each
+    text is (at most SIZE texts, the oldest forgotten first). A text read is remembered as
+    it reads (`State.from_json` is a pure function of it); a text written only when reading
+    it back gives the very same state (see `_state_text`)."""
+
+    SIZE = 8192
+
+    def __init__(self) -> None:
+        self._known: dict[str, State] = {}
+
+    def decode(self, text: str) -> State:
+        state = self._known.get(text)
+        if state is None:
+            state = State.from_json(json.loads(text))
+            self._remember(text, state)
+        return state
+
+    def encode(self, state: State) -> str:
+        got = _state_text(state)
+        if got is None:
+            return _STATE_JSON.encode(state.to_json())
+        text, exact = got
+        if exact:
+            self._remember(text, state)
+        return text
+
+    def _remember(self, text: str, state: State) -> None:
+        known = self._known
+        known[text] = state
+        if len(known) > self.SIZE:
+            del known[next(iter(known))]
+
+
+_FIELDS = State.__slots__
+_VALUES = attrgetter(*_FIELDS)
+_DEFAULTS = _VALUES(State())
+_OMITTED: tuple[object, ...] = (None, False, 0, {}, "nb")  # what State.to_json leaves out
+
+
+def _state_text(state: State) -> tuple[str, bool] | None:
+    """`json.dumps(state.to_json(), ensure_ascii=False)` written in one pass, and whether
+    reading it back gives this very state: it does unless a field holds a value to_json
+    leaves out that is not the field's default (a flow called «nb», a meeting 0). None for
+    a value of a kind this does not write (then json.dumps does)."""
+    parts = []
+    exact = True
+    for k, v, d in zip(_FIELDS, _VALUES(state), _DEFAULTS, strict=True):
+        if not ((k == "consent" and v is not None) or v not in _OMITTED):
+            if v != d:
+                exact = False  # left out: it reads back as the default
+            continue
+        t = type(v)
+        if t is str:
+            val = _quote(v)
+        elif t is bool:
+            val = "true" if v else "false"
+        elif t is int:
+            val = int.__repr__(v)
+        elif k == "answers" and t is dict:
+            items = []
+            for a, x in v.items():
+                if type(a) is not str or type(x) is not str:
+                    return None
+                items.append(f"{_quote(a)}: {_quote(x)}")
+            val = "{" + ", ".join(items) + "}"
+        elif k == "then" and t is State:
+            inner = _state_text(v)
+            if inner is None:
+                return None
+            val, exact = inner[0], exact and inner[1]
+        else:
+            return None
+        parts.append(f'"{k}": {val}')
+    return "{" + ", ".join(parts) + "}", exact
 
 
 def _event(item: Item) -> UserText | StartFlow | Nudge | Expire:

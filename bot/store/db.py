@@ -15,12 +15,12 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import aiosqlite
@@ -31,7 +31,7 @@ from .migrations import MIGRATIONS, SchemaTooNew
 from .outbox import Outbox, OutboxItem, outbox_item
 from .queries import Queries
 from .seal import Sealer, SealError, key_file_for
-from .sql import PHONE_CHANNELS, chunks, iso
+from .sql import PHONE_CHANNELS, chunks, iso, together
 from .tx import Tx
 
 log = logging.getLogger(__name__)
@@ -42,8 +42,11 @@ logging.getLogger("aiosqlite").setLevel(logging.WARNING)
 
 
 
-@dataclass(frozen=True, slots=True)
-class UserRow:
+# the batch's value types are named tuples: one of each is made for every message, and a
+# frozen dataclass costs three times as much to make
+
+
+class UserRow(NamedTuple):
     id: int
     channel: str
     address: str
@@ -52,8 +55,7 @@ class UserRow:
     stopped: bool
 
 
-@dataclass(frozen=True, slots=True)
-class UserContext:
+class UserContext(NamedTuple):
     """What flows may show about the user: their first name, veileder, office, next meeting."""
 
     first_name: str | None = None
@@ -67,8 +69,7 @@ class UserContext:
     backup_phone: str | None = None  # the veileder's own backup, else the office's
 
 
-@dataclass(frozen=True, slots=True)
-class OutRow:
+class OutRow(NamedTuple):
     user_id: int | None
     channel: str
     address: str
@@ -118,8 +119,7 @@ class Batch(Tx):
                 for chunk in chunks(vals, 500):
                     q = (f"SELECT id, channel, {col}, first_name, language, stopped FROM users "
                          f"WHERE {col} IN ({','.join('?' * len(chunk))})")
-                    async with self._c.execute(q, chunk) as cur:
-                        rows.extend((col, r) for r in await cur.fetchall())
+                    rows.extend((col, r) for r in await self._c.execute_fetchall(q, chunk))
             index = {(col, r[2]): r for col, r in rows}
             missing = []
             moved = []
@@ -149,27 +149,27 @@ class Batch(Tx):
     async def seen(self, channel: str, provider_ids: Sequence[str]) -> set[str]:
         """Which of these provider message ids were processed before (in the message log, or
         as a keyed hash when they were typed inside an anonymous flow)."""
-        out: set[str] = set()
         keys = {self._seen_key(channel, pid): pid for pid in provider_ids}
-        for chunk in chunks(list(keys), 500):
-            q = f"SELECT key FROM seen_keys WHERE key IN ({','.join('?' * len(chunk))})"
-            async with self._c.execute(q, chunk) as cur:
-                out.update(keys[bytes(r[0])] for r in await cur.fetchall())
-        for chunk in chunks(list(provider_ids), 500):
-            q = (f"SELECT provider_id FROM inbound WHERE channel = ? AND provider_id IN "
-                 f"({','.join('?' * len(chunk))})")
-            async with self._c.execute(q, [channel, *chunk]) as cur:
-                out.update(r[0] for r in await cur.fetchall())
+        reads = [self._c.execute_fetchall(
+            f"SELECT key FROM seen_keys WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+            for chunk in chunks(list(keys), 500)]
+        logged = [self._c.execute_fetchall(
+            f"SELECT provider_id FROM inbound WHERE channel = ? AND provider_id IN "
+            f"({','.join('?' * len(chunk))})", [channel, *chunk])
+            for chunk in chunks(list(provider_ids), 500)]
+        got = await together(*reads, *logged)
+        out = {keys[bytes(r[0])] for rows in got[:len(reads)] for r in rows}
+        out.update(r[0] for rows in got[len(reads):] for r in rows)
         return out
 
-    async def states(self, user_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-        out: dict[int, dict[str, Any]] = {}
+    async def states(self, user_ids: Sequence[int]) -> dict[int, str]:
+        """Each user's conversation state as stored (JSON text; the pipeline reads it)."""
+        out: dict[int, str] = {}
         for chunk in chunks(list(user_ids), 500):
             q = (f"SELECT user_id, state FROM conversations WHERE user_id IN "
                  f"({','.join('?' * len(chunk))})")
-            async with self._c.execute(q, chunk) as cur:
-                for uid, s in await cur.fetchall():
-                    out[uid] = json.loads(s)
+            for uid, s in await self._c.execute_fetchall(q, chunk):
+                out[uid] = s
         return out
 
     async def contexts(self, user_ids: Sequence[int]) -> dict[int, UserContext]:
@@ -187,16 +187,12 @@ class Batch(Tx):
                     SELECT id FROM meetings WHERE user_id = u.id AND status = 'planned'
                     AND starts_at >= ? ORDER BY starts_at LIMIT 1)
                 WHERE u.id IN ({marks})"""
-            async with self._c.execute(q, [now, *chunk]) as cur:
-                for (uid, first, vname, phone, office, starts, place, hours, away,
-                     backup) in await cur.fetchall():
-                    out[uid] = UserContext(
-                        first_name=first, veileder=vname, work_phone=phone, office=office,
-                        meeting_at=datetime.fromisoformat(starts) if starts else None,
-                        meeting_place=place, working_hours=hours,
-                        away_until=date.fromisoformat(away) if away else None,
-                        backup_phone=backup,
-                    )
+            for (uid, first, vname, phone, office, starts, place, hours, away,
+                 backup) in await self._c.execute_fetchall(q, [now, *chunk]):
+                out[uid] = UserContext(
+                    first, vname, phone, office,  # first name, veileder, work phone, office
+                    datetime.fromisoformat(starts) if starts else None, place, hours,
+                    date.fromisoformat(away) if away else None, backup)
         return out
 
     async def desk_events(self, user_ids: Sequence[int], now: datetime
@@ -211,8 +207,8 @@ class Batch(Tx):
                  f"SUM(CASE WHEN e.direction = 'crisis' AND e.at >= ? THEN 1 ELSE 0 END) "
                  f"FROM thread_events e JOIN threads t ON t.id = e.thread_id WHERE e.at >= ? "
                  f"AND t.user_id IN ({','.join('?' * len(chunk))}) GROUP BY t.user_id")
-            async with self._c.execute(q, [hour, half, hour, *chunk]) as cur:
-                out.update((int(u), (int(n), bool(c))) for u, n, c in await cur.fetchall())
+            out.update((int(u), (int(n), bool(c))) for u, n, c
+                       in await self._c.execute_fetchall(q, [hour, half, hour, *chunk]))
         return out
 
     async def sent_to(self, user_ids: Sequence[int], minute: datetime, day: datetime
@@ -224,8 +220,8 @@ class Batch(Tx):
             q = (f"SELECT user_id, SUM(CASE WHEN created_at >= ? THEN 1 ELSE 0 END), "
                  f"COUNT(*) FROM outbox WHERE user_id IN ({','.join('?' * len(chunk))}) "
                  f"AND created_at >= ? GROUP BY user_id")
-            async with self._c.execute(q, [iso(minute), *chunk, iso(day)]) as cur:
-                out.update((int(u), (int(m), int(d))) for u, m, d in await cur.fetchall())
+            out.update((int(u), (int(m), int(d))) for u, m, d
+                       in await self._c.execute_fetchall(q, [iso(minute), *chunk, iso(day)]))
         return out
 
     async def newest_user(self) -> int:
@@ -259,9 +255,8 @@ class Batch(Tx):
         for chunk in chunks(list(ids), 500):
             q = (f"SELECT id, starts_at, place FROM meetings WHERE id IN "
                  f"({','.join('?' * len(chunk))})")
-            async with self._c.execute(q, chunk) as cur:
-                for mid, starts, place in await cur.fetchall():
-                    out[mid] = (datetime.fromisoformat(starts), place)
+            for mid, starts, place in await self._c.execute_fetchall(q, chunk):
+                out[mid] = (datetime.fromisoformat(starts), place)
         return out
 
     async def write(self, ch: Changes) -> None:
@@ -269,51 +264,67 @@ class Batch(Tx):
         now = iso(self.now)
         for uid in ch.erased:
             await erase_user(c, self._sealer, uid, self.now)
+        writes: list[Awaitable[Any]] = []  # sent off together, run in this order
         if ch.inbound:
-            await c.executemany(
+            writes.append(c.executemany(
                 "INSERT OR IGNORE INTO inbound (user_id, channel, provider_id, text, received_at)"
-                " VALUES (?, ?, ?, ?, ?)", ch.inbound)
+                " VALUES (?, ?, ?, ?, ?)", ch.inbound))
         if ch.states:
-            await c.executemany(
+            writes.append(c.executemany(
                 "INSERT INTO conversations (user_id, state, updated_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (user_id) DO UPDATE SET state = excluded.state, "
                 "updated_at = excluded.updated_at",
-                [(uid, s, now) for uid, s in ch.states.items()])
+                [(uid, s, now) for uid, s in ch.states.items()]))
         if ch.stopped:
-            await c.executemany("UPDATE users SET stopped = ? WHERE id = ?",
-                                [(int(v), uid) for uid, v in ch.stopped.items()])
+            writes.append(c.executemany("UPDATE users SET stopped = ? WHERE id = ?",
+                                        [(int(v), uid) for uid, v in ch.stopped.items()]))
         if ch.language:
-            await c.executemany("UPDATE users SET language = ? WHERE id = ?",
-                                [(v, uid) for uid, v in ch.language.items()])
+            writes.append(c.executemany("UPDATE users SET language = ? WHERE id = ?",
+                                        [(v, uid) for uid, v in ch.language.items()]))
         if ch.consent:
-            await c.executemany("UPDATE users SET consent = ? WHERE id = ?",
-                                [(int(v), uid) for uid, v in ch.consent.items()])
+            writes.append(c.executemany("UPDATE users SET consent = ? WHERE id = ?",
+                                        [(int(v), uid) for uid, v in ch.consent.items()]))
         if ch.hear_back:
-            await c.executemany("UPDATE users SET hear_back = ? WHERE id = ?",
-                                [(int(v), uid) for uid, v in ch.hear_back.items()])
+            writes.append(c.executemany("UPDATE users SET hear_back = ? WHERE id = ?",
+                                        [(int(v), uid) for uid, v in ch.hear_back.items()]))
         if ch.answers:
-            await c.executemany(
+            writes.append(c.executemany(
                 "INSERT INTO answers (user_id, flow, key, value, meeting_id, saved_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)", [(*a, now) for a in ch.answers])
+                "VALUES (?, ?, ?, ?, ?, ?)", [(*a, now) for a in ch.answers]))
         if ch.scheduled_done:
-            await c.executemany("UPDATE scheduled SET status = 'done', handled_at = ? "
-                                "WHERE id = ? AND status = 'pending'",
-                                [(now, i) for i in ch.scheduled_done])
+            writes.append(c.executemany("UPDATE scheduled SET status = 'done', handled_at = ? "
+                                        "WHERE id = ? AND status = 'pending'",
+                                        [(now, i) for i in ch.scheduled_done]))
         if ch.outbox:
-            await c.executemany(
+            shown: dict[tuple[str, ...], str] = {}  # the same choices, encoded once a batch
+            writes.append(c.executemany(
                 "INSERT INTO outbox (user_id, channel, address, text, choices, numbered, "
                 "created_at, due_at, forget) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(o.user_id, o.channel, o.address, o.text,
-                  json.dumps(list(o.choices), ensure_ascii=False) if o.choices else None,
-                  int(o.numbered), now, iso(o.due_at), int(o.forget)) for o in ch.outbox])
+                [(o.user_id, o.channel, o.address, o.text, _choices_json(o.choices, shown),
+                  int(o.numbered), now, now if o.due_at == self.now else iso(o.due_at),
+                  int(o.forget)) for o in ch.outbox]))
         if ch.seen_only:
             day = self.now.astimezone(UTC).date().isoformat()
-            await c.executemany("INSERT OR IGNORE INTO seen_keys (key, day) VALUES (?, ?)",
-                                [(self._seen_key(chn, pid), day) for chn, pid in ch.seen_only])
+            writes.append(c.executemany(
+                "INSERT OR IGNORE INTO seen_keys (key, day) VALUES (?, ?)",
+                [(self._seen_key(chn, pid), day) for chn, pid in ch.seen_only]))
+        await together(*writes)
         await pool_anonymous(c, self._sealer, ch.anonymous)
 
     def _seen_key(self, channel: str, provider_id: str) -> bytes:
         return self._sealer.mac("seen", channel, provider_id)
+
+
+def _choices_json(choices: Sequence[str], shown: dict[tuple[str, ...], str]) -> str | None:
+    """An outbox row's choices as stored (JSON), or None without choices."""
+    if not choices:
+        return None
+    if type(choices) is not tuple:
+        return json.dumps(list(choices), ensure_ascii=False)
+    got = shown.get(choices)
+    if got is None:
+        got = shown[choices] = json.dumps(list(choices), ensure_ascii=False)
+    return got
 
 
 async def erase_user(c: aiosqlite.Connection, sealer: Sealer, uid: int, now: datetime) -> None:
@@ -672,8 +683,7 @@ class Store(Queries, Outbox):
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Read-only SQL. Not part of the store's interface (bot.store.protocol): code outside
         bot/store never calls it."""
-        async with self._conn.execute(sql, params) as cur:
-            return [tuple(r) for r in await cur.fetchall()]
+        return [tuple(r) for r in await self._conn.execute_fetchall(sql, params)]
 
 
 def _statements(sql: str) -> list[str]:

@@ -120,7 +120,7 @@ class _Result:
 
 class PgConn:
     """A psycopg connection seen through the part of aiosqlite's interface that the store's
-    modules use (execute, executemany), translating their SQL."""
+    modules use (execute, execute_fetchall, executemany), translating their SQL."""
 
     def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
         self.raw = conn
@@ -139,6 +139,9 @@ class PgConn:
             rowid = int(row[0]) if row else None
         self._note(q)
         return PgCursor(cur, rowid)
+
+    async def execute_fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return await (await self._execute(sql, params)).fetchall()
 
     async def executemany(self, sql: str, seq: Any) -> None:
         rows = [[_param(p) for p in r] for r in seq]

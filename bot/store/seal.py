@@ -38,6 +38,7 @@ class Sealer:
             raise SealError(f"en seglnøkkel er {KEY_BYTES} byte, ikke {len(key)}")
         self._aead = AESGCM(key)
         self._mac = hashlib.sha256(b"veivis-mac" + key).digest()
+        self._keyed = hmac.new(self._mac, digestmod=hashlib.sha256)  # copied for each hash
 
     @classmethod
     def ephemeral(cls) -> Sealer:
@@ -88,7 +89,9 @@ class Sealer:
 
     def mac(self, *parts: str) -> bytes:
         """A keyed hash: equal for equal inputs, meaningless without the key."""
-        return hmac.new(self._mac, "\x1f".join(parts).encode(), hashlib.sha256).digest()[:16]
+        h = self._keyed.copy()  # the same as hmac.new(self._mac, ...), without keying again
+        h.update("\x1f".join(parts).encode())
+        return h.digest()[:16]
 
 
 def _why(e: OSError) -> str:

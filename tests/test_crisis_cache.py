@@ -1,0 +1,78 @@
+"""The engine remembers the crisis reader's verdict for short messages (`crisis_tier`): it must
+give exactly the verdict the reader gives, for every message of the crisis corpus, the first
+time and every time after."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from pathlib import Path
+
+from bot.engine import UserText, step
+from bot.engine.crisis import CrisisRules
+from bot.engine.model import FlowSet
+from bot.engine.runtime import TIER_CACHE_TEXT, State, crisis_tier
+
+from .conftest import NOW
+
+CORPUS = Path(__file__).resolve().parent.parent / "bench" / "crisis_corpus"
+
+
+def corpus() -> list[str]:
+    texts = []
+    for path in sorted(CORPUS.glob("*.tsv")):
+        for line in path.read_text(encoding="utf-8").splitlines()[1:]:
+            if line.strip():
+                texts.append(line.split("\t", 2)[2])
+    return texts
+
+
+def test_the_remembered_tier_is_the_readers_on_the_whole_corpus(flows: FlowSet) -> None:
+    reader = flows.crisis
+    texts = corpus()
+    assert len(texts) > 2000
+    short = [t for t in texts if len(t) <= TIER_CACHE_TEXT]
+    assert len(short) > 1000  # most of the corpus goes through the cache
+    fresh = [reader.check(t).tier for t in texts]
+    assert any(fresh) and not all(fresh)
+    for _ in range(2):  # the first time (read) and again (remembered)
+        assert [crisis_tier(reader, t) for t in texts] == fresh
+    # the variants real traffic sends: cases, spaces, punctuation, emoji
+    for t in texts[:300]:
+        for v in (t.upper(), f" {t} ", f"{t}!!", f"{t} 😢", t.replace(" ", "  ")):
+            assert crisis_tier(reader, v) == reader.check(v).tier, v
+
+
+def test_every_message_is_read_in_every_state_with_the_cache(flows: FlowSet) -> None:
+    """The step's answer to a crisis message is the same whether the verdict is remembered
+    or not (a message seen before, as «ja» and «1» are)."""
+    for text in ("jeg vil dø", "orker ikke mer", "ja", "jeg vil dø"):
+        first = step(flows, State(consent=True), UserText(text), NOW, {})
+        again = step(flows, State(consent=True), UserText(text), NOW, {})
+        assert first == again
+
+
+def test_the_cache_does_not_keep_an_old_reader_alive(flows: FlowSet) -> None:
+    reader = CrisisRules()  # no rules: reads nothing as crisis
+    ref = weakref.ref(reader)
+    assert crisis_tier(reader, "jeg vil dø") is None
+    del reader
+    gc.collect()
+    assert ref() is None
+
+
+def test_a_reader_without_weak_references_is_read_every_time() -> None:
+    class Reader:
+        __slots__ = ("calls",)
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def check(self, text: str) -> object:
+            self.calls += 1
+            return type("V", (), {"tier": None})()
+
+    r = Reader()
+    assert crisis_tier(r, "ja") is None and crisis_tier(r, "ja") is None
+    assert r.calls == 2
+
