@@ -25,14 +25,6 @@ from bot.timing.display import meeting_time
 from bot.timing.hours import Duty
 from tests import pgserver
 
-# what the tests read of the shipped flows and messages (tests/test_guide.py); its audit hook
-# is installed by tests/__init__.py, before anything here is imported
-from tests.shipped import (
-    pytest_fixture_setup,
-    pytest_make_collect_report,
-    pytest_runtest_protocol,
-)
-
 ROOT = Path(__file__).resolve().parent.parent
 FLOWS = ROOT / "flows"
 MESSAGES = ROOT / "messages"
@@ -337,6 +329,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         kept = [i for i in items if i.nodeid not in skip]
         config.hook.pytest_deselected(items=[i for i in items if i.nodeid in skip])
         items[:] = kept
-
-
-__all__ = ["pytest_fixture_setup", "pytest_make_collect_report", "pytest_runtest_protocol"]

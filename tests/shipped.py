@@ -2,26 +2,32 @@
 
 The guide test proves that a coordinator's edits to `flows/` and `messages/` leave the suite
 green. The suite's code is the same in the coordinator's clone; only those two folders differ.
-So a test that never reads them, in this process or in a process it starts, passes there
-exactly as it passed here, and only the others need to run again in the clone.
+So a test module none of whose tests ever reads them, in this process or in a process it
+starts, passes there exactly as it passed here, and only the others need to run again.
 
-This module watches, with an audit hook (PEP 578), every file opened and every folder listed
-while a test runs (its setup, call and teardown), while a test module is imported, and while
-a fixture wider than one test is made (its value is shared by every test that asks for it).
-A test that starts a process counts as reading the shipped files unless the process is told
-to read flows and messages from elsewhere (VEIVIS_FLOWS and VEIVIS_MESSAGES outside them):
-what another process opens is not seen here.
+A pytest plugin (`-p tests.shipped` in pyproject.toml, so its hooks see every fixture,
+session-wide ones included) with an audit hook (PEP 578) notes what reads them:
+- a file opened or a folder listed under them (symbolic links followed), while a test runs
+  (setup, call, teardown), while a test module is imported, or while a fixture wider than one
+  test is made (then every test using that fixture counts);
+- a process started (or a fork) while a test runs, unless the process is told to read flows
+  and messages elsewhere (VEIVIS_FLOWS and VEIVIS_MESSAGES outside them) and no argument
+  names them or the checkout: what another process opens is not seen here.
+The unit is the test module: one reading test makes its whole module run again (a value one
+test read may be kept for the next), and so does importing a test module that reads.
 
-Anything read before the first test, or by the module-level code of anything but a test
-module (a helper's, or a bot module's on its first import: the value is shared with every
-later importer), is noted in `unattributed` and makes the selection refuse: then every test
-runs again.
+The selection refuses (every test runs again) when anything was read before the first test,
+or by the module-level code of anything but a test module (a helper's, or a bot module's on
+its first import: the value would be shared with every later importer). Values a test helper
+keeps between tests (a cache in tests/*.py) would not be seen: tests/test_shipped.py checks
+that there is none.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import types
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,36 +47,62 @@ unattributed: set[str] = set()
 ran: set[str] = set()
 
 
-def _shipped(path: Any) -> bool:
+def _path(path: Any) -> str | None:
     if path is None or isinstance(path, int):
-        return False
+        return None
     try:
         p = os.fsdecode(os.fspath(path))
     except TypeError:
+        return None
+    return os.path.realpath(p if os.path.isabs(p) else os.path.join(os.getcwd(), p))
+
+
+def _shipped(path: Any) -> bool:
+    p = _path(path)
+    return p is not None and any(p == s or p.startswith(s + os.sep) for s in SHIPPED)
+
+
+def _names_them(arg: Any, cwd: Any = None) -> bool:
+    """An argument of a started process that names the shipped folders (or the checkout,
+    where they are by default), also relative to the process's folder or inside an option
+    such as --flows=..."""
+    if not isinstance(arg, str | bytes | os.PathLike):
         return False
-    p = os.path.normpath(p if os.path.isabs(p) else os.path.join(os.getcwd(), p))
-    return any(p == s or p.startswith(s + os.sep) for s in SHIPPED)
+    text = os.fsdecode(os.fspath(arg))
+    base = _path(cwd) if cwd is not None else os.getcwd()
+    for part in {text, text.split("=", 1)[-1], text.split(":", 1)[-1]}:
+        if not part:
+            continue
+        p = _path(part if os.path.isabs(part) else os.path.join(base or "", part))
+        if p is not None and (_shipped(p) or p == str(ROOT)):
+            return True
+    return False
 
 
-def _elsewhere(env: Any) -> bool:
-    """A started process told to read flows and messages outside the shipped folders."""
+def _elsewhere(env: Any, argv: Any, cwd: Any = None) -> bool:
+    """A started process told to read flows and messages outside the shipped folders, with
+    no argument naming them."""
     if env is None:  # the process inherits this one's environment
         env = dict(os.environ)
     if not isinstance(env, dict):
         return False
     vals = {os.fsdecode(k): os.fsdecode(v) for k, v in env.items()}
     want = [vals.get("VEIVIS_FLOWS", ""), vals.get("VEIVIS_MESSAGES", "")]
-    return all(w and not _shipped(w) for w in want)
+    if isinstance(argv, str | bytes):
+        argv = os.fsdecode(argv).split()
+    args = list(argv) if isinstance(argv, list | tuple) else [argv]
+    return (all(w and not _shipped(w) for w in want)
+            and not any(_names_them(a, cwd) for a in args))
 
 
 def _hook(event: str, args: tuple[Any, ...]) -> None:
     if event in ("open", "os.listdir", "os.scandir"):
         hit = bool(args) and _shipped(args[0])
-    elif event == "subprocess.Popen":
-        hit = not _elsewhere(args[3] if len(args) > 3 else None)
-    elif event in ("os.posix_spawn", "os.exec"):
-        hit = not _elsewhere(args[2] if len(args) > 2 else None)
-    elif event == "os.system":
+    elif event == "subprocess.Popen":  # executable, args, cwd, env
+        hit = not _elsewhere(args[3], args[1], args[2])
+    elif event in ("os.posix_spawn", "os.exec"):  # path, argv, env
+        hit = not _elsewhere(args[2], args[1])
+    elif event in ("os.system", "os.fork"):
         hit = True
     else:
         return
@@ -133,18 +165,43 @@ def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any]) -> Iterator[None]:
         return (yield)
 
 
-def reads(item: pytest.Item) -> bool:
-    """Whether this test read the shipped files (or may have, in a process it started)."""
-    module = item.nodeid.split("::", 1)[0]
-    fixtures = getattr(item, "fixturenames", ())
-    return (item.nodeid in readers or "module:" + module in readers
-            or any("fixture:" + f in readers for f in fixtures))
+def _module_of(item: pytest.Item) -> str:
+    return item.nodeid.split("::", 1)[0]
+
+
+def _imports(item: pytest.Item) -> set[str]:
+    """The other test modules this test's module takes names from."""
+    module = getattr(item, "module", None)
+    if module is None:
+        return set()
+    out = set()
+    for value in vars(module).values():
+        name = value.__name__ if isinstance(value, types.ModuleType) else \
+            getattr(value, "__module__", None)
+        if isinstance(name, str) and name.startswith("tests.test_") and name != module.__name__:
+            out.add("tests/" + name.removeprefix("tests.") + ".py")
+    return out
+
+
+def reading_modules(items: Sequence[pytest.Item]) -> set[str]:
+    """The test modules that read the shipped files (or may have)."""
+    fixtures = {r.removeprefix("fixture:") for r in readers if r.startswith("fixture:")}
+    reading = {r.removeprefix("module:").split("::", 1)[0] for r in readers
+               if not r.startswith("fixture:")}
+    reading |= {_module_of(i) for i in items if fixtures & set(getattr(i, "fixturenames", ()))}
+    edges = {(_module_of(i), dep) for i in items for dep in _imports(i)}
+    while True:  # a module that imports a reading test module reads too
+        more = {m for m, dep in edges if dep in reading} - reading
+        if not more:
+            return reading
+        reading |= more
 
 
 def independent(items: Sequence[pytest.Item]) -> list[str]:
-    """The tests that ran in this session and read nothing shipped: the ones a clone that
-    differs only in flows/ and messages/ need not run again. Empty if anything shipped was
-    read before the first test (the selection cannot be trusted then)."""
+    """The tests that ran in this session, in modules that read nothing shipped: the ones a
+    clone that differs only in flows/ and messages/ need not run again. Empty if anything
+    shipped was read where it cannot be told who used it (the selection is refused then)."""
     if unattributed:
         return []
-    return [i.nodeid for i in items if i.nodeid in ran and not reads(i)]
+    reading = reading_modules(items)
+    return [i.nodeid for i in items if i.nodeid in ran and _module_of(i) not in reading]

@@ -4,10 +4,13 @@ coordinator's clone; what a helper module reads at import refuses the selection.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+import types
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,3 +71,56 @@ def test_a_helper_reading_at_import_refuses_the_selection(watched: set[str]) -> 
         exec(helper, {"path": str(FLOWS / "menu.yaml")})
     assert shipped.unattributed
     assert shipped.independent([]) == []
+
+
+def test_a_symlink_or_an_argument_naming_them_counts(watched: set[str], tmp_path: Path) -> None:
+    (tmp_path / "f").symlink_to(FLOWS)
+    assert probe(lambda: (tmp_path / "f" / "menu.yaml").read_bytes())
+    watched.discard("probe")
+    elsewhere = {"VEIVIS_FLOWS": str(tmp_path / "x"), "VEIVIS_MESSAGES": str(tmp_path / "m"),
+                 "PATH": "/usr/bin:/bin"}
+    for argv in ([sys.executable, "-c", "pass", str(FLOWS)],
+                 [sys.executable, "-c", "pass", f"--flows={FLOWS}"],
+                 [sys.executable, "-c", "pass", "flows/menu.yaml"]):
+        assert probe(lambda a=argv: subprocess.run(a, env=elsewhere, cwd=ROOT)), argv
+        watched.discard("probe")
+
+
+def test_the_session_wide_flows_fixture_counts_for_every_test_using_it(
+        flows: object) -> None:
+    """Made once, by whichever test asked first: every test that asks for it counts (the
+    plugin's fixture hook sees session-wide fixtures too)."""
+    assert "fixture:flows" in shipped.readers
+
+
+def _item(nodeid: str, module: types.ModuleType, fixtures: tuple[str, ...] = ()) -> Any:
+    return types.SimpleNamespace(nodeid=nodeid, module=module, fixturenames=fixtures)
+
+
+def test_a_module_counts_whole_and_so_does_one_importing_it(watched: set[str]) -> None:
+    a = types.ModuleType("tests.test_aa")
+    b = types.ModuleType("tests.test_bb")
+    b.QUESTIONS = a  # type: ignore[attr-defined]  # `from tests import test_aa`
+    c = types.ModuleType("tests.test_cc")
+    items = [_item("tests/test_aa.py::one", a), _item("tests/test_aa.py::two", a),
+             _item("tests/test_bb.py::three", b), _item("tests/test_cc.py::four", c)]
+    saved_ran = set(shipped.ran)
+    try:
+        shipped.ran.update(i.nodeid for i in items)
+        watched.add("tests/test_aa.py::one")
+        assert shipped.independent(items) == ["tests/test_cc.py::four"]
+        watched.add("fixture:probe_fixture")
+        items[3].fixturenames = ("probe_fixture",)
+        assert shipped.independent(items) == []
+    finally:
+        shipped.ran.clear()
+        shipped.ran.update(saved_ran)
+
+
+def test_no_test_helper_keeps_values_between_tests() -> None:
+    """What a helper caches is not seen by the selection (tests/shipped.py)."""
+    for f in sorted((ROOT / "tests").glob("*.py")):
+        if f.name == "test_shipped.py":
+            continue
+        text = f.read_text(encoding="utf-8")
+        assert not re.search(r"lru_cache|functools\.cache|@cache\b|@cached_property", text), f
