@@ -51,7 +51,8 @@ PARTS = [("tuning", "tuning.tsv"), ("dev", "dev.tsv"),
          ("fresh held-out", "fresh_heldout.tsv"), ("fresh3", "fresh3.tsv"),
          ("probe", "probe.tsv"), ("fresh4", "fresh4.tsv"), ("fresh5", "fresh5.tsv"),
          ("held-out", "heldout.tsv")]
-TUNING_SIDE = {"tuning", "dev", "fresh3", "probe", "fresh4"}  # the only parts whose failures are ever printed
+# the only parts whose failures are ever printed
+TUNING_SIDE = {"tuning", "dev", "fresh3", "probe", "fresh4"}
 
 
 def read(path: Path) -> list[tuple[str, str, str]]:

@@ -19,7 +19,7 @@ import pytest
 from bot.app.cli import main
 from bot.app.demo import DEMO_USER_PHONE, DEMO_VEILEDER_PHONE
 from bot.engine import StartFlow, State, UserText, load, step
-from bot.engine.crisis import CLEAR, POSSIBLE
+from bot.engine.crisis import CLEAR, POSSIBLE, explain
 from bot.engine.i18n import load_all
 from bot.engine.model import FlowSet, Kind
 from bot.engine.runtime import (
@@ -540,3 +540,15 @@ def test_two_words_typed_without_a_space_are_read_as_two(tmp_path: Path) -> None
     assert crisis.matches("jegvil dø")
     assert crisis.matches("ikkeleve lenger")
     assert not crisis.matches("jegvil hjem")  # the rest matches no rule word
+
+
+def test_a_match_across_a_comma_is_a_possible_signal(tmp_path: Path) -> None:
+    crisis = own_rules(tmp_path).crisis
+    assert crisis.check("jeg vil, dø").tier == POSSIBLE  # a comma where no clause ends
+    v = crisis.check("jeg vil, bare dø")
+    assert v.hit is not None and v.hit.across
+    assert "går over et komma" in "\n".join(explain(v))
+    assert crisis.check("jeg vil bare dø").tier == CLEAR  # without the comma: clear
+    assert not crisis.matches("jeg vil. dø")  # a full stop still ends the sentence
+    assert not crisis.matches("jeg vil, men dø")  # so does a comma before a new clause
+    assert not crisis.matches("jeg vil, ikke dø")  # a negation still cancels

@@ -55,7 +55,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from .model import Pos
@@ -218,6 +218,7 @@ class Hit:
     span: str  # the words it covered, as normalised
     start: int
     end: int
+    across: bool = False  # matched only across a comma: a possible signal, whatever the rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,8 +390,47 @@ class CrisisRules:
                     break
         decided = (next((h for h in hits if h.rule.tier == CLEAR), None)
                    or next((h for h in hits if h.rule.tier == POSSIBLE), None))
+        if decided is None and any(t.boundary and t.text.strip(",") == "" for t in tokens):
+            decided = self._across_commas(tokens, cancelled)
+            if decided is not None:
+                hits.append(decided)
+                return Verdict(POSSIBLE, decided, tuple(hits), tuple(excluded),
+                               tuple(cancelled))
         return Verdict(decided.rule.tier if decided else None, decided, tuple(hits),
                        tuple(excluded), tuple(cancelled))
+
+    def _across_commas(self, tokens: Sequence[Token], cancelled: list[tuple[Hit, str]]
+                       ) -> Hit | None:
+        """Young people put commas where no clause ends («jeg tok pillene til mamma, alle
+        sammen»). When nothing matched, the rules are tried again over sentences split only
+        at . ! ? ; : new lines, and at a comma before a new clause («, men», «, jeg»); a match
+        there is a possible signal (a check-in), never a clear one. The words `not` phrases
+        took out stay out."""
+        joined: list[list[Token]] = [[]]
+        for i, t in enumerate(tokens):
+            if not t.boundary:
+                joined[-1].append(t)
+            elif t.text.strip(",") or (i + 1 < len(tokens)
+                                       and self.in_group(tokens[i + 1], CLAUSE)):
+                joined.append([])
+        joined = [sent for sent in joined if sent]
+        where: dict[int, list[tuple[int, int]]] = {}
+        for si, sent in enumerate(joined):
+            for ti, t in enumerate(sent):
+                for eid in t.elems:
+                    where.setdefault(eid, []).append((si, ti))
+        found = sorted(x for eid in where for x in self._by_first.get(eid, ()))
+        for _, rule in found:
+            if rule.section in ("not", TOGETHER):
+                continue
+            for si, s, e in self._find(rule, joined, where):
+                sent = joined[si]
+                hit = self._hit(rule, sent, s, e)
+                why = self._why_not(rule, sent, s, e)
+                if why is None:
+                    return replace(hit, across=True)
+                cancelled.append((replace(hit, across=True), why))
+        return None
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -784,6 +824,8 @@ def explain(verdict: Verdict) -> list[str]:
     if verdict.hit is not None:
         out.append(f"Regel: «{verdict.hit.rule.text}» – {_where(verdict.hit.rule)}")
         out.append(f"Traff: «{verdict.hit.span}»")
+        if verdict.hit.across:
+            out.append("Treffet går over et komma, så det regnes bare som et mulig tegn.")
     others = [h for h in verdict.hits if h is not verdict.hit]
     if others:
         out.append("Andre regler som også traff:")
