@@ -64,13 +64,14 @@ def read(path: Path) -> list[tuple[str, str, str]]:
     return rows
 
 
-def rules(lemma: bool, fuzzy: bool) -> CrisisRules:
+def rules(lemma: bool, fuzzy: bool, model: bool = True) -> CrisisRules:
     report = load([ROOT / "flows"], language=False)
     assert report.flowset is not None and not report.errors, [str(d) for d in report.errors]
     crisis: CrisisRules = report.flowset.crisis
     return CrisisRules(crisis.rules, crisis.groups, crisis.emoji, crisis.required_numbers,
                        crisis.pos, replace(Lexicon(), lemmatise=lemma), fuzzy,
-                       {v: std for v, std in crisis.spellings.items()})
+                       {v: std for v, std in crisis.spellings.items()},
+                       crisis.model if model else None)
 
 
 def score(crisis: CrisisRules, rows: list[tuple[str, str, str]], show: bool, name: str
@@ -135,13 +136,15 @@ def main() -> int:
     ap.add_argument("--show", action="store_true", help="print the tuning side's failures")
     ap.add_argument("--no-lemma", action="store_true", help="without simplemma's dictionaries")
     ap.add_argument("--no-fuzzy", action="store_true", help="without rapidfuzz's corrections")
+    ap.add_argument("--no-model", action="store_true", help="the rules alone (no learned model)")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    crisis = rules(not args.no_lemma, not args.no_fuzzy)
+    crisis = rules(not args.no_lemma, not args.no_fuzzy, not args.no_model)
     crisis.check("jeg vil ikke leve")
     print(f"rules: {len(crisis.rules)}, loaded and first message read in "
           f"{(time.perf_counter() - t0) * 1000:.0f} ms "
-          f"(lemmas: {not args.no_lemma}, spelling: {not args.no_fuzzy})")
+          f"(lemmas: {not args.no_lemma}, spelling: {not args.no_fuzzy}, "
+          f"model: {crisis.model is not None})")
     results = {}
     all_rows = []
     for name, file in PARTS:

@@ -58,6 +58,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
+from .crisismodel import NgramModel
 from .model import Pos
 
 CRISIS_FLOW = "crisis"
@@ -66,6 +67,7 @@ POSSIBLE = "possible"
 
 # Sections of krise.yaml that hold rules, and what each means.
 SECTIONS = ("phrases", "danger", "possible", "together", "not")
+MODEL = "model"  # the section name of the learned model's verdict (not a section of rules)
 TIER_OF = {"phrases": CLEAR, "danger": CLEAR, "possible": POSSIBLE, "together": POSSIBLE}
 TOGETHER = "together"  # «{tung} + {nød}»: each part somewhere in the same message
 
@@ -230,6 +232,7 @@ class Verdict:
     hits: tuple[Hit, ...] = ()  # every rule that matched
     excluded: tuple[Hit, ...] = ()  # `not` phrases that took words out
     cancelled: tuple[tuple[Hit, str], ...] = ()  # matched, but did not count (and why)
+    score: float | None = None  # the learned model's score, when it decided
 
     def __bool__(self) -> bool:
         return self.tier is not None
@@ -243,8 +246,11 @@ class CrisisRules:
                  groups: Mapping[str, frozenset[str]] | None = None,
                  emoji: Mapping[str, str] | None = None, required_numbers: Sequence[str] = (),
                  pos: Pos | None = None, lexicon: Lexicon | None = None,
-                 fuzzy: bool = True, spellings: Mapping[str, str] | None = None) -> None:
+                 fuzzy: bool = True, spellings: Mapping[str, str] | None = None,
+                 model: NgramModel | None = None) -> None:
         self.rules = tuple(rules)
+        self.model = model
+        self._model_rule = Rule("modell", MODEL, Pos(model.path if model else "", 1), ())
         self.groups: Mapping[str, frozenset[str]] = dict(groups or {})
         self.emoji: Mapping[str, str] = dict(emoji or {})
         self.required_numbers = tuple(required_numbers)
@@ -349,6 +355,34 @@ class CrisisRules:
                     where.setdefault(eid, []).append((si, ti))
         found = sorted(x for eid in where for x in self._by_first.get(eid, ()))
         candidates = [rule for _, rule in found]
+        excluded = self._mask(candidates, sentences, where)
+        hits, cancelled = self._hits(candidates, sentences, where, explain)
+        decided = (next((h for h in hits if h.rule.tier == CLEAR), None)
+                   or next((h for h in hits if h.rule.tier == POSSIBLE), None))
+        if decided is None and any(t.boundary and t.text.strip(",") == "" for t in tokens):
+            decided = self._across_commas(tokens, cancelled)
+            if decided is not None:
+                hits.append(decided)
+                return Verdict(POSSIBLE, decided, tuple(hits), tuple(excluded),
+                               tuple(cancelled))
+        if decided is None and self.model is not None:
+            said = self.model_input(text)  # a second opinion: never more than a check-in
+            score = self.model.score(said) if said.strip() else None
+            if score is not None and score >= self.model.threshold:
+                decided = Hit(self._model_rule, said, tokens[0].start, tokens[-1].end)
+                return Verdict(POSSIBLE, decided, (decided,), tuple(excluded),
+                               tuple(cancelled), score)
+        return Verdict(decided.rule.tier if decided else None, decided, tuple(hits),
+                       tuple(excluded), tuple(cancelled))
+
+    def model_input(self, text: str) -> str:
+        """What the learned model reads: the message lower-cased, emoji as words, spaces
+        made single (bench/crisis_model.py trains on the same)."""
+        return " ".join(self.normalise(text).replace(_EMOJI_MARK, " ").split())
+
+    def _mask(self, candidates: Sequence[Rule], sentences: Sequence[Sequence[Token]],
+              where: Mapping[int, Sequence[tuple[int, int]]]) -> list[Hit]:
+        """Apply the `not` phrases: mark the words they cover; what they matched."""
         excluded: list[Hit] = []
         for rule in (r for r in candidates if r.section == "not"):
             for si, s, e in self._find(rule, sentences, where):
@@ -362,6 +396,12 @@ class CrisisRules:
                 excluded.append(self._hit(rule, sent, s, e))
                 for t in self._covered(rule, sent, s, e):
                     t.masked = True
+        return excluded
+
+    def _hits(self, candidates: Sequence[Rule], sentences: Sequence[Sequence[Token]],
+              where: Mapping[int, Sequence[tuple[int, int]]], explain: bool
+              ) -> tuple[list[Hit], list[tuple[Hit, str]]]:
+        """The rules that match and count, and those that matched but do not count."""
         hits: list[Hit] = []
         cancelled: list[tuple[Hit, str]] = []
         for rule in (r for r in candidates if r.section == TOGETHER):
@@ -388,16 +428,7 @@ class CrisisRules:
                     cancelled.append((self._hit(rule, sent, s, e),
                                       f"«{neg}» står mellom ordene (en nekting)"))
                     break
-        decided = (next((h for h in hits if h.rule.tier == CLEAR), None)
-                   or next((h for h in hits if h.rule.tier == POSSIBLE), None))
-        if decided is None and any(t.boundary and t.text.strip(",") == "" for t in tokens):
-            decided = self._across_commas(tokens, cancelled)
-            if decided is not None:
-                hits.append(decided)
-                return Verdict(POSSIBLE, decided, tuple(hits), tuple(excluded),
-                               tuple(cancelled))
-        return Verdict(decided.rule.tier if decided else None, decided, tuple(hits),
-                       tuple(excluded), tuple(cancelled))
+        return hits, cancelled
 
     def _across_commas(self, tokens: Sequence[Token], cancelled: list[tuple[Hit, str]]
                        ) -> Hit | None:
@@ -808,10 +839,11 @@ def _where(rule: Rule) -> str:
     return f"{rule.pos} (under «{rule.section}», {SECTION_NAMES.get(rule.section, '')})"
 
 
-def explain(verdict: Verdict) -> list[str]:
+def explain(verdict: Verdict, model: NgramModel | None = None) -> list[str]:
     """What `veivis krise test` tells a coordinator, in Norwegian: whether the message
     triggers, which tier, which rule and words decided, and what was excluded or did not
-    count."""
+    count. For the learned model: its score, the threshold and the letter groups that
+    pulled the score up most."""
     out: list[str] = []
     if verdict.tier == CLEAR:
         out.append("Utløser: JA – tydelig tegn. Brukeren får krisenumrene med en gang "
@@ -821,7 +853,16 @@ def explain(verdict: Verdict) -> list[str]:
                    "tenker du på å skade deg selv? Svarer de ja, får de krisenumrene.")
     else:
         out.append("Utløser: NEI. Meldingen blir lest som vanlig.")
-    if verdict.hit is not None:
+    if verdict.hit is not None and verdict.hit.rule.section == MODEL:
+        limit = f"; grensen er {model.threshold:.2f}" if model is not None else ""
+        out.append(f"Ingen regel traff, men den lærte modellen ({verdict.hit.rule.pos.path}) "
+                   f"ga {verdict.score or 0:.2f} poeng{limit}.")
+        if model is not None:
+            out.append("Ordbitene som trakk mest: " + ", ".join(
+                f"«{f}» ({w:+.1f})" for f, w in model.reasons(verdict.hit.span)))
+        out.append("Modellen gir aldri mer enn spørsmålet (mulig tegn). Er dette feil, legg "
+                   "uttrykket som et unntak under «not» i krise.yaml.")
+    elif verdict.hit is not None:
         out.append(f"Regel: «{verdict.hit.rule.text}» – {_where(verdict.hit.rule)}")
         out.append(f"Traff: «{verdict.hit.span}»")
         if verdict.hit.across:
