@@ -542,6 +542,13 @@ def test_two_words_typed_without_a_space_are_read_as_two(tmp_path: Path) -> None
     assert not crisis.matches("jegvil hjem")  # the rest matches no rule word
 
 
+def test_the_writer_may_stand_inside_a_rule_after_an_adverb(tmp_path: Path) -> None:
+    crisis = own_rules(tmp_path).crisis
+    assert crisis.check("i går kuttet jeg meg").tier == CLEAR  # the verb before the subject
+    assert crisis.check("i går kuttet æ meg").tier == CLEAR  # a spelling of «jeg» too
+    assert not crisis.matches("i går kuttet han meg")  # another word still breaks the rule
+
+
 def test_a_match_across_a_comma_is_a_possible_signal(tmp_path: Path) -> None:
     crisis = own_rules(tmp_path).crisis
     assert crisis.check("jeg vil, dø").tier == POSSIBLE  # a comma where no clause ends

@@ -81,6 +81,8 @@ MORE = "mer"  # mer, lenger ...: «ikke mer» is no negation of what follows
 FILLER = "fyll"  # nå, altså, ass ...: may stand after `$`
 CLAUSE = "ny_setning"  # og, men, jeg ...: a new clause starts here (for `$` and look-backs)
 REQUIRED_GROUPS = (NEGATION, OTHERS, PEOPLE, SELF, KNOW, MORE, FILLER, CLAUSE)
+WISH = "vil"  # vil, lyst, tenkt ... (a rule group): does not use up the negation look-back
+_LIGHT = frozenset({"på", "pa", "å", "a", "om", "til", "te", "to", "about", "of"})
 
 NUMBER = "10+"  # stands for any number from ten up («har tatt 30 paracet»)
 GAP = "..."  # up to MAX_GAP other words
@@ -159,6 +161,7 @@ class Token:
     masked: bool = False  # covered by a `not` phrase: counts for nothing
     emoji: bool = False  # written as an emoji (💊): may stand after `$` like a filler word
     filler: bool = False  # a word from {fyll}: may stand between the words of a rule
+    writer: bool = False  # «jeg» or a spelling of it: may stand between them too
     negation: bool = False  # a word from {nekting}
 
 
@@ -490,6 +493,7 @@ class CrisisRules:
             for a, b, part in self._split(w, m.start()):
                 t = Token(part, a, b, elems=self._token_elems(part), emoji=emoji)
                 t.filler = self.in_group(t, FILLER)
+                t.writer = part == "jeg" or self.spellings.get(part) == "jeg"
                 t.negation = self.in_group(t, NEGATION)
                 out.append(t)
         if self.fuzzy and self.lexicon.lemmatise:
@@ -646,10 +650,12 @@ class CrisisRules:
             return i
         el = elems[e]
         if isinstance(el, Word):
-            # a filler word («altså», «bare») or a word an exception took out may stand
-            # between two words of a rule: «ingen vits [altså] å leve»
+            # a filler word («altså», «bare»), a word an exception took out, or «jeg» (and
+            # what `spellings` reads as «jeg») may stand between two words of a rule:
+            # «ingen vits [altså] å leve», «i går kuttet [jeg] meg» (the verb before the
+            # subject after an adverb)
             while i < len(sent) and not (not sent[i].masked and el.id in sent[i].elems):
-                if not (sent[i].masked or sent[i].filler):
+                if not (sent[i].masked or sent[i].filler or sent[i].writer):
                     return -1
                 i += 1
             if i < len(sent):
@@ -731,10 +737,16 @@ class CrisisRules:
                 if self.in_group(t, OTHERS) and not self._named(rule, t):
                     return f"«{t.text}» er en annen person enn den som skriver"
         if not rule.asks_negation:
-            for j in range(s - 1, max(-1, s - 1 - LOOK_BACK), -1):
+            counted, j = 0, s
+            while counted < LOOK_BACK and j > 0:
+                j -= 1
                 t = sent[j]
                 if t.masked or (self.in_group(t, CLAUSE) and not self.in_group(t, SELF)):
                     break
+                # «har aldri tenkt på å ta livet mitt»: a wish or thought word ({vil}) and
+                # «på», «å» do not use up the look-back
+                if not (self.in_group(t, WISH) or t.text in _LIGHT):
+                    counted += 1
                 if self.in_group(t, NEGATION):
                     before = sent[j - 1] if j > 0 else None
                     after = sent[j + 1] if j + 1 < len(sent) else None
