@@ -93,7 +93,8 @@ NOUN_ENDINGS = frozenset({"en", "n", "et", "t", "a", "i", "ene", "ne", "ane", "e
 RULE_LEMMA = 5
 START, END = "^", "$"
 LOOK_BACK = 3  # words before a match where a negation cancels it
-OTHERS_BACK = 2  # words before a match where another person as subject cancels it
+OTHERS_BACK = 2  # words before an exception where «!{jeg}» turns it off
+SUBJECT_BACK = 4  # words before a match where another person as subject cancels it
 AFTER = 3  # words after an exception where its «!ord» at the end turns it off
 CARRY_BACK = 6  # after «og», «men»: how far back the subject of the clause before is sought
 MIN_PREFIX = 4  # letters before a '*'
@@ -767,11 +768,14 @@ class CrisisRules:
                 or self.in_group(t, PEOPLE))
 
     def _subject_before(self, sent: Sequence[Token], s: int) -> Token | None:
-        """The person just before a match (within two words), or, when the match starts a
-        clause with no subject of its own («... og kommer snart til å dø»), the nearest
-        person in the clause before it."""
+        """The person just before a match (within four words: «søstra mi slet med
+        selvskading»), or, when the match starts a clause with no subject of its own («... og
+        kommer snart til å dø»), the nearest person in the clause before it. The writer right
+        after the match's first word is its subject («etter at mamma dro, tok jeg ...»)."""
+        if s + 1 < len(sent) and sent[s + 1].writer:
+            return sent[s + 1]
         j = s - 1
-        for _ in range(OTHERS_BACK):
+        for _ in range(SUBJECT_BACK):
             if j < 0 or sent[j].masked:
                 return None
             t = sent[j]
