@@ -19,8 +19,11 @@ and a message is read the way young people write it:
 - a word that is in no dictionary is compared with the rules' own words, allowing one
   typing mistake (two in long words), so «sellvmord» and «ikek» still count (rapidfuzz);
 - emoji named in the file become words (💊 is «piller»), and may follow `$`;
-- a filler word ({fyll}: «altså», «bare») or a word an exception took out may stand between
-  two words of a rule («ingen vits altså å leve»);
+- a filler word ({fyll}: «altså», «bare»), a word an exception took out, or «jeg» (and its
+  spellings: «eg», «æ») may stand between two words of a rule («ingen vits altså å leve»,
+  «i går kuttet jeg meg»: after an adverb the verb comes before the subject);
+- when no rule matched, the rules are tried again as if a comma that starts no new clause
+  were not there («jeg tok pillene til mamma, alle sammen»); such a match is only possible;
 - «å» may be written «a», «aa»; «ø» «o», «oe»; «æ» «ae» («pa» is «på»);
 - in a Norwegian message, a word only the English dictionary knows may be a typing mistake
   and is corrected like an unknown word («lere» for «leve»);
@@ -32,9 +35,11 @@ and a message is read the way young people write it:
 
 Three checks keep ordinary talk out:
 
-- a negation the rule did not ask for, inside the match or just before it, cancels it
-  («jeg vil ikke dø», «har aldri tenkt på selvmord»), but «vet ikke» and «ikke mer» do not;
-- another person as the subject cancels a rule about oneself («hun vil dø»); rules under
+- a negation the rule did not ask for, inside the match or within three words before it
+  ({vil} words and «på», «å» not counted), cancels it («jeg vil ikke dø», «har aldri tenkt
+  på å ta livet mitt»), but «vet ikke» and «ikke mer» do not;
+- another person as the subject (up to four words before) cancels a rule about oneself
+  («hun vil dø», «søstra mi slet med selvskading»); rules under
   `danger` (someone else threatens or hurts the user) expect another person;
 - phrases under `not` («dør av latter», «tar livet med ro») are taken out before any rule is
   tried, so what they cover counts for nothing; one that begins «!{jeg}» does not apply
