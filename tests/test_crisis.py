@@ -20,10 +20,14 @@ CRISIS = ["jeg vil ikke leve mer", "Jeg vil ikke leve mer.", "JEG VIL DØ", "vil
           "tenker på å ta livet mitt", "har lyst å ta livet av meg", "selvmord",
           "jeg kutter meg", "orker ikke å leve", "noen truer meg nå", "eg vil ikkje leve",
           "I want to die", "i might kill myself", "jeg vil ikke være her lenger",
-          "Jeg har tatt en overdose"]
+          "Jeg har tatt en overdose", "i går kuttet jeg meg igjen", "i kveld tar eg livet mitt",
+          "etter at mamma dro tok jeg alle pillene"]
 NOT_CRISIS = ["jeg dør av latter", "haha døde av latter", "ja", "nei", "møtet var dritbra",
               "vil ikke levere skjemaet", "drepe tida på bussen", "jeg vil ha ny tid",
-              "lever du?", "", "selvmordsforebygging er viktig"]
+              "lever du?", "", "selvmordsforebygging er viktig",
+              "jeg har aldri tenkt på å ta livet mitt", "jeg kuttet meg på et glass i går",
+              "har vært clean i to år og har sluttet å skade meg",
+              "søstra mi slet med selvskading før", "jeg ble drept fem ganger i fortnite"]
 
 
 @pytest.mark.parametrize("text", CRISIS)

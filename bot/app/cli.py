@@ -87,7 +87,7 @@ def cmd_krise_test(args: argparse.Namespace) -> int:
         verdict = report.flowset.crisis.check(text, explain=True)
         triggered |= verdict.tier is not None
         print(("\n" if i else "") + f"Melding: «{text}»")
-        print("\n".join(explain(verdict)))
+        print("\n".join(explain(verdict, report.flowset.crisis.model)))
     return 0 if triggered else 1
 
 

@@ -19,8 +19,11 @@ and a message is read the way young people write it:
 - a word that is in no dictionary is compared with the rules' own words, allowing one
   typing mistake (two in long words), so «sellvmord» and «ikek» still count (rapidfuzz);
 - emoji named in the file become words (💊 is «piller»), and may follow `$`;
-- a filler word ({fyll}: «altså», «bare») or a word an exception took out may stand between
-  two words of a rule («ingen vits altså å leve»);
+- a filler word ({fyll}: «altså», «bare»), a word an exception took out, or «jeg» (and its
+  spellings: «eg», «æ») may stand between two words of a rule («ingen vits altså å leve»,
+  «i går kuttet jeg meg»: after an adverb the verb comes before the subject);
+- when no rule matched, the rules are tried again as if a comma that starts no new clause
+  were not there («jeg tok pillene til mamma, alle sammen»); such a match is only possible;
 - «å» may be written «a», «aa»; «ø» «o», «oe»; «æ» «ae» («pa» is «på»);
 - in a Norwegian message, a word only the English dictionary knows may be a typing mistake
   and is corrected like an unknown word («lere» for «leve»);
@@ -32,9 +35,11 @@ and a message is read the way young people write it:
 
 Three checks keep ordinary talk out:
 
-- a negation the rule did not ask for, inside the match or just before it, cancels it
-  («jeg vil ikke dø», «har aldri tenkt på selvmord»), but «vet ikke» and «ikke mer» do not;
-- another person as the subject cancels a rule about oneself («hun vil dø»); rules under
+- a negation the rule did not ask for, inside the match or within three words before it
+  ({vil} words and «på», «å» not counted), cancels it («jeg vil ikke dø», «har aldri tenkt
+  på å ta livet mitt»), but «vet ikke» and «ikke mer» do not;
+- another person as the subject (up to four words before) cancels a rule about oneself
+  («hun vil dø», «søstra mi slet med selvskading»); rules under
   `danger` (someone else threatens or hurts the user) expect another person;
 - phrases under `not` («dør av latter», «tar livet med ro») are taken out before any rule is
   tried, so what they cover counts for nothing; one that begins «!{jeg}» does not apply
@@ -55,9 +60,10 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
+from .crisismodel import NgramModel
 from .model import Pos
 
 CRISIS_FLOW = "crisis"
@@ -66,6 +72,7 @@ POSSIBLE = "possible"
 
 # Sections of krise.yaml that hold rules, and what each means.
 SECTIONS = ("phrases", "danger", "possible", "together", "not")
+MODEL = "model"  # the section name of the learned model's verdict (not a section of rules)
 TIER_OF = {"phrases": CLEAR, "danger": CLEAR, "possible": POSSIBLE, "together": POSSIBLE}
 TOGETHER = "together"  # «{tung} + {nød}»: each part somewhere in the same message
 
@@ -79,6 +86,8 @@ MORE = "mer"  # mer, lenger ...: «ikke mer» is no negation of what follows
 FILLER = "fyll"  # nå, altså, ass ...: may stand after `$`
 CLAUSE = "ny_setning"  # og, men, jeg ...: a new clause starts here (for `$` and look-backs)
 REQUIRED_GROUPS = (NEGATION, OTHERS, PEOPLE, SELF, KNOW, MORE, FILLER, CLAUSE)
+WISH = "vil"  # vil, lyst, tenkt ... (a rule group): does not use up the negation look-back
+_LIGHT = frozenset({"på", "pa", "å", "a", "om", "til", "te", "to", "about", "of"})
 
 NUMBER = "10+"  # stands for any number from ten up («har tatt 30 paracet»)
 GAP = "..."  # up to MAX_GAP other words
@@ -89,7 +98,8 @@ NOUN_ENDINGS = frozenset({"en", "n", "et", "t", "a", "i", "ene", "ne", "ane", "e
 RULE_LEMMA = 5
 START, END = "^", "$"
 LOOK_BACK = 3  # words before a match where a negation cancels it
-OTHERS_BACK = 2  # words before a match where another person as subject cancels it
+OTHERS_BACK = 2  # words before an exception where «!{jeg}» turns it off
+SUBJECT_BACK = 4  # words before a match where another person as subject cancels it
 AFTER = 3  # words after an exception where its «!ord» at the end turns it off
 CARRY_BACK = 6  # after «og», «men»: how far back the subject of the clause before is sought
 MIN_PREFIX = 4  # letters before a '*'
@@ -157,6 +167,7 @@ class Token:
     masked: bool = False  # covered by a `not` phrase: counts for nothing
     emoji: bool = False  # written as an emoji (💊): may stand after `$` like a filler word
     filler: bool = False  # a word from {fyll}: may stand between the words of a rule
+    writer: bool = False  # «jeg» or a spelling of it: may stand between them too
     negation: bool = False  # a word from {nekting}
 
 
@@ -218,6 +229,7 @@ class Hit:
     span: str  # the words it covered, as normalised
     start: int
     end: int
+    across: bool = False  # matched only across a comma: a possible signal, whatever the rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +241,7 @@ class Verdict:
     hits: tuple[Hit, ...] = ()  # every rule that matched
     excluded: tuple[Hit, ...] = ()  # `not` phrases that took words out
     cancelled: tuple[tuple[Hit, str], ...] = ()  # matched, but did not count (and why)
+    score: float | None = None  # the learned model's score, when it decided
 
     def __bool__(self) -> bool:
         return self.tier is not None
@@ -242,8 +255,11 @@ class CrisisRules:
                  groups: Mapping[str, frozenset[str]] | None = None,
                  emoji: Mapping[str, str] | None = None, required_numbers: Sequence[str] = (),
                  pos: Pos | None = None, lexicon: Lexicon | None = None,
-                 fuzzy: bool = True, spellings: Mapping[str, str] | None = None) -> None:
+                 fuzzy: bool = True, spellings: Mapping[str, str] | None = None,
+                 model: NgramModel | None = None) -> None:
         self.rules = tuple(rules)
+        self.model = model
+        self._model_rule = Rule("modell", MODEL, Pos(model.path if model else "", 1), ())
         self.groups: Mapping[str, frozenset[str]] = dict(groups or {})
         self.emoji: Mapping[str, str] = dict(emoji or {})
         self.required_numbers = tuple(required_numbers)
@@ -348,6 +364,34 @@ class CrisisRules:
                     where.setdefault(eid, []).append((si, ti))
         found = sorted(x for eid in where for x in self._by_first.get(eid, ()))
         candidates = [rule for _, rule in found]
+        excluded = self._mask(candidates, sentences, where)
+        hits, cancelled = self._hits(candidates, sentences, where, explain)
+        decided = (next((h for h in hits if h.rule.tier == CLEAR), None)
+                   or next((h for h in hits if h.rule.tier == POSSIBLE), None))
+        if decided is None and any(t.boundary and t.text.strip(",") == "" for t in tokens):
+            decided = self._across_commas(tokens, cancelled)
+            if decided is not None:
+                hits.append(decided)
+                return Verdict(POSSIBLE, decided, tuple(hits), tuple(excluded),
+                               tuple(cancelled))
+        if decided is None and self.model is not None:
+            said = self.model_input(text)  # a second opinion: never more than a check-in
+            score = self.model.score(said) if said.strip() else None
+            if score is not None and score >= self.model.threshold:
+                decided = Hit(self._model_rule, said, tokens[0].start, tokens[-1].end)
+                return Verdict(POSSIBLE, decided, (decided,), tuple(excluded),
+                               tuple(cancelled), score)
+        return Verdict(decided.rule.tier if decided else None, decided, tuple(hits),
+                       tuple(excluded), tuple(cancelled))
+
+    def model_input(self, text: str) -> str:
+        """What the learned model reads: the message lower-cased, emoji as words, spaces
+        made single (bench/crisis_model.py trains on the same)."""
+        return " ".join(self.normalise(text).replace(_EMOJI_MARK, " ").split())
+
+    def _mask(self, candidates: Sequence[Rule], sentences: Sequence[Sequence[Token]],
+              where: Mapping[int, Sequence[tuple[int, int]]]) -> list[Hit]:
+        """Apply the `not` phrases: mark the words they cover; what they matched."""
         excluded: list[Hit] = []
         for rule in (r for r in candidates if r.section == "not"):
             for si, s, e in self._find(rule, sentences, where):
@@ -361,6 +405,12 @@ class CrisisRules:
                 excluded.append(self._hit(rule, sent, s, e))
                 for t in self._covered(rule, sent, s, e):
                     t.masked = True
+        return excluded
+
+    def _hits(self, candidates: Sequence[Rule], sentences: Sequence[Sequence[Token]],
+              where: Mapping[int, Sequence[tuple[int, int]]], explain: bool
+              ) -> tuple[list[Hit], list[tuple[Hit, str]]]:
+        """The rules that match and count, and those that matched but do not count."""
         hits: list[Hit] = []
         cancelled: list[tuple[Hit, str]] = []
         for rule in (r for r in candidates if r.section == TOGETHER):
@@ -387,10 +437,40 @@ class CrisisRules:
                     cancelled.append((self._hit(rule, sent, s, e),
                                       f"«{neg}» står mellom ordene (en nekting)"))
                     break
-        decided = (next((h for h in hits if h.rule.tier == CLEAR), None)
-                   or next((h for h in hits if h.rule.tier == POSSIBLE), None))
-        return Verdict(decided.rule.tier if decided else None, decided, tuple(hits),
-                       tuple(excluded), tuple(cancelled))
+        return hits, cancelled
+
+    def _across_commas(self, tokens: Sequence[Token], cancelled: list[tuple[Hit, str]]
+                       ) -> Hit | None:
+        """Young people put commas where no clause ends («jeg tok pillene til mamma, alle
+        sammen»). When nothing matched, the rules are tried again over sentences split only
+        at . ! ? ; : new lines, and at a comma before a new clause («, men», «, jeg»); a match
+        there is a possible signal (a check-in), never a clear one. The words `not` phrases
+        took out stay out."""
+        joined: list[list[Token]] = [[]]
+        for i, t in enumerate(tokens):
+            if not t.boundary:
+                joined[-1].append(t)
+            elif t.text.strip(",") or (i + 1 < len(tokens)
+                                       and self.in_group(tokens[i + 1], CLAUSE)):
+                joined.append([])
+        joined = [sent for sent in joined if sent]
+        where: dict[int, list[tuple[int, int]]] = {}
+        for si, sent in enumerate(joined):
+            for ti, t in enumerate(sent):
+                for eid in t.elems:
+                    where.setdefault(eid, []).append((si, ti))
+        found = sorted(x for eid in where for x in self._by_first.get(eid, ()))
+        for _, rule in found:
+            if rule.section in ("not", TOGETHER):
+                continue
+            for si, s, e in self._find(rule, joined, where):
+                sent = joined[si]
+                hit = self._hit(rule, sent, s, e)
+                why = self._why_not(rule, sent, s, e)
+                if why is None:
+                    return replace(hit, across=True)
+                cancelled.append((replace(hit, across=True), why))
+        return None
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -419,6 +499,7 @@ class CrisisRules:
             for a, b, part in self._split(w, m.start()):
                 t = Token(part, a, b, elems=self._token_elems(part), emoji=emoji)
                 t.filler = self.in_group(t, FILLER)
+                t.writer = part == "jeg" or self.spellings.get(part) == "jeg"
                 t.negation = self.in_group(t, NEGATION)
                 out.append(t)
         if self.fuzzy and self.lexicon.lemmatise:
@@ -575,10 +656,12 @@ class CrisisRules:
             return i
         el = elems[e]
         if isinstance(el, Word):
-            # a filler word («altså», «bare») or a word an exception took out may stand
-            # between two words of a rule: «ingen vits [altså] å leve»
+            # a filler word («altså», «bare»), a word an exception took out, or «jeg» (and
+            # what `spellings` reads as «jeg») may stand between two words of a rule:
+            # «ingen vits [altså] å leve», «i går kuttet [jeg] meg» (the verb before the
+            # subject after an adverb)
             while i < len(sent) and not (not sent[i].masked and el.id in sent[i].elems):
-                if not (sent[i].masked or sent[i].filler):
+                if not (sent[i].masked or sent[i].filler or sent[i].writer):
                     return -1
                 i += 1
             if i < len(sent):
@@ -660,10 +743,16 @@ class CrisisRules:
                 if self.in_group(t, OTHERS) and not self._named(rule, t):
                     return f"«{t.text}» er en annen person enn den som skriver"
         if not rule.asks_negation:
-            for j in range(s - 1, max(-1, s - 1 - LOOK_BACK), -1):
+            counted, j = 0, s
+            while counted < LOOK_BACK and j > 0:
+                j -= 1
                 t = sent[j]
                 if t.masked or (self.in_group(t, CLAUSE) and not self.in_group(t, SELF)):
                     break
+                # «har aldri tenkt på å ta livet mitt»: a wish or thought word ({vil}) and
+                # «på», «å» do not use up the look-back
+                if not (self.in_group(t, WISH) or t.text in _LIGHT):
+                    counted += 1
                 if self.in_group(t, NEGATION):
                     before = sent[j - 1] if j > 0 else None
                     after = sent[j + 1] if j + 1 < len(sent) else None
@@ -684,11 +773,14 @@ class CrisisRules:
                 or self.in_group(t, PEOPLE))
 
     def _subject_before(self, sent: Sequence[Token], s: int) -> Token | None:
-        """The person just before a match (within two words), or, when the match starts a
-        clause with no subject of its own («... og kommer snart til å dø»), the nearest
-        person in the clause before it."""
+        """The person just before a match (within four words: «søstra mi slet med
+        selvskading»), or, when the match starts a clause with no subject of its own («... og
+        kommer snart til å dø»), the nearest person in the clause before it. The writer right
+        after the match's first word is its subject («etter at mamma dro, tok jeg ...»)."""
+        if s + 1 < len(sent) and sent[s + 1].writer:
+            return sent[s + 1]
         j = s - 1
-        for _ in range(OTHERS_BACK):
+        for _ in range(SUBJECT_BACK):
             if j < 0 or sent[j].masked:
                 return None
             t = sent[j]
@@ -768,10 +860,11 @@ def _where(rule: Rule) -> str:
     return f"{rule.pos} (under «{rule.section}», {SECTION_NAMES.get(rule.section, '')})"
 
 
-def explain(verdict: Verdict) -> list[str]:
+def explain(verdict: Verdict, model: NgramModel | None = None) -> list[str]:
     """What `veivis krise test` tells a coordinator, in Norwegian: whether the message
     triggers, which tier, which rule and words decided, and what was excluded or did not
-    count."""
+    count. For the learned model: its score, the threshold and the letter groups that
+    pulled the score up most."""
     out: list[str] = []
     if verdict.tier == CLEAR:
         out.append("Utløser: JA – tydelig tegn. Brukeren får krisenumrene med en gang "
@@ -781,9 +874,20 @@ def explain(verdict: Verdict) -> list[str]:
                    "tenker du på å skade deg selv? Svarer de ja, får de krisenumrene.")
     else:
         out.append("Utløser: NEI. Meldingen blir lest som vanlig.")
-    if verdict.hit is not None:
+    if verdict.hit is not None and verdict.hit.rule.section == MODEL:
+        limit = f"; grensen er {model.threshold:.2f}" if model is not None else ""
+        out.append(f"Ingen regel traff, men den lærte modellen ({verdict.hit.rule.pos.path}) "
+                   f"ga {verdict.score or 0:.2f} poeng{limit}.")
+        if model is not None:
+            out.append("Ordbitene som trakk mest: " + ", ".join(
+                f"«{f}» ({w:+.1f})" for f, w in model.reasons(verdict.hit.span)))
+        out.append("Modellen gir aldri mer enn spørsmålet (mulig tegn). Er dette feil, legg "
+                   "uttrykket som et unntak under «not» i krise.yaml.")
+    elif verdict.hit is not None:
         out.append(f"Regel: «{verdict.hit.rule.text}» – {_where(verdict.hit.rule)}")
         out.append(f"Traff: «{verdict.hit.span}»")
+        if verdict.hit.across:
+            out.append("Treffet går over et komma, så det regnes bare som et mulig tegn.")
     others = [h for h in verdict.hits if h is not verdict.hit]
     if others:
         out.append("Andre regler som også traff:")

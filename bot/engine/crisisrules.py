@@ -11,6 +11,7 @@ import difflib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -30,10 +31,11 @@ from .crisis import (
     Word,
     fold_variants,
 )
+from .crisismodel import NgramModel, parse
 from .model import Pos
 
 CRISIS_KEYS = {"id", "title", "description", "words", "spellings", "emoji", "required_numbers",
-               *SECTIONS}
+               "model", *SECTIONS}
 SECTION_NAMES = {
     "phrases": "tydelige tegn (phrases)",
     "danger": "fare fra andre (danger)",
@@ -455,9 +457,32 @@ def compile_file(path: str, doc: CommentedMap, lexicon: Lexicon | None = None,
         numbers = [t for t, _ in _str_list(c, doc, "required_numbers")]
     crisis = CrisisRules(tuple(rules), {k: frozenset(v[0]) for k, v in c.groups.items()},
                          emoji, tuple(numbers), Pos(path, 1), lexicon or Lexicon(), fuzzy,
-                         spellings)
+                         spellings, _model(c, doc))
     _check_reachable(c, crisis)
     return crisis, c.problems
+
+
+def _model(c: _Compiler, doc: CommentedMap) -> NgramModel | None:
+    """`model: krise_modell.tsv`: the learned second opinion, a file next to krise.yaml (read
+    here, when the flows are loaded; bench/crisis_model.py --write makes it)."""
+    if "model" not in doc:
+        return None
+    line = _line_of_value(doc, "model")
+    name = doc["model"]
+    if not isinstance(name, str) or not re.fullmatch(r"[\w.-]+\.tsv", name):
+        c.error(line, "«model» må være navnet på en .tsv-fil i samme mappe som krise.yaml "
+                      "(for eksempel krise_modell.tsv)")
+        return None
+    try:
+        text = (Path(c.path).parent / name).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        c.error(line, f"modellfila «{name}» finnes ikke eller kan ikke leses; fjern linja "
+                      "«model» eller lag fila med bench/crisis_model.py --write")
+        return None
+    model, problems = parse(text, str(Path(c.path).parent / name))
+    for n, message in problems:
+        c.error(line, f"{name}, linje {n}: {message}")
+    return model
 
 
 def _check_reachable(c: _Compiler, crisis: CrisisRules) -> None:
