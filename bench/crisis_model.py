@@ -62,6 +62,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from crisis import read, rules  # noqa: E402
 
 from bot.engine.crisis import CrisisRules  # noqa: E402
+from bot.engine.crisismodel import features as model_features  # noqa: E402
 
 CORPUS = ROOT / "bench" / "crisis_corpus"
 TUNING_FILES = ["tuning.tsv", "dev.tsv", "fresh3.tsv", "probe.tsv"]
@@ -84,18 +85,8 @@ Row = tuple[str, str, str]
 
 
 def features(text: str, chars: tuple[int, int], words: int) -> Counter[str]:
-    low = " ".join(text.lower().split())
-    padded = f" {low} "
-    out: Counter[str] = Counter()
-    lo, hi = chars
-    for n in range(lo, hi + 1):
-        for i in range(len(padded) - n + 1):
-            out["c" + padded[i:i + n]] += 1
-    toks = ["".join(ch for ch in w if ch.isalnum()) or w for w in low.split()]
-    for n in range(1, words + 1):
-        for i in range(len(toks) - n + 1):
-            out["w" + " ".join(toks[i:i + n])] += 1
-    return out
+    """The shipped model's features (bot/engine/crisismodel.py), of the lower-cased text."""
+    return model_features(text.lower(), chars, words)
 
 
 class Model:
