@@ -438,8 +438,12 @@ required_numbers: ["113"]
 """
 
 
-def own_rules(tmp_path: Path, text: str = OWN) -> FlowSet:
+def own_rules(tmp_path: Path, text: str = OWN, model: str | None = None) -> FlowSet:
+    """The shipped flows with this krise.yaml (and, with `model`, this model file as m.tsv)."""
     folder = copy_flows(tmp_path)
+    if model is not None:
+        text += "model: m.tsv\n"
+        (folder / "m.tsv").write_text(model, encoding="utf-8")
     (folder / "krise.yaml").write_text(text, encoding="utf-8")
     report = load([folder])
     assert report.flowset is not None and not report.errors, [str(d) for d in report.errors]
@@ -577,12 +581,7 @@ wkurs\t-3.0
 
 
 def with_model(tmp_path: Path, model: str = MODEL) -> FlowSet:
-    folder = copy_flows(tmp_path)
-    (folder / "krise.yaml").write_text(OWN + "model: m.tsv\n", encoding="utf-8")
-    (folder / "m.tsv").write_text(model, encoding="utf-8")
-    report = load([folder])
-    assert report.flowset is not None and not report.errors, [str(d) for d in report.errors]
-    return report.flowset
+    return own_rules(tmp_path, OWN, model)
 
 
 def test_the_model_adds_only_a_check_in_when_no_rule_matched(tmp_path: Path) -> None:
