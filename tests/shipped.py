@@ -16,7 +16,8 @@ session-wide ones included) with an audit hook (PEP 578) notes what reads them:
 The unit is the test module: one reading test makes its whole module run again (a value one
 test read may be kept for the next), and so does importing a test module that reads.
 
-The selection refuses (every test runs again) when anything was read before the first test,
+The selection refuses (every test runs again) when the checkout's code read anything before
+the first test (the runner's own processes, such as pytest-xdist asking `uname`, do not count),
 or by the module-level code of anything but a test module (a helper's, or a bot module's on
 its first import: the value would be shared with every later importer). Values a test helper
 keeps between tests (a cache in tests/*.py) would not be seen: tests/test_shipped.py checks
@@ -40,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = (os.path.join(str(ROOT), "flows"), os.path.join(str(ROOT), "messages"))
 
 # the test runner's own frames: what is below them (its entry point's module) does not count
+_CHECKOUT = tuple(os.path.join(str(ROOT), d) + os.sep for d in ("bot", "tests", "bench"))
 _RUNNER = tuple(os.path.dirname(m.__file__ or "") + os.sep for m in (_pytest, pluggy))
 _now: list[str] = []  # what is running: a test's id, "module:<id>" or "fixture:<name>"
 readers: set[str] = set()
@@ -108,10 +110,23 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
         return
     if not hit:
         return
-    if not _now or _shared(sys._getframe(1)):
+    frame = sys._getframe(1)
+    if not _now and not _ours(frame):
+        return  # the test runner's own doing before any test (xdist's worker asks `uname`)
+    if not _now or _shared(frame):
         unattributed.add(event)
     else:
         readers.add(_now[-1])
+
+
+def _ours(frame: Any) -> bool:
+    """Whether code of the checkout (the bot, its tests, benchmarks; not a virtual environment
+    inside it) is on the stack."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith(_CHECKOUT):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _shared(frame: Any) -> bool:

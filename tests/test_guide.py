@@ -261,7 +261,9 @@ def test_the_coordinators_guide_followed_in_a_fresh_clone(tmp_path: Path,
     skip = independent(request.session.items)
     (tmp_path / "skip.txt").write_text("\n".join(skip), encoding="utf-8")
     env = {**c.env, "PYTHONPATH": str(root), GUIDE_SKIP: str(tmp_path / "skip.txt")}
-    p = subprocess.run([sys.executable, "-m", "pytest", "-x", "-p", "no:cacheprovider"],
+    # on two processes (pytest-xdist), a test module on one: this run only waits meanwhile
+    p = subprocess.run([sys.executable, "-m", "pytest", "-x", "-p", "no:cacheprovider",
+                        "-n", "2", "--dist", "loadfile"],
                        cwd=root, env=env, capture_output=True, text=True, timeout=1200)
     assert p.returncode == 0, p.stdout[-6000:] + p.stderr[-2000:]
     ran = re.search(r"(\d+) passed", p.stdout)

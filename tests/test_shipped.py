@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import threading
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,6 +72,27 @@ def test_a_helper_reading_at_import_refuses_the_selection(watched: set[str]) -> 
         exec(helper, {"path": str(FLOWS / "menu.yaml")})
     assert shipped.unattributed
     assert shipped.independent([]) == []
+
+
+def test_before_the_first_test_only_the_checkouts_own_code_refuses_it(
+        watched: set[str]) -> None:
+    """Before any test runs, a process the test runner starts (pytest-xdist's worker asks
+    `uname`) is not a test's doing; one started by the checkout's code (a conftest) is."""
+    start = "import subprocess, sys; subprocess.run([sys.executable, '-c', 'pass'])"
+    runner = compile(start, "/usr/lib/python3/some_runner.py", "exec")
+    conftest = compile(start, str(ROOT / "tests" / "conftest_x.py"), "exec")
+    saved = list(shipped._now)
+    shipped._now.clear()  # as before the first test
+    try:
+        for code in (runner, conftest):  # on a thread: no test's frame below it
+            t = threading.Thread(target=exec, args=(code, {}))
+            t.start()
+            t.join()
+            if code is runner:
+                assert not shipped.unattributed
+        assert shipped.unattributed == {"subprocess.Popen"}
+    finally:
+        shipped._now[:] = saved
 
 
 def test_a_symlink_or_an_argument_naming_them_counts(watched: set[str], tmp_path: Path) -> None:
