@@ -622,3 +622,31 @@ def test_a_missing_model_file_is_told_in_norwegian(tmp_path: Path) -> None:
     (folder / "krise.yaml").write_text(OWN + "model: ../../etc/passwd\n", encoding="utf-8")
     report = load([folder])
     assert any("navnet på en .tsv-fil i samme mappe" in d.message for d in report.errors)
+
+
+def test_a_changed_krise_yaml_or_model_file_is_read_again_and_mistakes_told_again(
+        tmp_path: Path) -> None:
+    """The loader keeps what it compiled from krise.yaml's exact bytes (and its model file's):
+    an edit to either, even of one letter, is read again; the same bytes give the same
+    mistakes at the same lines every time."""
+    crisis = own_rules(tmp_path).crisis
+    assert crisis is not None and not crisis.matches("et svart hull")
+    folder = tmp_path / "flows"
+    path = folder / "krise.yaml"
+    path.write_text(OWN.replace("  - stå på brua\n", "  - et svart hull\n"), encoding="utf-8")
+    again = load([folder])
+    assert again.flowset is not None and again.flowset.crisis is not None
+    assert again.flowset.crisis.matches("et svart hull")
+    assert not again.flowset.crisis.matches("stå på brua")
+    path.write_text(BROKEN, encoding="utf-8")
+    first = [str(d) for d in load([folder]).diagnostics]
+    assert any("krise.yaml:13:" in d for d in first)
+    assert [str(d) for d in load([folder]).diagnostics] == first
+    # the model file: missing, then there, then changed
+    path.write_text(OWN + "model: m.tsv\n", encoding="utf-8")
+    assert any("modellfila «m.tsv» finnes ikke" in d.message for d in load([folder]).errors)
+    (folder / "m.tsv").write_text(MODEL, encoding="utf-8")
+    assert not load([folder]).errors
+    (folder / "m.tsv").write_text(MODEL.replace("veivis-krise-modell 1", "noe annet"),
+                                  encoding="utf-8")
+    assert load([folder]).errors

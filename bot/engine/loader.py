@@ -12,6 +12,7 @@ import difflib
 import errno
 import hashlib
 import re
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,7 +24,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from .answers import NO_VALUE, YES_VALUE, parse_yesno
 from .crisis import CRISIS_FLOW, CrisisRules
-from .crisisrules import compile_file
+from .crisisrules import Problem, compile_file
 from .language import Wordlist, check_flowset
 from .model import Checklist, Flow, FlowSet, Kind, Option, Pos, Step, Texts
 from .systemtexts import SYSTEM_TEXTS
@@ -934,12 +935,49 @@ def _load_checklist(chk: FileChecker, doc: CommentedMap) -> Checklist | None:
     return Checklist(items=got[0], positions=got[1])
 
 
-def _load_crisis(chk: FileChecker, doc: CommentedMap) -> CrisisRules:
+# krise.yaml compiled, by its path and bytes and its model file's bytes: a process that loads
+# the same flows again (a reload that changed another file, `veivis chat`, the test suite)
+# need not parse and compile the crisis rules again, about half of a load. CrisisRules is
+# immutable after construction, so one compiled copy can serve every load of the same bytes.
+_CRISIS_MEMO: OrderedDict[tuple[str, bytes], tuple[Path | None, bytes | None, CrisisRules,
+                                                   tuple[Problem, ...]]] = OrderedDict()
+_CRISIS_MEMO_SIZE = 4
+
+
+def _bytes(path: str | Path) -> bytes | None:
+    try:
+        return Path(path).read_bytes()
+    except OSError:
+        return None
+
+
+def _crisis_seen(f: str) -> tuple[CrisisRules, tuple[Problem, ...]] | None:
+    """The compiled rules of this crisis file if these very bytes (and its model file's) were
+    compiled before in this process."""
+    if not _CRISIS_MEMO:
+        return None
+    raw = _bytes(f)
+    got = _CRISIS_MEMO.get((f, raw)) if raw is not None else None
+    if got is None:
+        return None
+    model_path, model_bytes, crisis, problems = got
+    if model_path is not None and _bytes(model_path) != model_bytes:
+        return None
+    return crisis, problems
+
+
+def _compile_crisis(f: str, doc: CommentedMap) -> tuple[CrisisRules, tuple[Problem, ...]]:
     """flows/krise.yaml: the crisis rules (bot.engine.crisisrules checks them, in Norwegian)."""
-    crisis, problems = compile_file(chk.path, doc)
-    for p in problems:
-        (chk.error if p.severity == "error" else chk.warning)(p.line, p.message)
-    return crisis
+    raw = _bytes(f)
+    crisis, problems = compile_file(f, doc)
+    name = doc.get("model")
+    model_path = Path(f).parent / name if isinstance(name, str) else None
+    model_bytes = _bytes(model_path) if model_path is not None else None
+    if raw is not None and _bytes(f) == raw:  # not changed while it was read
+        _CRISIS_MEMO[(f, raw)] = (model_path, model_bytes, crisis, tuple(problems))
+        while len(_CRISIS_MEMO) > _CRISIS_MEMO_SIZE:
+            _CRISIS_MEMO.popitem(last=False)
+    return crisis, tuple(problems)
 
 
 def _check_crisis_numbers(flows: dict[str, Flow], crisis: CrisisRules,
@@ -978,6 +1016,10 @@ class _Loading:
         if not Path(f).exists():
             chk.error(1, "filen eller mappen finnes ikke")
             return
+        known = _crisis_seen(f)
+        if known is not None:
+            self.take_crisis(chk, *known)
+            return
         doc = read_yaml(f, chk)
         if chk.failed():
             return
@@ -1000,15 +1042,21 @@ class _Loading:
                 chk.error(1, "en ordliste til; ha alle ordene i én fil")
             self.wordlist = _load_wordlist(chk, doc)
         elif "phrases" in doc:
-            if self.crisis is not None:
-                chk.error(1, "en kriseordliste til; ha alle uttrykkene i én fil")
-            self.crisis = _load_crisis(chk, doc)
+            self.take_crisis(chk, *_compile_crisis(f, doc))
         elif "items" in doc:
             if self.checklist is not None:
                 chk.error(1, "en sjekkliste til; ha alle punktene i én fil")
             self.checklist = _load_checklist(chk, doc)
         else:
             self.read_flow(f, chk, doc)
+
+    def take_crisis(self, chk: FileChecker, crisis: CrisisRules,
+                    problems: Sequence[Problem]) -> None:
+        if self.crisis is not None:
+            chk.error(1, "en kriseordliste til; ha alle uttrykkene i én fil")
+        for p in problems:
+            (chk.error if p.severity == "error" else chk.warning)(p.line, p.message)
+        self.crisis = crisis
 
     def read_flow(self, f: str, chk: FileChecker, doc: CommentedMap) -> None:
         digest = hashlib.sha256(Path(f).read_bytes()).hexdigest()[:12]
