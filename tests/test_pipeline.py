@@ -14,7 +14,7 @@ from bot.engine import State, UserText, step
 from bot.engine.model import FlowSet, Kind
 from bot.engine.runtime import SAVE_HEAR_BACK, Forward, system_text
 from bot.service.pipeline import FlowRequest, Inbound, Pipeline
-from bot.store import PgStore, Store
+from bot.store import Changes, PgStore, Store
 from bot.store.migrations import MIGRATIONS
 
 from .conftest import NOW, ManualClock, answers, open_backend, said, said_yes
@@ -210,6 +210,26 @@ async def test_a_failing_message_is_rolled_back_alone(tmp_path: Path, flows: Flo
         rows = await store.fetchall(f"SELECT {col} FROM {table}")
         assert ("bad1",) not in rows and ("+4740000666",) not in rows
     assert ("ok1",) in await store.fetchall("SELECT provider_id FROM inbound")
+    await store.close()
+
+
+async def test_a_batch_takes_nothing_after_its_write(backend: str) -> None:
+    """A batch's writes go with its commit: a statement after them is refused (it would
+    run outside what the commit holds), the batch is rolled back, the store goes on."""
+    store = await open_seeded(backend)
+    with pytest.raises(RuntimeError, match="written"):
+        async with store.batch(NOW) as b:
+            users = await b.users_for([("sms", "+4740000777")])
+            await b.write(Changes(inbound=[(users["sms", "+4740000777"].id, "sms", "w1",
+                                            "hei", NOW.isoformat())]))
+            await b.states([users["sms", "+4740000777"].id])
+    assert await store.fetchall("SELECT 1 FROM users WHERE phone = '+4740000777'") == []
+    async with store.batch(NOW) as b:
+        users = await b.users_for([("sms", "+4740000777")])
+        await b.write(Changes(inbound=[(users["sms", "+4740000777"].id, "sms", "w1", "hei",
+                                        NOW.isoformat())]))
+    assert await store.fetchall("SELECT provider_id FROM inbound WHERE provider_id = 'w1'") \
+        == [("w1",)]
     await store.close()
 
 
