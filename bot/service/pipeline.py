@@ -581,6 +581,9 @@ _DEFAULTS = _VALUES(State())
 _OMITTED: tuple[object, ...] = (None, False, 0, {}, "nb")  # what State.to_json leaves out
 
 
+_PREFIXES = tuple(f'"{k}": ' for k in _FIELDS)
+
+
 def _state_text(state: State) -> tuple[str, bool] | None:
     """`json.dumps(state.to_json(), ensure_ascii=False)` written in one pass, and whether
     reading it back gives this very state: it does unless a field holds a value to_json
@@ -588,12 +591,24 @@ def _state_text(state: State) -> tuple[str, bool] | None:
     a value of a kind this does not write (then json.dumps does)."""
     parts = []
     exact = True
-    for k, v, d in zip(_FIELDS, _VALUES(state), _DEFAULTS, strict=True):
-        if not ((k == "consent" and v is not None) or v not in _OMITTED):
-            if v != d:
+    for k, v, d, prefix in zip(_FIELDS, _VALUES(state), _DEFAULTS, _PREFIXES, strict=True):
+        # the common kinds first, each left out exactly when to_json leaves it out
+        if v is None:
+            if d is not None:
                 exact = False  # left out: it reads back as the default
             continue
         t = type(v)
+        if t is str and k != "consent":
+            if v == "nb":
+                if d != "nb":
+                    exact = False
+                continue
+            parts.append(prefix + _quote(v))
+            continue
+        if not ((k == "consent" and v is not None) or v not in _OMITTED):
+            if v != d:
+                exact = False
+            continue
         if t is str:
             val = _quote(v)
         elif t is bool:
@@ -614,7 +629,7 @@ def _state_text(state: State) -> tuple[str, bool] | None:
             val, exact = inner[0], exact and inner[1]
         else:
             return None
-        parts.append(f'"{k}": {val}')
+        parts.append(prefix + val)
     return "{" + ", ".join(parts) + "}", exact
 
 
