@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from json.encoder import encode_basestring as _quote  # json.dumps's own (C)
 from operator import attrgetter
+from typing import NamedTuple
 
 from bot.engine import answers
 from bot.engine.model import FlowSet
@@ -107,11 +108,10 @@ def oslo_midnight(now: datetime) -> datetime:
     return datetime.combine(now.astimezone(OSLO).date(), datetime.min.time(), OSLO)
 
 
-@dataclass
-class _Pending:
+class _Pending(NamedTuple):  # one made for every message: a tuple costs the least
     item: Item
-    future: asyncio.Future[Handled] = field(repr=False)
-    queued: float = field(default_factory=time.monotonic, repr=False)
+    future: asyncio.Future[Handled]
+    queued: float  # time.monotonic() when submitted
 
 
 def context_values(ctx: UserContext | None, lang: str,
@@ -207,7 +207,7 @@ class Pipeline:
     # -- the way in --------------------------------------------------------------------------
     async def submit(self, item: Item) -> Handled:
         fut: asyncio.Future[Handled] = asyncio.get_running_loop().create_future()
-        self._queued.append(_Pending(item, fut))
+        self._queued.append(_Pending(item, fut, time.monotonic()))
         self._open += 1
         self._settled.clear()
         self._arrived.set()

@@ -302,12 +302,14 @@ class Batch(Tx):
                            [(now, i) for i in ch.scheduled_done], True))
         if ch.outbox:
             shown: dict[tuple[str, ...], str] = {}  # the same choices, encoded once a batch
+            at = self.now
             writes.append((
                 "INSERT INTO outbox (user_id, channel, address, text, choices, numbered, "
                 "created_at, due_at, forget) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(o.user_id, o.channel, o.address, o.text, _choices_json(o.choices, shown),
-                  int(o.numbered), now, now if o.due_at == self.now else iso(o.due_at),
-                  int(o.forget)) for o in ch.outbox], True))
+                [(uid, chn, address, text, _choices_json(choices, shown), int(numbered), now,
+                  now if due is at or due == at else iso(due), int(forget))
+                 for uid, chn, address, text, choices, numbered, due, forget in ch.outbox],
+                True))
         if ch.seen_only:
             day = self.now.astimezone(UTC).date().isoformat()
             writes.append((
