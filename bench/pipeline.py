@@ -46,6 +46,7 @@ from bot.service.pipeline import Inbound, Pipeline  # noqa: E402
 from bot.store import Store  # noqa: E402
 from bot.store.db import _statements  # noqa: E402
 from bot.store.migrations import MIGRATIONS  # noqa: E402
+from bot.store.sql import _run_steps  # noqa: E402
 
 NOW = datetime(2026, 11, 23, 11, 0, tzinfo=UTC)
 SCRIPT = ["hei", "2", "ja", "ja", "nei", "ja", "ja", "ja", "nei", "4", "Fint møte", "meny",
@@ -64,6 +65,7 @@ Recorded = list[tuple[str, str, Any]]  # ("execute" | "executemany", sql, parame
 def record(conn: Any, log: Recorded) -> None:
     """Note every statement this aiosqlite connection is given (the store's only one)."""
     execute, executemany, fetchall = conn.execute, conn.executemany, conn.execute_fetchall
+    thread_call = conn._execute
 
     def rec_execute(sql: str, params: Any = None) -> Any:
         log.append(("execute", sql, tuple(params) if params is not None else ()))
@@ -78,8 +80,19 @@ def record(conn: Any, log: Recorded) -> None:
         log.append(("executemany", sql, rows))
         return executemany(sql, rows)
 
+    def rec_thread_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if fn is _run_steps:  # several statements in one call to the thread (run_steps)
+            db, steps = args
+            steps = [(sql, [tuple(r) for r in params] if many else tuple(params), many)
+                     for sql, params, many in steps]
+            log.extend(("executemany" if many else "execute", sql, params)
+                       for sql, params, many in steps)
+            return thread_call(fn, db, steps)
+        return thread_call(fn, *args, **kwargs)  # execute & co. (noted above)
+
     conn.execute, conn.executemany = rec_execute, rec_executemany
     conn.execute_fetchall = rec_fetchall
+    conn._execute = rec_thread_call
     # any other way to send SQL would go unrecorded (and the replay would do less): none is used
     for name in ("execute_insert", "executescript"):
         setattr(conn, name, _unrecorded(name))

@@ -234,3 +234,24 @@ def test_flow_edited_while_user_is_in_it(tmp_path: Path) -> None:
 def test_state_round_trips_through_json(flows: FlowSet) -> None:
     state = replace(in_survey(flows), tries=1, answers={"x": "y"})
     assert State.from_json(state.to_json()) == state
+
+
+def test_a_changed_state_keeps_every_other_field() -> None:
+    """The engine's copy-with-changes sets every field State has (a field added to State
+    and not to it would be lost at the next step) and equals dataclasses.replace."""
+    from dataclasses import fields
+
+    from bot.engine import runtime
+
+    assert tuple(f.name for f in fields(State)) == runtime._EVOLVED
+    s = State(flow="f", version="v", step="s", answers={"a": "b"}, tries=2, pending="erase",
+              stopped=True, consent=False, lang="en", started_at="t", meeting=7,
+              then=State(flow="g"))
+    assert runtime._evolve(s) == s
+    changed = {"flow": "x", "version": "y", "step": "z", "answers": {}, "tries": 0,
+               "pending": None, "stopped": False, "consent": True, "lang": "nn",
+               "started_at": None, "meeting": None, "then": None}
+    for k, v in changed.items():
+        assert runtime._evolve(s, **{k: v}) == replace(s, **{k: v}), k
+    with pytest.raises(AssertionError):
+        runtime._evolve(s, nosuch=1)

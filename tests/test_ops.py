@@ -294,8 +294,11 @@ def _newer_db(path: Path) -> int:
         await store.close()
     asyncio.run(make())
     newer = len(MIGRATIONS) + 1
-    with sqlite3.connect(path) as c:
+    c = sqlite3.connect(path)  # closed here, not whenever the collector gets to it
+    try:
         c.execute(f"PRAGMA user_version = {newer}")
+    finally:
+        c.close()
     return newer
 
 

@@ -14,7 +14,7 @@ from bot.engine import State, UserText, step
 from bot.engine.model import FlowSet, Kind
 from bot.engine.runtime import SAVE_HEAR_BACK, Forward, system_text
 from bot.service.pipeline import FlowRequest, Inbound, Pipeline
-from bot.store import PgStore, Store
+from bot.store import Changes, PgStore, Store
 from bot.store.migrations import MIGRATIONS
 
 from .conftest import NOW, ManualClock, answers, open_backend, said, said_yes
@@ -213,6 +213,26 @@ async def test_a_failing_message_is_rolled_back_alone(tmp_path: Path, flows: Flo
     await store.close()
 
 
+async def test_a_batch_takes_nothing_after_its_write(backend: str) -> None:
+    """A batch's writes go with its commit: a statement after them is refused (it would
+    run outside what the commit holds), the batch is rolled back, the store goes on."""
+    store = await open_seeded(backend)
+    with pytest.raises(RuntimeError, match="written"):
+        async with store.batch(NOW) as b:
+            users = await b.users_for([("sms", "+4740000777")])
+            await b.write(Changes(inbound=[(users["sms", "+4740000777"].id, "sms", "w1",
+                                            "hei", NOW.isoformat())]))
+            await b.states([users["sms", "+4740000777"].id])
+    assert await store.fetchall("SELECT 1 FROM users WHERE phone = '+4740000777'") == []
+    async with store.batch(NOW) as b:
+        users = await b.users_for([("sms", "+4740000777")])
+        await b.write(Changes(inbound=[(users["sms", "+4740000777"].id, "sms", "w1", "hei",
+                                        NOW.isoformat())]))
+    assert await store.fetchall("SELECT provider_id FROM inbound WHERE provider_id = 'w1'") \
+        == [("w1",)]
+    await store.close()
+
+
 async def test_user_stopped_outside_the_chat_gets_nothing(backend: str, flows: FlowSet,
                                                           clock: ManualClock) -> None:
     store = await open_seeded(backend)
@@ -281,4 +301,30 @@ async def test_what_was_loaded_before_the_pipeline_is_not_walked_by_the_collecto
     gc.collect()
     assert ref() is None
     assert gc.get_freeze_count() <= frozen  # (frozen objects are still freed)
+    await store.close()
+
+
+async def test_the_collector_still_collects_cycles_on_its_own_once_the_pipeline_runs(
+        tmp_path: Path, flows: FlowSet, clock: ManualClock) -> None:
+    """The youngest generation is collected less often once a pipeline runs, never not at
+    all: a cycle dropped while the bot runs goes after YOUNG more allocations, unasked."""
+    import gc
+    import weakref
+
+    from bot.service.pipeline import YOUNG
+
+    store = await open_seeded(tmp_path / "v.db")
+    async with Pipeline(store, flows, clock) as p:
+        await p.submit(Inbound("console", U, "hei", "m1"))
+        assert gc.isenabled() and gc.get_threshold()[0] == YOUNG
+
+        class Garbage:
+            pass
+
+        g = Garbage()
+        g.me = g  # type: ignore[attr-defined]
+        ref = weakref.ref(g)
+        del g
+        kept = [[] for _ in range(11 * YOUNG)]  # allocations (enough for a second generation)
+        assert ref() is None and kept
     await store.close()

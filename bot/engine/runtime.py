@@ -68,16 +68,34 @@ class State:
 
 def _evolve(s: State, **changes: Any) -> State:
     """A copy of the state with some fields changed (leaner than dataclasses.replace, which
-    was a third of the engine's time)."""
-    values = list(_STATE_VALUES(s))
-    for k, v in changes.items():
-        values[_STATE_INDEX[k]] = v
-    return State(*values)
+    was a third of the engine's time, and than State(...): a quarter less, measured). Every
+    field is set, as State.__init__ would (test_engine checks the list is whole)."""
+    assert changes.keys() <= _STATE_KEYS, changes
+    new = _new(State)
+    get = changes.get
+    _set(new, "flow", get("flow", s.flow))
+    _set(new, "version", get("version", s.version))
+    _set(new, "step", get("step", s.step))
+    _set(new, "answers", get("answers", s.answers))
+    _set(new, "tries", get("tries", s.tries))
+    _set(new, "pending", get("pending", s.pending))
+    _set(new, "stopped", get("stopped", s.stopped))
+    _set(new, "consent", get("consent", s.consent))
+    _set(new, "lang", get("lang", s.lang))
+    _set(new, "started_at", get("started_at", s.started_at))
+    _set(new, "meeting", get("meeting", s.meeting))
+    _set(new, "then", get("then", s.then))
+    return new
+
+
+_new = object.__new__
+_set = object.__setattr__  # State is frozen: its own __init__ sets fields this way too
+_EVOLVED = ("flow", "version", "step", "answers", "tries", "pending", "stopped", "consent",
+            "lang", "started_at", "meeting", "then")  # what _evolve sets, in order
 
 
 _STATE_FIELDS = State.__slots__
 _STATE_VALUES = attrgetter(*_STATE_FIELDS)  # every field, in order
-_STATE_INDEX = {f: i for i, f in enumerate(_STATE_FIELDS)}
 _STATE_KEYS = frozenset(_STATE_FIELDS)
 
 

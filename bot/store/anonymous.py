@@ -88,6 +88,12 @@ async def pool_anonymous(conn: aiosqlite.Connection, sealer: Sealer,
 SEALED_SIZE = 8448
 
 
+def _unpadded(data: bytes) -> bytes:
+    """A sealed row's JSON without its padding: the padding is spaces after the array's
+    closing bracket (json.loads would skip them too, at ten times the cost)."""
+    return data[:data.rindex(b"]") + 1]
+
+
 def _padded(data: bytes) -> bytes:
     size = SEALED_SIZE * max(1, -(-len(data) // SEALED_SIZE))
     return data + b" " * (size - len(data))
@@ -102,7 +108,7 @@ async def release(conn: aiosqlite.Connection, sealer: Sealer, now: datetime,
     groups: dict[tuple[str, str], list[tuple[int, AnonymousRow]]] = {}
     for pid, sealed in pooled:
         try:
-            flow, question, value, office, who = json.loads(sealer.open(bytes(sealed)))
+            flow, question, value, office, who = json.loads(_unpadded(sealer.open(bytes(sealed))))
         except (InvalidTag, ValueError):
             continue  # sealed with another key: it stays, unreadable
         groups.setdefault((flow, question), []).append(

@@ -15,12 +15,12 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 from urllib.parse import quote
 
 import aiosqlite
@@ -31,7 +31,7 @@ from .migrations import MIGRATIONS, SchemaTooNew
 from .outbox import Outbox, OutboxItem, outbox_item
 from .queries import Queries
 from .seal import Sealer, SealError, key_file_for
-from .sql import PHONE_CHANNELS, chunks, iso, together
+from .sql import PHONE_CHANNELS, Step, chunks, iso, run_steps, together
 from .tx import Tx
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,8 @@ class Changes:
 
 class Batch(Tx):
     """One open transaction of the pipeline: set-wise reads and writes for a whole batch."""
+
+    last: Sequence[Step] = ()  # the writes `write` leaves for the COMMIT
 
     async def users_for(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], UserRow]:
         """The users behind (channel, address) keys; creates the ones not seen before.
@@ -260,59 +262,78 @@ class Batch(Tx):
         return out
 
     async def write(self, ch: Changes) -> None:
+        """The batch's changes, the last thing it does: erasures now, the rest sent to the
+        database with the COMMIT when the batch's block ends (one call to its thread, not
+        one for each statement). Nothing is read or written in the batch after this."""
         c = self._c
         now = iso(self.now)
         for uid in ch.erased:
             await erase_user(c, self._sealer, uid, self.now)
-        writes: list[Awaitable[Any]] = []  # sent off together, run in this order
+        writes: list[Step] = []  # run in this order
         if ch.inbound:
-            writes.append(c.executemany(
+            writes.append((
                 "INSERT OR IGNORE INTO inbound (user_id, channel, provider_id, text, received_at)"
-                " VALUES (?, ?, ?, ?, ?)", ch.inbound))
+                " VALUES (?, ?, ?, ?, ?)", ch.inbound, True))
         if ch.states:
-            writes.append(c.executemany(
+            writes.append((
                 "INSERT INTO conversations (user_id, state, updated_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (user_id) DO UPDATE SET state = excluded.state, "
                 "updated_at = excluded.updated_at",
-                [(uid, s, now) for uid, s in ch.states.items()]))
+                [(uid, s, now) for uid, s in ch.states.items()], True))
         if ch.stopped:
-            writes.append(c.executemany("UPDATE users SET stopped = ? WHERE id = ?",
-                                        [(int(v), uid) for uid, v in ch.stopped.items()]))
+            writes.append(("UPDATE users SET stopped = ? WHERE id = ?",
+                           [(int(v), uid) for uid, v in ch.stopped.items()], True))
         if ch.language:
-            writes.append(c.executemany("UPDATE users SET language = ? WHERE id = ?",
-                                        [(v, uid) for uid, v in ch.language.items()]))
+            writes.append(("UPDATE users SET language = ? WHERE id = ?",
+                           [(v, uid) for uid, v in ch.language.items()], True))
         if ch.consent:
-            writes.append(c.executemany("UPDATE users SET consent = ? WHERE id = ?",
-                                        [(int(v), uid) for uid, v in ch.consent.items()]))
+            writes.append(("UPDATE users SET consent = ? WHERE id = ?",
+                           [(int(v), uid) for uid, v in ch.consent.items()], True))
         if ch.hear_back:
-            writes.append(c.executemany("UPDATE users SET hear_back = ? WHERE id = ?",
-                                        [(int(v), uid) for uid, v in ch.hear_back.items()]))
+            writes.append(("UPDATE users SET hear_back = ? WHERE id = ?",
+                           [(int(v), uid) for uid, v in ch.hear_back.items()], True))
         if ch.answers:
-            writes.append(c.executemany(
+            writes.append((
                 "INSERT INTO answers (user_id, flow, key, value, meeting_id, saved_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)", [(*a, now) for a in ch.answers]))
+                "VALUES (?, ?, ?, ?, ?, ?)", [(*a, now) for a in ch.answers], True))
         if ch.scheduled_done:
-            writes.append(c.executemany("UPDATE scheduled SET status = 'done', handled_at = ? "
-                                        "WHERE id = ? AND status = 'pending'",
-                                        [(now, i) for i in ch.scheduled_done]))
+            writes.append(("UPDATE scheduled SET status = 'done', handled_at = ? "
+                           "WHERE id = ? AND status = 'pending'",
+                           [(now, i) for i in ch.scheduled_done], True))
         if ch.outbox:
             shown: dict[tuple[str, ...], str] = {}  # the same choices, encoded once a batch
-            writes.append(c.executemany(
+            at = self.now
+            writes.append((
                 "INSERT INTO outbox (user_id, channel, address, text, choices, numbered, "
                 "created_at, due_at, forget) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(o.user_id, o.channel, o.address, o.text, _choices_json(o.choices, shown),
-                  int(o.numbered), now, now if o.due_at == self.now else iso(o.due_at),
-                  int(o.forget)) for o in ch.outbox]))
+                [(uid, chn, address, text, _choices_json(choices, shown), int(numbered), now,
+                  now if due is at or due == at else iso(due), int(forget))
+                 for uid, chn, address, text, choices, numbered, due, forget in ch.outbox],
+                True))
         if ch.seen_only:
             day = self.now.astimezone(UTC).date().isoformat()
-            writes.append(c.executemany(
+            writes.append((
                 "INSERT OR IGNORE INTO seen_keys (key, day) VALUES (?, ?)",
-                [(self._seen_key(chn, pid), day) for chn, pid in ch.seen_only]))
-        await together(*writes)
-        await pool_anonymous(c, self._sealer, ch.anonymous)
+                [(self._seen_key(chn, pid), day) for chn, pid in ch.seen_only], True))
+        await pool_anonymous(c, self._sealer, ch.anonymous)  # (rarely any)
+        self.last = writes
+        self._c = _WRITTEN
 
     def _seen_key(self, channel: str, provider_id: str) -> bytes:
         return self._sealer.mac("seen", channel, provider_id)
+
+
+_COMMIT: Step = ("COMMIT", (), False)
+
+
+class _Written:
+    """A batch's connection once it is written: nothing more goes into its transaction."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError("the batch is written: nothing more goes into its transaction")
+
+
+_WRITTEN = cast(aiosqlite.Connection, _Written())
 
 
 def _choices_json(choices: Sequence[str], shown: dict[tuple[str, ...], str]) -> str | None:
@@ -435,9 +456,19 @@ class Store(Queries, Outbox):
 
     @asynccontextmanager
     async def batch(self, now: datetime) -> AsyncIterator[Batch]:
-        """One pipeline batch in one transaction."""
-        async with self.transaction() as c:
-            yield Batch(c, now, self._sealer)
+        """One pipeline batch in one transaction. What `Batch.write` leaves for the end goes
+        to the database's thread with the COMMIT, in one call."""
+        async with self._tx_lock:
+            c = self._conn
+            await c.execute("BEGIN IMMEDIATE")
+            try:
+                b = Batch(c, now, self._sealer)
+                yield b
+                await run_steps(c, [*b.last, _COMMIT])
+            except BaseException:
+                if c.in_transaction:  # a failed COMMIT may have ended it already
+                    await c.execute("ROLLBACK")
+                raise
 
     @asynccontextmanager
     async def tx(self, now: datetime) -> AsyncIterator[Tx]:

@@ -45,10 +45,10 @@ from typing import Any, cast
 import aiosqlite
 import psycopg
 
-from .db import Store, _statements
+from .db import Batch, Store, _statements
 from .migrations import MIGRATIONS, SchemaTooNew
 from .seal import Sealer, SealError, key_file_for
-from .sql import iso
+from .sql import Step, iso, run_steps
 
 log = logging.getLogger(__name__)
 # as for aiosqlite (db.py): whatever level the app logs at, no statement with its parameters
@@ -153,6 +153,17 @@ class PgConn:
         async with self.raw.cursor() as cur:
             await cur.executemany(cast(Any, q), rows)
         self._note(q)
+
+    async def run_steps(self, steps: Sequence[Step]) -> list[Any]:
+        """`sql.run_steps`: each statement in turn."""
+        out: list[Any] = []
+        for sql, params, many in steps:
+            if many:
+                await self.executemany(sql, params)
+                out.append(None)
+            else:
+                out.append(await self.execute_fetchall(sql, params))
+        return out
 
     def _note(self, q: str) -> None:
         if not self.queued and q.lstrip()[:18].upper() == "INSERT INTO OUTBOX":
@@ -292,6 +303,14 @@ class PgStore(Store):
                 yield _as_sqlite(w)
                 if w.queued:
                     await w.raw.execute(f"NOTIFY {CHANNEL}")
+
+    @asynccontextmanager
+    async def batch(self, now: datetime) -> AsyncIterator[Batch]:
+        """One pipeline batch in one write transaction; its last writes before the commit."""
+        async with self.transaction() as c:
+            b = Batch(c, now, self._sealer)
+            yield b
+            await run_steps(c, b.last)
 
     @asynccontextmanager
     async def outbox_transaction(self) -> AsyncIterator[aiosqlite.Connection]:

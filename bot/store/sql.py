@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Awaitable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
+
+import aiosqlite
 
 PHONE_CHANNELS = ("sms", "console")
 
@@ -32,3 +35,34 @@ async def together(*aws: Awaitable[Any]) -> list[Any]:
         if isinstance(r, BaseException):
             raise r
     return results
+
+
+# One statement for `run_steps`: its SQL, its parameters (for `executemany`: one sequence of
+# parameters a row) and whether it is run once per row (executemany) or once (its rows read).
+Step = tuple[str, Any, bool]
+
+
+def _run_steps(db: sqlite3.Connection, steps: Sequence[Step]) -> list[list[Any] | None]:
+    """On the database's thread: the statements in order; each one's rows (None for an
+    executemany)."""
+    out: list[list[Any] | None] = []
+    for sql, params, many in steps:
+        if many:
+            db.executemany(sql, params)
+            out.append(None)
+        else:
+            out.append(db.execute(sql, params).fetchall())
+    return out
+
+
+async def run_steps(conn: aiosqlite.Connection, steps: Sequence[Step]) -> list[Any]:
+    """Run these statements in order, as `execute_fetchall` / `executemany` would one after
+    another, in one call to the database's thread (aiosqlite: one hop, not one each). The
+    PostgreSQL store's connection runs them one after another (`PgConn.run_steps`). The first
+    failure is raised; the statements before it have run (the caller's transaction rolls them
+    back)."""
+    c: Any = conn  # the PostgreSQL store's PgConn stands in for aiosqlite's connection
+    if isinstance(c, aiosqlite.Connection):
+        run: Any = c._execute  # aiosqlite's own way to its thread (execute uses it)
+        return cast(list[Any], await run(_run_steps, c._conn, steps))
+    return cast(list[Any], await c.run_steps(steps))
