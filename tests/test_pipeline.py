@@ -302,29 +302,3 @@ async def test_what_was_loaded_before_the_pipeline_is_not_walked_by_the_collecto
     assert ref() is None
     assert gc.get_freeze_count() <= frozen  # (frozen objects are still freed)
     await store.close()
-
-
-async def test_the_collector_still_collects_cycles_on_its_own_once_the_pipeline_runs(
-        tmp_path: Path, flows: FlowSet, clock: ManualClock) -> None:
-    """The youngest generation is collected less often once a pipeline runs, never not at
-    all: a cycle dropped while the bot runs goes after YOUNG more allocations, unasked."""
-    import gc
-    import weakref
-
-    from bot.service.pipeline import YOUNG
-
-    store = await open_seeded(tmp_path / "v.db")
-    async with Pipeline(store, flows, clock) as p:
-        await p.submit(Inbound("console", U, "hei", "m1"))
-        assert gc.isenabled() and gc.get_threshold()[0] == YOUNG
-
-        class Garbage:
-            pass
-
-        g = Garbage()
-        g.me = g  # type: ignore[attr-defined]
-        ref = weakref.ref(g)
-        del g
-        kept = [[] for _ in range(11 * YOUNG)]  # allocations (enough for a second generation)
-        assert ref() is None and kept
-    await store.close()

@@ -520,7 +520,6 @@ _STATE_JSON = json.JSONEncoder(ensure_ascii=False)  # json.dumps(..., ensure_asc
 
 
 _heap_settled = False
-YOUNG = 10_000  # allocations between collections of the youngest generation
 
 
 def _settle_heap() -> None:
@@ -529,21 +528,12 @@ def _settle_heap() -> None:
     process, so it is moved out of the garbage collector's sight (gc.freeze, after one
     collection of what loading left behind). Otherwise every full collection walks it all
     again while every message waits: measured, a tenth to a fifth of the pipeline's own CPU in
-    bench/pipeline.py. Objects are still freed as before; only these are never walked.
-
-    And the youngest generation is collected every YOUNG allocations instead of every 700: a
-    batch makes and drops thousands of short-lived objects (freed by reference counting, not
-    by the collector), and each collection of them was wasted work (measured, 2-3% of the
-    pipeline's CPU in bench/pipeline.py). Cyclic garbage waits at most that many
-    allocations longer."""
+    bench/pipeline.py. Objects are still freed as before; only these are never walked."""
     global _heap_settled
     if not _heap_settled:
         _heap_settled = True
         gc.collect()
         gc.freeze()
-        young, *older = gc.get_threshold()
-        if 0 < young < YOUNG:  # 0: collection is off; a higher one was chosen on purpose
-            gc.set_threshold(YOUNG, *older)
 
 
 def _blank(text: str | None) -> bool:
