@@ -262,7 +262,8 @@ def reader_holding_a_snapshot(target: str) -> Iterator[None]:
 
         with psycopg.connect(target, autocommit=True) as pc:
             pc.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-            pc.execute("SELECT COUNT(*) FROM users").fetchall()
+            # a snapshot, and no lock on a person's tables (a lock: the pg_dump test below)
+            pc.execute("SELECT COUNT(*) FROM offices").fetchall()
             yield
         return
     c = sqlite3.connect(target)
@@ -423,6 +424,33 @@ async def test_erasing_with_a_reader_open_empties_the_wal_when_it_closes(
         else:
             assert Path(backend + "-wal").stat().st_size == 0
             assert b"qwerty" not in Path(backend).read_bytes()
+
+
+async def test_a_backup_running_postpones_the_rewrite_and_holds_no_one_up(
+        tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL: a `pg_dump` holds a lock on every table it copies, for as long as it
+    runs. The rewrite after SLETT must not wait for it (every instance's writes to the
+    table would queue behind the rewrite): it gives up at once, and a later try, after the
+    dump, takes her rows out of the files."""
+    import psycopg
+
+    monkeypatch.setenv("VEIVIS_SEAL_KEY_FILE", str(tmp_path / "seal-key"))
+    async with world(tmp_path, ["NAV Gjøvik"] * 2, pg_url) as (store, p, people, _clock):
+        sara = people[0]
+        await p.submit(Inbound("sms", sara.phone, "Hei, jeg heter Navn00 plugh", "b0"))
+        await p.submit(Inbound("sms", sara.phone, "SLETT", "b1"))
+        with psycopg.connect(pg_url, autocommit=True) as dump:
+            dump.execute("BEGIN")
+            dump.execute("LOCK TABLE outbox IN ACCESS SHARE MODE")  # what pg_dump takes
+            t0 = time.perf_counter()
+            await p.submit(Inbound("sms", sara.phone, "ja", "b2"))
+            waited = time.perf_counter() - t0
+            assert store.history_pending
+            await p.submit(Inbound("sms", people[1].phone, "hei", "b3"))  # served meanwhile
+            dump.execute("COMMIT")
+        assert waited < 2.0, waited
+        assert await store.forget_history()
+        assert b"plugh" not in pgserver.database_files(pg_url)
 
 
 async def test_the_anonymous_path_keeps_up(tmp_path: Path, backend: str) -> None:

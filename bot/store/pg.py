@@ -65,7 +65,7 @@ CHANNEL = "veivis_outbox"
 # new files, the old ones removed), and ANALYZE never samples their text into pg_statistic.
 PERSONAL = ("users", "conversations", "answers", "meetings", "scheduled", "threads",
             "thread_events", "invites", "inbound", "outbox")
-REWRITE_LOCK_TIMEOUT = "5s"  # the rewrite takes each table alone; it waits no longer for it
+REWRITE_LOCK_TIMEOUT = "200ms"  # the longest the rewrite waits for a table (others queue)
 # tables whose `id` is an identity column: an INSERT into one returns the new id
 _ID_TABLES = {"offices", "veiledere", "users", "meetings", "inbound", "outbox", "answers",
               "anonymous_answers", "anonymous_pool", "scheduled", "threads", "thread_events"}
