@@ -374,7 +374,8 @@ async def test_after_slett_the_files_hold_nothing_of_the_person(
         start = wal_start(backend)
         sara = people[0]
         clock.now = NOW  # Monday 12.00 in Oslo: the veileder is at work
-        for i, text in enumerate(["VEILEDER", "Kan du ringe meg om bostøtte xyzzy?",
+        long = " ".join(secrets.token_urlsafe(6) for _ in range(240))  # out of line (TOAST)
+        for i, text in enumerate(["VEILEDER", f"Kan du ringe meg om bostøtte xyzzy? {long}",
                                   "jeg vil ikke leve mer"]):
             await p.submit(Inbound("sms", sara.phone, text, f"s{i}"))
         work = (await store.fetchall("SELECT work_phone FROM veiledere"))[0][0]
@@ -397,7 +398,8 @@ async def test_after_slett_the_files_hold_nothing_of_the_person(
         else:
             raw = files(backend) + (tmp_path / "after.db").read_bytes()
     forms = [sara.phone, sara.phone[3:], sara.phone[1:], f"{sara.phone[3:6]} "
-             f"{sara.phone[6:8]} {sara.phone[8:]}", sara.name, "xyzzy", "bostøtte"]
+             f"{sara.phone[6:8]} {sara.phone[8:]}", sara.name, "xyzzy", "bostøtte",
+             long[1000:1040]]
     for form in forms:
         assert form.encode() not in raw, form
     assert all(sara.phone not in str(rows) for rows in after.values())
