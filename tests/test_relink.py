@@ -32,7 +32,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -453,6 +453,31 @@ async def test_a_backup_running_postpones_the_rewrite_and_holds_no_one_up(
         assert waited < 2.0, waited
         assert await store.forget_history()
         assert b"plugh" not in pgserver.database_files(pg_url)
+
+
+async def test_a_second_erasure_waits_for_readers_older_than_it(
+        tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL: a reader that began after the first SLETT but before the second still
+    sees the second person's rows; the rewrite waits for it too, not only for readers older
+    than the first."""
+    monkeypatch.setenv("VEIVIS_SEAL_KEY_FILE", str(tmp_path / "seal-key"))
+    async with world(tmp_path, ["NAV Gjøvik"] * 2, pg_url) as (store, p, people, _clock):
+        sara, ola = people
+        await p.submit(Inbound("sms", sara.phone, "jeg heter Navn00 frotz", "e0"))
+        await p.submit(Inbound("sms", ola.phone, "jeg heter Navn01 gnusto", "e1"))
+        with ExitStack() as first, ExitStack() as second:
+            first.enter_context(reader_holding_a_snapshot(pg_url))
+            await p.submit(Inbound("sms", sara.phone, "SLETT", "e2"))
+            await p.submit(Inbound("sms", sara.phone, "ja", "e3"))
+            second.enter_context(reader_holding_a_snapshot(pg_url))  # after the first SLETT
+            await p.submit(Inbound("sms", ola.phone, "SLETT", "e4"))
+            await p.submit(Inbound("sms", ola.phone, "ja", "e5"))
+            first.close()  # the reader older than both erasures ends
+            assert not await store.forget_history()  # the second still sees Ola's rows
+            second.close()
+        assert await store.forget_history()
+        raw = pgserver.database_files(pg_url)
+        assert b"frotz" not in raw and b"gnusto" not in raw
 
 
 async def test_the_anonymous_path_keeps_up(tmp_path: Path, backend: str) -> None:

@@ -65,6 +65,7 @@ CHANNEL = "veivis_outbox"
 # new files, the old ones removed), and ANALYZE never samples their text into pg_statistic.
 PERSONAL = ("users", "conversations", "answers", "meetings", "scheduled", "threads",
             "thread_events", "invites", "inbound", "outbox")
+_PERSONAL_UPPER = {t.upper() for t in PERSONAL}
 REWRITE_LOCK_TIMEOUT = "200ms"  # the longest the rewrite waits for a table (others queue)
 # tables whose `id` is an identity column: an INSERT into one returns the new id
 _ID_TABLES = {"offices", "veiledere", "users", "meetings", "inbound", "outbox", "answers",
@@ -134,6 +135,7 @@ class PgConn:
     def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
         self.raw = conn
         self.queued = False  # an outbox row was written in the open transaction
+        self.deleted = False  # a row of a PERSONAL table was deleted in it
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> _Result:
         return _Result(self._execute(sql, params))
@@ -175,8 +177,11 @@ class PgConn:
         return out
 
     def _note(self, q: str) -> None:
-        if not self.queued and q.lstrip()[:18].upper() == "INSERT INTO OUTBOX":
+        head = q.lstrip()[:40].upper()
+        if not self.queued and head.startswith("INSERT INTO OUTBOX"):
             self.queued = True
+        elif not self.deleted and head.startswith("DELETE FROM "):
+            self.deleted = head[12:].split(None, 1)[0] in _PERSONAL_UPPER
 
 
 def _as_sqlite(conn: PgConn) -> aiosqlite.Connection:
@@ -230,7 +235,9 @@ class PgStore(Store):
         self._listener: asyncio.Task[None] | None = None
         self.shared = True
         self.instance = ""
-        self._erased_at: datetime | None = None  # the server's time of the erasure to finish
+        # the server's time after the latest erasure: transactions older than it may still
+        # see erased rows (None: take it at the next rewrite)
+        self._erased_at: datetime | None = None
 
     @classmethod
     async def open(cls, path: Any, sealer: Sealer | None = None) -> PgStore:
@@ -318,12 +325,14 @@ class PgStore(Store):
         """One write transaction, one at a time across every instance (the write lock)."""
         async with self._tx_lock:
             w = self._w
-            w.queued = False
+            w.queued = w.deleted = False
             async with w.raw.transaction():
                 await w.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
                 yield _as_sqlite(w)
                 if w.queued:
                     await w.raw.execute(f"NOTIFY {CHANNEL}")
+            if w.deleted:  # the next rewrite waits for transactions older than this one
+                self._erased_at = None
 
     @asynccontextmanager
     async def batch(self, now: datetime) -> AsyncIterator[Batch]:
