@@ -57,6 +57,16 @@ logging.getLogger("psycopg").setLevel(logging.WARNING)
 WRITE_LOCK = 0x7665_6976  # the one advisory lock every write transaction takes ("veiv")
 MIGRATE_LOCK = WRITE_LOCK + 1
 CHANNEL = "veivis_outbox"
+# The tables that hold a person (SLETT and the retention purge delete from them, with what
+# cascades; rows change while a person uses the service). PostgreSQL leaves a deleted or
+# replaced row's bytes in the table and index files: VACUUM marks the space free but does
+# not overwrite it (measured: a page's newest rows, and a row's old versions, stay readable
+# there after VACUUM). So after SLETT and the purge these tables are rewritten (VACUUM FULL:
+# new files, the old ones removed), and ANALYZE never samples their text into pg_statistic.
+PERSONAL = ("users", "conversations", "answers", "meetings", "scheduled", "threads",
+            "thread_events", "invites", "inbound", "outbox")
+_PERSONAL_UPPER = {t.upper() for t in PERSONAL}
+REWRITE_LOCK_TIMEOUT = "200ms"  # the longest the rewrite waits for a table (others queue)
 # tables whose `id` is an identity column: an INSERT into one returns the new id
 _ID_TABLES = {"offices", "veiledere", "users", "meetings", "inbound", "outbox", "answers",
               "anonymous_answers", "anonymous_pool", "scheduled", "threads", "thread_events"}
@@ -125,6 +135,7 @@ class PgConn:
     def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
         self.raw = conn
         self.queued = False  # an outbox row was written in the open transaction
+        self.deleted = False  # a row of a PERSONAL table was deleted in it
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> _Result:
         return _Result(self._execute(sql, params))
@@ -166,8 +177,11 @@ class PgConn:
         return out
 
     def _note(self, q: str) -> None:
-        if not self.queued and q.lstrip()[:18].upper() == "INSERT INTO OUTBOX":
+        head = q.lstrip()[:40].upper()
+        if not self.queued and head.startswith("INSERT INTO OUTBOX"):
             self.queued = True
+        elif not self.deleted and head.startswith("DELETE FROM "):
+            self.deleted = head[12:].split(None, 1)[0] in _PERSONAL_UPPER
 
 
 def _as_sqlite(conn: PgConn) -> aiosqlite.Connection:
@@ -221,6 +235,9 @@ class PgStore(Store):
         self._listener: asyncio.Task[None] | None = None
         self.shared = True
         self.instance = ""
+        # the server's time after the latest erasure: transactions older than it may still
+        # see erased rows (None: take it at the next rewrite)
+        self._erased_at: datetime | None = None
 
     @classmethod
     async def open(cls, path: Any, sealer: Sealer | None = None) -> PgStore:
@@ -291,18 +308,31 @@ class PgStore(Store):
                 await w.execute("INSERT INTO schema_version (version, applied_at) "
                                 "VALUES (%s, %s)", (version, iso(datetime.now().astimezone())))
                 log.info("database migrated to version %d", version)
+            # ANALYZE (autovacuum) would copy sampled values of these columns (phone numbers,
+            # names, what was written) into pg_statistic, where SLETT cannot reach them
+            cur = await w.execute(
+                "SELECT c.relname, a.attname FROM pg_attribute a JOIN pg_class c ON "
+                "c.oid = a.attrelid WHERE c.relnamespace = current_schema()::regnamespace "
+                "AND c.relname = ANY(%s) AND a.attnum > 0 AND NOT a.attisdropped AND "
+                "a.atttypid IN ('text'::regtype, 'bytea'::regtype) AND "
+                "COALESCE(a.attstattarget, -1) <> 0", (list(PERSONAL),))
+            for table, column in await cur.fetchall():
+                await w.execute(cast(Any, f'ALTER TABLE {table} ALTER COLUMN "{column}" '
+                                          "SET STATISTICS 0"))
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """One write transaction, one at a time across every instance (the write lock)."""
         async with self._tx_lock:
             w = self._w
-            w.queued = False
+            w.queued = w.deleted = False
             async with w.raw.transaction():
                 await w.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
                 yield _as_sqlite(w)
                 if w.queued:
                     await w.raw.execute(f"NOTIFY {CHANNEL}")
+            if w.deleted:  # the next rewrite waits for transactions older than this one
+                self._erased_at = None
 
     @asynccontextmanager
     async def batch(self, now: datetime) -> AsyncIterator[Batch]:
@@ -353,11 +383,39 @@ class PgStore(Store):
         self._listener = asyncio.create_task(listen(), name="veivis-listen")
 
     async def forget_history(self) -> bool:
-        """Nothing to do here: PostgreSQL does not overwrite deleted rows in place (VACUUM
-        makes their space reusable) and keeps its WAL by its own settings; see
-        deploy/README.md for what that means for erased data."""
-        self.history_pending = False
-        return True
+        """After SLETT or the purge: rewrite the tables that held the person (`PERSONAL`), so
+        the deleted rows leave the table and index files. Never waits long: a transaction
+        that began before the erasure (it may still read the rows, so a rewrite now would
+        copy them) or a lock held on one of the tables for longer than
+        REWRITE_LOCK_TIMEOUT postpones it (False, `history_pending`; the pipeline and the
+        scheduler's tick try again). The WAL is PostgreSQL's: see deploy/README.md."""
+        async with self._tx_lock:  # never in the middle of this store's own transaction
+            w = self._pg["write"]
+            if self._erased_at is None:
+                row = await (await w.execute("SELECT now()")).fetchone()
+                self._erased_at = row[0] if row else datetime.now().astimezone()
+            cur = await w.execute(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND backend_xmin IS NOT NULL AND "
+                "COALESCE(xact_start, backend_start) <= %s", (self._erased_at,))
+            row = await cur.fetchone()
+            done = not (row and row[0])
+            if done:
+                try:
+                    await w.execute(cast(Any, f"SET lock_timeout = '{REWRITE_LOCK_TIMEOUT}'"))
+                    await w.execute(cast(Any, f"VACUUM (FULL) {', '.join(PERSONAL)}"))
+                except psycopg.errors.LockNotAvailable:
+                    done = False
+                finally:
+                    await w.execute("RESET lock_timeout")
+        if done:
+            if self.history_pending:
+                log.info("erased rows rewritten out of the table files")
+            self._erased_at = None
+        else:
+            log.info("rewrite after erasure postponed: an older transaction or a lock")
+        self.history_pending = not done
+        return done
 
     async def claim_outbox(self, row_id: int, now: datetime) -> bool:
         """As on SQLite, and the row names this instance; a row another instance is
