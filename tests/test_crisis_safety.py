@@ -10,6 +10,7 @@ the checker already requires, or uses a text of its own.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 from bot.app.cli import main
 from bot.app.demo import DEMO_USER_PHONE, DEMO_VEILEDER_PHONE
 from bot.engine import StartFlow, State, UserText, load, step
-from bot.engine.crisis import CLEAR, POSSIBLE, explain
+from bot.engine.crisis import CLEAR, POSSIBLE, Word, explain
 from bot.engine.i18n import load_all
 from bot.engine.model import FlowSet, Kind
 from bot.engine.runtime import (
@@ -240,6 +241,31 @@ def test_any_length_is_read_and_fast(flows: FlowSet) -> None:
     assert verdict.tier == CLEAR
     r = step(flows, State(consent=True), UserText("x" * 5001 + " jeg vil dø"), NOW, {})
     assert has_all_numbers(flows, r.replies)  # the old 5,000-character cut-off is gone
+
+
+def test_one_long_word_without_spaces_costs_no_more_than_rule_words(
+        flows: FlowSet, monkeypatch: pytest.MonkeyPatch) -> None:
+    """4,000 letters without a space (Telegram allows 4,096) made millions of spelling
+    candidates: the process was killed after 85 s (found by the issue-19 helper). A word
+    longer than every rule word by more than two letters cannot be a misspelling of one."""
+    import bot.engine.crisis as crisis_module
+
+    longest = max(len(w) for r in flows.crisis.rules for e in r.elems
+                  if isinstance(e, Word) for w in e.words)
+    seen: list[int] = []
+    deletes = crisis_module._deletes
+
+    def counted(word: str, n: int) -> set[str]:
+        seen.append(len(word))
+        assert len(word) <= longest + 2, f"spelling candidates of a {len(word)}-letter word"
+        return deletes(word, n)
+
+    monkeypatch.setattr(crisis_module, "_deletes", counted)
+    rng = random.Random(14)
+    word = "".join(rng.choice("abcdefghijklmnoprstuv0123456789") for _ in range(4_000))
+    assert flows.crisis.check(f"jeg vil dø {word}").tier == CLEAR
+    assert not flows.crisis.matches(word)
+    assert seen  # short words are still corrected
 
 
 # -- a message to the veileder -------------------------------------------------------------

@@ -332,6 +332,7 @@ class CrisisRules:
         two letters left out; a written word finds its candidates by leaving letters out too
         (the «symmetric delete» of SymSpell), and rapidfuzz checks the distance."""
         self._deletes: dict[str, set[str]] = {}
+        self._longest = max((len(w) for w in self._vocab), default=0)
         for w in self._vocab:
             for d in _deletes(w, 2):
                 self._deletes.setdefault(d, set()).add(w)
@@ -566,8 +567,11 @@ class CrisisRules:
 
         cutoff = 2 if len(w) >= LONG_FUZZY else 1
         near: set[str] = set()
-        for d in _deletes(w, cutoff):
-            near |= self._deletes.get(d, set())
+        # a rule word within `cutoff` mistakes is at most `cutoff` letters shorter; a longer
+        # word (4,000 letters without a space) would make millions of deletes for nothing
+        if len(w) - cutoff <= self._longest:
+            for d in _deletes(w, cutoff):
+                near |= self._deletes.get(d, set())
         found = {c for c in near if OSA.distance(w, c, score_cutoff=cutoff) <= cutoff}
         if len(w) < MIN_FUZZY + 1:  # three letters: only a letter left out («lve», «ikk»)
             found = {c for c in found if len(c) == len(w) + 1 and _subsequence(w, c)}
