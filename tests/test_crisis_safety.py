@@ -14,6 +14,7 @@ import random
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -266,6 +267,34 @@ def test_one_long_word_without_spaces_costs_no_more_than_rule_words(
     assert flows.crisis.check(f"jeg vil dø {word}").tier == CLEAR
     assert not flows.crisis.matches(word)
     assert seen  # short words are still corrected
+
+
+def test_many_writer_words_in_a_row_cost_in_proportion(flows: FlowSet) -> None:
+    """«jeg jeg jeg …»: every «jeg» starts a {jeg} rule and may be skipped inside one, so each
+    start scanned to the end of the message (4,096 letters took 4 s; found by an attacker).
+    Four times the words must cost about four times as much, not sixteen (best of three,
+    one run, so the machine's load moves both sides)."""
+    def cost(words: int) -> float:
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            assert flows.crisis.check("jeg " * words + "jeg vil dø").tier == CLEAR
+            best = min(best, time.perf_counter() - t0)
+        return best
+
+    assert cost(1024) < 8 * cost(256)
+
+
+@pytest.mark.parametrize("text", [
+    "jeg orker ikke jeg vil dø", "klarer ikke dette jeg vil dø",
+    "det går ikke jeg vil ta livet mitt", "orker ikke skolen jeg vil ta livet mitt"])
+def test_a_no_in_the_clause_before_does_not_cancel_a_crisis_without_punctuation(
+        flows: FlowSet, text: str) -> None:
+    """Young people often write without commas: «ikke» in the clause before a new «jeg …»
+    is not a negation of it (found by an attacker: all four got no crisis reply)."""
+    assert flows.crisis.check(text).tier == CLEAR
+    for joined in ("ikke at jeg vil dø altså", "det er ikke jeg som vil dø"):
+        assert flows.crisis.check(joined).tier is None  # these still negate
 
 
 # -- a message to the veileder -------------------------------------------------------------
@@ -676,3 +705,31 @@ def test_a_changed_krise_yaml_or_model_file_is_read_again_and_mistakes_told_agai
     (folder / "m.tsv").write_text(MODEL.replace("veivis-krise-modell 1", "noe annet"),
                                   encoding="utf-8")
     assert load([folder]).errors
+
+
+def test_a_save_while_the_rules_are_compiled_is_read_at_the_next_load(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A coordinator saves krise.yaml while a load compiles the version before: the next load
+    must read the new one (it was kept under the new bytes with the old rules; found by an
+    attacker: 9 of 40 real races)."""
+    import bot.engine.loader as loader_module
+
+    own_rules(tmp_path)
+    folder = tmp_path / "flows"
+    path = folder / "krise.yaml"
+    path.write_text(OWN + "\n", encoding="utf-8")  # bytes this process has not compiled
+    read_yaml = loader_module.read_yaml
+
+    def saved_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        got = read_yaml(*args, **kwargs)  # parsed: the save lands before it is compiled
+        if str(args[0]).endswith("krise.yaml"):
+            path.write_text(OWN.replace("  - stå på brua\n", "  - kjøpe tau i dag\n"),
+                            encoding="utf-8")
+        return got
+
+    monkeypatch.setattr(loader_module, "read_yaml", saved_meanwhile)
+    load([folder])
+    monkeypatch.setattr(loader_module, "read_yaml", read_yaml)
+    after = load([folder]).flowset
+    assert after is not None and after.crisis is not None
+    assert after.crisis.matches("kjøpe tau i dag")

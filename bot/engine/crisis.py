@@ -664,10 +664,15 @@ class CrisisRules:
             # what `spellings` reads as «jeg») may stand between two words of a rule:
             # «ingen vits [altså] å leve», «i går kuttet [jeg] meg» (the verb before the
             # subject after an adverb)
+            # (at most MAX_GAP of them: «jeg jeg jeg …» over 4,000 letters made every start
+            # scan to the end of the message, seconds for one message)
+            skipped = 0
             while i < len(sent) and not (not sent[i].masked and el.id in sent[i].elems):
-                if not (sent[i].masked or sent[i].filler or sent[i].writer):
+                if not (sent[i].masked or sent[i].filler or sent[i].writer) or \
+                        skipped == MAX_GAP:
                     return -1
                 i += 1
+                skipped += 1
             if i < len(sent):
                 return self._match(elems, e + 1, sent, i + 1, negation_ok)
             return -1
@@ -739,6 +744,14 @@ class CrisisRules:
             return True
         return len(rest) > 1 and (self.in_group(rest[1], SELF) or rest[1].masked)
 
+    def _starts_clause(self, sent: Sequence[Token], j: int) -> bool:
+        """Whether the writer's «jeg» at j starts a new clause with no punctuation before it
+        («jeg orker ikke jeg vil dø»): not after a word that joins it to what came before
+        («ikke sånn at jeg …», «vet ikke om jeg …») nor in «ikke jeg som …»."""
+        before = sent[j - 1].text if j > 0 else ""
+        after = sent[j + 1].text if j + 1 < len(sent) else ""
+        return before not in _JOINS_CLAUSE and after not in ("som", "who", "that")
+
     def _why_not(self, rule: Rule, sent: Sequence[Token], s: int, e: int) -> str | None:
         """Why a match does not count, or None when it does."""
         about_others = rule.section == "danger" or rule.names(self._self_words)
@@ -752,6 +765,8 @@ class CrisisRules:
                 j -= 1
                 t = sent[j]
                 if t.masked or (self.in_group(t, CLAUSE) and not self.in_group(t, SELF)):
+                    break
+                if self.in_group(t, SELF) and self._starts_clause(sent, j):
                     break
                 # «har aldri tenkt på å ta livet mitt»: a wish or thought word ({vil}) and
                 # «på», «å» do not use up the look-back
@@ -809,6 +824,12 @@ class CrisisRules:
 
     def _hit(self, rule: Rule, sent: Sequence[Token], s: int, e: int) -> Hit:
         return Hit(rule, " ".join(t.text for t in sent[s:e]), sent[s].start, sent[e - 1].end)
+
+
+# words after which «jeg» begins a clause that belongs to what came before
+_JOINS_CLAUSE = frozenset({"at", "om", "hvis", "dersom", "når", "da", "enn", "som", "der",
+                           "fordi", "selv", "sjøl", "that", "if", "whether", "when", "because",
+                           "ka", "kva", "hva", "hvorfor", "korfor", "kvifor", "why", "what"})
 
 
 def _deletes(word: str, n: int) -> set[str]:

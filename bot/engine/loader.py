@@ -218,12 +218,14 @@ def os_problem(e: OSError) -> str:
     return known.get(e.errno or 0, f"feil fra systemet ({e.errno})")
 
 
-def read_yaml(path: str, chk: FileChecker) -> Any:
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as e:
-        chk.error(1, f"kan ikke lese filen: {os_problem(e)}")
-        return None
+def read_yaml(path: str, chk: FileChecker, raw: bytes | None = None) -> Any:
+    """The file parsed (or `raw`, its bytes when they were read already)."""
+    if raw is None:
+        try:
+            raw = Path(path).read_bytes()
+        except OSError as e:
+            chk.error(1, f"kan ikke lese filen: {os_problem(e)}")
+            return None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -935,12 +937,14 @@ def _load_checklist(chk: FileChecker, doc: CommentedMap) -> Checklist | None:
     return Checklist(items=got[0], positions=got[1])
 
 
-# krise.yaml compiled, by its path and bytes and its model file's bytes: a process that loads
-# the same flows again (a reload that changed another file, `veivis chat`, the test suite)
-# need not parse and compile the crisis rules again, about half of a load. CrisisRules is
-# immutable after construction, so one compiled copy can serve every load of the same bytes.
-_CRISIS_MEMO: OrderedDict[tuple[str, bytes], tuple[Path | None, bytes | None, CrisisRules,
-                                                   tuple[Problem, ...]]] = OrderedDict()
+# krise.yaml compiled, by its path and the bytes that were parsed: a process that loads the
+# same flows again (a reload that changed another file, `veivis chat`, the test suite) need not
+# parse and compile the crisis rules again, about half of a load. CrisisRules is immutable
+# after construction, so one compiled copy can serve every load of the same bytes. A krise.yaml
+# that names a model file is not kept (the model is read while compiling; its bytes could
+# change meanwhile).
+_CRISIS_MEMO: OrderedDict[tuple[str, bytes], tuple[CrisisRules, tuple[Problem, ...]]] = \
+    OrderedDict()
 _CRISIS_MEMO_SIZE = 4
 
 
@@ -951,33 +955,17 @@ def _bytes(path: str | Path) -> bytes | None:
         return None
 
 
-def _crisis_seen(f: str) -> tuple[CrisisRules, tuple[Problem, ...]] | None:
-    """The compiled rules of this crisis file if these very bytes (and its model file's) were
-    compiled before in this process."""
-    if not _CRISIS_MEMO:
-        return None
-    raw = _bytes(f)
-    got = _CRISIS_MEMO.get((f, raw)) if raw is not None else None
-    if got is None:
-        return None
-    model_path, model_bytes, crisis, problems = got
-    if model_path is not None and _bytes(model_path) != model_bytes:
-        return None
-    return crisis, problems
-
-
-def _compile_crisis(f: str, doc: CommentedMap) -> tuple[CrisisRules, tuple[Problem, ...]]:
-    """flows/krise.yaml: the crisis rules (bot.engine.crisisrules checks them, in Norwegian)."""
-    raw = _bytes(f)
+def _compile_crisis(f: str, doc: CommentedMap, raw: bytes | None
+                    ) -> tuple[CrisisRules, tuple[Problem, ...]]:
+    """flows/krise.yaml: the crisis rules (bot.engine.crisisrules checks them, in Norwegian);
+    `raw` is what `doc` was parsed from."""
     crisis, problems = compile_file(f, doc)
-    name = doc.get("model")
-    model_path = Path(f).parent / name if isinstance(name, str) else None
-    model_bytes = _bytes(model_path) if model_path is not None else None
-    if raw is not None and _bytes(f) == raw:  # not changed while it was read
-        _CRISIS_MEMO[(f, raw)] = (model_path, model_bytes, crisis, tuple(problems))
+    got = (crisis, tuple(problems))
+    if raw is not None and "model" not in doc:
+        _CRISIS_MEMO[(f, raw)] = got
         while len(_CRISIS_MEMO) > _CRISIS_MEMO_SIZE:
             _CRISIS_MEMO.popitem(last=False)
-    return crisis, tuple(problems)
+    return got
 
 
 def _check_crisis_numbers(flows: dict[str, Flow], crisis: CrisisRules,
@@ -1016,11 +1004,12 @@ class _Loading:
         if not Path(f).exists():
             chk.error(1, "filen eller mappen finnes ikke")
             return
-        known = _crisis_seen(f)
+        raw = _bytes(f)  # read once: the memo is keyed on the very bytes that are parsed
+        known = _CRISIS_MEMO.get((f, raw)) if raw is not None else None
         if known is not None:
             self.take_crisis(chk, *known)
             return
-        doc = read_yaml(f, chk)
+        doc = read_yaml(f, chk, raw)
         if chk.failed():
             return
         if doc is None:
@@ -1042,7 +1031,7 @@ class _Loading:
                 chk.error(1, "en ordliste til; ha alle ordene i én fil")
             self.wordlist = _load_wordlist(chk, doc)
         elif "phrases" in doc:
-            self.take_crisis(chk, *_compile_crisis(f, doc))
+            self.take_crisis(chk, *_compile_crisis(f, doc, raw))
         elif "items" in doc:
             if self.checklist is not None:
                 chk.error(1, "en sjekkliste til; ha alle punktene i én fil")
