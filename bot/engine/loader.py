@@ -1037,7 +1037,7 @@ class _Loading:
                 chk.error(1, "en sjekkliste til; ha alle punktene i én fil")
             self.checklist = _load_checklist(chk, doc)
         else:
-            self.read_flow(f, chk, doc)
+            self.read_flow(f, chk, doc, raw)
 
     def take_crisis(self, chk: FileChecker, crisis: CrisisRules,
                     problems: Sequence[Problem]) -> None:
@@ -1047,8 +1047,10 @@ class _Loading:
             (chk.error if p.severity == "error" else chk.warning)(p.line, p.message)
         self.crisis = crisis
 
-    def read_flow(self, f: str, chk: FileChecker, doc: CommentedMap) -> None:
-        digest = hashlib.sha256(Path(f).read_bytes()).hexdigest()[:12]
+    def read_flow(self, f: str, chk: FileChecker, doc: CommentedMap,
+                  raw: bytes | None) -> None:
+        """One flow file; `raw` is what `doc` was parsed from (its version is their hash)."""
+        digest = hashlib.sha256(raw if raw is not None else b"").hexdigest()[:12]
         flow, extras = _load_flow(chk, doc, digest)
         if flow is None:
             return
