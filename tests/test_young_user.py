@@ -122,6 +122,37 @@ async def test_the_first_message_a_new_person_gets_is_the_welcome(new_person: Ph
     assert ("first_meeting_prep",) in answers
 
 
+@pytest.mark.parametrize("keyword", ["meny", "veileder", "start"])
+async def test_a_keyword_does_not_skip_the_welcome(new_person: Phone, flows: FlowSet,
+                                                   keyword: str) -> None:
+    """A new person who types MENY (or VEILEDER) instead of answering the welcome used to get
+    the menu, and what they then wrote went to the veileder and was kept, before they had
+    heard what is stored or said yes. Now the welcome goes on; what they asked for comes
+    after the yes."""
+    welcome, menu = flow(flows, "welcome"), flow(flows, "menu")
+    veileder = flow(flows, "message_veileder")
+    got = await new_person.type("hei")
+    assert got[0] == welcome.first.text
+    asked = got[-1]  # the welcome's first question, as the person sees it
+    got = await new_person.type(keyword)
+    assert got and got[-1] == asked  # the same question again
+    assert not any(literal(menu.first.text) in t or literal(veileder.first.text) in t
+                   for t in got)
+    got = await new_person.type("Kan vi flytte møtet til fredag?")
+    sent = await new_person.store.fetchall("SELECT text FROM outbox WHERE address = ?",
+                                           (KARI,))
+    assert sent == []  # nothing reached the veileder
+    assert await new_person.store.fetchall("SELECT count(*) FROM threads") == [(0,)]
+    kept = await new_person.store.fetchall("SELECT text FROM inbound ORDER BY id")
+    assert all(t is None for (t,) in kept)
+    # the welcome goes on from where the person is; after the yes, what they asked for
+    replies: list[str] = []
+    for t in yes_to_welcome(flows):
+        replies = await new_person.type(t)
+    target = veileder if keyword == "veileder" else menu
+    assert any(literal(target.first.text) in r for r in replies)
+
+
 async def test_a_no_to_the_welcome_means_no_survey_either(new_person: Phone,
                                                           flows: FlowSet) -> None:
     survey = flow(flows, "first_meeting_survey")

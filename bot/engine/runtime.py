@@ -369,13 +369,7 @@ def step(flows: FlowSet, state: State, event: Event, now: datetime,
     out = _Out(desk)
     if not isinstance(event, UserText):
         if isinstance(event, StartFlow):
-            if state.stopped:
-                return out.result(state)
-            if _must_introduce(flows, state, event):
-                return out.result(_introduce(flows, state, event, now, ctx, out))
-            started = _start(flows, _evolve(state, then=None), event.flow_id, now, ctx, out)
-            return out.result(_evolve(started, meeting=event.meeting) if started.flow
-                              else started)
+            return out.result(_start_flow(flows, state, event, now, ctx, out))
         return out.result(_nudge_or_expire(flows, state, event, ctx, out))
 
     text = event.text
@@ -440,6 +434,21 @@ def step(flows: FlowSet, state: State, event: Event, now: datetime,
         state = _evolve(state, version=current.version)
     after = _answer(flows, current, st, state, text, now, ctx, out)
     return out.result(_go_on(flows, after, now, ctx, out), sensitive)
+
+
+def _start_flow(flows: FlowSet, state: State, event: StartFlow, now: datetime,
+                ctx: Mapping[str, str], out: _Out) -> State:
+    if state.stopped:
+        return state
+    if _must_introduce(flows, state, event):
+        return _introduce(flows, state, event, now, ctx, out)
+    if event.preview and event.flow_id != WELCOME_FLOW and state.consent is not True:
+        # a coordinator's preview plays a person who has said yes (MENY in it is the menu,
+        # as that person would get it); previews run on a throwaway database
+        state = _evolve(state, consent=True)
+        out.effects.append(SetConsent(True))
+    started = _start(flows, _evolve(state, then=None), event.flow_id, now, ctx, out)
+    return _evolve(started, meeting=event.meeting) if started.flow else started
 
 
 def _quietly(flows: FlowSet, state: State, kw: str | None, now: datetime,
@@ -665,6 +674,8 @@ def _global(flows: FlowSet, state: State, kw: str, now: datetime, ctx: Mapping[s
     if state.stopped:
         return state
     target = {"language": LANGUAGE_FLOW, "veileder": VEILEDER_FLOW}.get(kw, MENU_FLOW)
+    if target != LANGUAGE_FLOW and state.consent is not True and flows.get(WELCOME_FLOW):
+        return _after_the_welcome(flows, state, target, now, ctx, out)
     then = None
     if target == LANGUAGE_FLOW and state.flow == LANGUAGE_FLOW:
         then = state.then
@@ -677,6 +688,26 @@ def _global(flows: FlowSet, state: State, kw: str, now: datetime, ctx: Mapping[s
         return _evolve(_idle(state), then=None)
     started = _start(flows, _evolve(_idle(state), then=then), target, now, ctx, out)
     return _evolve(started, meeting=then.meeting) if then and started.flow else started
+
+
+def _after_the_welcome(flows: FlowSet, state: State, target: str, now: datetime,
+                       ctx: Mapping[str, str], out: _Out) -> State:
+    """MENY or VEILEDER from someone who has not said yes: no flow of theirs starts before
+    they have heard what is stored and said yes. The welcome goes on (its question again) or
+    starts; what they asked for waits for the yes."""
+    later = State(flow=target)
+    welcome = flows.get(WELCOME_FLOW)
+    st = welcome.step(state.step) if welcome and state.flow == WELCOME_FLOW and state.step \
+        else None
+    if welcome is not None and st is not None and st.is_question and state.pending is None:
+        out.replies.append(_said(flows, welcome, st, state, ctx))
+        return _evolve(state, then=state.then or later, tries=0)
+    if state.flow:
+        out.effects.append(FlowEnded(state.flow, False))
+    started = _start(flows, _evolve(_idle(state), then=None), WELCOME_FLOW, now, ctx, out)
+    if started.flow is None:  # a welcome without a question: nothing to wait for
+        return _start(flows, started, target, now, ctx, out)
+    return _evolve(started, then=later)
 
 
 def _confirm_erase(flows: FlowSet, state: State, text: str, out: _Out) -> State:
