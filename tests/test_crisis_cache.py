@@ -9,7 +9,7 @@ import weakref
 from pathlib import Path
 
 from bot.engine import UserText, step
-from bot.engine.crisis import CrisisRules
+from bot.engine.crisis import CLEAR, CrisisRules
 from bot.engine.model import FlowSet
 from bot.engine.runtime import TIER_CACHE_TEXT, State, crisis_tier
 
@@ -76,3 +76,46 @@ def test_a_reader_without_weak_references_is_read_every_time() -> None:
     assert crisis_tier(r, "ja") is None and crisis_tier(r, "ja") is None
     assert r.calls == 2
 
+
+
+def test_long_words_are_not_kept_by_the_reader(flows: FlowSet) -> None:
+    """An attacker who sends long made-up words, each new, must not make the process keep
+    them: the reader's word caches held every word whole (a 4,096-letter word five times
+    over; up to ~0.9 GB with the caches full). Measured as the memory still held after the
+    messages have been read."""
+    import random
+    import tracemalloc
+
+    reader = flows.crisis
+    assert reader is not None
+    rnd = random.Random(7)
+    letters = "abcdefghijklmnoprstuvyæøå"
+    words = ["".join(rnd.choice(letters) for _ in range(3000)) for _ in range(100)]
+    reader.check("jeg vil dø")  # what every reader loads once
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for w in words:
+            assert reader.check(f"hei {w} jeg vil dø").tier == CLEAR  # still read
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept < 100_000, f"{kept:,} bytes kept after 300,000 letters of new words"
+
+
+def test_the_lemmatiser_without_its_cache_is_simplemmas() -> None:
+    """The reader calls simplemma's lemmatiser without simplemma's own word cache: every
+    word of the crisis corpus gets the same dictionary forms as from `simplemma.lemmatize`."""
+    import re
+
+    import simplemma
+
+    from bot.engine.crisis import _lemmatiser
+
+    words = sorted({w for t in corpus() for w in re.findall(r"\w+", t.lower())})
+    assert len(words) > 1000
+    for lang in ("nb", "nn", "en"):
+        assert [_lemmatiser().lemmatize(w, lang) for w in words] == [
+            simplemma.lemmatize(w, lang=lang) for w in words]

@@ -59,9 +59,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import Any, TypeVar
 
 from .crisismodel import NgramModel
 from .model import Pos
@@ -137,17 +138,36 @@ class Lexicon:
     langs: tuple[str, ...] = ("nb", "nn", "en")
 
     def lemmas(self, word: str) -> tuple[str, ...]:
-        return _lemmas(word, self.langs) if self.lemmatise else ()
+        if not self.lemmatise:
+            return ()
+        return (_lemmas if len(word) <= KEPT_WORD else _lemmas.__wrapped__)(word, self.langs)
 
     def known(self, word: str, langs: tuple[str, ...] | None = None) -> bool:
-        return _known(word, self.langs if langs is None else langs)
+        return (_known if len(word) <= KEPT_WORD else _known.__wrapped__)(
+            word, self.langs if langs is None else langs)
+
+
+# what the reader works out for a word is kept for the next message only for words of at most
+# this many letters (Norwegian's long compounds are 30-40): a longer one is worked out again
+# each time, so nobody can fill the caches with long made-up words
+KEPT_WORD = 48
+
+
+@lru_cache(maxsize=1)
+def _lemmatiser() -> Any:
+    """simplemma's lemmatiser as `simplemma.lemmatize` uses it, but without its own cache of
+    every word it was given (65,536 words of any length): `_lemmas` keeps what is worth
+    keeping."""
+    from simplemma import Lemmatizer  # loaded on first use: its dictionaries take a moment
+    from simplemma.strategies import DefaultStrategy
+
+    return Lemmatizer(cache_max_size=0, lemmatization_strategy=DefaultStrategy(greedy=False))
 
 
 @lru_cache(maxsize=65536)
 def _lemmas(word: str, langs: tuple[str, ...]) -> tuple[str, ...]:
-    import simplemma  # loaded on first use: its dictionaries take a moment to read
-
-    return tuple({simplemma.lemmatize(word, lang=lang) for lang in langs} - {word})
+    lemmatise = _lemmatiser().lemmatize
+    return tuple({lemmatise(word, lang) for lang in langs} - {word})
 
 
 @lru_cache(maxsize=65536)
@@ -155,6 +175,16 @@ def _known(word: str, langs: tuple[str, ...]) -> bool:
     import simplemma
 
     return any(simplemma.is_known(word, lang=lang) for lang in langs)
+
+
+_R = TypeVar("_R")
+
+
+def _kept(cached: Callable[..., _R], fresh: Callable[..., _R]) -> Callable[..., _R]:
+    """`cached` for a word of at most KEPT_WORD letters (the first argument), else `fresh`."""
+    def call(word: str, *rest: Any) -> _R:
+        return cached(word, *rest) if len(word) <= KEPT_WORD else fresh(word, *rest)
+    return call
 
 
 @dataclass(slots=True)
@@ -318,14 +348,15 @@ class CrisisRules:
             first = rule.elems[rule.anchor]
             assert isinstance(first, Word)
             self._by_first.setdefault(first.id, []).append((n, rule))
-        self._token_elems = lru_cache(maxsize=65536)(self._elems_of)
-        self._in_group = lru_cache(maxsize=65536)(self._text_in_group)
+        self._token_elems = _kept(lru_cache(maxsize=65536)(self._elems_of), self._elems_of)
+        self._in_group = _kept(lru_cache(maxsize=65536)(self._text_in_group),
+                               self._text_in_group)
         self._anchors = {id(r): r.anchor for r in self.rules}
         self._joins: dict[str, int] = {}  # word -> where it splits in two (0: it does not)
         self._join_heads = frozenset().union(*(self._group_sets.get(g, frozenset())
                                                for g in (SELF, NEGATION))) | frozenset(
             {"vil", "skal", "ska", "har", "kan", "orker", "bare", "berre"})
-        self._nordic_elems = lru_cache(maxsize=4096)(self._corrected)
+        self._nordic_elems = _kept(lru_cache(maxsize=4096)(self._corrected), self._corrected)
 
     def _index_spelling(self) -> None:
         """Spelling: every rule word (and word beginning) under each of its forms with one or
@@ -522,7 +553,7 @@ class CrisisRules:
                     if word[:k] in self._join_heads and self._token_elems(word[k:]):
                         cut = k
                         break
-            if len(self._joins) < 65536:
+            if len(self._joins) < 65536 and len(word) <= KEPT_WORD:
                 self._joins[word] = cut
         if not cut:
             return whole
