@@ -386,6 +386,7 @@ words:
   mer: [mer]
   fyll: [nå]
   ny_setning: [og]
+  bisetning: [at]
   dø: [dø]
   tom: []
 phrases:
@@ -411,16 +412,16 @@ def test_mistakes_in_krise_yaml_are_told_in_norwegian_at_their_line(tmp_path: Pa
     report = load([folder])
     got = {(d.line, d.severity): d.message for d in report.diagnostics
            if d.path.endswith("krise.yaml")}
-    assert "ordgruppen «tom» må være en liste med ord" in got[13, "error"]
-    assert "ukjent ordgruppe {døø} – mente du {dø}?" in got[15, "error"]
-    assert "«...» kan ikke stå først eller sist" in got[16, "error"]
-    assert "«*» kan bare stå først eller sist i et ord" in got[17, "error"]
-    assert "to «...» etter hverandre" in got[18, "error"]
-    assert "«$» må stå alene" in got[19, "error"]
-    assert "står to ganger" in got[21, "warning"]
-    assert "alle ordene står i [klammer]" in got[23, "error"]
-    assert "brukes bare under «not»" in got[25, "error"]
-    assert "ukjent nøkkel «ekstra»" in got[26, "error"]
+    assert "ordgruppen «tom» må være en liste med ord" in got[14, "error"]
+    assert "ukjent ordgruppe {døø} – mente du {dø}?" in got[16, "error"]
+    assert "«...» kan ikke stå først eller sist" in got[17, "error"]
+    assert "«*» kan bare stå først eller sist i et ord" in got[18, "error"]
+    assert "to «...» etter hverandre" in got[19, "error"]
+    assert "«$» må stå alene" in got[20, "error"]
+    assert "står to ganger" in got[22, "warning"]
+    assert "alle ordene står i [klammer]" in got[24, "error"]
+    assert "brukes bare under «not»" in got[26, "error"]
+    assert "ukjent nøkkel «ekstra»" in got[27, "error"]
     assert report.errors
     lines = [str(d) for d in report.errors if d.path.endswith("krise.yaml")]
     assert all(line.startswith(f"{folder / 'krise.yaml'}:") for line in lines)
@@ -465,6 +466,7 @@ words:
   mer: [mer]
   fyll: [nå, altså, bare]
   ny_setning: [og, men]
+  bisetning: [at, om]
   tung: [dø, tau]
   nød: [håpløst, ensom]
 spellings:
@@ -528,9 +530,9 @@ def test_mistakes_in_spellings_are_told_at_their_line(tmp_path: Path) -> None:
     report = load([folder])
     got = {(d.line, d.severity): d.message for d in report.diagnostics
            if d.path.endswith("krise.yaml")}
-    assert "«itj» står både under «ikke» (linje 15) og under «jeg»" in got[17, "error"]
-    assert "«hjemme» må ha en liste med skrivemåter" in got[18, "error"]
-    assert "skriv ett ord foran kolon" in got[19, "error"]
+    assert "«itj» står både under «ikke» (linje 16) og under «jeg»" in got[18, "error"]
+    assert "«hjemme» må ha en liste med skrivemåter" in got[19, "error"]
+    assert "skriv ett ord foran kolon" in got[20, "error"]
 
 
 def test_a_filler_word_may_stand_between_the_words_of_a_rule(tmp_path: Path) -> None:
@@ -538,6 +540,14 @@ def test_a_filler_word_may_stand_between_the_words_of_a_rule(tmp_path: Path) -> 
     assert crisis.matches("det er ingen vits altså å leve")
     assert crisis.matches("ingen vits bare å leve")
     assert not crisis.matches("ingen vits i å leve")  # «i» is no filler word here
+
+
+def test_the_words_that_join_a_clause_are_the_coordinators(tmp_path: Path) -> None:
+    """`bisetning` in krise.yaml: after one of its words a «jeg» starts no new clause, so the
+    «ikke» before it still counts; the list is read from the file, not from the code."""
+    assert not own_rules(tmp_path / "a").crisis.matches("ikke at jeg vil dø")
+    without = OWN.replace("  bisetning: [at, om]\n", "  bisetning: [om]\n")
+    assert own_rules(tmp_path / "b", without).crisis.matches("ikke at jeg vil dø")
 
 
 def test_words_written_without_norwegian_letters_and_emoji_at_the_end(tmp_path: Path

@@ -86,7 +86,8 @@ KNOW = "vet"  # vet, skjønner ...: «vet ikke» is no negation of what follows
 MORE = "mer"  # mer, lenger ...: «ikke mer» is no negation of what follows
 FILLER = "fyll"  # nå, altså, ass ...: may stand after `$`
 CLAUSE = "ny_setning"  # og, men, jeg ...: a new clause starts here (for `$` and look-backs)
-REQUIRED_GROUPS = (NEGATION, OTHERS, PEOPLE, SELF, KNOW, MORE, FILLER, CLAUSE)
+JOINED = "bisetning"  # at, om, fordi ...: a «jeg» right after one starts no new clause
+REQUIRED_GROUPS = (NEGATION, OTHERS, PEOPLE, SELF, KNOW, MORE, FILLER, CLAUSE, JOINED)
 WISH = "vil"  # vil, lyst, tenkt ... (a rule group): does not use up the negation look-back
 _LIGHT = frozenset({"på", "pa", "å", "a", "om", "til", "te", "to", "about", "of"})
 
@@ -779,9 +780,9 @@ class CrisisRules:
         """Whether the writer's «jeg» at j starts a new clause with no punctuation before it
         («jeg orker ikke jeg vil dø»): not after a word that joins it to what came before
         («ikke sånn at jeg …», «vet ikke om jeg …») nor in «ikke jeg som …»."""
-        before = sent[j - 1].text if j > 0 else ""
         after = sent[j + 1].text if j + 1 < len(sent) else ""
-        return before not in _JOINS_CLAUSE and after not in ("som", "who", "that")
+        return not (j > 0 and self.in_group(sent[j - 1], JOINED)) and \
+            after not in ("som", "who", "that")
 
     def _why_not(self, rule: Rule, sent: Sequence[Token], s: int, e: int) -> str | None:
         """Why a match does not count, or None when it does."""
@@ -858,11 +859,6 @@ class CrisisRules:
 
 
 # words after which «jeg» begins a clause that belongs to what came before
-_JOINS_CLAUSE = frozenset({"at", "om", "hvis", "dersom", "når", "da", "enn", "som", "der",
-                           "fordi", "selv", "sjøl", "that", "if", "whether", "when", "because",
-                           "ka", "kva", "hva", "hvorfor", "korfor", "kvifor", "why", "what"})
-
-
 def _deletes(word: str, n: int) -> set[str]:
     """The word with up to n letters left out."""
     out, frontier = {word}, {word}
