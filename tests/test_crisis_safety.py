@@ -550,6 +550,22 @@ def test_the_words_that_join_a_clause_are_the_coordinators(tmp_path: Path) -> No
     assert own_rules(tmp_path / "b", without).crisis.matches("ikke at jeg vil dø")
 
 
+def test_a_krise_yaml_from_before_bisetning_still_loads(tmp_path: Path) -> None:
+    """An operator's own flows folder from an older version has no `bisetning`: the flows
+    still load (a warning at `words`, saying which words are used meanwhile), and the reader
+    reads as before."""
+    older = OWN.replace("  bisetning: [at, om]\n", "")
+    folder = copy_flows(tmp_path)
+    (folder / "krise.yaml").write_text(older, encoding="utf-8")
+    report = load([folder])
+    assert report.flowset is not None and not report.errors
+    warned = [d for d in report.warnings if d.path.endswith("krise.yaml")]
+    assert any("«bisetning» mangler" in d.message and d.line == 3 for d in warned)
+    assert report.flowset.crisis is not None
+    assert not report.flowset.crisis.matches("ikke at jeg vil dø")
+    assert report.flowset.crisis.matches("jeg orker ikke jeg vil dø")
+
+
 def test_words_written_without_norwegian_letters_and_emoji_at_the_end(tmp_path: Path
                                                                       ) -> None:
     crisis = own_rules(tmp_path).crisis

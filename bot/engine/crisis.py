@@ -88,6 +88,10 @@ FILLER = "fyll"  # nå, altså, ass ...: may stand after `$`
 CLAUSE = "ny_setning"  # og, men, jeg ...: a new clause starts here (for `$` and look-backs)
 JOINED = "bisetning"  # at, om, fordi ...: a «jeg» right after one starts no new clause
 REQUIRED_GROUPS = (NEGATION, OTHERS, PEOPLE, SELF, KNOW, MORE, FILLER, CLAUSE, JOINED)
+# groups a krise.yaml from before they were added may lack: read as these, with a warning
+ADDED_GROUPS = {JOINED: ("at", "om", "hvis", "dersom", "når", "da", "enn", "som", "der",
+                         "fordi", "selv", "sjøl", "that", "if", "whether", "when", "because",
+                         "ka", "kva", "hva", "hvorfor", "korfor", "kvifor", "why", "what")}
 WISH = "vil"  # vil, lyst, tenkt ... (a rule group): does not use up the negation look-back
 _LIGHT = frozenset({"på", "pa", "å", "a", "om", "til", "te", "to", "about", "of"})
 

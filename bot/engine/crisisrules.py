@@ -17,6 +17,7 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from .crisis import (
+    ADDED_GROUPS,
     END,
     GAP,
     NEGATION,
@@ -348,7 +349,12 @@ def _word_groups(c: _Compiler, doc: CommentedMap) -> None:
                     continue
                 c.groups[name] = ([str(x).strip().casefold() for x in v], nline)
     for g in REQUIRED_GROUPS:
-        if g not in c.groups:
+        if g not in c.groups and g in ADDED_GROUPS:
+            line = _line_of_key(doc, "words") if "words" in doc else 1
+            c.groups[g] = (list(ADDED_GROUPS[g]), line)
+            c.warning(line, f"ordgruppen «{g}» mangler under «words» (den er ny); Veivis bruker "
+                            f"disse ordene til du legger den til: {', '.join(ADDED_GROUPS[g])}")
+        elif g not in c.groups:
             c.error(_line_of_key(doc, "words") if "words" in doc else 1,
                     f"ordgruppen «{g}» mangler under «words»; Veivis trenger den for å lese "
                     "meldingene riktig")
