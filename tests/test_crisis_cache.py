@@ -90,8 +90,8 @@ def test_long_words_are_not_kept_by_the_reader(flows: FlowSet) -> None:
     assert reader is not None
     rnd = random.Random(7)
     letters = "abcdefghijklmnoprstuvyæøå"
-    words = ["".join(rnd.choice(letters) for _ in range(3000)) for _ in range(100)]
-    reader.check("jeg vil dø")  # what every reader loads once
+    words = ["".join(rnd.choice(letters) for _ in range(3000)) for _ in range(101)]
+    reader.check(f"hei {words.pop()} jeg vil dø")  # what a reader loads once, on first use
     gc.collect()
     tracemalloc.start()
     try:
