@@ -16,6 +16,11 @@ session-wide ones included) with an audit hook (PEP 578) notes what reads them:
 The unit is the test module: one reading test makes its whole module run again (a value one
 test read may be kept for the next), and so does importing a test module that reads.
 
+Under pytest-xdist each worker process sees only the tests it ran: every worker appends what it
+saw to a file in a folder the controller made (TESTS_SHIPPED_SHARE, inherited by them),
+and the guide test, the last test of the run, waits for the other workers to finish and
+merges their files (`wait_for_the_others`, `independent`).
+
 The selection refuses (every test runs again) when the checkout's code read anything before
 the first test (the runner's own processes, such as pytest-xdist asking `uname`, do not count),
 or by the module-level code of anything but a test module (a helper's, or a bot module's on
@@ -26,8 +31,12 @@ that there is none.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import sys
+import tempfile
+import time
 import types
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -155,6 +164,76 @@ class _Running:
         _now.pop()
 
 
+SHARE = "TESTS_SHIPPED_SHARE"  # where the workers write (no VEIVIS_ name: veivis warns of those)
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+_written: dict[str, set[str]] = {"ran": set(), "readers": set(), "unattributed": set()}
+_made = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # a new folder for each run (a clone's run too)
+        os.environ[SHARE] = tempfile.mkdtemp(prefix="veivis-shipped-")  # workers inherit it
+        config.stash[_made] = os.environ[SHARE]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    made = config.stash.get(_made, None)
+    if made is not None:
+        shutil.rmtree(made, ignore_errors=True)
+        os.environ.pop(SHARE, None)
+
+
+def _save(done: bool = False) -> None:
+    """A worker appends what is new since last time (one JSON line) to its file."""
+    share = os.environ.get(SHARE)
+    if not _WORKER or not share:
+        return
+    now = {"ran": ran, "readers": readers, "unattributed": unattributed}
+    line: dict[str, Any] = {k: sorted(v - _written[k]) for k, v in now.items()}
+    for k, v in now.items():
+        _written[k] |= v
+    line["done"] = done
+    with open(os.path.join(share, _WORKER + ".jsonl"), "a", encoding="utf-8") as f:
+        f.write(json.dumps(line) + "\n")
+
+
+def _theirs() -> tuple[dict[str, set[str]], set[str]]:
+    """What the other workers wrote so far, and which of them are done."""
+    merged: dict[str, set[str]] = {"ran": set(), "readers": set(), "unattributed": set()}
+    done: set[str] = set()
+    share = os.environ.get(SHARE)
+    if not _WORKER or not share or not os.path.isdir(share):
+        return merged, done
+    for name in os.listdir(share):
+        worker = name.removesuffix(".jsonl")
+        if worker == _WORKER or not name.endswith(".jsonl"):
+            continue
+        with open(os.path.join(share, name), encoding="utf-8") as f:
+            for raw in f:
+                if not raw.endswith("\n"):
+                    break  # a line still being written
+                line = json.loads(raw)
+                for k in merged:
+                    merged[k].update(line[k])
+                if line["done"]:
+                    done.add(worker)
+    return merged, done
+
+
+def wait_for_the_others(timeout: float = 1500) -> None:
+    """Under xdist: until every other worker has finished its tests (the guide test is the
+    last unit of work, so they get no more). A worker that never finishes (it crashed) fails
+    the guide test at the timeout instead of hanging the run."""
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if not _WORKER or count <= 1:
+        return
+    end = time.monotonic() + timeout
+    while len(_theirs()[1]) < count - 1:
+        if time.monotonic() > end:
+            raise TimeoutError(f"the other test workers did not finish in {timeout:.0f} s")
+        time.sleep(0.2)  # a barrier between processes, not a timing assumption
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
     with _Running(item.nodeid):
@@ -162,6 +241,11 @@ def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
             return (yield)
         finally:
             ran.add(item.nodeid)
+            _save()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    _save(done=True)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -198,10 +282,13 @@ def _imports(item: pytest.Item) -> set[str]:
     return out
 
 
-def reading_modules(items: Sequence[pytest.Item]) -> set[str]:
-    """The test modules that read the shipped files (or may have)."""
-    fixtures = {r.removeprefix("fixture:") for r in readers if r.startswith("fixture:")}
-    reading = {r.removeprefix("module:").split("::", 1)[0] for r in readers
+def reading_modules(items: Sequence[pytest.Item],
+                    seen: set[str] | None = None) -> set[str]:
+    """The test modules that read the shipped files (or may have): `seen` is what read them
+    (this process's `readers` unless given)."""
+    seen = readers if seen is None else seen
+    fixtures = {r.removeprefix("fixture:") for r in seen if r.startswith("fixture:")}
+    reading = {r.removeprefix("module:").split("::", 1)[0] for r in seen
                if not r.startswith("fixture:")}
     reading |= {_module_of(i) for i in items if fixtures & set(getattr(i, "fixturenames", ()))}
     edges = {(_module_of(i), dep) for i in items for dep in _imports(i)}
@@ -216,7 +303,9 @@ def independent(items: Sequence[pytest.Item]) -> list[str]:
     """The tests that ran in this session, in modules that read nothing shipped: the ones a
     clone that differs only in flows/ and messages/ need not run again. Empty if anything
     shipped was read where it cannot be told who used it (the selection is refused then)."""
-    if unattributed:
+    theirs, _ = _theirs()  # under xdist: what the other workers saw too
+    if unattributed or theirs["unattributed"]:
         return []
-    reading = reading_modules(items)
-    return [i.nodeid for i in items if i.nodeid in ran and _module_of(i) not in reading]
+    reading = reading_modules(items, readers | theirs["readers"])
+    done = ran | theirs["ran"]
+    return [i.nodeid for i in items if i.nodeid in done and _module_of(i) not in reading]

@@ -29,7 +29,7 @@ from bot.engine.model import Flow
 from bot.engine.templates import COUNT, NUMBER, render
 
 from .conftest import GUIDE_SKIP, ROOT
-from .shipped import independent
+from .shipped import independent, wait_for_the_others
 
 INSIDE = "VEIVIS_GUIDE_CLONE"  # set in the clone's run: this test must not run there again
 SURVEY = "first_meeting_survey"
@@ -258,6 +258,7 @@ def test_the_coordinators_guide_followed_in_a_fresh_clone(tmp_path: Path,
     # and the clone's test suite: every test that read the shipped flows or messages in this
     # run (or started a process that may have), and every test that did not run here; the
     # others run the same code on the same files in the clone (tests/shipped.py)
+    wait_for_the_others()  # under pytest-xdist: the other workers' tests count too
     skip = independent(request.session.items)
     (tmp_path / "skip.txt").write_text("\n".join(skip), encoding="utf-8")
     env = {**c.env, "PYTHONPATH": str(root), GUIDE_SKIP: str(tmp_path / "skip.txt")}

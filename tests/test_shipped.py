@@ -4,6 +4,7 @@ coordinator's clone; what a helper module reads at import refuses the selection.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -146,3 +147,28 @@ def test_no_test_helper_keeps_values_between_tests() -> None:
             continue
         text = f.read_text(encoding="utf-8")
         assert not re.search(r"lru_cache|functools\.cache|@cache\b|@cached_property", text), f
+
+
+def test_under_xdist_the_other_workers_records_count_too(
+        watched: set[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each pytest-xdist worker sees only its own tests: the guide test merges what the other
+    workers wrote, waits until they are done, and refuses the selection when one of them
+    saw a read it could not attribute."""
+    monkeypatch.setattr(shipped, "_WORKER", "gw0")
+    monkeypatch.setenv(shipped.SHARE, str(tmp_path))
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
+    theirs = tmp_path / "gw1.jsonl"
+    line = {"ran": ["tests/test_x.py::t"], "readers": ["tests/test_x.py::t"],
+            "unattributed": [], "done": False}
+    theirs.write_text(json.dumps(line) + "\n" + '{"ran": ["half', encoding="utf-8")
+    merged, done = shipped._theirs()
+    assert merged["readers"] == {"tests/test_x.py::t"} and not done  # half a line: not yet
+    with pytest.raises(TimeoutError):
+        shipped.wait_for_the_others(timeout=0)  # gw1 has not finished
+    theirs.write_text(json.dumps({**line, "done": True}) + "\n", encoding="utf-8")
+    shipped.wait_for_the_others(timeout=0)
+    assert "tests/test_x.py" in shipped.reading_modules([], shipped._theirs()[0]["readers"])
+    with theirs.open("a", encoding="utf-8") as f:
+        f.write(json.dumps({**line, "ran": [], "unattributed": ["open"]}) + "\n")
+    assert shipped.independent([]) == []
+    assert shipped._theirs()[0]["unattributed"] == {"open"}
