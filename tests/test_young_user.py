@@ -153,6 +153,18 @@ async def test_a_keyword_does_not_skip_the_welcome(new_person: Phone, flows: Flo
     assert any(literal(target.first.text) in r for r in replies)
 
 
+async def test_a_keyword_before_the_yes_keeps_the_preparation_waiting(new_person: Phone,
+                                                                      flows: FlowSet) -> None:
+    """The preparation waits for the welcome's yes; MENY meanwhile does not push it out."""
+    prep = flow(flows, "first_meeting_prep")
+    got = await new_person.wait(timedelta(minutes=5))  # the welcome, for the preparation
+    await new_person.type("meny")
+    replies: list[str] = []
+    for t in yes_to_welcome(flows):
+        replies = await new_person.type(t)
+    assert any(literal(prep.first.text) in r for r in replies), (got, replies)
+
+
 async def test_a_no_to_the_welcome_means_no_survey_either(new_person: Phone,
                                                           flows: FlowSet) -> None:
     survey = flow(flows, "first_meeting_survey")

@@ -862,7 +862,6 @@ class CrisisRules:
         return Hit(rule, " ".join(t.text for t in sent[s:e]), sent[s].start, sent[e - 1].end)
 
 
-# words after which «jeg» begins a clause that belongs to what came before
 def _deletes(word: str, n: int) -> set[str]:
     """The word with up to n letters left out."""
     out, frontier = {word}, {word}

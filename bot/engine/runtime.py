@@ -695,13 +695,14 @@ def _after_the_welcome(flows: FlowSet, state: State, target: str, now: datetime,
     """MENY or VEILEDER from someone who has not said yes: no flow of theirs starts before
     they have heard what is stored and said yes. The welcome goes on (its question again) or
     starts; what they asked for waits for the yes."""
-    later = State(flow=target)
+    waiting = state.then if state.then is not None and state.then.step is None else None
+    later = waiting or State(flow=target)  # a flow the service started waits first
     welcome = flows.get(WELCOME_FLOW)
     st = welcome.step(state.step) if welcome and state.flow == WELCOME_FLOW and state.step \
         else None
     if welcome is not None and st is not None and st.is_question and state.pending is None:
         out.replies.append(_said(flows, welcome, st, state, ctx))
-        return _evolve(state, then=state.then or later, tries=0)
+        return _evolve(state, then=later, tries=0)
     if state.flow:
         out.effects.append(FlowEnded(state.flow, False))
     started = _start(flows, _evolve(_idle(state), then=None), WELCOME_FLOW, now, ctx, out)
