@@ -31,7 +31,6 @@ from bot.app.demo import DEMO_USER_PHONE, seed_demo
 from bot.app.flowcmds import add_parsers as add_flows_parsers
 from bot.app.flowcmds import load_flows_or_explain, print_diagnostics
 from bot.app.logs import setup_logging
-from bot.app.server import StartError, flows_for, serve
 from bot.app.settings import (
     DatabaseFileError,
     Settings,
@@ -43,8 +42,7 @@ from bot.app.settings import (
     load_settings,
     open_store,
 )
-from bot.channels import telegram as T
-from bot.channels.base import plain_text
+from bot.channels.base import INVITE_DAYS, plain_text
 from bot.channels.console import CHANNEL as CONSOLE
 from bot.channels.console import ConsoleSender
 from bot.engine.language import sms_segments
@@ -247,6 +245,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if args.show:
         print("\n".join(settings.describe()))
     problems = settings.problems()
+    from bot.app.server import StartError, flows_for  # the web server's libraries: only here
+
     try:
         flows_for(settings)
     except StartError as e:
@@ -272,6 +272,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if settings is None:
         return 1
+    from bot.app.server import StartError, serve  # the web server's libraries: only here
+
     try:
         return asyncio.run(serve(settings))
     except StartError as e:
@@ -280,6 +282,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 async def _invite(args: argparse.Namespace) -> int:
+    from bot.channels import telegram as T  # python-telegram-bot: only here
+
     settings = _settings(args)
     if settings is None:
         return 1
@@ -533,7 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
     cc.set_defaults(func=cmd_check_config)
     inv = sub.add_parser("invite", help="print a single-use Telegram link for a user")
     inv.add_argument("phone", help="the user's phone number")
-    inv.add_argument("--days", type=int, default=T.INVITE_DAYS, help="days the link works")
+    inv.add_argument("--days", type=int, default=INVITE_DAYS, help="days the link works")
     inv.add_argument("--db", help="the database (default: VEIVIS_DB in the settings)")
     inv.add_argument("--settings", default=argparse.SUPPRESS, help=SETTINGS_HELP)
     inv.set_defaults(func=lambda a: asyncio.run(_invite(a)))

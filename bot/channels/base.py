@@ -9,11 +9,8 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl
-
-from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 
 from ..delivery.sender import Transport
 from ..engine.model import FlowSet
@@ -22,6 +19,11 @@ from ..service.clock import Clock
 from ..service.pipeline import Pipeline
 from ..store import Store
 from ..timing.planner import OSLO
+
+if TYPE_CHECKING:  # the web server's library, loaded by the server, not by every command
+    from aiohttp import web
+
+INVITE_DAYS = 7  # how long a Telegram invite link works, unless the command says otherwise
 
 
 class StartError(Exception):
@@ -148,6 +150,8 @@ async def read_json(request: web.Request) -> dict[str, Any] | None:
 async def _body(request: web.Request) -> bytes | None:
     """The whole body (at most the app's client_max_size: more is a 413), or None when the
     bytes on the wire are not a valid HTTP body (a broken chunked encoding)."""
+    from aiohttp.http_exceptions import HttpProcessingError  # loaded by the server already
+
     try:
         return await request.read()
     except HttpProcessingError:

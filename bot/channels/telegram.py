@@ -37,7 +37,7 @@ from ..engine.runtime import stranger_crisis, system_text
 from ..phone import mask_address
 from ..service.pipeline import FlowRequest, Inbound
 from ..store import OutboxItem, Store
-from .base import Hub, StartError, oslo_day, read_json, reply_once
+from .base import INVITE_DAYS, Hub, StartError, oslo_day, read_json, reply_once
 
 if TYPE_CHECKING:
     from ..app.settings import Settings
@@ -53,7 +53,6 @@ WEBHOOK_PATH = "/telegram"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 MAX_TEXT = 4096  # Telegram's limit for one message
 ALLOWED_UPDATES = ["message", "my_chat_member"]
-INVITE_DAYS = 7
 
 
 def make_bot(token: str, api_url: str = "https://api.telegram.org",

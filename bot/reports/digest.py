@@ -8,15 +8,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
-from telegram import Bot, InputFile
 
 from bot.engine.model import FlowSet
 from bot.reports.formats import html
 from bot.reports.report import AnonRow, Period, Report, build, last_finished, period_of
 from bot.store.protocol import Database
+
+if TYPE_CHECKING:  # python-telegram-bot: loaded by the server, not by every command
+    from telegram import Bot
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,8 @@ class DigestJob:
             (self.folder / name).write_text(page, encoding="utf-8")
         if self.bot is not None and self.chat_id:
             await self.bot.send_message(self.chat_id, "\n".join([rep.title, "", *rep.summary]))
+            from telegram import InputFile
+
             await self.bot.send_document(self.chat_id, InputFile(page.encode(), filename=name),
                                          caption="Hele rapporten. Åpne filen i nettleseren.")
         told = (f"Veivis: rapporten for ressursgruppa er klar ({period.label()}). "
