@@ -153,6 +153,23 @@ async def test_a_keyword_does_not_skip_the_welcome(new_person: Phone, flows: Flo
     assert any(literal(target.first.text) in r for r in replies)
 
 
+async def test_after_a_no_and_start_a_keyword_still_waits_for_a_yes(new_person: Phone,
+                                                                    flows: FlowSet) -> None:
+    """«nei» to the welcome, START, then VEILEDER and a message: it had reached the veileder
+    (found by trying every path from outside); now the welcome comes again first."""
+    await new_person.type("hei")
+    typed = yes_to_welcome(flows)
+    for t in typed[:-1]:
+        await new_person.type(t)
+    await new_person.type("nei")
+    await new_person.type("start")
+    await new_person.type("veileder")
+    await new_person.type("Kan du ringe meg?")
+    assert await new_person.store.fetchall("SELECT text FROM outbox WHERE address = ?",
+                                           (KARI,)) == []
+    assert await new_person.store.fetchall("SELECT count(*) FROM threads") == [(0,)]
+
+
 async def test_a_keyword_before_the_yes_keeps_the_preparation_waiting(new_person: Phone,
                                                                       flows: FlowSet) -> None:
     """The preparation waits for the welcome's yes; MENY meanwhile does not push it out."""
